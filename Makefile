@@ -1,0 +1,44 @@
+# funnelmodels — `make help` lists the targets.
+# The environment lives in .venv/ and is built from the pinned lock (requirements.lock);
+# every target that needs it creates it first when it is missing or older than the lock.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := $(shell sed -n 's/^uv==\([0-9.]*\).*/\1/p' requirements.lock | head -n 1)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help env demo test lint lab lock clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/python -m uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+env: $(STAMP) ## create .venv/ from the lock (done by every target that needs it)
+
+demo: $(STAMP) ## generate the demo data and validate it (data/demo/)
+	$(BIN)/funnelmodels demo
+
+test: $(STAMP) ## run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy
+	$(BIN)/ruff check funnelmodels tests
+	$(BIN)/mypy
+
+lab: $(STAMP) ## open the notebooks in JupyterLab
+	$(BIN)/jupyter lab notebooks/
+
+lock: ## re-resolve requirements.lock from pyproject.toml (needs .venv)
+	$(BIN)/python -m uv pip compile pyproject.toml --extra dev --python-version 3.11 --universal -o requirements.lock
+
+clean: ## remove the environment and generated data (keeps reports/)
+	rm -rf $(VENV) data/demo

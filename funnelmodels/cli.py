@@ -1,0 +1,193 @@
+"""The ``funnelmodels`` command line: one command per job, an exit code, files on disk.
+
+Exit codes: 0 success; 1 the data, configuration or a run failed (the message
+says what and where); 2 the command line itself is wrong. Heavy libraries are
+imported inside the commands that need them, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from funnelmodels.errors import FunnelModelsError
+
+__all__ = ["main"]
+
+DEMO_DIR = Path("data") / "demo"
+DEMO_CUSTOMERS = 5_000
+DEMO_SEED = 42
+
+
+class _Progress:
+    """Timed progress lines on stderr, so stdout stays clean for results."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, received {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="funnelmodels",
+        description="Sales-funnel models and reports: stage conversion, satisfaction, sales performance.",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    gen = commands.add_parser(
+        "generate",
+        help="write a synthetic dataset with ground truth",
+        description="Write a reproducible synthetic dataset (four tables plus ground_truth/) into a folder. "
+        "The same seed gives byte-identical files.",
+    )
+    gen.add_argument(
+        "--customers", type=_positive_int, default=DEMO_CUSTOMERS, help="number of customers (default %(default)s)"
+    )
+    gen.add_argument("--seed", type=int, default=DEMO_SEED, help="random seed (default %(default)s)")
+    gen.add_argument("--out", type=Path, required=True, help="output folder (replaced only when generation succeeds)")
+    gen.add_argument(
+        "--format", choices=("parquet", "csv"), default="parquet", help="file format (default %(default)s)"
+    )
+    gen.set_defaults(run=_cmd_generate)
+
+    val = commands.add_parser(
+        "validate",
+        help="check a dataset against the data contract",
+        description="Load every table of DATA (a folder or a funnel.toml), check every rule and print a summary. "
+        "Exits 1 and lists every problem when the data breaks the contract.",
+    )
+    val.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
+    val.add_argument("--json", action="store_true", help="print the summary as JSON")
+    val.set_defaults(run=_cmd_validate)
+
+    demo = commands.add_parser(
+        "demo",
+        help="generate the demo dataset and validate it",
+        description=f"Generate the synthetic demo dataset into {DEMO_DIR} (if absent) and validate it.",
+    )
+    demo.add_argument("--out", type=Path, default=DEMO_DIR, help="demo data folder (default %(default)s)")
+    demo.add_argument("--force", action="store_true", help="regenerate even if the folder exists")
+    demo.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    progress = _Progress(quiet=args.quiet)
+    run: Callable[[argparse.Namespace, _Progress], int] = args.run
+    try:
+        return run(args, progress)
+    except FunnelModelsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc} ({exc.filename or 'no file name'})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _generate_into(out: Path, *, customers: int, seed: int, fmt: str, progress: _Progress) -> Any:
+    from funnelmodels.data.synthetic import generate_dataset, oracle_auc, write_dataset
+
+    data = generate_dataset(customers, seed=seed, progress=progress)
+    progress(f"writing {fmt} files to {out}")
+    # Write beside the target and swap at the end: a failed run leaves the old folder intact.
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        write_dataset(data, staging, fmt=fmt)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _replace_dir(staging, out)
+    return data, oracle_auc(data.ground_truth["conversion"])
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _cmd_generate(args: argparse.Namespace, progress: _Progress) -> int:
+    data, auc = _generate_into(args.out, customers=args.customers, seed=args.seed, fmt=args.format, progress=progress)
+    _print_generated(data, auc, args.out)
+    return 0
+
+
+def _print_generated(data: Any, auc: dict[str, float], out: Path) -> None:
+    print(f"wrote {out}/")
+    for name, frame in data.tables().items():
+        print(f"  {name:<13} {frame.height:>11,} rows")
+    print("  ground_truth/ conversion, satisfaction, coefficients.json")
+    print("true per-stage ROC AUC (the best any model can do): " + ", ".join(f"{k} {v:.3f}" for k, v in auc.items()))
+
+
+def _cmd_validate(args: argparse.Namespace, progress: _Progress) -> int:
+    from funnelmodels.data.io import load_dataset
+    from funnelmodels.data.validate import dataset_summary
+
+    progress(f"loading {args.data}")
+    dataset = load_dataset(args.data)
+    summary = dataset_summary(dataset.tables, dataset.spec)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary, args.data)
+    return 0
+
+
+def _print_summary(summary: dict[str, Any], data: Path) -> None:
+    print(f"{data}: valid")
+    for name, info in summary["tables"].items():
+        print(f"  {name:<13} {info['rows']:>11,} rows  {info['first'][:10]} … {info['last'][:10]}")
+    if summary["missing"]:
+        print(f"  not present:  {', '.join(summary['missing'])}")
+    if summary["stages"]:
+        print("  stages:       " + ", ".join(f"{k} {v:,}" for k, v in summary["stages"].items()))
+
+
+def _cmd_demo(args: argparse.Namespace, progress: _Progress) -> int:
+    from funnelmodels.data.io import load_dataset
+    from funnelmodels.data.validate import dataset_summary
+
+    if args.force or not (args.out / "stage_events.parquet").exists():
+        progress(f"generating the demo dataset ({DEMO_CUSTOMERS:,} customers, seed {DEMO_SEED})")
+        data, auc = _generate_into(args.out, customers=DEMO_CUSTOMERS, seed=DEMO_SEED, fmt="parquet", progress=progress)
+        _print_generated(data, auc, args.out)
+    else:
+        progress(f"using the demo dataset in {args.out} (--force regenerates it)")
+    dataset = load_dataset(args.out)
+    _print_summary(dataset_summary(dataset.tables, dataset.spec), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

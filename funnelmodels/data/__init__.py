@@ -1,0 +1,1 @@
+"""The data layer: canonical schema, loading with column mapping, validation, synthetic data."""

@@ -1,0 +1,537 @@
+"""Synthetic demo data with ground truth: the four canonical tables and the truth behind them.
+
+The generator simulates a B2B-style sales operation over a fixed two-year window
+(by default 2024-07-01 to 2026-06-30, not relative to today, so a seed gives the
+same data on any day):
+
+- customers with demographics (age, gender, income, region, product knowledge),
+  a few percent of them missing;
+- a purchase log with customer-specific rates, seasonality (a Q4 peak), category
+  preferences and refunds (negative amounts);
+- surveys after some purchases: CSAT 1-5 and NPS 0-10 cut from one latent
+  satisfaction that follows an ordinal logit in point-in-time features;
+- opportunities (first ones for new customers, later ones for returning
+  customers) that move through the funnel; at each stage the chance to reach the
+  next stage within the horizon is a known function of the point-in-time
+  features, with non-linear terms and interactions; opportunities still open at
+  the end of the window are censored.
+
+``ground_truth`` holds, for every stage a opportunity entered, the true
+conversion probability that generated its outcome; for every survey the true
+latent satisfaction (linear predictor) and level probabilities; and the true
+coefficients. A point-in-time feature here means: computed from rows strictly
+before the moment (as_of) - the same rule the features module follows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from funnelmodels.config import DEFAULT_STAGES, FunnelSpec
+from funnelmodels.data import schema as s
+from funnelmodels.data.io import write_table
+
+__all__ = ["SyntheticData", "generate_dataset", "write_dataset"]
+
+DEFAULT_START = datetime(2024, 7, 1)
+DEFAULT_END = datetime(2026, 6, 30, 23, 59, 59)
+DAY = 86_400
+REGIONS = ("north", "south", "east", "west", "central")
+GENDERS = ("female", "male", "nonbinary")
+CATEGORIES = ("hardware", "software", "services", "support", "training")
+SOURCES = ("web", "referral", "event", "outbound", "partner")
+
+# --- the true model ------------------------------------------------------------------------------
+# Satisfaction: latent = x'beta + logistic noise; csat cuts it at CSAT_CUTS, nps at NPS_CUTS.
+SATISFACTION_BETA = {
+    "age_per_10y": 0.15,
+    "log_income_ratio": 0.40,
+    "product_knowledge": 0.25,
+    "prior_refunds": -0.60,
+    "log1p_prior_orders": 0.20,
+    "region_south": -0.30,
+    "region_east": 0.20,
+    "region_west": 0.0,
+    "region_central": -0.15,
+}
+CSAT_CUTS = (-2.6, -1.4, -0.1, 1.7)
+NPS_CUTS = (-3.6, -3.0, -2.4, -1.8, -1.2, -0.6, 0.0, 0.6, 1.3, 2.2)
+
+# Conversion: logit p = intercept[stage] + scale[stage] * score(x) (+ stage-specific terms).
+CONVERSION_INTERCEPT = {"lead": -0.85, "qualified": -0.25, "relationship": 0.05, "proposal": -0.35}
+CONVERSION_SCALE = {"lead": 1.0, "qualified": 1.0, "relationship": 1.0, "proposal": 1.0}
+CONVERSION_EFFECTS = {
+    "log_income_ratio": 0.55,
+    "age_per_10y": 0.10,
+    "age_per_10y_squared": -0.20,
+    "recent_buyer_exp_recency_60d": 0.90,
+    "log1p_prior_orders": 0.30,
+    "last_csat_minus_3": 0.35,
+    "log_deal_ratio": -0.35,
+    "product_knowledge_ge_4_at_qualified": 0.70,
+    "log_income_ratio_at_proposal": 0.50,
+    "source_referral": 0.60,
+    "source_event": 0.20,
+    "source_outbound": -0.40,
+    "source_partner": 0.35,
+    "region_south": -0.10,
+    "region_east": 0.15,
+    "region_west": 0.0,
+    "region_central": -0.20,
+}
+HORIZON_DAYS = 90
+BASE_INCOME = 55_000.0
+BASE_DEAL = 5_000.0
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """The generated tables; ``ground_truth`` holds ``conversion`` and ``satisfaction`` frames."""
+
+    customers: pl.DataFrame
+    transactions: pl.DataFrame
+    stage_events: pl.DataFrame
+    surveys: pl.DataFrame
+    ground_truth: dict[str, pl.DataFrame]
+    coefficients: dict[str, object]
+    spec: FunnelSpec = field(default_factory=FunnelSpec)
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        """The four canonical tables by name."""
+        return {
+            "customers": self.customers,
+            "transactions": self.transactions,
+            "stage_events": self.stage_events,
+            "surveys": self.surveys,
+        }
+
+
+def generate_dataset(
+    n_customers: int = 5_000,
+    *,
+    seed: int | np.random.Generator | None = 0,
+    start: datetime = DEFAULT_START,
+    end: datetime = DEFAULT_END,
+    orders_per_year: float = 13.5,
+    progress: Callable[[str], None] | None = None,
+) -> SyntheticData:
+    """Generate a reproducible synthetic dataset with its ground truth.
+
+    Parameters
+    ----------
+    n_customers : number of customers; transactions are about ``n_customers * orders_per_year``
+        (each customer is active about a year on average, with a Q4 peak).
+    seed : anything :func:`numpy.random.default_rng` accepts; the same seed gives the same data.
+    start, end : the data window.
+
+    Returns
+    -------
+    SyntheticData with ``customers``, ``transactions``, ``stage_events``, ``surveys`` in
+    canonical columns and ``ground_truth["conversion"]`` (``opportunity_id, stage,
+    entered_at, true_probability, converted, censored``) and ``ground_truth["satisfaction"]``
+    (``customer_id, responded_at, latent, p_csat_1..p_csat_5, p_promoter, p_detractor``).
+    """
+    if n_customers < 1:
+        raise ValueError(f"n_customers must be at least 1; received {n_customers}.")
+    rng = np.random.default_rng(seed)
+    say = progress or (lambda _msg: None)
+    t0, t1 = int(start.timestamp()), int(end.timestamp())
+    say(f"customers: {n_customers:,}")
+    customers = _customers(rng, n_customers, t0, t1)
+    say("transactions")
+    transactions = _transactions(rng, customers, t1, orders_per_year)
+    history = _History.build(transactions)
+    say(f"surveys (from {transactions.height:,} transactions)")
+    surveys, sat_truth = _surveys(rng, customers, transactions, history, t1)
+    say("opportunities and stage events")
+    events, conv_truth = _opportunities(rng, customers, history, surveys, t0, t1)
+    return SyntheticData(
+        customers=customers,
+        transactions=transactions,
+        stage_events=events,
+        surveys=surveys,
+        ground_truth={"conversion": conv_truth, "satisfaction": sat_truth},
+        coefficients=_coefficients(),
+    )
+
+
+def _coefficients() -> dict[str, object]:
+    return {
+        "horizon_days": HORIZON_DAYS,
+        "base_income": BASE_INCOME,
+        "base_deal": BASE_DEAL,
+        "satisfaction": {"beta": SATISFACTION_BETA, "csat_cuts": CSAT_CUTS, "nps_cuts": NPS_CUTS},
+        "conversion": {
+            "intercept": CONVERSION_INTERCEPT,
+            "scale": CONVERSION_SCALE,
+            "effects": CONVERSION_EFFECTS,
+        },
+        "notes": (
+            "Features are point-in-time (rows strictly before as_of). age_per_10y = (age-45)/10; "
+            "log_income_ratio = ln(income/base_income); missing age/income/product_knowledge count as "
+            "45 / base_income / 2.5 in the truth. Region effects are relative to north, source effects "
+            "relative to web."
+        ),
+    }
+
+
+def _seconds_to_datetime(values: np.ndarray) -> pl.Series:
+    return pl.from_epoch(pl.Series(values, dtype=pl.Int64), time_unit="s")
+
+
+def _with_missing(rng: np.random.Generator, values: np.ndarray, share: float) -> list[object]:
+    out = values.astype(object)
+    out[rng.random(values.size) < share] = None
+    return out.tolist()
+
+
+def _customers(rng: np.random.Generator, n: int, t0: int, t1: int) -> pl.DataFrame:
+    # Sign-ups grow over the window (a business that is gaining customers).
+    created = t0 + (np.sqrt(rng.random(n)) * 0.97 * (t1 - t0)).astype(np.int64)
+    created.sort()
+    age = np.clip(np.round(rng.normal(44, 12, n)), 18, 85)
+    region = rng.choice(len(REGIONS), n, p=[0.25, 0.2, 0.2, 0.2, 0.15])
+    region_income = np.array([0.05, -0.10, 0.10, 0.0, -0.05])[region]
+    income = np.round(np.exp(np.log(BASE_INCOME) + region_income + 0.08 * (age - 44) / 10 + rng.normal(0, 0.45, n)), -2)
+    knowledge = rng.binomial(5, 0.45, n).astype(float)
+    gender = rng.choice(len(GENDERS), n, p=[0.485, 0.485, 0.03])
+    return pl.DataFrame(
+        {
+            s.CUSTOMER_ID: np.arange(1, n + 1, dtype=np.int64),
+            s.CREATED_AT: _seconds_to_datetime(created),
+            s.AGE: pl.Series(_with_missing(rng, age, 0.03), dtype=pl.Float64),
+            s.GENDER: pl.Series(_with_missing(rng, np.array(GENDERS)[gender], 0.02), dtype=pl.String),
+            s.INCOME: pl.Series(_with_missing(rng, income, 0.04), dtype=pl.Float64),
+            s.REGION: pl.Series(np.array(REGIONS)[region], dtype=pl.String),
+            s.PRODUCT_KNOWLEDGE: pl.Series(_with_missing(rng, knowledge, 0.05), dtype=pl.Float64),
+        }
+    )
+
+
+def _month_weight(seconds: np.ndarray) -> np.ndarray:
+    month = _seconds_to_datetime(seconds).dt.month().to_numpy()
+    # Q4 peak, summer dip: the seasonality the KPI reports should show.
+    return np.array([0.0, 0.9, 0.85, 1.0, 1.0, 1.0, 0.85, 0.8, 0.85, 1.05, 1.15, 1.35, 1.5])[month]
+
+
+def _transactions(rng: np.random.Generator, customers: pl.DataFrame, t1: int, orders_per_year: float) -> pl.DataFrame:
+    n = customers.height
+    created = customers[s.CREATED_AT].dt.epoch("s").to_numpy()
+    income = customers[s.INCOME].fill_null(BASE_INCOME).to_numpy()
+    knowledge = customers[s.PRODUCT_KNOWLEDGE].fill_null(2.5).to_numpy()
+    rate = orders_per_year * np.exp(
+        0.35 * np.log(income / BASE_INCOME) + 0.1 * (knowledge - 2.5) + rng.normal(-0.32, 0.8, n)
+    )
+    active_years = (t1 - created) / (365.25 * DAY)
+    peak = 1.5
+    counts = rng.poisson(rate * active_years * peak)
+    owner = np.repeat(np.arange(n), counts)
+    when = created[owner] + (rng.random(owner.size) * (t1 - created[owner])).astype(np.int64)
+    keep = rng.random(owner.size) < _month_weight(when) / peak
+    owner, when = owner[keep], when[keep]
+    favourite = rng.integers(0, len(CATEGORIES), n)
+    category = np.where(rng.random(owner.size) < 0.5, favourite[owner], rng.integers(0, len(CATEGORIES), owner.size))
+    category_price = np.array([0.5, 0.2, 0.3, -0.4, -0.2])[category]
+    amount = np.round(
+        np.exp(
+            np.log(120.0) + 0.5 * np.log(income[owner] / BASE_INCOME) + category_price + rng.normal(0, 0.6, owner.size)
+        ),
+        2,
+    )
+    refunded = rng.random(owner.size) < 0.04
+    refund_when = when[refunded] + (rng.uniform(1, 30, refunded.sum()) * DAY).astype(np.int64)
+    in_window = refund_when <= t1
+    r_owner = owner[refunded][in_window]
+    frame = pl.DataFrame(
+        {
+            s.CUSTOMER_ID: np.concatenate([owner, r_owner]).astype(np.int64) + 1,
+            "_t": np.concatenate([when, refund_when[in_window]]),
+            s.AMOUNT: np.concatenate([amount, -amount[refunded][in_window]]),
+            s.CATEGORY: np.array(CATEGORIES)[np.concatenate([category, category[refunded][in_window]])],
+        }
+    )
+    frame = frame.sort("_t", s.CUSTOMER_ID, s.AMOUNT)
+    return frame.select(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(s.ORDER_ID),
+        s.CUSTOMER_ID,
+        pl.from_epoch("_t", time_unit="s").alias(s.ORDERED_AT),
+        s.AMOUNT,
+        s.CATEGORY,
+    )
+
+
+@dataclass(frozen=True)
+class _History:
+    """Per-customer running purchase history, for point-in-time look-ups by as-of join."""
+
+    orders: pl.DataFrame  # customer_id, _t, _orders, _spend (cumulative, positive orders)
+    refunds: pl.DataFrame  # customer_id, _t, _refunds (cumulative)
+
+    @staticmethod
+    def build(transactions: pl.DataFrame) -> _History:
+        t = transactions.with_columns(pl.col(s.ORDERED_AT).dt.epoch("s").alias("_t")).sort("_t", s.ORDER_ID)
+        orders = t.filter(pl.col(s.AMOUNT) > 0).select(
+            s.CUSTOMER_ID,
+            "_t",
+            pl.int_range(1, pl.len() + 1).over(s.CUSTOMER_ID).alias("_orders"),
+            pl.col(s.AMOUNT).cum_sum().over(s.CUSTOMER_ID).alias("_spend"),
+        )
+        refunds = t.filter(pl.col(s.AMOUNT) < 0).select(
+            s.CUSTOMER_ID, "_t", pl.int_range(1, pl.len() + 1).over(s.CUSTOMER_ID).alias("_refunds")
+        )
+        return _History(orders=orders, refunds=refunds)
+
+    def at(self, who: np.ndarray, when: np.ndarray) -> pl.DataFrame:
+        """History strictly before each (customer, time): orders, spend, last order time, refunds."""
+        left = pl.DataFrame({s.CUSTOMER_ID: who, "_t": when}).with_row_index("_i").sort("_t")
+        joined = left.join_asof(
+            self.orders.with_columns(pl.col("_t").alias("_last")),
+            on="_t",
+            by=s.CUSTOMER_ID,
+            allow_exact_matches=False,
+            check_sortedness=False,
+        ).join_asof(self.refunds, on="_t", by=s.CUSTOMER_ID, allow_exact_matches=False, check_sortedness=False)
+        return joined.sort("_i").select(
+            pl.col("_orders").fill_null(0),
+            pl.col("_spend").fill_null(0.0),
+            pl.col("_refunds").fill_null(0),
+            ((pl.col("_t") - pl.col("_last")) / DAY).alias("_recency_days"),
+        )
+
+
+def _demographic_terms(customers: pl.DataFrame, idx: np.ndarray) -> dict[str, np.ndarray]:
+    age = customers[s.AGE].fill_null(45.0).to_numpy()[idx]
+    income = customers[s.INCOME].fill_null(BASE_INCOME).to_numpy()[idx]
+    region = customers[s.REGION].to_numpy()[idx]
+    terms = {
+        "age_per_10y": (age - 45.0) / 10.0,
+        "log_income_ratio": np.log(income / BASE_INCOME),
+        "product_knowledge": customers[s.PRODUCT_KNOWLEDGE].fill_null(2.5).to_numpy()[idx],
+    }
+    for name in REGIONS[1:]:
+        terms[f"region_{name}"] = (region == name).astype(float)
+    return terms
+
+
+def _linear(weights: dict[str, float], terms: dict[str, np.ndarray]) -> np.ndarray:
+    out = np.zeros(next(iter(terms.values())).size)
+    for name, weight in weights.items():
+        out += weight * terms[name]
+    return out
+
+
+def _ordinal_probabilities(eta: np.ndarray, cuts: tuple[float, ...]) -> np.ndarray:
+    cdf = 1.0 / (1.0 + np.exp(-(np.asarray(cuts)[None, :] - eta[:, None])))
+    cdf = np.hstack([np.zeros((eta.size, 1)), cdf, np.ones((eta.size, 1))])
+    return np.diff(cdf, axis=1)
+
+
+def _surveys(
+    rng: np.random.Generator, customers: pl.DataFrame, transactions: pl.DataFrame, history: _History, t1: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    orders = transactions.filter(pl.col(s.AMOUNT) > 0)
+    asked = orders.filter(pl.Series(rng.random(orders.height) < 0.12))
+    responded = asked[s.ORDERED_AT].dt.epoch("s").to_numpy() + (rng.uniform(1, 10, asked.height) * DAY).astype(np.int64)
+    who = asked[s.CUSTOMER_ID].to_numpy()
+    keep = responded <= t1
+    who, responded = who[keep], responded[keep]
+    past = history.at(who, responded)
+    terms = _demographic_terms(customers, who - 1)
+    terms["prior_refunds"] = past["_refunds"].to_numpy().astype(float)
+    terms["log1p_prior_orders"] = np.log1p(past["_orders"].to_numpy())
+    terms["product_knowledge"] = terms["product_knowledge"] - 2.5
+    eta = _linear(SATISFACTION_BETA, terms)
+    latent = eta + rng.logistic(0.0, 1.0, eta.size)
+    csat = 1 + np.searchsorted(np.asarray(CSAT_CUTS), latent)
+    nps = np.searchsorted(np.asarray(NPS_CUTS), latent)
+    p_csat = _ordinal_probabilities(eta, CSAT_CUTS)
+    p_nps = _ordinal_probabilities(eta, NPS_CUTS)
+    frame = pl.DataFrame(
+        {
+            s.CUSTOMER_ID: who.astype(np.int64),
+            s.RESPONDED_AT: _seconds_to_datetime(responded),
+            s.CSAT: pl.Series(_with_missing(rng, csat, 0.05), dtype=pl.Int64),
+            s.NPS: pl.Series(_with_missing(rng, nps, 0.10), dtype=pl.Int64),
+            "latent": eta,
+            **{f"p_csat_{k + 1}": p_csat[:, k] for k in range(5)},
+            "p_promoter": p_nps[:, 9:].sum(axis=1),
+            "p_detractor": p_nps[:, :7].sum(axis=1),
+        }
+    )
+    # A survey needs a score; and one customer answers at most once a second.
+    frame = frame.filter(pl.col(s.CSAT).is_not_null() | pl.col(s.NPS).is_not_null())
+    frame = frame.unique([s.CUSTOMER_ID, s.RESPONDED_AT], keep="first", maintain_order=True)
+    frame = frame.sort(s.RESPONDED_AT, s.CUSTOMER_ID)
+    surveys = frame.select(s.CUSTOMER_ID, s.RESPONDED_AT, s.CSAT, s.NPS)
+    truth = frame.drop(s.CSAT, s.NPS)
+    return surveys, truth
+
+
+def _opportunity_starts(rng: np.random.Generator, customers: pl.DataFrame, t1: int) -> pl.DataFrame:
+    n = customers.height
+    created = customers[s.CREATED_AT].dt.epoch("s").to_numpy()
+    first = rng.random(n) < 0.6
+    first_who = np.flatnonzero(first)
+    first_t = created[first] + (rng.uniform(0, 30, first.sum()) * DAY).astype(np.int64)
+    # Returning customers open new opportunities later in their life.
+    later_from = created + 30 * DAY
+    years = np.clip((t1 - later_from) / (365.25 * DAY), 0, None)
+    later_n = rng.poisson(0.35 * years)
+    later_who = np.repeat(np.arange(n), later_n)
+    later_t = later_from[later_who] + (rng.random(later_who.size) * (t1 - later_from[later_who])).astype(np.int64)
+    who = np.concatenate([first_who, later_who])
+    when = np.concatenate([first_t, later_t])
+    keep = when < t1
+    frame = pl.DataFrame({"_c": who[keep], "_t": when[keep]}).sort("_t", "_c")
+    m = frame.height
+    source = rng.choice(len(SOURCES), m, p=[0.35, 0.2, 0.15, 0.2, 0.1])
+    income = customers[s.INCOME].fill_null(BASE_INCOME).to_numpy()[frame["_c"].to_numpy()]
+    deal = np.round(np.exp(np.log(BASE_DEAL) + 0.6 * np.log(income / BASE_INCOME) + rng.normal(0, 0.7, m)), -1)
+    return frame.with_columns(
+        pl.int_range(1, m + 1, dtype=pl.Int64).alias(s.OPPORTUNITY_ID),
+        pl.Series(s.SOURCE, np.array(SOURCES)[source]),
+        pl.Series(s.AMOUNT, deal),
+    )
+
+
+def _last_csat(surveys: pl.DataFrame, who: np.ndarray, when: np.ndarray) -> np.ndarray:
+    scored = surveys.filter(pl.col(s.CSAT).is_not_null()).select(
+        s.CUSTOMER_ID, pl.col(s.RESPONDED_AT).dt.epoch("s").alias("_t"), s.CSAT
+    )
+    left = pl.DataFrame({s.CUSTOMER_ID: who, "_t": when}).with_row_index("_i").sort("_t")
+    joined = left.join_asof(
+        scored.sort("_t"), on="_t", by=s.CUSTOMER_ID, allow_exact_matches=False, check_sortedness=False
+    )
+    return joined.sort("_i")[s.CSAT].to_numpy().astype(float)
+
+
+def _conversion_logit(
+    stage: str, customers: pl.DataFrame, opps: pl.DataFrame, history: _History, surveys: pl.DataFrame
+) -> np.ndarray:
+    idx = opps["_c"].to_numpy()
+    when = opps["_t"].to_numpy()
+    x = _demographic_terms(customers, idx)
+    past = history.at(idx + 1, when)
+    recency = past["_recency_days"].to_numpy()
+    x["age_per_10y_squared"] = x["age_per_10y"] ** 2
+    x["recent_buyer_exp_recency_60d"] = np.where(np.isnan(recency), 0.0, np.exp(-np.nan_to_num(recency) / 60.0))
+    x["log1p_prior_orders"] = np.log1p(past["_orders"].to_numpy())
+    x["last_csat_minus_3"] = np.nan_to_num(_last_csat(surveys, idx + 1, when) - 3.0)
+    x["log_deal_ratio"] = np.log(np.maximum(opps[s.AMOUNT].to_numpy(), 10.0) / BASE_DEAL)
+    x["product_knowledge_ge_4_at_qualified"] = (x["product_knowledge"] >= 4) * float(stage == "qualified")
+    x["log_income_ratio_at_proposal"] = x["log_income_ratio"] * float(stage == "proposal")
+    source = opps[s.SOURCE].to_numpy()
+    for name in SOURCES[1:]:
+        x[f"source_{name}"] = (source == name).astype(float)
+    score = _linear(CONVERSION_EFFECTS, x)
+    return CONVERSION_INTERCEPT[stage] + CONVERSION_SCALE[stage] * score
+
+
+def _opportunities(
+    rng: np.random.Generator, customers: pl.DataFrame, history: _History, surveys: pl.DataFrame, t0: int, t1: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    spec = FunnelSpec(stages=DEFAULT_STAGES, horizon_days=HORIZON_DAYS)
+    opps = _opportunity_starts(rng, customers, t1)
+    events = [opps.select(s.OPPORTUNITY_ID, "_c", "_t", pl.lit(spec.stages[0]).alias(s.STAGE))]
+    truth = []
+    active = opps
+    for stage, following in zip(spec.open_stages, spec.stages[1:], strict=True):
+        p = 1.0 / (1.0 + np.exp(-_conversion_logit(stage, customers, active, history, surveys)))
+        converts = rng.random(p.size) < p
+        # Conversions happen within the horizon (so p is exactly P(converted within horizon)).
+        wait = np.minimum(rng.gamma(2.0, 8.0, p.size), HORIZON_DAYS - 1) * DAY
+        lose = np.minimum(rng.gamma(2.0, 20.0, p.size), 365) * DAY
+        next_t = active["_t"].to_numpy() + np.where(converts, wait, lose).astype(np.int64)
+        observed = next_t <= t1
+        truth.append(
+            active.select(
+                s.OPPORTUNITY_ID,
+                pl.lit(stage).alias(s.STAGE),
+                "_t",
+                pl.Series("true_probability", p),
+                pl.Series("converted", converts & observed),
+                (pl.col("_t") + HORIZON_DAYS * DAY > t1).alias("censored"),
+            )
+        )
+        moved = active.with_columns(pl.Series("_t", next_t)).filter(pl.Series(observed))
+        outcome = np.where(converts, following, spec.lost)[observed]
+        events.append(moved.select(s.OPPORTUNITY_ID, "_c", "_t", pl.Series(s.STAGE, outcome)))
+        active = moved.filter(pl.Series(converts[observed]))
+    info = opps.select(s.OPPORTUNITY_ID, s.AMOUNT, s.SOURCE)
+    stage_events = (
+        pl.concat(events)
+        .join(info, on=s.OPPORTUNITY_ID)
+        .sort("_t", s.OPPORTUNITY_ID)
+        .select(
+            s.OPPORTUNITY_ID,
+            (pl.col("_c") + 1).cast(pl.Int64).alias(s.CUSTOMER_ID),
+            s.STAGE,
+            pl.from_epoch("_t", time_unit="s").alias(s.ENTERED_AT),
+            s.AMOUNT,
+            s.SOURCE,
+        )
+    )
+    conversion = (
+        pl.concat(truth)
+        .with_columns(pl.from_epoch("_t", time_unit="s").alias(s.ENTERED_AT))
+        .drop("_t")
+        .select(s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, "true_probability", "converted", "censored")
+        .sort(s.ENTERED_AT, s.OPPORTUNITY_ID)
+    )
+    return stage_events, conversion
+
+
+def write_dataset(data: SyntheticData, out: str | Path, *, fmt: str = "parquet") -> list[Path]:
+    """Write the four tables, ``ground_truth/`` and a ``funnel.toml`` into ``out``.
+
+    Returns
+    -------
+    The paths written (tables first).
+    """
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in data.tables().items():
+        path = root / f"{name}.{fmt}"
+        write_table(frame, path)
+        written.append(path)
+    truth_dir = root / "ground_truth"
+    for name, frame in data.ground_truth.items():
+        path = truth_dir / f"{name}.{fmt}"
+        write_table(frame, path)
+        written.append(path)
+    coef = truth_dir / "coefficients.json"
+    coef.write_text(json.dumps(data.coefficients, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    written.append(coef)
+    return written
+
+
+def oracle_auc(conversion_truth: pl.DataFrame) -> dict[str, float]:
+    """ROC AUC of the true probabilities per stage, on rows whose horizon is observed.
+
+    The best any model can do on this data; the generator aims for 0.65-0.85.
+    """
+    observed = conversion_truth.filter(~pl.col("censored"))
+    out = {}
+    for stage in DEFAULT_STAGES[:-1]:
+        rows = observed.filter(pl.col(s.STAGE) == stage)
+        out[stage] = _auc(rows["true_probability"], rows["converted"])
+    return out
+
+
+def _auc(score: pl.Series, label: pl.Series) -> float:
+    positives = int(label.sum())
+    negatives = label.len() - positives
+    if positives == 0 or negatives == 0:
+        return math.nan
+    ranks = score.rank("average")
+    rank_sum = float(ranks.filter(label).sum())
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)

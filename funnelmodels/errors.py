@@ -1,0 +1,87 @@
+"""The exception tree of funnelmodels.
+
+Every error a user can cause derives from :class:`FunnelModelsError`, so a
+scheduled run can catch one class, and the CLI turns it into a message and a
+non-zero exit instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "ConfigError",
+    "DataValidationError",
+    "FunnelModelsError",
+    "ModelError",
+    "Problem",
+    "ReportError",
+]
+
+
+class FunnelModelsError(Exception):
+    """Base class of every error funnelmodels raises on purpose."""
+
+
+class ConfigError(FunnelModelsError):
+    """A funnel.toml, a FunnelSpec or a parameter is wrong."""
+
+
+class ModelError(FunnelModelsError):
+    """A model cannot be fitted, loaded or applied."""
+
+
+class ReportError(FunnelModelsError):
+    """A report run failed; keeps the failed notebook path and cell."""
+
+    def __init__(self, message: str, *, notebook: str | None = None, cell: int | None = None):
+        super().__init__(message)
+        self.notebook = notebook
+        self.cell = cell
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule in one table column.
+
+    ``examples`` holds up to five offending rows, each a mapping of column
+    name to value (the row's id first), so a user can find them in the file.
+    """
+
+    table: str
+    column: str
+    rule: str
+    n_rows: int = 0
+    examples: Sequence[Mapping[str, object]] = field(default_factory=tuple)
+
+    def __str__(self) -> str:
+        where = f"{self.table}.{self.column}" if self.column else self.table
+        text = f"{where}: {self.rule}"
+        if self.n_rows:
+            text += f" ({self.n_rows:,} row{'s' if self.n_rows != 1 else ''}"
+            if self.examples:
+                shown = "; ".join(_format_row(row) for row in self.examples)
+                text += f", e.g. {shown}"
+            text += ")"
+        return text
+
+
+def _format_row(row: Mapping[str, object]) -> str:
+    return ", ".join(f"{key}={value!r}" for key, value in row.items())
+
+
+class DataValidationError(FunnelModelsError):
+    """The input data breaks the data contract; lists every problem found."""
+
+    def __init__(self, problems: Sequence[Problem], *, source: str = ""):
+        self.problems = tuple(problems)
+        self.source = source
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        n = len(self.problems)
+        head = f"data validation failed: {n} problem{'s' if n != 1 else ''}"
+        if self.source:
+            head += f" in {self.source}"
+        return head + "\n" + "\n".join(f"  - {p}" for p in self.problems)

@@ -1,0 +1,88 @@
+"""The command line as a scheduled job sees it: exit codes, messages, files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from handmade import tiny_tables
+
+CLI = [sys.executable, "-m", "funnelmodels.cli"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("command", [[], ["generate"], ["validate"], ["demo"]])
+def test_help_of_every_command(command: list[str]) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0
+    assert "usage: funnelmodels" in result.stdout
+
+
+def test_generate_then_validate(tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    result = run("--quiet", "generate", "--customers", "300", "--seed", "5", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "true per-stage ROC AUC" in result.stdout
+    assert (out / "ground_truth" / "conversion.parquet").is_file()
+    result = run("--quiet", "validate", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["tables"]["customers"]["rows"] == 300
+    assert summary["tables"]["transactions"]["rows"] == pl.read_parquet(out / "transactions.parquet").height
+    assert set(summary["stages"]) == {"lead", "qualified", "relationship", "proposal", "won", "lost"}
+
+
+def test_validate_bad_data_exits_1_without_traceback(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["surveys"] = tables["surveys"].with_columns(pl.Series("csat", [9, 2]))
+    for name, frame in tables.items():
+        frame.write_csv(tmp_path / f"{name}.csv")
+    result = run("validate", str(tmp_path))
+    assert result.returncode == 1
+    assert "surveys.csat: must be a whole number from 1 to 5" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_validate_missing_folder_exits_1(tmp_path: Path) -> None:
+    result = run("validate", str(tmp_path / "nope"))
+    assert result.returncode == 1
+    assert "does not exist" in result.stderr
+
+
+def test_bad_arguments_exit_2() -> None:
+    result = run("generate", "--customers", "0", "--out", "x")
+    assert result.returncode == 2
+    assert "must be 1 or more" in result.stderr
+
+
+def test_failed_generate_keeps_the_previous_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from funnelmodels import cli
+    from funnelmodels.data import synthetic
+
+    out = tmp_path / "gen"
+    assert cli.main(["--quiet", "generate", "--customers", "50", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    real_write = synthetic.write_table
+    calls = []
+
+    def disk_full_on_third_file(frame: pl.DataFrame, path: Path) -> None:
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", str(path))
+        real_write(frame, path)
+
+    monkeypatch.setattr(synthetic, "write_table", disk_full_on_third_file)
+    assert cli.main(["--quiet", "generate", "--customers", "60", "--out", str(out)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen"], "no half-written folder left behind"
