@@ -81,6 +81,20 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--json", action="store_true", help="print the summary as JSON")
     val.set_defaults(run=_cmd_validate)
 
+    fun = commands.add_parser(
+        "funnel",
+        help="the funnel at a glance: conversion and time to convert per stage",
+        description="Conversion per stage (entered, converted, rate with 95%% Wilson interval) and median days "
+        "to convert (Kaplan-Meier, censoring respected), overall or per segment.",
+    )
+    fun.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
+    fun.add_argument("--by", metavar="COLUMN", help="break down by a customer or opportunity column, e.g. region")
+    fun.add_argument(
+        "--horizon-days", type=_positive_int, metavar="N", help="days a stage has to convert (default: the dataset's)"
+    )
+    fun.add_argument("--json", action="store_true", help="print the same as JSON")
+    fun.set_defaults(run=_cmd_funnel)
+
     demo = commands.add_parser(
         "demo",
         help="generate the demo dataset and validate it",
@@ -172,6 +186,60 @@ def _print_summary(summary: dict[str, Any], data: Path) -> None:
         print(f"  not present:  {', '.join(summary['missing'])}")
     if summary["stages"]:
         print("  stages:       " + ", ".join(f"{k} {v:,}" for k, v in summary["stages"].items()))
+
+
+def _cmd_funnel(args: argparse.Namespace, progress: _Progress) -> int:
+    from funnelmodels.data.io import load_dataset
+    from funnelmodels.funnel import funnel_summary
+
+    progress(f"loading {args.data}")
+    dataset = load_dataset(args.data)
+    progress("building stage transitions")
+    summary = funnel_summary(dataset, by=args.by, horizon_days=args.horizon_days)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_funnel(summary, args.data)
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "    –" if value is None else f"{100 * value:5.1f}%"
+
+
+def _print_funnel(summary: dict[str, Any], data: Path) -> None:
+    print(f"Funnel of {data}: horizon {summary['horizon_days']} days, data to {str(summary['end'])[:10]}")
+    for block in summary["segments"]:
+        if summary["by"]:
+            print(f"\n{summary['by']} = {block['segment']}")
+        print(f"  {'stage':<14}{'entered':>9}{'converted':>11}{'rate':>8}  {'95% CI':<15}{'median days (95% CI)'}")
+        for row in block["stages"]:
+            ci = (
+                f"{_pct(row['rate_low']).strip()}–{_pct(row['rate_high']).strip()}"
+                if row["rate_low"] is not None
+                else "–"
+            )
+            days = "–" if row["median_days"] is None else f"{row['median_days']:.0f}"
+            if row["median_days_low"] is not None and row["median_days_high"] is not None:
+                days += f" ({row['median_days_low']:.0f}–{row['median_days_high']:.0f})"
+            print(
+                f"  {row['stage']:<14}{row['entered']:>9,}{row['converted']:>11,}{_pct(row['rate']):>8}  {ci:<15}{days}"
+            )
+        e2e = block["end_to_end"]
+        ci = f"{_pct(e2e['rate_low']).strip()}–{_pct(e2e['rate_high']).strip()}" if e2e["rate"] is not None else "–"
+        print(f"  {summary['first_stage'] + ' → ' + summary['won']:<34}{_pct(e2e['rate']):>8}  {ci}")
+        if block.get("p_value_note"):
+            print(f"  {block['p_value_note']}")
+    print(
+        "\nrate: converted within the horizon / rows whose horizon is observed (open ones are left out).\n"
+        "median days: Kaplan-Meier to the next later stage, lost opportunities censored when lost;\n"
+        "– means fewer than half convert before being lost or the data's end."
+    )
+    if summary["by"] and summary["tests"]:
+        print("\nAre the segments different? (chi-square test per stage)")
+        for stage, p in summary["tests"].items():
+            verdict = "no p-value" if p is None else ("yes" if p < 0.05 else "no evidence") + f" (p = {p:.3g})"
+            print(f"  {stage:<14}{verdict}")
 
 
 def _cmd_demo(args: argparse.Namespace, progress: _Progress) -> int:

@@ -18,7 +18,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
 
 
-@pytest.mark.parametrize("command", [[], ["generate"], ["validate"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["generate"], ["validate"], ["funnel"], ["demo"]])
 def test_help_of_every_command(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.returncode == 0
@@ -86,3 +86,33 @@ def test_failed_generate_keeps_the_previous_folder(
     assert "No space left on device" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen"], "no half-written folder left behind"
+
+
+def test_funnel_command_text_and_json(synthetic_dir: Path) -> None:
+    result = run("--quiet", "funnel", str(synthetic_dir))
+    assert result.returncode == 0, result.stderr
+    assert "lead → won" in result.stdout
+    assert "qualified" in result.stdout
+    result = run("--quiet", "funnel", str(synthetic_dir), "--by", "region", "--horizon-days", "60", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["horizon_days"] == 60
+    assert sorted(b["segment"] for b in summary["segments"]) == ["central", "east", "north", "south", "west"]
+    lead = summary["segments"][0]["stages"][0]
+    assert lead["stage"] == "lead" and lead["rate_low"] <= lead["rate"] <= lead["rate_high"]
+    assert set(summary["tests"]) == {"lead", "qualified", "relationship", "proposal"}
+
+
+def test_funnel_bad_input_is_refused_clearly(synthetic_dir: Path, tmp_path: Path) -> None:
+    result = run("funnel", str(synthetic_dir), "--by", "regoin")
+    assert result.returncode == 1
+    assert "--by 'regoin' is not a column of this dataset; available:" in result.stderr
+    assert "region" in result.stderr and "customer_type" in result.stderr
+    result = run("funnel", str(synthetic_dir), "--horizon-days", "0")
+    assert result.returncode == 2
+    assert "must be 1 or more" in result.stderr
+    (tmp_path / "customers.csv").write_text("customer_id,created_at\n1,2025-01-01\n")
+    result = run("funnel", str(tmp_path))
+    assert result.returncode == 1
+    assert "needs the stage_events table" in result.stderr
+    assert "Traceback" not in result.stderr

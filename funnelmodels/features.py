@@ -1,0 +1,304 @@
+"""Point-in-time features: what was known about a customer at a moment (as_of).
+
+Every feature of a row uses only data *strictly before* its ``as_of`` (a
+transaction one second later is not seen, one at the same second neither):
+that is the leakage guard that makes offline metrics honest. The same code
+serves training (as_of = the stage's entered_at) and scoring (open
+opportunities at a chosen as_of), and satisfaction models (as_of = the
+survey's responded_at).
+
+History look-ups are as-of joins on per-customer running totals, so the cost
+grows with the number of rows, not with rows times history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from funnelmodels.data import schema as s
+from funnelmodels.data.io import Dataset
+from funnelmodels.funnel import OPPORTUNITY_START
+
+__all__ = [
+    "AS_OF",
+    "CATEGORICAL_FEATURES",
+    "SEGMENTS",
+    "add_segments",
+    "build_features",
+    "build_transition_features",
+    "feature_columns",
+]
+
+AS_OF = "as_of"
+_US_PER_DAY = 86_400_000_000
+
+DEMOGRAPHIC = ("age", "gender", "income", "region", "product_knowledge", "tenure_days")
+PURCHASES = (
+    "recency_days",
+    "frequency",
+    "monetary_total",
+    "monetary_mean",
+    "monetary_max",
+    "distinct_categories",
+    "spend_90d",
+    "spend_365d",
+    "refund_count",
+    "refund_amount",
+)
+SATISFACTION = ("last_csat", "mean_csat", "last_nps", "survey_count")
+OPPORTUNITIES = ("prior_opportunities", "prior_wins", "prior_losses")
+STAGE_CONTEXT = ("stage", "days_since_opportunity_start", "stage_entry", "deal_amount", "source")
+CATEGORICAL_FEATURES = ("gender", "region", "stage", "source")
+
+
+def _days(expr: pl.Expr) -> pl.Expr:
+    return expr.dt.total_microseconds() / _US_PER_DAY
+
+
+def _asof(left: pl.LazyFrame, right: pl.LazyFrame, *, on: str = AS_OF) -> pl.LazyFrame:
+    """Attach the last right row strictly before each left row's time, per customer."""
+    # Joins do not promise to keep row order, so sort here, where order matters.
+    return (
+        left.sort(on)
+        .join_asof(
+            right,
+            left_on=on,
+            right_on="_t",
+            by=s.CUSTOMER_ID,
+            strategy="backward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+        .drop("_t")
+    )
+
+
+def _purchase_history(transactions: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Running totals per customer after each order (positive) and each refund (negative)."""
+    ordered = transactions.sort(s.ORDERED_AT, s.ORDER_ID)
+    has_category = s.CATEGORY in transactions.collect_schema().names()
+    new_category = (
+        pl.col(s.CATEGORY).is_first_distinct().over(s.CUSTOMER_ID) & pl.col(s.CATEGORY).is_not_null()
+        if has_category
+        else pl.lit(False)
+    )
+    orders = (
+        ordered.filter(pl.col(s.AMOUNT) > 0)
+        .with_columns(new_category.cast(pl.Int32).alias("_new_cat"))
+        .select(
+            s.CUSTOMER_ID,
+            pl.col(s.ORDERED_AT).alias("_t"),
+            pl.col(s.ORDERED_AT).alias("_last_order"),
+            pl.int_range(1, pl.len() + 1).over(s.CUSTOMER_ID).alias("frequency"),
+            pl.col(s.AMOUNT).cum_sum().over(s.CUSTOMER_ID).alias("monetary_total"),
+            pl.col(s.AMOUNT).cum_max().over(s.CUSTOMER_ID).alias("monetary_max"),
+            pl.col("_new_cat").cum_sum().over(s.CUSTOMER_ID).alias("distinct_categories"),
+        )
+        .sort("_t")
+    )
+    refunds = (
+        ordered.filter(pl.col(s.AMOUNT) < 0)
+        .select(
+            s.CUSTOMER_ID,
+            pl.col(s.ORDERED_AT).alias("_t"),
+            pl.int_range(1, pl.len() + 1).over(s.CUSTOMER_ID).alias("refund_count"),
+            (-pl.col(s.AMOUNT)).cum_sum().over(s.CUSTOMER_ID).alias("refund_amount"),
+        )
+        .sort("_t")
+    )
+    return orders, refunds
+
+
+def _add_purchases(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.LazyFrame:
+    orders, refunds = _purchase_history(transactions)
+    spend = orders.select(s.CUSTOMER_ID, "_t", "monetary_total")
+    out = _asof(rows, orders)
+    out = _asof(out, refunds)
+    for days in (90, 365):
+        window_start = f"_start_{days}"
+        out = out.with_columns((pl.col(AS_OF) - pl.duration(days=days)).alias(window_start))
+        out = _asof(out, spend.rename({"monetary_total": f"_before_{days}"}), on=window_start)
+        out = out.with_columns(
+            (pl.col("monetary_total").fill_null(0.0) - pl.col(f"_before_{days}").fill_null(0.0)).alias(f"spend_{days}d")
+        ).drop(window_start, f"_before_{days}")
+    return out.with_columns(
+        _days(pl.col(AS_OF) - pl.col("_last_order")).alias("recency_days"),
+        pl.col("frequency").fill_null(0),
+        pl.col("monetary_total").fill_null(0.0),
+        (pl.col("monetary_total") / pl.col("frequency")).alias("monetary_mean"),
+        pl.col("distinct_categories").fill_null(0),
+        pl.col("refund_count").fill_null(0),
+        pl.col("refund_amount").fill_null(0.0),
+    ).drop("_last_order")
+
+
+def _add_satisfaction(rows: pl.LazyFrame, surveys: pl.LazyFrame) -> pl.LazyFrame:
+    names = surveys.collect_schema().names()
+    csat = pl.col(s.CSAT) if s.CSAT in names else pl.lit(None, dtype=pl.Int64)
+    nps = pl.col(s.NPS) if s.NPS in names else pl.lit(None, dtype=pl.Int64)
+    history = (
+        surveys.sort(s.RESPONDED_AT)
+        .with_columns(csat.alias("_csat"), nps.alias("_nps"))
+        .select(
+            s.CUSTOMER_ID,
+            pl.col(s.RESPONDED_AT).alias("_t"),
+            pl.col("_csat").forward_fill().over(s.CUSTOMER_ID).alias("last_csat"),
+            (
+                pl.col("_csat").fill_null(0).cum_sum().over(s.CUSTOMER_ID)
+                / pl.col("_csat").is_not_null().cum_sum().over(s.CUSTOMER_ID)
+            )
+            .fill_nan(None)
+            .alias("mean_csat"),
+            pl.col("_nps").forward_fill().over(s.CUSTOMER_ID).alias("last_nps"),
+            pl.int_range(1, pl.len() + 1).over(s.CUSTOMER_ID).alias("survey_count"),
+        )
+    )
+    return _asof(rows, history).with_columns(pl.col("survey_count").fill_null(0))
+
+
+def _add_opportunity_history(
+    rows: pl.LazyFrame, stage_events: pl.LazyFrame, spec_won: str, spec_lost: str
+) -> pl.LazyFrame:
+    starts = (
+        stage_events.group_by(s.OPPORTUNITY_ID)
+        .agg(pl.col(s.CUSTOMER_ID).first(), pl.col(s.ENTERED_AT).min().alias("_t"))
+        .sort("_t", s.OPPORTUNITY_ID)
+        .select(s.CUSTOMER_ID, "_t", pl.int_range(1, pl.len() + 1).over(s.CUSTOMER_ID).alias("prior_opportunities"))
+    )
+    closed = (
+        stage_events.filter(pl.col(s.STAGE).is_in([spec_won, spec_lost]))
+        .sort(s.ENTERED_AT, s.OPPORTUNITY_ID)
+        .select(
+            s.CUSTOMER_ID,
+            pl.col(s.ENTERED_AT).alias("_t"),
+            (pl.col(s.STAGE) == spec_won).cast(pl.Int64).cum_sum().over(s.CUSTOMER_ID).alias("prior_wins"),
+            (pl.col(s.STAGE) == spec_lost).cast(pl.Int64).cum_sum().over(s.CUSTOMER_ID).alias("prior_losses"),
+        )
+    )
+    # Other opportunities opened strictly before this one started; for plain as_of rows, before as_of.
+    key = OPPORTUNITY_START if OPPORTUNITY_START in rows.collect_schema().names() else AS_OF
+    out = _asof(rows, starts, on=key)
+    out = _asof(out, closed)
+    return out.with_columns(pl.col(c).fill_null(0) for c in OPPORTUNITIES)
+
+
+def build_features(
+    dataset: Dataset,
+    rows: pl.LazyFrame,
+) -> pl.LazyFrame:
+    """Point-in-time features for each (customer_id, as_of) row, from every table present.
+
+    Parameters
+    ----------
+    dataset : the loaded dataset (tables that are absent give no features).
+    rows : LazyFrame ``customer_id, as_of`` (+ any columns, kept as they are).
+
+    Returns
+    -------
+    ``rows`` in their original order with feature columns added: demographics
+    (``age, gender, income, region, product_knowledge, tenure_days``), purchases
+    (``recency_days, frequency, monetary_total, monetary_mean, monetary_max,
+    distinct_categories, spend_90d, spend_365d, refund_count, refund_amount``),
+    satisfaction (``last_csat, mean_csat, last_nps, survey_count``) and opportunity
+    history (``prior_opportunities, prior_wins, prior_losses``).
+    """
+    out = rows.with_row_index("_row_order")
+    if dataset.has("customers"):
+        customers = dataset.lazy("customers")
+        keep = [c for c in DEMOGRAPHIC if c in customers.collect_schema().names()]
+        out = out.join(customers.select(s.CUSTOMER_ID, s.CREATED_AT, *keep), on=s.CUSTOMER_ID, how="left")
+        out = out.with_columns(_days(pl.col(AS_OF) - pl.col(s.CREATED_AT)).alias("tenure_days")).drop(s.CREATED_AT)
+    if dataset.has("transactions"):
+        out = _add_purchases(out, dataset.lazy("transactions"))
+    if dataset.has("surveys"):
+        out = _add_satisfaction(out, dataset.lazy("surveys"))
+    if dataset.has("stage_events"):
+        out = _add_opportunity_history(out, dataset.lazy("stage_events"), dataset.spec.won, dataset.spec.lost)
+    return out.sort("_row_order").drop("_row_order")
+
+
+def build_transition_features(dataset: Dataset, transitions: pl.LazyFrame) -> pl.LazyFrame:
+    """Features of stage-transition rows: point-in-time features plus stage context.
+
+    Parameters
+    ----------
+    transitions : LazyFrame from :func:`funnelmodels.funnel.build_transitions` (or open
+        opportunities at an as_of, with the same columns).
+
+    Returns
+    -------
+    ``transitions`` plus ``as_of`` (= entered_at), the :func:`build_features` columns and
+    stage context: ``days_since_opportunity_start, stage_entry, deal_amount`` (and ``stage``,
+    ``source`` as they are).
+    """
+    names = transitions.collect_schema().names()
+    context = [
+        pl.col(s.ENTERED_AT).alias(AS_OF),
+        _days(pl.col(s.ENTERED_AT) - pl.col(OPPORTUNITY_START)).alias("days_since_opportunity_start"),
+        pl.col("entry").alias("stage_entry"),
+        (pl.col(s.AMOUNT) if s.AMOUNT in names else pl.lit(None, dtype=pl.Float64)).alias("deal_amount"),
+    ]
+    return build_features(dataset, transitions.with_columns(context))
+
+
+def feature_columns(frame: pl.LazyFrame | pl.DataFrame, *, exclude: Sequence[str] = ()) -> list[str]:
+    """The model feature columns present in ``frame``, in a fixed order."""
+    names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
+    wanted = (*DEMOGRAPHIC, *PURCHASES, *SATISFACTION, *OPPORTUNITIES, *STAGE_CONTEXT)
+    return [c for c in wanted if c in names and c not in exclude]
+
+
+SEGMENTS = ("region", "gender", "age_band", "income_band", "customer_type", "source")
+
+
+def add_segments(dataset: Dataset, transitions: pl.LazyFrame) -> pl.LazyFrame:
+    """Add the segment columns analysts break the funnel down by.
+
+    Parameters
+    ----------
+    transitions : LazyFrame ``customer_id, opportunity_start, …`` (from build_transitions).
+
+    Returns
+    -------
+    ``transitions`` plus, where the data allows: ``region, gender`` and every other
+    customers column, ``age_band`` (18–29, 30–44, 45–59, 60+, unknown), ``income_band``
+    (<40k, 40–60k, 60–90k, 90k+, unknown) and ``customer_type`` (new, or returning when the
+    customer bought before the opportunity started).
+    """
+    out = transitions
+    names = out.collect_schema().names()
+    if dataset.has("customers"):
+        customers = dataset.lazy("customers")
+        extra = [c for c in customers.collect_schema().names() if c not in names and c != s.CREATED_AT]
+        out = out.join(customers.select(s.CUSTOMER_ID, *extra), on=s.CUSTOMER_ID, how="left")
+        cols = customers.collect_schema().names()
+        if s.AGE in cols:
+            out = out.with_columns(
+                _band(pl.col(s.AGE), [30, 45, 60], ["18–29", "30–44", "45–59", "60+"]).alias("age_band")
+            )
+        if s.INCOME in cols:
+            labels = ["<40k", "40–60k", "60–90k", "90k+"]
+            out = out.with_columns(_band(pl.col(s.INCOME), [40_000, 60_000, 90_000], labels).alias("income_band"))
+    if dataset.has("transactions"):
+        first = (
+            dataset.lazy("transactions")
+            .filter(pl.col(s.AMOUNT) > 0)
+            .group_by(s.CUSTOMER_ID)
+            .agg(pl.col(s.ORDERED_AT).min().alias("_first_order"))
+        )
+        returning = (pl.col("_first_order") < pl.col(OPPORTUNITY_START)).fill_null(False)
+        out = (
+            out.join(first, on=s.CUSTOMER_ID, how="left")
+            .with_columns(pl.when(returning).then(pl.lit("returning")).otherwise(pl.lit("new")).alias("customer_type"))
+            .drop("_first_order")
+        )
+    return out
+
+
+def _band(value: pl.Expr, breaks: list[float], labels: list[str]) -> pl.Expr:
+    expr = pl.lit(labels[-1])
+    for upper, label in reversed(list(zip(breaks, labels, strict=False))):
+        expr = pl.when(value < upper).then(pl.lit(label)).otherwise(expr)
+    return pl.when(value.is_null()).then(pl.lit("unknown")).otherwise(expr)

@@ -1,0 +1,449 @@
+"""The funnel: stage-transition rows, conversion rates, time to convert, cohorts.
+
+Definitions (DESIGN.md, "Core definitions"):
+
+- A **stage-transition row** is one entry of an opportunity into a non-terminal
+  stage. Re-entering a stage makes a new row.
+- ``converted``: within ``horizon_days`` of entering, the opportunity entered a
+  *later* stage of the funnel (``won`` included). Skipping a stage counts as
+  converting (lead → relationship converts the lead row); moving back or being
+  lost does not.
+- ``censored``: not converted, not lost within the horizon, and the horizon is
+  not yet over at the data's end. Censored rows stay out of rates and training,
+  but are still scored.
+- **time to convert**: Kaplan–Meier over days to the next later stage; an
+  opportunity that is lost is censored at the day it is lost, one still open at
+  the data's end on that day (cause-specific survival: the time it takes to
+  convert among those not yet lost).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from funnelmodels.config import FunnelSpec
+from funnelmodels.data import schema as s
+from funnelmodels.errors import ConfigError
+
+__all__ = [
+    "build_transitions",
+    "cohort_table",
+    "conversion_table",
+    "data_end",
+    "end_to_end_rate",
+    "funnel_summary",
+    "time_to_convert_table",
+]
+
+EXITED_AT = "exited_at"
+NEXT_STAGE = "next_stage"
+CONVERTED = "converted"
+CENSORED = "censored"
+DAYS_IN_STAGE = "days_in_stage"
+DAYS_TO_CONVERT = "days_to_convert"
+CONVERTED_AT = "converted_at"
+LOST_AT = "lost_at"
+OPPORTUNITY_START = "opportunity_start"
+ENTRY = "entry"
+_US_PER_DAY = 86_400_000_000
+
+
+def data_end(stage_events: pl.LazyFrame) -> datetime:
+    """The data's end: the last stage event's time (used when no as_of is given)."""
+    value = stage_events.select(pl.col(s.ENTERED_AT).max()).collect().item()
+    if value is None:
+        raise ConfigError("stage_events has no entered_at values; cannot tell where the data ends.")
+    return value
+
+
+def _days(expr: pl.Expr) -> pl.Expr:
+    return expr.dt.total_microseconds() / _US_PER_DAY
+
+
+def build_transitions(
+    stage_events: pl.LazyFrame,
+    spec: FunnelSpec,
+    *,
+    horizon_days: int | None = None,
+    end: datetime | None = None,
+) -> pl.LazyFrame:
+    """One row per entry of an opportunity into a non-terminal stage, with its outcome.
+
+    Parameters
+    ----------
+    stage_events : LazyFrame ``opportunity_id, customer_id, stage, entered_at[, amount, source]``.
+    spec : the funnel (stage order, lost stage, default horizon).
+    horizon_days : days a stage has to convert; default ``spec.horizon_days``.
+    end : the data's end; default the last stage event. Events after it are ignored.
+
+    Returns
+    -------
+    LazyFrame ``opportunity_id, customer_id, stage, entry, entered_at, exited_at, next_stage,
+    converted, converted_at, lost_at, censored, days_in_stage, days_to_convert,
+    opportunity_start[, amount, source]``; ``entry`` counts entries of the same stage (1 first).
+    """
+    horizon = spec.horizon_days if horizon_days is None else horizon_days
+    if horizon <= 0:
+        raise ConfigError(f"horizon_days must be a positive number of days; received {horizon}.")
+    end = end or data_end(stage_events)
+    horizon_us = horizon * _US_PER_DAY
+    ranks = list(range(len(spec.all_stages)))
+    rank = pl.col(s.STAGE).replace_strict(list(spec.all_stages), ranks, return_dtype=pl.Int32)
+    extra = [c for c in (s.AMOUNT, s.SOURCE) if c in stage_events.collect_schema().names()]
+    events = (
+        stage_events.filter(pl.col(s.ENTERED_AT) <= end)
+        .with_columns(rank.alias("_rank"))
+        .sort(s.OPPORTUNITY_ID, s.ENTERED_AT, "_rank")
+        .with_columns(
+            pl.col(s.ENTERED_AT).min().over(s.OPPORTUNITY_ID).alias(OPPORTUNITY_START),
+            pl.int_range(pl.len()).over(s.OPPORTUNITY_ID).alias("_seq"),
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(s.OPPORTUNITY_ID, s.STAGE).alias(ENTRY),
+            pl.col(s.ENTERED_AT).shift(-1).over(s.OPPORTUNITY_ID).alias(EXITED_AT),
+            pl.col(s.STAGE).shift(-1).over(s.OPPORTUNITY_ID).alias(NEXT_STAGE),
+        )
+    )
+    won_rank, lost_rank = len(spec.stages) - 1, len(spec.stages)
+    # For each row: the first later-ranked stage entered after it, and the loss time.
+    later = events.select(s.OPPORTUNITY_ID, pl.col("_seq").alias("_seq_later"), "_rank", s.ENTERED_AT).filter(
+        pl.col("_rank") != lost_rank
+    )
+    rows = events.filter(pl.col("_rank") < won_rank)
+    forward = (
+        rows.select(s.OPPORTUNITY_ID, "_seq", pl.col("_rank").alias("_from_rank"))
+        .join(later, on=s.OPPORTUNITY_ID)
+        .filter((pl.col("_seq_later") > pl.col("_seq")) & (pl.col("_rank") > pl.col("_from_rank")))
+        .group_by(s.OPPORTUNITY_ID, "_seq")
+        .agg(pl.col(s.ENTERED_AT).min().alias(CONVERTED_AT))
+    )
+    lost = events.filter(pl.col("_rank") == lost_rank).select(s.OPPORTUNITY_ID, pl.col(s.ENTERED_AT).alias(LOST_AT))
+    out = (
+        rows.join(forward, on=[s.OPPORTUNITY_ID, "_seq"], how="left")
+        .join(lost, on=s.OPPORTUNITY_ID, how="left")
+        .with_columns(
+            _within(CONVERTED_AT, horizon_us).alias(CONVERTED),
+            _within(LOST_AT, horizon_us).alias("_lost_in_horizon"),
+            (pl.col(s.ENTERED_AT) + pl.duration(microseconds=horizon_us) > pl.lit(end)).alias("_horizon_open"),
+            _days(pl.coalesce(EXITED_AT, pl.lit(end)) - pl.col(s.ENTERED_AT)).alias(DAYS_IN_STAGE),
+            _days(pl.col(CONVERTED_AT) - pl.col(s.ENTERED_AT)).alias(DAYS_TO_CONVERT),
+        )
+        .with_columns((~pl.col(CONVERTED) & ~pl.col("_lost_in_horizon") & pl.col("_horizon_open")).alias(CENSORED))
+    )
+    columns = [
+        s.OPPORTUNITY_ID,
+        s.CUSTOMER_ID,
+        s.STAGE,
+        ENTRY,
+        s.ENTERED_AT,
+        EXITED_AT,
+        NEXT_STAGE,
+        CONVERTED,
+        CONVERTED_AT,
+        LOST_AT,
+        CENSORED,
+        DAYS_IN_STAGE,
+        DAYS_TO_CONVERT,
+        OPPORTUNITY_START,
+        *extra,
+    ]
+    return out.select(columns).sort(s.ENTERED_AT, s.OPPORTUNITY_ID, s.STAGE)
+
+
+def _within(column: str, horizon_us: int) -> pl.Expr:
+    elapsed = pl.col(column) - pl.col(s.ENTERED_AT)
+    return (elapsed.dt.total_microseconds() <= horizon_us).fill_null(False)
+
+
+def _wilson(successes: np.ndarray, trials: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(successes, np.maximum(trials, 1), alpha=1 - confidence, method="wilson")
+    empty = trials == 0
+    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
+
+
+def conversion_table(
+    transitions: pl.LazyFrame,
+    spec: FunnelSpec,
+    *,
+    by: str | None = None,
+    confidence: float = 0.95,
+) -> pl.DataFrame:
+    """Conversion of each stage, optionally per segment, with Wilson intervals.
+
+    Parameters
+    ----------
+    transitions : LazyFrame ``stage, converted, censored[, by]`` (from :func:`build_transitions`).
+    by : optional segment column, e.g. ``"region"``.
+
+    Returns
+    -------
+    DataFrame ``[by,] stage, entered, observed, converted, dropped, censored, rate, rate_low,
+    rate_high[, p_value]``: ``observed`` excludes censored rows and is the rate's denominator;
+    ``dropped`` = observed - converted; with ``by``, ``p_value`` is a chi-square test that the
+    rate is the same in every segment of that stage.
+    """
+    keys = [by, s.STAGE] if by else [s.STAGE]
+    counts = (
+        transitions.group_by(keys)
+        .agg(
+            pl.len().alias("entered"),
+            (~pl.col(CENSORED)).sum().alias("observed"),
+            pl.col(CONVERTED).sum().alias("converted"),
+            pl.col(CENSORED).sum().alias("censored"),
+        )
+        .collect()
+    )
+    order = pl.col(s.STAGE).replace_strict(list(spec.all_stages), range(len(spec.all_stages)), default=99)
+    counts = counts.sort([*([by] if by else []), order], nulls_last=True)
+    low, high = _wilson(counts["converted"].to_numpy(), counts["observed"].to_numpy(), confidence)
+    table = counts.with_columns(
+        (pl.col("observed") - pl.col("converted")).alias("dropped"),
+        (pl.col("converted") / pl.col("observed")).fill_nan(None).alias("rate"),
+        pl.Series("rate_low", low).fill_nan(None),
+        pl.Series("rate_high", high).fill_nan(None),
+    ).select(*keys, "entered", "observed", "converted", "dropped", "censored", "rate", "rate_low", "rate_high")
+    if by:
+        table = table.join(_segment_tests(table, by), on=s.STAGE, how="left")
+    return table
+
+
+def _segment_tests(table: pl.DataFrame, by: str) -> pl.DataFrame:
+    from statsmodels.stats.proportion import proportions_chisquare
+
+    rows = []
+    for (stage,), group in table.filter(pl.col("observed") > 0).group_by(s.STAGE, maintain_order=True):
+        p_value = math.nan
+        rates = group["rate"].drop_nulls()
+        if group.height >= 2 and rates.max() > 0 and rates.min() < 1:  # type: ignore[operator]
+            _, p_value, _ = proportions_chisquare(group["converted"].to_numpy(), group["observed"].to_numpy())
+        rows.append({s.STAGE: stage, "p_value": float(p_value)})
+    schema = {s.STAGE: pl.String, "p_value": pl.Float64}
+    return pl.DataFrame(rows, schema=schema).with_columns(pl.col("p_value").fill_nan(None))
+
+
+def end_to_end_rate(table: pl.DataFrame, spec: FunnelSpec, *, confidence: float = 0.95) -> dict[str, float]:
+    """First stage → won: the product of the stage rates, with a delta-method interval.
+
+    Parameters
+    ----------
+    table : the overall :func:`conversion_table` (no segments).
+
+    Returns
+    -------
+    ``{"rate", "rate_low", "rate_high"}``; NaN when a stage has no observed rows.
+    """
+    from scipy.stats import norm
+
+    by_stage = {r[s.STAGE]: r for r in table.iter_rows(named=True)}
+    log_rate, variance = 0.0, 0.0
+    for stage in spec.open_stages:
+        row = by_stage.get(stage)
+        if not row or not row["observed"] or not row["converted"]:
+            return {"rate": math.nan, "rate_low": math.nan, "rate_high": math.nan}
+        p, n = row["rate"], row["observed"]
+        log_rate += math.log(p)
+        variance += (1 - p) / (n * p)
+    z = float(norm.ppf(0.5 + confidence / 2))
+    half = z * math.sqrt(variance)
+    return {
+        "rate": math.exp(log_rate),
+        "rate_low": math.exp(log_rate - half),
+        "rate_high": min(1.0, math.exp(log_rate + half)),
+    }
+
+
+def time_to_convert_table(
+    transitions: pl.LazyFrame,
+    spec: FunnelSpec,
+    *,
+    by: str | None = None,
+    quantiles: Sequence[float] = (0.25, 0.5, 0.75),
+    confidence: float = 0.95,
+) -> pl.DataFrame:
+    """Days to convert per stage by Kaplan–Meier (censoring respected).
+
+    Parameters
+    ----------
+    transitions : LazyFrame ``stage, entered_at, converted_at, lost_at, days_in_stage[, by]``.
+
+    Returns
+    -------
+    DataFrame ``[by,] stage, q, days, days_low, days_high, n, events``: the ``q``-quantile of days
+    to reach a later stage; null where the curve never falls that far.
+    """
+    import statsmodels.api as sm
+
+    keys = [by, s.STAGE] if by else [s.STAGE]
+    frame = transitions.with_columns(
+        pl.col(CONVERTED_AT).is_not_null().alias("_event"),
+        pl.coalesce(
+            pl.col(DAYS_TO_CONVERT),
+            _days(pl.col(LOST_AT) - pl.col(s.ENTERED_AT)),
+            pl.col(DAYS_IN_STAGE),
+        ).alias("_time"),
+    ).collect()
+    rows = []
+    for key, group in frame.group_by(keys, maintain_order=True):
+        times = group["_time"].to_numpy().astype(float)
+        events = group["_event"].to_numpy().astype(int)
+        base = dict(zip(keys, key, strict=True)) | {"n": group.height, "events": int(events.sum())}
+        fit = sm.SurvfuncRight(np.maximum(times, 0.0), events) if events.sum() else None
+        for q in quantiles:
+            rows.append(base | {"q": q} | _km_quantile(fit, q, confidence))
+    schema = {k: frame.schema[k] for k in keys} | {
+        "n": pl.Int64,
+        "events": pl.Int64,
+        "q": pl.Float64,
+        "days": pl.Float64,
+        "days_low": pl.Float64,
+        "days_high": pl.Float64,
+    }
+    order = pl.col(s.STAGE).replace_strict(list(spec.all_stages), range(len(spec.all_stages)), default=99)
+    table = pl.DataFrame(rows, schema=schema).sort([*([by] if by else []), order, "q"])
+    return table.select(*keys, "q", "days", "days_low", "days_high", "n", "events")
+
+
+def _km_quantile(fit: object, q: float, confidence: float) -> dict[str, float | None]:
+    if fit is None:
+        return {"days": None, "days_low": None, "days_high": None}
+    days = fit.quantile(q)  # type: ignore[attr-defined]
+    # statsmodels takes log(-log(S)) at S = 1 inside the interval; the warning it gives there is noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = fit.quantile_ci(q, alpha=1 - confidence)  # type: ignore[attr-defined]
+    return {
+        k: (None if v is None or not np.isfinite(v) else float(v))
+        for k, v in zip(("days", "days_low", "days_high"), (days, low, high), strict=True)
+    }
+
+
+def cohort_table(transitions: pl.LazyFrame, spec: FunnelSpec) -> pl.DataFrame:
+    """Opportunities by month they entered the funnel, and how far they got.
+
+    Returns
+    -------
+    DataFrame ``cohort (month start), opportunities, reached_<stage> for each stage after the
+    first, won, lost, open, win_rate`` (won / (won + lost)).
+    """
+    per_opp = transitions.group_by(s.OPPORTUNITY_ID).agg(
+        pl.col(OPPORTUNITY_START).first(),
+        pl.col(s.STAGE).unique().alias("_stages"),
+        pl.col(CONVERTED_AT).is_not_null().any().alias("_any"),
+        pl.col(LOST_AT).is_not_null().any().alias("_lost"),
+        (pl.col(NEXT_STAGE) == spec.won).any().alias("_won"),
+    )
+    reached = [pl.col("_stages").list.contains(stage).sum().alias(f"reached_{stage}") for stage in spec.open_stages[1:]]
+    return (
+        per_opp.group_by(pl.col(OPPORTUNITY_START).dt.truncate("1mo").alias("cohort"))
+        .agg(
+            pl.len().alias("opportunities"),
+            *reached,
+            pl.col("_won").sum().alias("won"),
+            pl.col("_lost").sum().alias("lost"),
+        )
+        .with_columns(
+            (pl.col("opportunities") - pl.col("won") - pl.col("lost")).alias("open"),
+            (pl.col("won") / (pl.col("won") + pl.col("lost"))).fill_nan(None).alias("win_rate"),
+        )
+        .sort("cohort")
+        .collect()
+    )
+
+
+def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int | None = None) -> dict[str, object]:
+    """The funnel at a glance, as plain data (what ``funnelmodels funnel`` prints).
+
+    Parameters
+    ----------
+    dataset : a loaded :class:`funnelmodels.data.io.Dataset` with stage_events.
+    by : a segment column (see :data:`funnelmodels.features.SEGMENTS`, or any customers column).
+
+    Returns
+    -------
+    ``{"by", "horizon_days", "end", "first_stage", "won", "segments": [{"segment", "stages":
+    [{stage, entered, observed, converted, rate, rate_low, rate_high, median_days,
+    median_days_low, median_days_high}], "end_to_end": {rate, rate_low, rate_high}}],
+    "tests": {stage: p_value}}``.
+    """
+    from funnelmodels.data.io import Dataset
+    from funnelmodels.features import add_segments
+
+    assert isinstance(dataset, Dataset)
+    spec = dataset.spec
+    events = dataset.lazy("stage_events")
+    end = data_end(events)
+    horizon = spec.horizon_days if horizon_days is None else horizon_days
+    transitions = build_transitions(events, spec, horizon_days=horizon, end=end)
+    if by:
+        transitions = add_segments(dataset, transitions)
+        available = [c for c in transitions.collect_schema().names() if c not in _NOT_SEGMENTS]
+        if by not in available:
+            raise ConfigError(
+                f"--by {by!r} is not a column of this dataset; available: {', '.join(sorted(available))}."
+            )
+        transitions = transitions.with_columns(pl.col(by).cast(pl.String).fill_null("unknown"))
+    transitions = transitions.collect().lazy()
+    rates = conversion_table(transitions, spec, by=by)
+    medians = time_to_convert_table(transitions, spec, by=by, quantiles=(0.5,))
+    table = rates.join(medians.drop("q", "n", "events"), on=[by, s.STAGE] if by else [s.STAGE], how="left")
+    segments = []
+    for key, group in table.group_by([by] if by else pl.lit(True), maintain_order=True):
+        stages = [
+            {
+                "stage": r[s.STAGE],
+                "entered": r["entered"],
+                "observed": r["observed"],
+                "converted": r["converted"],
+                "rate": r["rate"],
+                "rate_low": r["rate_low"],
+                "rate_high": r["rate_high"],
+                "median_days": r["days"],
+                "median_days_low": r["days_low"],
+                "median_days_high": r["days_high"],
+            }
+            for r in group.iter_rows(named=True)
+        ]
+        e2e = {k: (None if math.isnan(v) else v) for k, v in end_to_end_rate(group, spec).items()}
+        segments.append({"segment": key[0] if by else None, "stages": stages, "end_to_end": e2e})
+    tests = {}
+    if by:
+        tests = {
+            r[s.STAGE]: r["p_value"]
+            for r in rates.unique(s.STAGE, keep="first", maintain_order=True).iter_rows(named=True)
+        }
+    return {
+        "by": by,
+        "horizon_days": horizon,
+        "end": end,
+        "first_stage": spec.stages[0],
+        "won": spec.won,
+        "segments": segments,
+        "tests": tests,
+    }
+
+
+_NOT_SEGMENTS = {
+    s.OPPORTUNITY_ID,
+    s.CUSTOMER_ID,
+    s.STAGE,
+    ENTRY,
+    s.ENTERED_AT,
+    EXITED_AT,
+    NEXT_STAGE,
+    CONVERTED,
+    CONVERTED_AT,
+    LOST_AT,
+    CENSORED,
+    DAYS_IN_STAGE,
+    DAYS_TO_CONVERT,
+    OPPORTUNITY_START,
+    s.AMOUNT,
+    s.AGE,
+    s.INCOME,
+}

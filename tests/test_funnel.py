@@ -1,0 +1,192 @@
+"""Funnel definitions pinned on hand-made opportunities whose answers are worked out below."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+import pytest
+
+from funnelmodels.config import FunnelSpec
+from funnelmodels.funnel import (
+    build_transitions,
+    cohort_table,
+    conversion_table,
+    end_to_end_rate,
+    time_to_convert_table,
+)
+
+SPEC = FunnelSpec(horizon_days=30)
+END = datetime(2025, 6, 30)
+
+
+def _events() -> pl.LazyFrame:
+    rows = [
+        # 1: straight through; relationship → proposal takes 39 days (> 30: not converted).
+        (1, 1, "lead", "2025-01-01"),
+        (1, 1, "qualified", "2025-01-11"),
+        (1, 1, "relationship", "2025-01-21"),
+        (1, 1, "proposal", "2025-03-01"),
+        (1, 1, "won", "2025-03-11"),
+        # 2: lost at the lead stage after 10 days.
+        (2, 2, "lead", "2025-01-05"),
+        (2, 2, "lost", "2025-01-15"),
+        # 3: skips qualified (lead converts), then lost.
+        (3, 3, "lead", "2025-02-01"),
+        (3, 3, "relationship", "2025-02-10"),
+        (3, 3, "lost", "2025-03-01"),
+        # 4: re-enters lead and qualified, still open at the end (its horizon is over).
+        (4, 4, "lead", "2025-03-01"),
+        (4, 4, "qualified", "2025-03-05"),
+        (4, 4, "lead", "2025-03-10"),
+        (4, 4, "qualified", "2025-03-20"),
+        (4, 4, "relationship", "2025-03-25"),
+        # 5: open, entered 10 days before the end: censored.
+        (5, 5, "lead", "2025-06-20"),
+        # 6: entered 20 days before the end but already lost: observed, not censored.
+        (6, 6, "lead", "2025-06-10"),
+        (6, 6, "lost", "2025-06-15"),
+    ]
+    return (
+        pl.DataFrame(rows, schema=["opportunity_id", "customer_id", "stage", "entered_at"], orient="row")
+        .with_columns(pl.col("entered_at").str.to_datetime("%Y-%m-%d"))
+        .lazy()
+    )
+
+
+@pytest.fixture
+def transitions() -> pl.LazyFrame:
+    return build_transitions(_events(), SPEC, end=END)
+
+
+def test_one_row_per_entry_into_a_non_terminal_stage(transitions: pl.LazyFrame) -> None:
+    t = transitions.collect()
+    assert t.height == 14
+    assert set(t["stage"]) == {"lead", "qualified", "relationship", "proposal"}
+    opp4 = t.filter(pl.col("opportunity_id") == 4).sort("entered_at")
+    assert opp4["stage"].to_list() == ["lead", "qualified", "lead", "qualified", "relationship"]
+    assert opp4["entry"].to_list() == [1, 1, 2, 2, 1]
+    assert opp4["next_stage"].to_list() == ["qualified", "lead", "qualified", "relationship", None]
+
+
+def test_converted_and_censored_by_the_definitions(transitions: pl.LazyFrame) -> None:
+    t = transitions.collect().sort("opportunity_id", "entered_at")
+    got = {
+        (r["opportunity_id"], r["stage"], r["entry"]): (r["converted"], r["censored"]) for r in t.iter_rows(named=True)
+    }
+    assert got == {
+        (1, "lead", 1): (True, False),
+        (1, "qualified", 1): (True, False),
+        (1, "relationship", 1): (False, False),  # proposal came after 39 days
+        (1, "proposal", 1): (True, False),
+        (2, "lead", 1): (False, False),  # lost
+        (3, "lead", 1): (True, False),  # skipping a stage is converting
+        (3, "relationship", 1): (False, False),
+        (4, "lead", 1): (True, False),
+        (4, "qualified", 1): (True, False),  # back to lead, but relationship within 20 days
+        (4, "lead", 2): (True, False),
+        (4, "qualified", 2): (True, False),
+        (4, "relationship", 1): (False, False),  # open, but its 30 days are over
+        (5, "lead", 1): (False, True),  # open, 10 days of 30 seen
+        (6, "lead", 1): (False, False),  # lost within the horizon: observed
+    }
+    assert t.filter(pl.col("opportunity_id") == 1)["days_in_stage"].to_list() == [10.0, 10.0, 39.0, 10.0]
+    assert t.filter(pl.col("opportunity_id") == 5)["days_in_stage"].to_list() == [10.0]
+
+
+def test_conversion_table_with_wilson_intervals(transitions: pl.LazyFrame) -> None:
+    table = conversion_table(transitions, SPEC)
+    assert table["stage"].to_list() == ["lead", "qualified", "relationship", "proposal"]
+    lead = table.row(0, named=True)
+    assert (lead["entered"], lead["observed"], lead["converted"], lead["dropped"], lead["censored"]) == (7, 6, 4, 2, 1)
+    assert lead["rate"] == pytest.approx(4 / 6)
+    # Wilson 95%, by hand: centre (p + z²/2n)/(1 + z²/n) = 0.6016, half-width 0.3016.
+    assert lead["rate_low"] == pytest.approx(0.3000, abs=1e-4)
+    assert lead["rate_high"] == pytest.approx(0.9032, abs=1e-4)
+    assert table["rate"].to_list()[1:] == [1.0, 0.0, 1.0]
+
+
+def test_end_to_end_is_the_product_of_stage_rates() -> None:
+    table = pl.DataFrame(
+        {
+            "stage": ["lead", "qualified", "relationship", "proposal"],
+            "observed": [100, 50, 40, 20],
+            "converted": [50, 40, 20, 10],
+            "rate": [0.5, 0.8, 0.5, 0.5],
+        }
+    )
+    out = end_to_end_rate(table, FunnelSpec())
+    assert out["rate"] == pytest.approx(0.1)
+    # Delta method on log: var = 0.5/50 + 0.2/40 + 0.5/20 + 0.5/10 = 0.09; exp(log 0.1 ± 1.96·0.3).
+    assert out["rate_low"] == pytest.approx(0.1 * 2.718281828 ** (-1.959964 * 0.3), rel=1e-4)
+    assert out["rate_high"] == pytest.approx(0.1 * 2.718281828 ** (1.959964 * 0.3), rel=1e-4)
+
+
+def test_segments_and_a_test_of_difference() -> None:
+    events = pl.DataFrame(
+        {
+            "opportunity_id": list(range(40)),
+            "customer_id": list(range(40)),
+            "stage": ["lead"] * 40,
+            "entered_at": [datetime(2025, 1, 1)] * 40,
+            "region": ["north"] * 20 + ["south"] * 20,
+        }
+    )
+    # north converts 15 of 20, south 5 of 20.
+    nxt = events.filter((pl.col("opportunity_id") < 15) | pl.col("opportunity_id").is_between(20, 24))
+    nxt = nxt.with_columns(pl.lit("qualified").alias("stage"), pl.lit(datetime(2025, 1, 5)).alias("entered_at"))
+    both = pl.concat([events, nxt]).lazy()
+    transitions = build_transitions(both.drop("region"), SPEC, end=END).join(
+        events.lazy().select("opportunity_id", "region"), on="opportunity_id"
+    )
+    table = conversion_table(transitions, SPEC, by="region").filter(pl.col("stage") == "lead")
+    assert table["region"].to_list() == ["north", "south"]
+    assert table["rate"].to_list() == [0.75, 0.25]
+    # Pearson chi-square on [[15, 5], [5, 15]]: statistic 10.0, p = 0.00157.
+    assert table["p_value"][0] == pytest.approx(0.001565, abs=1e-5)
+
+
+def test_time_to_convert_by_kaplan_meier(transitions: pl.LazyFrame) -> None:
+    table = time_to_convert_table(transitions, SPEC, quantiles=(0.25, 0.5))
+    lead = table.filter(pl.col("stage") == "lead")
+    # Lead rows: converted after 10, 9, 4, 10 days; censored: lost after 10 and 5, open after 10.
+    # KM: S(4) = 6/7, S(9) = 6/7·4/5 = 0.686, S(10) = 0.686·2/4 = 0.343 → Q1 = 9, median = 10.
+    assert lead["n"][0] == 7 and lead["events"][0] == 4
+    assert lead["days"].to_list() == [9.0, 10.0]
+    # A plain mean of the finished ones would say 8.25 days; KM does not ignore the censored.
+    # Relationship: converted after 39 days; lost after 19 and open after 97 are censored.
+    # S(39) = 1/2 exactly, so Q1 = 39 and the median (S strictly below 1/2) is not reached.
+    relationship = table.filter(pl.col("stage") == "relationship")
+    assert relationship["days"].to_list() == [39.0, None]
+
+
+def test_cohorts_by_month_of_entry(transitions: pl.LazyFrame) -> None:
+    table = cohort_table(transitions, SPEC)
+    assert table["cohort"].dt.month().to_list() == [1, 2, 3, 6]
+    assert table["opportunities"].to_list() == [2, 1, 1, 2]
+    assert table["won"].to_list() == [1, 0, 0, 0]
+    assert table["lost"].to_list() == [1, 1, 0, 1]
+    assert table["open"].to_list() == [0, 0, 1, 1]
+    assert table["reached_qualified"].to_list() == [1, 0, 1, 0]
+    assert table["win_rate"].to_list() == [0.5, 0.0, None, 0.0]
+
+
+def test_bad_horizon_is_refused() -> None:
+    from funnelmodels.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="horizon_days must be a positive"):
+        build_transitions(_events(), SPEC, horizon_days=0, end=END)
+
+
+def test_rates_agree_with_the_generators_truth(synthetic_dir) -> None:  # type: ignore[no-untyped-def]
+    from funnelmodels.data.io import load_dataset
+
+    ds = load_dataset(synthetic_dir)
+    truth = pl.read_parquet(synthetic_dir / "ground_truth" / "conversion.parquet")
+    transitions = build_transitions(ds.lazy("stage_events"), ds.spec).collect()
+    observed = transitions.filter(~pl.col("censored")).join(truth, on=["opportunity_id", "stage", "entered_at"])
+    expected = observed.group_by("stage").agg(pl.col("true_probability").mean().alias("expected"))
+    table = conversion_table(transitions.lazy(), ds.spec).join(expected, on="stage")
+    assert table.height == 4
+    for row in table.iter_rows(named=True):
+        assert row["rate_low"] <= row["expected"] <= row["rate_high"], row
