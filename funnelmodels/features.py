@@ -112,7 +112,8 @@ def _purchase_history(transactions: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.Lazy
 
 
 def _add_purchases(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.LazyFrame:
-    orders, refunds = _purchase_history(transactions)
+    # Materialise the running totals once: three look-ups use them.
+    orders, refunds = (frame.lazy() for frame in pl.collect_all(list(_purchase_history(transactions))))
     spend = orders.select(s.CUSTOMER_ID, "_t", "monetary_total")
     out = _asof(rows, orders)
     out = _asof(out, refunds)

@@ -96,30 +96,49 @@ def build_transitions(
     ranks = list(range(len(spec.all_stages)))
     rank = pl.col(s.STAGE).replace_strict(list(spec.all_stages), ranks, return_dtype=pl.Int32)
     extra = [c for c in (s.AMOUNT, s.SOURCE) if c in stage_events.collect_schema().names()]
+    # Sorted by opportunity, the group logic is shifts and forward fills (window functions
+    # over a million opportunities cost seconds).
+    opp = pl.col(s.OPPORTUNITY_ID)
+    first = opp != opp.shift(1)
+    same_next = (opp == opp.shift(-1)).fill_null(False)
+    index = pl.int_range(pl.len(), dtype=pl.Int64)
     events = (
         stage_events.filter(pl.col(s.ENTERED_AT) <= end)
         .with_columns(rank.alias("_rank"))
         .sort(s.OPPORTUNITY_ID, s.ENTERED_AT, "_rank")
         .with_columns(
-            pl.col(s.ENTERED_AT).min().over(s.OPPORTUNITY_ID).alias(OPPORTUNITY_START),
-            pl.int_range(pl.len()).over(s.OPPORTUNITY_ID).alias("_seq"),
-            pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(s.OPPORTUNITY_ID, s.STAGE).alias(ENTRY),
-            pl.col(s.ENTERED_AT).shift(-1).over(s.OPPORTUNITY_ID).alias(EXITED_AT),
-            pl.col(s.STAGE).shift(-1).over(s.OPPORTUNITY_ID).alias(NEXT_STAGE),
+            pl.when(first.fill_null(True)).then(pl.col(s.ENTERED_AT)).forward_fill().alias(OPPORTUNITY_START),
+            (index - pl.when(first.fill_null(True)).then(index).forward_fill()).alias("_seq"),
+            pl.when(same_next).then(pl.col(s.ENTERED_AT).shift(-1)).alias(EXITED_AT),
+            pl.when(same_next).then(pl.col(s.STAGE).shift(-1)).alias(NEXT_STAGE),
         )
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(s.OPPORTUNITY_ID, s.STAGE).alias(ENTRY))
     )
     won_rank, lost_rank = len(spec.stages) - 1, len(spec.stages)
-    # For each row: the first later-ranked stage entered after it, and the loss time.
+    next_rank = pl.when(same_next).then(pl.col("_rank").shift(-1))
+    events = events.with_columns(next_rank.alias("_next_rank"))
+    rows = events.filter(pl.col("_rank") < won_rank)
+    # Usually the next event decides: a later stage converts, lost or nothing does not. Only
+    # after a step back (re-entry) must later events be searched for the first later stage.
+    step_back = (pl.col("_next_rank") <= pl.col("_rank")).fill_null(False)
     later = events.select(s.OPPORTUNITY_ID, pl.col("_seq").alias("_seq_later"), "_rank", s.ENTERED_AT).filter(
         pl.col("_rank") != lost_rank
     )
-    rows = events.filter(pl.col("_rank") < won_rank)
-    forward = (
-        rows.select(s.OPPORTUNITY_ID, "_seq", pl.col("_rank").alias("_from_rank"))
+    searched = (
+        rows.filter(step_back)
+        .select(s.OPPORTUNITY_ID, "_seq", pl.col("_rank").alias("_from_rank"))
         .join(later, on=s.OPPORTUNITY_ID)
         .filter((pl.col("_seq_later") > pl.col("_seq")) & (pl.col("_rank") > pl.col("_from_rank")))
         .group_by(s.OPPORTUNITY_ID, "_seq")
-        .agg(pl.col(s.ENTERED_AT).min().alias(CONVERTED_AT))
+        .agg(pl.col(s.ENTERED_AT).min().alias("_searched_at"))
+    )
+    direct = pl.when((pl.col("_next_rank") > pl.col("_rank")) & (pl.col("_next_rank") != lost_rank)).then(
+        pl.col(EXITED_AT)
+    )
+    forward = (
+        rows.select(s.OPPORTUNITY_ID, "_seq", direct.alias("_direct_at"))
+        .join(searched, on=[s.OPPORTUNITY_ID, "_seq"], how="left")
+        .select(s.OPPORTUNITY_ID, "_seq", pl.coalesce("_direct_at", "_searched_at").alias(CONVERTED_AT))
     )
     lost = events.filter(pl.col("_rank") == lost_rank).select(s.OPPORTUNITY_ID, pl.col(s.ENTERED_AT).alias(LOST_AT))
     out = (
