@@ -13,6 +13,16 @@ from funnelmodels.errors import (
     ModelError,
     ReportError,
 )
+from funnelmodels.features import add_segments, build_features, build_transition_features
+from funnelmodels.funnel import (
+    build_transitions,
+    cohort_table,
+    conversion_table,
+    end_to_end_rate,
+    time_to_convert_table,
+)
+from funnelmodels.models.conversion import StageConversionModel
+from funnelmodels.models.training import pipeline_value, score_open_opportunities, train_conversion
 
 __all__ = [
     "ConfigError",
@@ -23,10 +33,22 @@ __all__ = [
     "FunnelSpec",
     "ModelError",
     "ReportError",
+    "StageConversionModel",
     "SyntheticData",
+    "add_segments",
+    "build_features",
+    "build_transition_features",
+    "build_transitions",
+    "cohort_table",
+    "conversion_table",
+    "end_to_end_rate",
     "generate_dataset",
     "load_config",
     "load_dataset",
+    "pipeline_value",
+    "score_open_opportunities",
+    "time_to_convert_table",
+    "train_conversion",
     "write_dataset",
 ]
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, received {value}")
     return value
+
+
+def _moment(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date like 2026-07-01 or 2026-07-01T09:00, received {text!r}"
+        ) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,6 +104,40 @@ def _parser() -> argparse.ArgumentParser:
     fun.add_argument("--json", action="store_true", help="print the same as JSON")
     fun.set_defaults(run=_cmd_funnel)
 
+    train = commands.add_parser(
+        "train",
+        help="train and evaluate the models; write them to a folder",
+        description="Train the stage-conversion models (LightGBM and the logit baseline) on the past, evaluate "
+        "them out of time on the latest period (with the oracle on synthetic data) and write MODEL_DIR/conversion/"
+        "<engine>/ and MODEL_DIR/metrics.json. The folder is replaced only when training succeeds.",
+    )
+    train.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
+    train.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder to write")
+    train.add_argument(
+        "--target", choices=("conversion",), default="conversion", help="what to model (default %(default)s)"
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    train.add_argument("--horizon-days", type=_positive_int, metavar="N", help="days a stage has to convert")
+    train.set_defaults(run=_cmd_train)
+
+    score = commands.add_parser(
+        "score",
+        help="score open opportunities: win probability, expected value, reasons",
+        description="Score every opportunity open at AS_OF with a trained model: probability of reaching the "
+        "next stage, win probability (product over the remaining stages), expected value (deal amount x win "
+        "probability) and the top reasons. Writes Parquet or CSV (by the file's suffix).",
+    )
+    score.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
+    score.add_argument("--model", type=Path, required=True, metavar="MODEL_DIR", help="folder written by train")
+    score.add_argument(
+        "--as-of", type=_moment, required=True, metavar="DATE", help="the scoring moment, e.g. 2026-07-01"
+    )
+    score.add_argument("--out", type=Path, required=True, metavar="FILE", help="output .parquet or .csv")
+    score.add_argument(
+        "--engine", choices=("lightgbm", "logit"), default="lightgbm", help="which model (default %(default)s)"
+    )
+    score.set_defaults(run=_cmd_score)
+
     demo = commands.add_parser(
         "demo",
         help="generate the demo dataset and validate it",
@@ -125,29 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _generate_into(out: Path, *, customers: int, seed: int, fmt: str, progress: _Progress) -> Any:
+    from funnelmodels.data.io import atomic_dir
     from funnelmodels.data.synthetic import generate_dataset, oracle_auc, write_dataset
 
     data = generate_dataset(customers, seed=seed, progress=progress)
     progress(f"writing {fmt} files to {out}")
-    # Write beside the target and swap at the end: a failed run leaves the old folder intact.
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with atomic_dir(out) as staging:
         write_dataset(data, staging, fmt=fmt)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _replace_dir(staging, out)
     return data, oracle_auc(data.ground_truth["conversion"])
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _cmd_generate(args: argparse.Namespace, progress: _Progress) -> int:
@@ -240,6 +268,87 @@ def _print_funnel(summary: dict[str, Any], data: Path) -> None:
         for stage, p in summary["tests"].items():
             verdict = "no p-value" if p is None else ("yes" if p < 0.05 else "no evidence") + f" (p = {p:.3g})"
             print(f"  {stage:<14}{verdict}")
+
+
+def _cmd_train(args: argparse.Namespace, progress: _Progress) -> int:
+    from funnelmodels.data.io import atomic_dir, load_dataset
+    from funnelmodels.models.base import write_json
+    from funnelmodels.models.training import train_conversion
+
+    progress(f"loading {args.data}")
+    dataset = load_dataset(args.data)
+    progress("building features and training lightgbm and logit (out-of-time split)")
+    result = train_conversion(dataset, seed=args.seed, horizon_days=args.horizon_days)
+    with atomic_dir(args.out) as staging:
+        for engine, model in result.models.items():
+            model.save(staging / "conversion" / engine)
+        write_json(staging / "metrics.json", {"conversion": _conversion_report(result)})
+    progress(f"wrote {args.out}")
+    _print_metrics(result.metrics)
+    for engine, model in result.models.items():
+        for note in model.metadata.get("notes", []):
+            print(f"note ({engine}): {note}")
+    print(f"models and metrics.json in {args.out}/")
+    return 0
+
+
+def _conversion_report(result: Any) -> dict[str, Any]:
+    split = result.split
+    report: dict[str, Any] = {
+        "split": {
+            "method": "out of time by as_of",
+            "train_rows": int(split.train.sum()),
+            "validation_rows": int(split.validation.sum()),
+            "test_rows": int(split.test.sum()),
+            "validation_start": split.validation_start,
+            "test_start": split.test_start,
+        },
+        "metrics": result.metrics.to_dicts(),
+    }
+    overall = {r["engine"]: r for r in result.metrics.filter(result.metrics["stage"] == "all").to_dicts()}
+    if "oracle" in overall:
+        report["gap_to_oracle_roc_auc"] = {
+            e: overall["oracle"]["roc_auc"] - r["roc_auc"] for e, r in overall.items() if e != "oracle"
+        }
+    return report
+
+
+def _print_metrics(metrics: Any) -> None:
+    print(f"{'engine':<10}{'stage':<14}{'rows':>7}{'ROC AUC':>9}{'PR AUC':>8}{'log loss':>10}{'Brier':>7}{'ECE':>7}")
+    for r in metrics.iter_rows(named=True):
+        print(
+            f"{r['engine']:<10}{r['stage']:<14}{r['n']:>7,}{r['roc_auc']:>9.3f}{r['pr_auc']:>8.3f}"
+            f"{r['log_loss']:>10.3f}{r['brier']:>7.3f}{r['ece']:>7.3f}"
+        )
+
+
+def _cmd_score(args: argparse.Namespace, progress: _Progress) -> int:
+    import polars as pl
+
+    from funnelmodels.data.io import load_dataset, write_table
+    from funnelmodels.errors import ModelError
+    from funnelmodels.models.conversion import StageConversionModel
+    from funnelmodels.models.training import score_open_opportunities
+
+    if args.out.suffix not in (".parquet", ".csv"):
+        raise ModelError(f"--out must end in .parquet or .csv; received {args.out.name!r}.")
+    model = StageConversionModel.load(args.model / "conversion" / args.engine)
+    progress(f"loading {args.data}")
+    dataset = load_dataset(args.data)
+    if dataset.spec.stages != model.spec.stages:
+        raise ModelError(
+            f"the model was trained on the funnel {list(model.spec.stages)}, the data has {list(dataset.spec.stages)}."
+        )
+    progress(f"scoring opportunities open at {args.as_of}")
+    scored = score_open_opportunities(dataset, model, args.as_of)
+    if args.out.suffix == ".csv":
+        scored = scored.with_columns(pl.col("reasons_up", "reasons_down").list.join("; "))
+    write_table(scored, args.out)
+    total = scored["amount"].sum()
+    expected = scored["expected_value"].sum()
+    print(f"{scored.height:,} open opportunities at {args.as_of}: pipeline {total:,.0f}, expected {expected:,.0f}")
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace, progress: _Progress) -> int:

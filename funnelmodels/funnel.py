@@ -8,9 +8,10 @@ Definitions (DESIGN.md, "Core definitions"):
   *later* stage of the funnel (``won`` included). Skipping a stage counts as
   converting (lead → relationship converts the lead row); moving back or being
   lost does not.
-- ``censored``: not converted, not lost within the horizon, and the horizon is
-  not yet over at the data's end. Censored rows stay out of rates and training,
-  but are still scored.
+- ``censored``: the horizon is not yet over at the data's end. Censored rows
+  stay out of rates, training and metrics (even when they already converted or
+  were lost: counting only the quick outcomes of the last period would bias the
+  rates), but are still scored.
 - **time to convert**: Kaplan–Meier over days to the next later stage; an
   opportunity that is lost is censored at the day it is lost, one still open at
   the data's end on that day (cause-specific survival: the time it takes to
@@ -146,12 +147,13 @@ def build_transitions(
         .join(lost, on=s.OPPORTUNITY_ID, how="left")
         .with_columns(
             _within(CONVERTED_AT, horizon_us).alias(CONVERTED),
-            _within(LOST_AT, horizon_us).alias("_lost_in_horizon"),
             (pl.col(s.ENTERED_AT) + pl.duration(microseconds=horizon_us) > pl.lit(end)).alias("_horizon_open"),
             _days(pl.coalesce(EXITED_AT, pl.lit(end)) - pl.col(s.ENTERED_AT)).alias(DAYS_IN_STAGE),
             _days(pl.col(CONVERTED_AT) - pl.col(s.ENTERED_AT)).alias(DAYS_TO_CONVERT),
         )
-        .with_columns((~pl.col(CONVERTED) & ~pl.col("_lost_in_horizon") & pl.col("_horizon_open")).alias(CENSORED))
+        # Censored means the horizon is not over at the data's end, whatever happened so far:
+        # keeping early converters or early losses of that period would bias rates upwards.
+        .with_columns(pl.col("_horizon_open").alias(CENSORED))
     )
     columns = [
         s.OPPORTUNITY_ID,
@@ -213,7 +215,7 @@ def conversion_table(
         .agg(
             pl.len().alias("entered"),
             (~pl.col(CENSORED)).sum().alias("observed"),
-            pl.col(CONVERTED).sum().alias("converted"),
+            (pl.col(CONVERTED) & ~pl.col(CENSORED)).sum().alias("converted"),
             pl.col(CENSORED).sum().alias("censored"),
         )
         .collect()

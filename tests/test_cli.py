@@ -18,7 +18,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
 
 
-@pytest.mark.parametrize("command", [[], ["generate"], ["validate"], ["funnel"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["generate"], ["validate"], ["funnel"], ["train"], ["score"], ["demo"]])
 def test_help_of_every_command(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.returncode == 0
@@ -116,3 +116,71 @@ def test_funnel_bad_input_is_refused_clearly(synthetic_dir: Path, tmp_path: Path
     assert result.returncode == 1
     assert "needs the stage_events table" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_train_then_score(synthetic_dir: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    result = run("--quiet", "train", str(synthetic_dir), "--out", str(models))
+    assert result.returncode == 0, result.stderr
+    assert "oracle" in result.stdout
+    metrics = json.loads((models / "metrics.json").read_text())["conversion"]
+    assert {r["engine"] for r in metrics["metrics"]} == {"lightgbm", "logit", "oracle"}
+    assert set(metrics["gap_to_oracle_roc_auc"]) == {"lightgbm", "logit"}
+    assert metrics["split"]["method"] == "out of time by as_of"
+    assert (models / "conversion" / "lightgbm" / "booster_all.txt").is_file()
+    out = tmp_path / "scores.csv"
+    result = run(
+        "--quiet", "score", str(synthetic_dir), "--model", str(models), "--as-of", "2026-07-01", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    scores = pl.read_csv(out)
+    assert scores.height > 0
+    assert {"opportunity_id", "win_probability", "expected_value", "reasons_up"} <= set(scores.columns)
+    assert scores["win_probability"].is_between(0, 1).all()
+
+
+def test_failed_train_leaves_the_model_folder_untouched(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "keep.txt").write_text("previous good model")
+    tables = tiny_tables()
+    for name, frame in tables.items():
+        frame.write_csv(tmp_path / f"{name}.csv")
+    result = run("train", str(tmp_path), "--out", str(models))
+    assert result.returncode == 1
+    assert "observed" in result.stderr and "Traceback" not in result.stderr
+    assert [p.name for p in models.iterdir()] == ["keep.txt"]
+    assert not (tmp_path / ".models.partial").exists()
+
+
+def test_score_refuses_bad_moments_and_foreign_models(synthetic_dir: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    assert run("--quiet", "train", str(synthetic_dir), "--out", str(models)).returncode == 0
+    result = run(
+        "score", str(synthetic_dir), "--model", str(models), "--as-of", "1999-01-01", "--out", str(tmp_path / "s.csv")
+    )
+    assert result.returncode == 1 and "before any stage event" in result.stderr
+    result = run(
+        "score", str(synthetic_dir), "--model", str(models), "--as-of", "July", "--out", str(tmp_path / "s.csv")
+    )
+    assert result.returncode == 2 and "expected a date" in result.stderr
+    # The same data without surveys: the model's satisfaction features are missing.
+    other = tmp_path / "no_surveys"
+    other.mkdir()
+    for name in ("customers", "transactions", "stage_events"):
+        (other / f"{name}.parquet").write_bytes((synthetic_dir / f"{name}.parquet").read_bytes())
+    result = run("score", str(other), "--model", str(models), "--as-of", "2026-07-01", "--out", str(tmp_path / "s.csv"))
+    assert result.returncode == 1
+    assert "does not match the model's feature schema" in result.stderr and "last_csat" in result.stderr
+    assert not (tmp_path / "s.csv").exists()
+    result = run(
+        "score",
+        str(synthetic_dir),
+        "--model",
+        str(tmp_path / "nowhere"),
+        "--as-of",
+        "2026-07-01",
+        "--out",
+        str(tmp_path / "s.csv"),
+    )
+    assert result.returncode == 1 and "model.json is missing" in result.stderr

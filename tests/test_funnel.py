@@ -43,9 +43,12 @@ def _events() -> pl.LazyFrame:
         (4, 4, "relationship", "2025-03-25"),
         # 5: open, entered 10 days before the end: censored.
         (5, 5, "lead", "2025-06-20"),
-        # 6: entered 20 days before the end but already lost: observed, not censored.
-        (6, 6, "lead", "2025-06-10"),
-        (6, 6, "lost", "2025-06-15"),
+        # 6: lost after 5 days, its horizon over: observed.
+        (6, 6, "lead", "2025-05-10"),
+        (6, 6, "lost", "2025-05-15"),
+        # 7: lost after 3 days, but its 30 days are not over: censored like any other recent row.
+        (7, 7, "lead", "2025-06-15"),
+        (7, 7, "lost", "2025-06-18"),
     ]
     return (
         pl.DataFrame(rows, schema=["opportunity_id", "customer_id", "stage", "entered_at"], orient="row")
@@ -61,7 +64,7 @@ def transitions() -> pl.LazyFrame:
 
 def test_one_row_per_entry_into_a_non_terminal_stage(transitions: pl.LazyFrame) -> None:
     t = transitions.collect()
-    assert t.height == 14
+    assert t.height == 15
     assert set(t["stage"]) == {"lead", "qualified", "relationship", "proposal"}
     opp4 = t.filter(pl.col("opportunity_id") == 4).sort("entered_at")
     assert opp4["stage"].to_list() == ["lead", "qualified", "lead", "qualified", "relationship"]
@@ -88,7 +91,8 @@ def test_converted_and_censored_by_the_definitions(transitions: pl.LazyFrame) ->
         (4, "qualified", 2): (True, False),
         (4, "relationship", 1): (False, False),  # open, but its 30 days are over
         (5, "lead", 1): (False, True),  # open, 10 days of 30 seen
-        (6, "lead", 1): (False, False),  # lost within the horizon: observed
+        (6, "lead", 1): (False, False),  # lost, horizon over: observed
+        (7, "lead", 1): (False, True),  # lost, but the horizon is not over: censored
     }
     assert t.filter(pl.col("opportunity_id") == 1)["days_in_stage"].to_list() == [10.0, 10.0, 39.0, 10.0]
     assert t.filter(pl.col("opportunity_id") == 5)["days_in_stage"].to_list() == [10.0]
@@ -98,7 +102,7 @@ def test_conversion_table_with_wilson_intervals(transitions: pl.LazyFrame) -> No
     table = conversion_table(transitions, SPEC)
     assert table["stage"].to_list() == ["lead", "qualified", "relationship", "proposal"]
     lead = table.row(0, named=True)
-    assert (lead["entered"], lead["observed"], lead["converted"], lead["dropped"], lead["censored"]) == (7, 6, 4, 2, 1)
+    assert (lead["entered"], lead["observed"], lead["converted"], lead["dropped"], lead["censored"]) == (8, 6, 4, 2, 2)
     assert lead["rate"] == pytest.approx(4 / 6)
     # Wilson 95%, by hand: centre (p + z²/2n)/(1 + z²/n) = 0.6016, half-width 0.3016.
     assert lead["rate_low"] == pytest.approx(0.3000, abs=1e-4)
@@ -149,9 +153,9 @@ def test_segments_and_a_test_of_difference() -> None:
 def test_time_to_convert_by_kaplan_meier(transitions: pl.LazyFrame) -> None:
     table = time_to_convert_table(transitions, SPEC, quantiles=(0.25, 0.5))
     lead = table.filter(pl.col("stage") == "lead")
-    # Lead rows: converted after 10, 9, 4, 10 days; censored: lost after 10 and 5, open after 10.
+    # Lead rows: converted after 10, 9, 4, 10 days; censored: lost after 10, 5 and 3, open after 10.
     # KM: S(4) = 6/7, S(9) = 6/7·4/5 = 0.686, S(10) = 0.686·2/4 = 0.343 → Q1 = 9, median = 10.
-    assert lead["n"][0] == 7 and lead["events"][0] == 4
+    assert lead["n"][0] == 8 and lead["events"][0] == 4
     assert lead["days"].to_list() == [9.0, 10.0]
     # A plain mean of the finished ones would say 8.25 days; KM does not ignore the censored.
     # Relationship: converted after 39 days; lost after 19 and open after 97 are censored.
@@ -162,13 +166,13 @@ def test_time_to_convert_by_kaplan_meier(transitions: pl.LazyFrame) -> None:
 
 def test_cohorts_by_month_of_entry(transitions: pl.LazyFrame) -> None:
     table = cohort_table(transitions, SPEC)
-    assert table["cohort"].dt.month().to_list() == [1, 2, 3, 6]
-    assert table["opportunities"].to_list() == [2, 1, 1, 2]
-    assert table["won"].to_list() == [1, 0, 0, 0]
-    assert table["lost"].to_list() == [1, 1, 0, 1]
-    assert table["open"].to_list() == [0, 0, 1, 1]
-    assert table["reached_qualified"].to_list() == [1, 0, 1, 0]
-    assert table["win_rate"].to_list() == [0.5, 0.0, None, 0.0]
+    assert table["cohort"].dt.month().to_list() == [1, 2, 3, 5, 6]
+    assert table["opportunities"].to_list() == [2, 1, 1, 1, 2]
+    assert table["won"].to_list() == [1, 0, 0, 0, 0]
+    assert table["lost"].to_list() == [1, 1, 0, 1, 1]
+    assert table["open"].to_list() == [0, 0, 1, 0, 1]
+    assert table["reached_qualified"].to_list() == [1, 0, 1, 0, 0]
+    assert table["win_rate"].to_list() == [0.5, 0.0, None, 0.0, 0.0]
 
 
 def test_bad_horizon_is_refused() -> None:

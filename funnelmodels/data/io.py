@@ -9,6 +9,7 @@ with its row instead of silently becoming null.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from funnelmodels.config import DatasetConfig, FunnelSpec, TableSource, load_con
 from funnelmodels.data.schema import SCHEMAS, ColumnSpec, TableSchema
 from funnelmodels.errors import DataValidationError, Problem
 
-__all__ = ["Dataset", "load_dataset", "read_table", "write_table"]
+__all__ = ["Dataset", "atomic_dir", "load_dataset", "read_table", "write_table"]
 
 ROW = "_row"
 """Helper column: the 1-based data row of the input file, shown in error examples."""
@@ -278,3 +279,30 @@ def write_table(frame: pl.DataFrame, path: Path) -> None:
     else:
         frame.write_parquet(tmp, statistics=True)
     tmp.replace(path)
+
+
+class atomic_dir:
+    """Write a folder beside its target and swap it in only when the block succeeds.
+
+    A failed or interrupted write leaves the previous folder untouched and no partial one.
+    """
+
+    def __init__(self, target: Path):
+        self.target = Path(target)
+        self.staging = self.target.with_name(f".{self.target.name}.partial")
+
+    def __enter__(self) -> Path:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+        return self.staging
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            return
+        old = self.target.with_name(f".{self.target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.target.exists():
+            self.target.rename(old)
+        self.staging.rename(self.target)
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,152 @@
+"""Honest evaluation: out-of-time splits, probability metrics, calibration, lift.
+
+A model is judged on the *latest* period after training on the past (never a
+random split by default), against a baseline, and with calibration checked,
+because a scored pipeline is only as good as its probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from funnelmodels.errors import ModelError
+
+__all__ = [
+    "OutOfTimeSplit",
+    "binary_metrics",
+    "expected_calibration_error",
+    "lift_table",
+    "out_of_time_split",
+    "reliability_table",
+]
+
+
+@dataclass(frozen=True)
+class OutOfTimeSplit:
+    """Row masks of an out-of-time split and the moments that separate them."""
+
+    train: pl.Series
+    validation: pl.Series
+    test: pl.Series
+    validation_start: datetime
+    test_start: datetime
+
+
+def out_of_time_split(times: pl.Series, *, test_share: float = 0.2, validation_share: float = 0.15) -> OutOfTimeSplit:
+    """Split rows by time: train on the past, validate on the next slice, test on the latest.
+
+    Parameters
+    ----------
+    times : each row's as_of.
+    test_share : share of rows (the latest) held out for testing.
+    validation_share : share of the rows before the test slice used for early stopping/calibration.
+    """
+    if times.len() == 0 or times.null_count() == times.len():
+        raise ModelError("cannot split an empty set of rows by time.")
+    test_start = times.quantile(1 - test_share, interpolation="lower")
+    before = times.filter(times < test_start)
+    if before.len() == 0:
+        raise ModelError(f"all rows share the latest time {test_start}; an out-of-time split needs history.")
+    validation_start = before.quantile(1 - validation_share, interpolation="lower")
+    test = times >= test_start
+    validation = (times >= validation_start) & ~test
+    train = times < validation_start
+    return OutOfTimeSplit(train, validation, test, validation_start, test_start)  # type: ignore[arg-type]
+
+
+def _bins(p: np.ndarray, n_bins: int) -> np.ndarray:
+    return np.minimum((p * n_bins).astype(int), n_bins - 1)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, n_bins: int = 10) -> float:
+    """Weighted mean gap between predicted and observed rates over equal-width bins."""
+    if y.size == 0:
+        return math.nan
+    bins = _bins(p, n_bins)
+    total = 0.0
+    for b in np.unique(bins):
+        mask = bins == b
+        total += mask.sum() * abs(p[mask].mean() - y[mask].mean())
+    return total / y.size
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """ROC AUC, PR AUC, log loss, Brier score, ECE, base rate and mean prediction.
+
+    Returns
+    -------
+    ``{"n", "positives", "base_rate", "mean_prediction", "roc_auc", "pr_auc", "log_loss",
+    "brier", "ece"}``; AUCs are NaN when only one class is present.
+    """
+    from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+    y = np.asarray(y, dtype=int)
+    p = np.clip(np.asarray(p, dtype=float), 1e-7, 1 - 1e-7)
+    both = 0 < y.sum() < y.size
+    return {
+        "n": int(y.size),
+        "positives": int(y.sum()),
+        "base_rate": float(y.mean()) if y.size else math.nan,
+        "mean_prediction": float(p.mean()) if y.size else math.nan,
+        "roc_auc": float(roc_auc_score(y, p)) if both else math.nan,
+        "pr_auc": float(average_precision_score(y, p)) if both else math.nan,
+        "log_loss": float(log_loss(y, p, labels=[0, 1])) if y.size else math.nan,
+        "brier": float(brier_score_loss(y, p)) if y.size else math.nan,
+        "ece": expected_calibration_error(y, p),
+    }
+
+
+def reliability_table(y: np.ndarray, p: np.ndarray, *, n_bins: int = 10) -> pl.DataFrame:
+    """Predicted against observed rate per probability bin (a reliability curve).
+
+    Returns
+    -------
+    DataFrame ``bin_low, bin_high, n, mean_predicted, observed_rate``.
+    """
+    bins = _bins(np.asarray(p, dtype=float), n_bins)
+    frame = pl.DataFrame({"bin": bins, "p": p, "y": np.asarray(y, dtype=float)})
+    return (
+        frame.group_by("bin")
+        .agg(pl.len().alias("n"), pl.col("p").mean().alias("mean_predicted"), pl.col("y").mean().alias("observed_rate"))
+        .sort("bin")
+        .select(
+            (pl.col("bin") / n_bins).alias("bin_low"),
+            ((pl.col("bin") + 1) / n_bins).alias("bin_high"),
+            "n",
+            "mean_predicted",
+            "observed_rate",
+        )
+    )
+
+
+def lift_table(y: np.ndarray, p: np.ndarray, *, groups: int = 10) -> pl.DataFrame:
+    """Lift and cumulative gains by decile of predicted probability (highest first).
+
+    Returns
+    -------
+    DataFrame ``decile (1 = highest scores), n, positives, rate, lift, cumulative_gain``:
+    ``lift`` = the decile's rate / the overall rate; ``cumulative_gain`` = share of all
+    positives captured in this and the higher deciles.
+    """
+    y = np.asarray(y, dtype=float)
+    order = np.argsort(-np.asarray(p, dtype=float), kind="stable")
+    decile = np.empty(y.size, dtype=int)
+    decile[order] = np.arange(y.size) * groups // max(y.size, 1) + 1
+    overall = y.mean() if y.size else math.nan
+    table = (
+        pl.DataFrame({"decile": decile, "y": y})
+        .group_by("decile")
+        .agg(pl.len().alias("n"), pl.col("y").sum().cast(pl.Int64).alias("positives"))
+        .sort("decile")
+        .with_columns((pl.col("positives") / pl.col("n")).alias("rate"))
+        .with_columns(
+            (pl.col("rate") / overall).alias("lift"),
+            (pl.col("positives").cum_sum() / max(y.sum(), 1)).alias("cumulative_gain"),
+        )
+    )
+    return table

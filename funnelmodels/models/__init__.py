@@ -1,0 +1,1 @@
+"""Models: stage conversion (LightGBM and logit) with a shared fit/predict/evaluate/explain/save/load shape."""

@@ -1,0 +1,600 @@
+"""Stage-conversion models: LightGBM (the challenger) and a per-stage logit (the baseline).
+
+Both sit behind one interface: :meth:`StageConversionModel.fit` returns a frozen,
+fitted model with ``predict_proba``, ``evaluate``, ``explain``, ``save`` and
+:meth:`StageConversionModel.load`. The target is ``converted`` of a stage-transition
+row (DESIGN.md); censored rows never enter training or metrics.
+
+- ``lightgbm``: one booster with ``stage`` as a categorical feature (or one booster
+  per stage with ``params={"per_stage": True}``), early stopping on the out-of-time
+  validation slice, deterministic (fixed seed, ``deterministic=True``, row-wise,
+  fixed threads), then Platt calibration fitted on the same validation slice.
+- ``logit``: statsmodels Logit per stage on standardised features (median-imputed,
+  with missing-value indicators; rare categories folded into the reference), so it
+  copes with raw, badly scaled columns; reports odds ratios per standard deviation
+  with 95% intervals and p-values. A stage with too few rows or outcomes of one kind
+  falls back to its training conversion rate, and the model says so in ``notes``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from funnelmodels.config import FunnelSpec
+from funnelmodels.data import schema as s
+from funnelmodels.errors import ModelError
+from funnelmodels.evaluation import binary_metrics
+from funnelmodels.features import CATEGORICAL_FEATURES
+from funnelmodels.funnel import CONVERTED
+from funnelmodels.models.base import FeatureEncoder, package_versions, read_json, top_reasons, write_json
+
+__all__ = ["ENGINES", "StageConversionModel"]
+
+Engine = Literal["lightgbm", "logit"]
+ENGINES: tuple[Engine, ...] = ("lightgbm", "logit")
+FORMAT_VERSION = 1
+MIN_STAGE_ROWS = 30
+MIN_STAGE_OUTCOMES = 5
+RARE_LEVEL = 20
+
+LIGHTGBM_DEFAULTS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.9,
+    "lambda_l2": 1.0,
+    "max_cat_to_onehot": 8,
+    "num_boost_round": 1000,
+    "early_stopping_rounds": 50,
+    "num_threads": 2,
+}
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def _platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Fit p = sigmoid(a + b·raw) by Newton's method (two parameters, no regularisation)."""
+    a, b = 0.0, 1.0
+    X = np.column_stack([np.ones_like(raw), raw])
+    for _ in range(50):
+        p = _sigmoid(a + b * raw)
+        grad = X.T @ (y - p)
+        hess = X.T @ (X * (p * (1 - p))[:, None]) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        a, b = a + step[0], b + step[1]
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(a), float(b)
+
+
+# --- LightGBM ------------------------------------------------------------------------------------
+
+
+def _lgb_params(params: Mapping[str, Any], seed: int) -> tuple[dict[str, Any], int, int]:
+    merged = {**LIGHTGBM_DEFAULTS, **params}
+    rounds = int(merged.pop("num_boost_round"))
+    patience = int(merged.pop("early_stopping_rounds"))
+    merged.pop("per_stage", None)
+    merged.update(seed=seed, deterministic=True, force_row_wise=True, verbose=-1)
+    return merged, rounds, patience
+
+
+def _fit_booster(
+    X: np.ndarray,
+    y: np.ndarray,
+    Xv: np.ndarray,
+    yv: np.ndarray,
+    encoder: FeatureEncoder,
+    params: Mapping[str, Any],
+    seed: int,
+) -> tuple[str, int]:
+    import lightgbm as lgb
+
+    lgb_params, rounds, patience = _lgb_params(params, seed)
+    categorical = [i for i, name in enumerate(encoder.names) if name in encoder.categorical]
+    names = list(encoder.names)
+    train = lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical, free_raw_data=False)
+    valid = lgb.Dataset(Xv, yv, reference=train, feature_name=names, categorical_feature=categorical)
+    callbacks: list[Callable[..., Any]] = []
+    if len(yv) and 0 < yv.sum() < len(yv):
+        callbacks.append(lgb.early_stopping(patience, verbose=False))
+    booster = lgb.train(
+        lgb_params, train, num_boost_round=rounds, valid_sets=[valid] if callbacks else None, callbacks=callbacks
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    return booster.model_to_string(num_iteration=best), best
+
+
+# --- logit ---------------------------------------------------------------------------------------
+
+
+def _logit_design(frame: pl.DataFrame, plan: Mapping[str, Any]) -> np.ndarray:
+    cols = [np.ones(frame.height)]
+    for name, med, mean, sd, indicator in plan["numeric"]:
+        raw = frame[name].cast(pl.Float64).to_numpy()
+        missing = np.isnan(raw)
+        cols.append((np.where(missing, med, raw) - mean) / sd)
+        if indicator:
+            cols.append(missing.astype(float))
+    for name, levels in plan["categorical"]:
+        values = frame[name].cast(pl.String).to_numpy()
+        cols.extend((values == level).astype(float) for level in levels)
+    X = np.column_stack(cols)
+    return X[:, plan["keep"]] if "keep" in plan else X
+
+
+def _independent(X: np.ndarray) -> list[int]:
+    """Columns of X that are not linear combinations of earlier ones (QR with a tolerance).
+
+    Missing-value indicators of related features are often identical (no purchase yet means
+    no recency, no mean order value, …); a logit cannot separate such columns.
+    """
+    keep: list[int] = []
+    basis = np.empty((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        column = X[:, j]
+        residual = column - basis @ (basis.T @ column) if basis.shape[1] else column
+        norm = float(np.linalg.norm(residual))
+        if norm > 1e-8 * max(float(np.linalg.norm(column)), 1.0):
+            keep.append(j)
+            basis = np.column_stack([basis, residual / norm])
+    return keep
+
+
+def _logit_plan(frame: pl.DataFrame, encoder: FeatureEncoder) -> dict[str, Any]:
+    numeric, terms, owners = [], ["const"], [""]
+    for name in encoder.numeric:
+        raw = frame[name].cast(pl.Float64).to_numpy()
+        missing = np.isnan(raw)
+        if missing.all():
+            continue
+        med = float(np.median(raw[~missing]))
+        filled = np.where(missing, med, raw)
+        sd = float(filled.std())
+        if sd == 0:
+            continue
+        indicator = bool(0 < missing.sum() < raw.size)
+        numeric.append((name, med, float(filled.mean()), sd, indicator))
+        terms.append(name)
+        owners.append(name)
+        if indicator:
+            terms.append(f"{name} missing")
+            owners.append(name)
+    categorical = []
+    for name in encoder.categorical:
+        if name == s.STAGE:
+            continue
+        counts = frame[name].cast(pl.String).fill_null("(missing)").value_counts(sort=True)
+        kept = [v for v, n in counts.rows() if n >= RARE_LEVEL and v != "(missing)"][1:]
+        if kept:
+            categorical.append((name, kept))
+            terms.extend(f"{name} = {v}" for v in kept)
+            owners.extend(name for _ in kept)
+    plan: dict[str, Any] = {"numeric": numeric, "categorical": categorical}
+    keep = _independent(_logit_design(frame, plan))
+    plan |= {"keep": keep, "terms": [terms[j] for j in keep], "owners": [owners[j] for j in keep]}
+    dropped = [terms[j] for j in range(len(terms)) if j not in keep]
+    if dropped:
+        plan["dropped"] = dropped
+    return plan
+
+
+def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -> dict[str, Any]:
+    import statsmodels.api as sm
+
+    y = frame[CONVERTED].cast(pl.Int8).to_numpy()
+    positives = int(y.sum())
+    base = {"stage": stage, "n": int(y.size), "positives": positives, "base_rate": float(y.mean()) if y.size else 0.0}
+    if y.size < MIN_STAGE_ROWS or min(positives, y.size - positives) < MIN_STAGE_OUTCOMES:
+        return base | {
+            "fallback": True,
+            "note": f"stage {stage!r}: {y.size} rows, {positives} conversions — too few to fit "
+            f"(needs {MIN_STAGE_ROWS} rows and {MIN_STAGE_OUTCOMES} of each outcome); uses its conversion rate.",
+        }
+    plan = _logit_plan(frame, encoder)
+    X = _logit_design(frame, plan)
+    notes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = sm.Logit(y, X).fit(disp=0, maxiter=200, method="newton")
+        except np.linalg.LinAlgError:
+            result = sm.Logit(y, X).fit(disp=0, maxiter=500, method="bfgs")
+            notes.append(f"stage {stage!r}: Newton's method hit a singular matrix; fitted with BFGS.")
+    notes += [
+        f"stage {stage!r}: {w.message}"
+        for w in caught
+        if "converge" in str(w.message).lower() or "separation" in str(w.message).lower()
+    ]
+    ci = np.asarray(result.conf_int(alpha=0.05))
+    return base | {
+        "fallback": False,
+        "plan": plan,
+        "params": np.asarray(result.params).tolist(),
+        "bse": np.asarray(result.bse).tolist(),
+        "pvalues": np.asarray(result.pvalues).tolist(),
+        "ci_low": ci[:, 0].tolist(),
+        "ci_high": ci[:, 1].tolist(),
+        "converged": bool(result.mle_retvals.get("converged", True)),
+        "note": " ".join(notes),
+    }
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageConversionModel:
+    """A fitted stage-conversion model (frozen: there is no unfitted state).
+
+    ``state`` holds the engine's parameters in plain data (what ``save`` writes);
+    ``metadata`` the training window, data fingerprint, versions and notes.
+    """
+
+    engine: Engine
+    encoder: FeatureEncoder
+    spec: FunnelSpec
+    state: Mapping[str, Any]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    _boosters: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # -- fit --
+    @classmethod
+    def fit(
+        cls,
+        train: pl.DataFrame,
+        *,
+        engine: Engine = "lightgbm",
+        validation: pl.DataFrame | None = None,
+        spec: FunnelSpec | None = None,
+        features: Sequence[str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StageConversionModel:
+        """Fit on observed (not censored) transition rows.
+
+        Parameters
+        ----------
+        train : DataFrame of transition rows with features and ``stage, converted, censored``.
+        validation : the out-of-time slice after ``train``: early stopping and calibration
+            (lightgbm); the logit fits on train and validation together.
+        features : feature columns; default every known feature column present.
+        params : engine parameters (lightgbm: overrides of :data:`LIGHTGBM_DEFAULTS`, and
+            ``per_stage=True`` for one booster per stage).
+        """
+        from funnelmodels.features import feature_columns
+
+        if engine not in ENGINES:
+            raise ModelError(f"engine must be one of {', '.join(ENGINES)}; received {engine!r}.")
+        spec = spec or FunnelSpec()
+        train = _observed(train)
+        validation = _observed(validation) if validation is not None else train.head(0)
+        if train.height < MIN_STAGE_ROWS:
+            raise ModelError(
+                f"only {train.height} observed transition rows to train on (needs {MIN_STAGE_ROWS}); "
+                "the dataset is too small or too recent for its horizon."
+            )
+        features = list(features) if features is not None else feature_columns(train)
+        encoder = FeatureEncoder.fit(train, features, CATEGORICAL_FEATURES)
+        params = dict(params or {})
+        if engine == "lightgbm":
+            state, boosters = _fit_lightgbm(train, validation, encoder, spec, params, seed)
+        else:
+            state = {
+                "stages": {
+                    st: _fit_logit_stage(pl.concat([train, validation]).filter(pl.col(s.STAGE) == st), encoder, st)
+                    for st in spec.open_stages
+                }
+            }
+            boosters = {}
+        notes = [n for st in state.get("stages", {}).values() if (n := st.get("note"))]
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "seed": seed,
+            "params": params,
+            "versions": package_versions(),
+            "train_rows": train.height,
+            "validation_rows": validation.height,
+            "notes": notes,
+            **dict(metadata or {}),
+        }
+        return cls(engine=engine, encoder=encoder, spec=spec, state=state, metadata=meta, _boosters=boosters)
+
+    # -- predict --
+    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        """Calibrated probability that each row's stage converts within the horizon."""
+        self.encoder.check(frame)
+        if frame.height == 0:
+            return np.empty(0)
+        if self.engine == "lightgbm":
+            a, b = self.state["calibration"]
+            return _sigmoid(a + b * self._raw_lightgbm(frame))
+        return self._logit_proba(frame)
+
+    def _raw_lightgbm(self, frame: pl.DataFrame) -> np.ndarray:
+        X = self.encoder.matrix(frame)
+        if "all" in self._boosters:
+            return np.asarray(self._boosters["all"].predict(X, raw_score=True))
+        raw = np.zeros(frame.height)
+        stages = frame[s.STAGE].to_numpy()
+        for stage, booster in self._boosters.items():
+            mask = stages == stage
+            if mask.any():
+                raw[mask] = booster.predict(X[mask], raw_score=True)
+        return raw
+
+    def _logit_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        p = np.full(frame.height, np.nan)
+        stages = frame[s.STAGE].to_numpy()
+        for stage, fitted in self.state["stages"].items():
+            mask = stages == stage
+            if not mask.any():
+                continue
+            if fitted["fallback"]:
+                p[mask] = fitted["base_rate"]
+            else:
+                X = _logit_design(frame.filter(pl.Series(mask)), fitted["plan"])
+                p[mask] = _sigmoid(X @ np.asarray(fitted["params"]))
+        if np.isnan(p).any():
+            unknown = sorted(set(stages[np.isnan(p)].tolist()))
+            raise ModelError(
+                f"rows at stages {unknown} the model has no part for; expected {list(self.spec.open_stages)}."
+            )
+        return p
+
+    # -- evaluate --
+    def evaluate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Metrics per stage and overall on observed rows.
+
+        Returns
+        -------
+        DataFrame ``engine, stage ("all" for overall), n, positives, base_rate, mean_prediction,
+        roc_auc, pr_auc, log_loss, brier, ece``.
+        """
+        rows = _observed(frame)
+        return metrics_table(rows, self.predict_proba(rows), label=self.engine)
+
+    # -- explain --
+    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
+        """Log-odds contribution of each feature (columns in ``encoder.names``) for each row."""
+        if self.engine == "lightgbm":
+            X = self.encoder.matrix(frame)
+            if "all" in self._boosters:
+                return np.asarray(self._boosters["all"].predict(X, pred_contrib=True))[:, :-1]
+            out = np.zeros(X.shape)
+            stages = frame[s.STAGE].to_numpy()
+            for stage, booster in self._boosters.items():
+                mask = stages == stage
+                if mask.any():
+                    out[mask] = np.asarray(booster.predict(X[mask], pred_contrib=True))[:, :-1]
+            return out
+        return self._logit_contributions(frame)
+
+    def _logit_contributions(self, frame: pl.DataFrame) -> np.ndarray:
+        names = list(self.encoder.names)
+        out = np.zeros((frame.height, len(names)))
+        stages = frame[s.STAGE].to_numpy()
+        for stage, fitted in self.state["stages"].items():
+            mask = stages == stage
+            if not mask.any() or fitted["fallback"]:
+                continue
+            X = _logit_design(frame.filter(pl.Series(mask)), fitted["plan"])
+            terms = X * np.asarray(fitted["params"])
+            for j, owner in enumerate(fitted["plan"]["owners"]):
+                if owner:
+                    out[mask, names.index(owner)] += terms[:, j]
+        return out
+
+    def explain(self, frame: pl.DataFrame, *, k: int = 3) -> pl.DataFrame:
+        """Per row: the ``k`` strongest reasons up and down, in plain words.
+
+        Returns
+        -------
+        DataFrame ``probability, reasons_up, reasons_down`` (lists of text), one row per input row.
+        """
+        contrib = self.contributions(frame)
+        reasons = top_reasons(contrib, self.encoder.names, frame, k=k)
+        return pl.DataFrame(
+            {
+                "probability": self.predict_proba(frame),
+                "reasons_up": [r["up"] for r in reasons],
+                "reasons_down": [r["down"] for r in reasons],
+            },
+            schema={"probability": pl.Float64, "reasons_up": pl.List(pl.String), "reasons_down": pl.List(pl.String)},
+        )
+
+    def importance(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Global importance: mean |contribution| on ``frame`` (and LightGBM's total gain).
+
+        Returns
+        -------
+        DataFrame ``feature, mean_abs_contribution, gain`` sorted by the first, largest first
+        (``gain`` is null for the logit).
+        """
+        contrib = self.contributions(frame)
+        gain: list[float | None] = [None] * len(self.encoder.names)
+        if self.engine == "lightgbm":
+            totals = np.zeros(len(self.encoder.names))
+            for booster in self._boosters.values():
+                totals += booster.feature_importance("gain")
+            gain = [float(g) for g in totals]
+        return pl.DataFrame(
+            {"feature": list(self.encoder.names), "mean_abs_contribution": np.abs(contrib).mean(axis=0), "gain": gain},
+            schema={"feature": pl.String, "mean_abs_contribution": pl.Float64, "gain": pl.Float64},
+        ).sort("mean_abs_contribution", descending=True)
+
+    def odds_ratios(self) -> pl.DataFrame:
+        """The logit's odds ratios per stage (per standard deviation for numeric features).
+
+        Returns
+        -------
+        DataFrame ``stage, term, coef, odds_ratio, or_low, or_high, p_value, unit``.
+        """
+        if self.engine != "logit":
+            raise ModelError("odds ratios come from the logit engine; this model is LightGBM.")
+        rows = []
+        for stage, fitted in self.state["stages"].items():
+            if fitted["fallback"]:
+                continue
+            sds = {name: sd for name, _, _, sd, _ in fitted["plan"]["numeric"]}
+            for j, term in enumerate(fitted["plan"]["terms"]):
+                if term == "const":
+                    continue
+                unit = f"per {sds[term]:,.3g} (1 SD)" if term in sds else "vs reference"
+                rows.append(
+                    {
+                        "stage": stage,
+                        "term": term,
+                        "coef": fitted["params"][j],
+                        "odds_ratio": _exp(fitted["params"][j]),
+                        "or_low": _exp(fitted["ci_low"][j]),
+                        "or_high": _exp(fitted["ci_high"][j]),
+                        "p_value": fitted["pvalues"][j],
+                        "unit": unit,
+                    }
+                )
+        return pl.DataFrame(
+            rows,
+            schema={
+                "stage": pl.String,
+                "term": pl.String,
+                "coef": pl.Float64,
+                "odds_ratio": pl.Float64,
+                "or_low": pl.Float64,
+                "or_high": pl.Float64,
+                "p_value": pl.Float64,
+                "unit": pl.String,
+            },
+        )
+
+    # -- persistence --
+    def save(self, folder: str | Path) -> Path:
+        """Write the model as JSON (+ LightGBM text models); no pickle. Returns the folder."""
+        root = Path(folder)
+        root.mkdir(parents=True, exist_ok=True)
+        state = dict(self.state)
+        if self.engine == "lightgbm":
+            files = {}
+            for key, text in state.pop("models").items():
+                name = f"booster_{key}.txt"
+                (root / name).write_text(text, encoding="utf-8")
+                files[key] = name
+            state["model_files"] = files
+        write_json(
+            root / "model.json",
+            {
+                "kind": "stage_conversion",
+                "engine": self.engine,
+                "spec": {
+                    "stages": list(self.spec.stages),
+                    "lost": self.spec.lost,
+                    "horizon_days": self.spec.horizon_days,
+                },
+                "encoder": self.encoder.to_json(),
+                "state": state,
+                "metadata": dict(self.metadata),
+            },
+        )
+        return root
+
+    @classmethod
+    def load(cls, folder: str | Path) -> StageConversionModel:
+        """Load a model written by :meth:`save`."""
+        root = Path(folder)
+        data = read_json(root / "model.json")
+        if data.get("kind") != "stage_conversion":
+            raise ModelError(f"{root} holds a {data.get('kind')!r} model, not a stage-conversion model.")
+        version = data.get("metadata", {}).get("format_version")
+        if version != FORMAT_VERSION:
+            raise ModelError(f"{root} was saved in model format {version}; this funnelmodels reads {FORMAT_VERSION}.")
+        state = dict(data["state"])
+        boosters = {}
+        if data["engine"] == "lightgbm":
+            import lightgbm as lgb
+
+            texts = {key: (root / name).read_text(encoding="utf-8") for key, name in state.pop("model_files").items()}
+            state["models"] = texts
+            boosters = {key: lgb.Booster(model_str=text) for key, text in texts.items()}
+        spec = FunnelSpec(
+            stages=tuple(data["spec"]["stages"]), lost=data["spec"]["lost"], horizon_days=data["spec"]["horizon_days"]
+        )
+        return cls(
+            engine=data["engine"],
+            encoder=FeatureEncoder.from_json(data["encoder"]),
+            spec=spec,
+            state=state,
+            metadata=data["metadata"],
+            _boosters=boosters,
+        )
+
+
+def _exp(value: float | None) -> float:
+    # A separated stage has huge coefficients; its odds ratio is infinite, not an error.
+    if value is None or not math.isfinite(value):
+        return math.nan
+    return math.exp(value) if value < 700 else math.inf
+
+
+def _observed(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.filter(~pl.col("censored")) if "censored" in frame.columns else frame
+
+
+def _fit_lightgbm(
+    train: pl.DataFrame,
+    validation: pl.DataFrame,
+    encoder: FeatureEncoder,
+    spec: FunnelSpec,
+    params: Mapping[str, Any],
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    import lightgbm as lgb
+
+    X, y = encoder.matrix(train), train[CONVERTED].cast(pl.Int8).to_numpy()
+    Xv, yv = encoder.matrix(validation), validation[CONVERTED].cast(pl.Int8).to_numpy()
+    if params.get("per_stage"):
+        groups = {st: (train[s.STAGE] == st, validation[s.STAGE] == st) for st in spec.open_stages}
+    else:
+        groups = {"all": (pl.Series([True] * train.height), pl.Series([True] * validation.height))}
+    models, iterations = {}, {}
+    for key, (mask, vmask) in groups.items():
+        m, vm = mask.to_numpy(), vmask.to_numpy()
+        if m.sum() < MIN_STAGE_ROWS:
+            raise ModelError(
+                f"stage {key!r} has {int(m.sum())} training rows; one booster per stage needs "
+                f"{MIN_STAGE_ROWS}. Train one booster for all stages instead (the default)."
+            )
+        models[key], iterations[key] = _fit_booster(X[m], y[m], Xv[vm], yv[vm], encoder, params, seed)
+    boosters = {key: lgb.Booster(model_str=text) for key, text in models.items()}
+    state: dict[str, Any] = {"models": models, "best_iteration": iterations, "calibration": [0.0, 1.0]}
+    if validation.height and 0 < yv.sum() < yv.size:
+        probe = StageConversionModel("lightgbm", encoder, spec, state, {}, boosters)
+        state["calibration"] = list(_platt(probe._raw_lightgbm(validation), yv.astype(float)))
+    return state, boosters
+
+
+def metrics_table(rows: pl.DataFrame, p: np.ndarray, *, label: str) -> pl.DataFrame:
+    """Metrics of predictions ``p`` on ``rows`` per stage and overall, labelled ``engine = label``."""
+    y = rows[CONVERTED].cast(pl.Int8).to_numpy()
+    stages = rows[s.STAGE].to_numpy()
+    out = [{"engine": label, "stage": "all", **binary_metrics(y, p)}]
+    for stage in dict.fromkeys(stages.tolist()):
+        mask = stages == stage
+        out.append({"engine": label, "stage": stage, **binary_metrics(y[mask], p[mask])})
+    return pl.DataFrame(out)

@@ -1,0 +1,197 @@
+"""Train, evaluate and score stage-conversion models on a dataset: the pipeline in named steps.
+
+``train_conversion`` is what ``funnelmodels train`` and the stage-conversion notebook
+call; ``score_open_opportunities`` what ``funnelmodels score`` calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from funnelmodels.data import schema as s
+from funnelmodels.data.io import Dataset
+from funnelmodels.errors import ModelError
+from funnelmodels.evaluation import OutOfTimeSplit, out_of_time_split
+from funnelmodels.features import AS_OF, build_transition_features
+from funnelmodels.funnel import OPPORTUNITY_START, build_transitions, data_end
+from funnelmodels.models.conversion import ENGINES, Engine, StageConversionModel, metrics_table
+
+__all__ = ["ConversionTraining", "pipeline_value", "score_open_opportunities", "train_conversion"]
+
+ORACLE = "oracle"
+
+
+@dataclass(frozen=True)
+class ConversionTraining:
+    """The outcome of :func:`train_conversion`: fitted engines, the split and the test metrics."""
+
+    models: dict[str, StageConversionModel]
+    split: OutOfTimeSplit
+    test: pl.DataFrame
+    metrics: pl.DataFrame
+
+    def predictions(self) -> pl.DataFrame:
+        """Test rows with each engine's probability (and the oracle's where known)."""
+        out = self.test.select(s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, "converted", "censored")
+        for name, model in self.models.items():
+            out = out.with_columns(pl.Series(f"p_{name}", model.predict_proba(self.test)))
+        if "true_probability" in self.test.columns:
+            out = out.with_columns(self.test["true_probability"].alias(f"p_{ORACLE}"))
+        return out
+
+
+def transition_frame(dataset: Dataset, *, horizon_days: int | None = None) -> pl.DataFrame:
+    """Every stage-transition row with its point-in-time features (and the truth on synthetic data)."""
+    transitions = build_transitions(dataset.lazy("stage_events"), dataset.spec, horizon_days=horizon_days)
+    frame = build_transition_features(dataset, transitions).collect()
+    truth = _ground_truth(dataset)
+    if truth is not None and (horizon_days is None or horizon_days == dataset.spec.horizon_days):
+        frame = frame.join(truth, on=[s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT], how="left")
+    return frame
+
+
+def _ground_truth(dataset: Dataset) -> pl.DataFrame | None:
+    for fmt in ("parquet", "csv"):
+        path = Path(dataset.config.root) / "ground_truth" / f"conversion.{fmt}"
+        if path.is_file():
+            reader = pl.read_parquet if fmt == "parquet" else pl.read_csv
+            truth = reader(path)
+            return truth.select(
+                s.OPPORTUNITY_ID, s.STAGE, pl.col(s.ENTERED_AT).cast(pl.Datetime("us")), "true_probability"
+            )
+    return None
+
+
+def train_conversion(
+    dataset: Dataset,
+    *,
+    engines: Sequence[Engine] = ENGINES,
+    seed: int = 0,
+    horizon_days: int | None = None,
+    test_share: float = 0.2,
+    params: dict[str, dict[str, Any]] | None = None,
+) -> ConversionTraining:
+    """Fit each engine on the past and evaluate it on the latest period (out of time).
+
+    Steps: transition rows with features → out-of-time split by as_of (train, validation,
+    test) → fit each engine → metrics per stage and overall on the test rows, with the
+    oracle (the generator's true probabilities) when the dataset has ground truth.
+    """
+    frame = transition_frame(dataset, horizon_days=horizon_days)
+    observed = frame.filter(~pl.col("censored"))
+    if observed.height == 0:
+        raise ModelError("no stage transition has an observed outcome yet (all are censored); nothing to learn from.")
+    split = out_of_time_split(observed[AS_OF], test_share=test_share)
+    train, validation, test = (observed.filter(mask) for mask in (split.train, split.validation, split.test))
+    meta = {
+        "data_fingerprint": dataset.fingerprint(),
+        "training_window": {
+            "start": observed[AS_OF].min(),
+            "validation_start": split.validation_start,
+            "test_start": split.test_start,
+            "end": observed[AS_OF].max(),
+        },
+    }
+    models: dict[str, StageConversionModel] = {}
+    for engine in engines:
+        models[engine] = StageConversionModel.fit(
+            train,
+            validation=validation,
+            engine=engine,
+            spec=dataset.spec,
+            seed=seed,
+            params=(params or {}).get(engine),
+            metadata=meta,
+        )
+    tables = [metrics_table(test, model.predict_proba(test), label=name) for name, model in models.items()]
+    if "true_probability" in test.columns and test["true_probability"].null_count() == 0:
+        tables.append(metrics_table(test, test["true_probability"].to_numpy(), label=ORACLE))
+    order = {st: i for i, st in enumerate(("all", *dataset.spec.open_stages))}
+    metrics = (
+        pl.concat(tables)
+        .with_columns(pl.col("stage").replace_strict(order, default=99).alias("_o"))
+        .sort("engine", "_o")
+        .drop("_o")
+    )
+    return ConversionTraining(models=models, split=split, test=test, metrics=metrics)
+
+
+def open_opportunities(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
+    """Opportunities open at ``as_of``: their last event strictly before it is not won or lost.
+
+    Returns
+    -------
+    DataFrame ``opportunity_id, customer_id, stage, entered_at, entry, opportunity_start[, amount, source]``.
+    """
+    events = dataset.lazy("stage_events")
+    first = events.select(pl.col(s.ENTERED_AT).min()).collect().item()
+    if first is None or as_of <= first:
+        raise ModelError(f"as_of {as_of} is before any stage event (the data starts {first}); nothing is open yet.")
+    end = data_end(events)
+    if as_of > end + (end - first):
+        raise ModelError(f"as_of {as_of} is far beyond the data's end ({end}); features would be stale.")
+    transitions = build_transitions(events.filter(pl.col(s.ENTERED_AT) < as_of), dataset.spec, end=as_of).collect()
+    last = transitions.sort(s.ENTERED_AT).group_by(s.OPPORTUNITY_ID, maintain_order=True).last()
+    # Still open: nothing after the last non-terminal entry (no exit, not lost).
+    return last.filter(pl.col("exited_at").is_null() & pl.col("lost_at").is_null())
+
+
+def score_open_opportunities(dataset: Dataset, model: StageConversionModel, as_of: datetime) -> pl.DataFrame:
+    """Win probability and expected value of every opportunity open at ``as_of``, with reasons.
+
+    Win probability = P(current stage converts) × the product over every later non-terminal
+    stage (DESIGN.md), each predicted from the features known at ``as_of``.
+
+    Returns
+    -------
+    DataFrame ``opportunity_id, customer_id, stage, entered_at, amount, p_next_stage,
+    win_probability, expected_value, reasons_up, reasons_down`` sorted by expected value.
+    """
+    opened = open_opportunities(dataset, as_of)
+    if opened.height == 0:
+        raise ModelError(f"no opportunity is open at {as_of}.")
+    rows = build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(AS_OF))).collect()
+    stages = list(model.spec.open_stages)
+    win = np.ones(rows.height)
+    current = rows[s.STAGE].to_numpy()
+    for position, stage in enumerate(stages):
+        at_or_before = np.isin(current, stages[: position + 1])
+        p = model.predict_proba(rows.with_columns(pl.lit(stage).alias(s.STAGE)))
+        win = np.where(at_or_before, win * p, win)
+    explained = model.explain(rows)
+    amount = rows[s.AMOUNT] if s.AMOUNT in rows.columns else pl.Series(s.AMOUNT, [None] * rows.height, pl.Float64)
+    out = rows.select(s.OPPORTUNITY_ID, s.CUSTOMER_ID, s.STAGE, s.ENTERED_AT, OPPORTUNITY_START).with_columns(
+        amount.alias(s.AMOUNT),
+        explained["probability"].alias("p_next_stage"),
+        pl.Series("win_probability", win),
+        (amount * pl.Series(win)).alias("expected_value"),
+        explained["reasons_up"],
+        explained["reasons_down"],
+    )
+    return out.sort("expected_value", s.OPPORTUNITY_ID, descending=[True, False], nulls_last=True)
+
+
+def pipeline_value(scored: pl.DataFrame, *, by: str | None = None) -> pl.DataFrame:
+    """Open pipeline by segment: deals, total value and expected (probability-weighted) value.
+
+    Returns
+    -------
+    DataFrame ``[by,] opportunities, pipeline_amount, expected_value, mean_win_probability``.
+    """
+    keys = [by] if by else []
+    agg = [
+        pl.len().alias("opportunities"),
+        pl.col(s.AMOUNT).sum().alias("pipeline_amount"),
+        pl.col("expected_value").sum().alias("expected_value"),
+        pl.col("win_probability").mean().alias("mean_win_probability"),
+    ]
+    if by:
+        return scored.group_by(keys).agg(agg).sort("expected_value", descending=True)
+    return scored.select(agg)

@@ -1,0 +1,174 @@
+"""Stage-conversion models: quality against the oracle, determinism, persistence, explanations, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from funnelmodels.data.io import load_dataset
+from funnelmodels.data.synthetic import generate_dataset, write_dataset
+from funnelmodels.errors import ModelError
+from funnelmodels.models.conversion import StageConversionModel
+from funnelmodels.models.training import ConversionTraining, score_open_opportunities, train_conversion
+
+
+@pytest.fixture(scope="session")
+def trained(synthetic_dir: Path) -> ConversionTraining:
+    return train_conversion(load_dataset(synthetic_dir), seed=0)
+
+
+@pytest.mark.slow
+def test_lightgbm_is_near_the_oracle_beats_logit_and_is_calibrated(tmp_path: Path) -> None:
+    write_dataset(generate_dataset(20_000, seed=3), tmp_path)
+    result = train_conversion(load_dataset(tmp_path), seed=0)
+    overall = {r["engine"]: r for r in result.metrics.filter(pl.col("stage") == "all").iter_rows(named=True)}
+    assert overall["oracle"]["roc_auc"] - overall["lightgbm"]["roc_auc"] <= 0.01
+    assert overall["lightgbm"]["roc_auc"] > overall["logit"]["roc_auc"]
+    assert overall["lightgbm"]["ece"] < 0.02
+    assert overall["lightgbm"]["n"] > 4000
+
+
+def test_metrics_cover_engines_stages_and_oracle(trained: ConversionTraining) -> None:
+    m = trained.metrics
+    assert set(m["engine"]) == {"lightgbm", "logit", "oracle"}
+    assert m.filter(pl.col("engine") == "lightgbm")["stage"].to_list() == [
+        "all",
+        "lead",
+        "qualified",
+        "relationship",
+        "proposal",
+    ]
+    assert m["n"].min() > 0
+    assert trained.test["censored"].sum() == 0
+    assert trained.split.test_start > trained.split.validation_start
+
+
+def test_training_twice_gives_identical_predictions_and_files(synthetic_dir: Path, tmp_path: Path) -> None:
+    ds = load_dataset(synthetic_dir)
+    first = train_conversion(ds, seed=0, engines=("lightgbm",))
+    second = train_conversion(ds, seed=0, engines=("lightgbm",))
+    a = first.models["lightgbm"].predict_proba(first.test)
+    b = second.models["lightgbm"].predict_proba(second.test)
+    assert np.array_equal(a, b)
+    first.models["lightgbm"].save(tmp_path / "a")
+    second.models["lightgbm"].save(tmp_path / "b")
+    for name in ("model.json", "booster_all.txt"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_saved_models_score_identically_in_a_fresh_process(trained: ConversionTraining, tmp_path: Path) -> None:
+    rows = trained.test.head(200)
+    rows.write_parquet(tmp_path / "rows.parquet")
+    for engine, model in trained.models.items():
+        model.save(tmp_path / engine)
+        expected = model.predict_proba(rows)
+        script = (
+            "import sys, numpy as np, polars as pl\n"
+            "from funnelmodels.models.conversion import StageConversionModel\n"
+            "m = StageConversionModel.load(sys.argv[1])\n"
+            "np.save(sys.argv[3], m.predict_proba(pl.read_parquet(sys.argv[2])))\n"
+        )
+        out = tmp_path / f"{engine}.npy"
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / engine), str(tmp_path / "rows.parquet"), str(out)],
+            check=True,
+            timeout=300,
+        )
+        assert np.array_equal(np.load(out), expected), engine
+
+
+def test_no_pickle_in_a_saved_model(trained: ConversionTraining, tmp_path: Path) -> None:
+    for engine, model in trained.models.items():
+        folder = model.save(tmp_path / engine)
+        for path in folder.iterdir():
+            data = path.read_bytes()
+            assert not data.startswith(b"\x80"), f"{path} looks like a pickle"
+            assert b"pickle" not in data.lower() and b"joblib" not in data.lower()
+            data.decode("utf-8")  # every file is text
+
+
+def test_loading_a_model_on_another_feature_schema_is_refused(trained: ConversionTraining) -> None:
+    model = trained.models["lightgbm"]
+    with pytest.raises(ModelError, match=r"missing feature columns \['last_csat'"):
+        model.predict_proba(trained.test.drop("last_csat", "mean_csat"))
+    with pytest.raises(ModelError, match=r"columns \['income'\] are not numeric"):
+        model.predict_proba(trained.test.with_columns(pl.col("income").cast(pl.String)))
+
+
+def test_logit_reports_odds_ratios_with_intervals(trained: ConversionTraining) -> None:
+    table = trained.models["logit"].odds_ratios()
+    assert set(table["stage"]) == {"lead", "qualified", "relationship", "proposal"}
+    assert (table["or_low"] <= table["odds_ratio"]).all() and (table["odds_ratio"] <= table["or_high"]).all()
+    # The generator's referral effect (+0.6 log-odds) shows as an odds ratio above 1 at the lead stage.
+    referral = table.filter((pl.col("stage") == "lead") & (pl.col("term") == "source = referral"))
+    assert referral["odds_ratio"][0] > 1
+    with pytest.raises(ModelError, match="logit engine"):
+        trained.models["lightgbm"].odds_ratios()
+
+
+def test_logit_falls_back_on_a_stage_with_too_few_outcomes(trained: ConversionTraining) -> None:
+    train = trained.test.filter(pl.col("stage") != "proposal")
+    few = trained.test.filter(pl.col("stage") == "proposal").head(12)
+    model = StageConversionModel.fit(pl.concat([train, few]), engine="logit")
+    assert any("stage 'proposal'" in note and "too few to fit" in note for note in model.metadata["notes"])
+    p = model.predict_proba(few)
+    assert np.allclose(p, few["converted"].mean())
+
+
+def test_explanations_in_words(trained: ConversionTraining) -> None:
+    model = trained.models["lightgbm"]
+    rows = trained.test.head(50)
+    explained = model.explain(rows)
+    assert explained.height == 50
+    assert np.allclose(explained["probability"].to_numpy(), model.predict_proba(rows))
+    sample = [r for rs in explained["reasons_up"].to_list() for r in rs] + [
+        r for rs in explained["reasons_down"].to_list() for r in rs
+    ]
+    assert all(r.endswith(("raises odds", "lowers odds")) for r in sample)
+    assert all(len(rs) <= 3 for rs in explained["reasons_up"].to_list())
+    importance = model.importance(rows)
+    assert importance["mean_abs_contribution"].is_sorted(descending=True)
+    assert importance["gain"].sum() > 0
+    # LightGBM contributions add up to the raw score (before calibration).
+    raw = model._raw_lightgbm(rows)
+    bias = raw - model.contributions(rows).sum(axis=1)
+    assert np.allclose(bias, bias[0])
+
+
+def test_win_probability_is_the_product_of_remaining_stages(synthetic_dir: Path, trained: ConversionTraining) -> None:
+    ds = load_dataset(synthetic_dir)
+    model = trained.models["lightgbm"]
+    scored = score_open_opportunities(ds, model, datetime(2026, 7, 1))
+    assert scored.height > 20
+    proposal = scored.filter(pl.col("stage") == "proposal")
+    assert np.allclose(proposal["win_probability"], proposal["p_next_stage"])
+    earlier = scored.filter(pl.col("stage") != "proposal")
+    assert (earlier["win_probability"] < earlier["p_next_stage"]).all()
+    assert np.allclose(scored["expected_value"], scored["amount"] * scored["win_probability"])
+    assert scored["expected_value"].is_sorted(descending=True, nulls_last=True)
+
+
+def test_scoring_before_the_data_starts_is_refused(synthetic_dir: Path, trained: ConversionTraining) -> None:
+    with pytest.raises(ModelError, match="before any stage event"):
+        score_open_opportunities(load_dataset(synthetic_dir), trained.models["lightgbm"], datetime(2000, 1, 1))
+
+
+def test_unknown_engine_and_too_little_data(trained: ConversionTraining) -> None:
+    with pytest.raises(ModelError, match="engine must be one of lightgbm, logit"):
+        StageConversionModel.fit(trained.test, engine="forest")  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="only 10 observed transition rows"):
+        StageConversionModel.fit(trained.test.head(10))
+
+
+def test_model_files_are_stable_text(trained: ConversionTraining, tmp_path: Path) -> None:
+    folder = trained.models["logit"].save(tmp_path / "logit")
+    digest = hashlib.sha256((folder / "model.json").read_bytes()).hexdigest()
+    again = StageConversionModel.load(folder).save(tmp_path / "again")
+    assert hashlib.sha256((again / "model.json").read_bytes()).hexdigest() == digest

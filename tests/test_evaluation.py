@@ -1,0 +1,65 @@
+"""Evaluation measures on hand-made predictions whose answers are worked out in the comments."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from funnelmodels.errors import ModelError
+from funnelmodels.evaluation import (
+    binary_metrics,
+    expected_calibration_error,
+    lift_table,
+    out_of_time_split,
+    reliability_table,
+)
+
+
+def test_expected_calibration_error_by_hand() -> None:
+    # Bin [0.1, 0.2): p = 0.1, 0.1 with outcomes 0, 1 → gap |0.1 - 0.5| = 0.4 on 2 rows.
+    # Bin [0.9, 1.0]: p = 0.9, 0.9 with outcomes 1, 1 → gap 0.1 on 2 rows. ECE = (0.8 + 0.2) / 4.
+    y = np.array([0, 1, 1, 1])
+    p = np.array([0.1, 0.1, 0.9, 0.9])
+    assert expected_calibration_error(y, p) == pytest.approx(0.25)
+    table = reliability_table(y, p)
+    assert table["n"].to_list() == [2, 2]
+    assert table["observed_rate"].to_list() == [0.5, 1.0]
+    assert table["bin_low"].to_list() == pytest.approx([0.1, 0.9])
+
+
+def test_binary_metrics_on_a_perfect_ranking() -> None:
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.2, 0.3, 0.7, 0.8])
+    m = binary_metrics(y, p)
+    assert m["roc_auc"] == 1.0 and m["pr_auc"] == 1.0
+    assert m["brier"] == pytest.approx((0.04 + 0.09 + 0.09 + 0.04) / 4)
+    assert m["log_loss"] == pytest.approx(-(np.log(0.8) + np.log(0.7) + np.log(0.7) + np.log(0.8)) / 4)
+    assert m["base_rate"] == 0.5
+    assert np.isnan(binary_metrics(np.array([1, 1]), np.array([0.5, 0.6]))["roc_auc"])
+
+
+def test_lift_and_cumulative_gains_by_decile() -> None:
+    # 20 rows, 4 positives at the 4 highest scores: decile 1 (2 rows) rate 1.0, lift 1/0.2 = 5.
+    p = np.linspace(1, 0, 20)
+    y = np.array([1, 1, 1, 1] + [0] * 16)
+    table = lift_table(y, p)
+    assert table["n"].to_list() == [2] * 10
+    assert table["positives"].to_list()[:3] == [2, 2, 0]
+    assert table["lift"][0] == pytest.approx(5.0)
+    assert table["cumulative_gain"].to_list()[:3] == [0.5, 1.0, 1.0]
+
+
+def test_out_of_time_split_trains_on_the_past() -> None:
+    start = datetime(2025, 1, 1)
+    times = pl.Series([start + timedelta(days=i) for i in range(100)])
+    split = out_of_time_split(times, test_share=0.2, validation_share=0.25)
+    # Test from the lower 80% quantile of days 0..99: day floor(0.8·99) = 79 → 21 rows; validation
+    # from the lower 75% quantile of days 0..78: day floor(0.75·78) = 58 → 21 rows; train 58 rows.
+    assert (int(split.train.sum()), int(split.validation.sum()), int(split.test.sum())) == (58, 21, 21)
+    assert times.filter(split.train).max() < times.filter(split.validation).min()
+    assert times.filter(split.validation).max() < times.filter(split.test).min()
+    with pytest.raises(ModelError, match="needs history"):
+        out_of_time_split(pl.Series([start] * 10))
