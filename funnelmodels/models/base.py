@@ -20,11 +20,15 @@ import polars as pl
 from funnelmodels.errors import ModelError
 
 __all__ = [
+    "LOG_FEATURES",
     "FeatureEncoder",
+    "design_matrix",
+    "design_plan",
     "package_versions",
     "read_json",
     "reason_text",
     "top_reasons",
+    "unit_labels",
     "write_json",
 ]
 
@@ -98,6 +102,125 @@ class FeatureEncoder:
             categorical=tuple(data["categorical"]),
             levels={k: tuple(v) for k, v in data["levels"].items()},
         )
+
+
+# Skewed amounts and counts enter the statsmodels engines as log(1 + x): a customer's
+# tenth order matters less than the first, and a 90k income is not twice a 45k one.
+LOG_FEATURES = (
+    "income",
+    "frequency",
+    "monetary_total",
+    "monetary_mean",
+    "monetary_max",
+    "spend_90d",
+    "spend_365d",
+    "refund_amount",
+    "deal_amount",
+)
+RARE_LEVEL = 20
+
+
+def _numeric_values(frame: pl.DataFrame, name: str, log: bool) -> np.ndarray:
+    raw = frame[name].cast(pl.Float64).to_numpy()
+    return np.log1p(np.clip(raw, 0, None)) if log else raw
+
+
+def design_plan(frame: pl.DataFrame, encoder: FeatureEncoder, *, exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """Learn a standardised design for the statsmodels engines from training rows.
+
+    Numeric features: log(1 + x) for :data:`LOG_FEATURES`, missing values set to the median
+    plus a 0/1 missing indicator, then standardised (so raw, badly scaled columns fit).
+    Categorical features: one 0/1 column per level seen at least 20 times, the most frequent
+    level being the reference. Columns that are linear combinations of others (with a
+    constant) are dropped. Returns plain data: ``numeric, categorical, terms, owners, keep``.
+    """
+    numeric, terms, owners = [], [], []
+    for name in encoder.numeric:
+        if name in exclude:
+            continue
+        log = name in LOG_FEATURES
+        raw = _numeric_values(frame, name, log)
+        missing = np.isnan(raw)
+        if missing.all():
+            continue
+        med = float(np.median(raw[~missing]))
+        filled = np.where(missing, med, raw)
+        sd = float(filled.std())
+        if sd == 0:
+            continue
+        indicator = bool(0 < missing.sum() < raw.size)
+        numeric.append((name, med, float(filled.mean()), sd, indicator, log))
+        terms.append(f"log(1+{name})" if log else name)
+        owners.append(name)
+        if indicator:
+            terms.append(f"{name} missing")
+            owners.append(name)
+    categorical = []
+    for name in encoder.categorical:
+        if name in exclude:
+            continue
+        counts = frame[name].cast(pl.String).fill_null("(missing)").value_counts(sort=True)
+        kept = [v for v, n in counts.rows() if n >= RARE_LEVEL and v != "(missing)"][1:]
+        if kept:
+            categorical.append((name, kept))
+            terms.extend(f"{name} = {v}" for v in kept)
+            owners.extend(name for _ in kept)
+    plan: dict[str, Any] = {"numeric": numeric, "categorical": categorical}
+    X = design_matrix(frame, plan)
+    keep = [j - 1 for j in _independent(np.column_stack([np.ones(frame.height), X]))[1:]]
+    dropped = [terms[j] for j in range(len(terms)) if j not in keep]
+    return plan | {
+        "keep": keep,
+        "terms": [terms[j] for j in keep],
+        "owners": [owners[j] for j in keep],
+        "dropped": dropped,
+    }
+
+
+def design_matrix(frame: pl.DataFrame, plan: Mapping[str, Any]) -> np.ndarray:
+    """The standardised design of ``frame`` (no constant column) as learnt by :func:`design_plan`."""
+    cols = []
+    for name, med, mean, sd, indicator, log in plan["numeric"]:
+        raw = _numeric_values(frame, name, log)
+        missing = np.isnan(raw)
+        cols.append((np.where(missing, med, raw) - mean) / sd)
+        if indicator:
+            cols.append(missing.astype(float))
+    for name, levels in plan["categorical"]:
+        values = frame[name].cast(pl.String).to_numpy()
+        cols.extend((values == level).astype(float) for level in levels)
+    X = np.column_stack(cols) if cols else np.empty((frame.height, 0))
+    return X[:, plan["keep"]] if "keep" in plan else X
+
+
+def unit_labels(plan: Mapping[str, Any]) -> dict[str, str]:
+    """What one unit of each term means, for coefficient tables."""
+    units = {}
+    for name, _, _, sd, indicator, log in plan["numeric"]:
+        units[f"log(1+{name})" if log else name] = f"per {sd:,.3g} (1 SD)" + (" of log(1+x)" if log else "")
+        if indicator:
+            units[f"{name} missing"] = "missing vs known"
+    for name, levels in plan["categorical"]:
+        units |= {f"{name} = {v}": "vs reference" for v in levels}
+    return units
+
+
+def _independent(X: np.ndarray) -> list[int]:
+    """Columns of X that are not linear combinations of earlier ones (Gram-Schmidt with a tolerance).
+
+    Missing-value indicators of related features are often identical (no purchase yet means
+    no recency, no mean order value, …); a likelihood cannot separate such columns.
+    """
+    keep: list[int] = []
+    basis = np.empty((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        column = X[:, j]
+        residual = column - basis @ (basis.T @ column) if basis.shape[1] else column
+        norm = float(np.linalg.norm(residual))
+        if norm > 1e-8 * max(float(np.linalg.norm(column)), 1.0):
+            keep.append(j)
+            basis = np.column_stack([basis, residual / norm])
+    return keep
 
 
 _LABELS = {

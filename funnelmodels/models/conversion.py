@@ -34,7 +34,16 @@ from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import binary_metrics
 from funnelmodels.features import CATEGORICAL_FEATURES
 from funnelmodels.funnel import CONVERTED
-from funnelmodels.models.base import FeatureEncoder, package_versions, read_json, top_reasons, write_json
+from funnelmodels.models.base import (
+    FeatureEncoder,
+    design_matrix,
+    design_plan,
+    package_versions,
+    read_json,
+    top_reasons,
+    unit_labels,
+    write_json,
+)
 
 __all__ = ["ENGINES", "StageConversionModel"]
 
@@ -43,7 +52,6 @@ ENGINES: tuple[Engine, ...] = ("lightgbm", "logit")
 FORMAT_VERSION = 1
 MIN_STAGE_ROWS = 30
 MIN_STAGE_OUTCOMES = 5
-RARE_LEVEL = 20
 
 LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "objective": "binary",
@@ -57,6 +65,10 @@ LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "early_stopping_rounds": 50,
     "num_threads": 2,
 }
+
+
+def _with_constant(X: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(X.shape[0]), X])
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -124,77 +136,6 @@ def _fit_booster(
 # --- logit ---------------------------------------------------------------------------------------
 
 
-def _logit_design(frame: pl.DataFrame, plan: Mapping[str, Any]) -> np.ndarray:
-    cols = [np.ones(frame.height)]
-    for name, med, mean, sd, indicator in plan["numeric"]:
-        raw = frame[name].cast(pl.Float64).to_numpy()
-        missing = np.isnan(raw)
-        cols.append((np.where(missing, med, raw) - mean) / sd)
-        if indicator:
-            cols.append(missing.astype(float))
-    for name, levels in plan["categorical"]:
-        values = frame[name].cast(pl.String).to_numpy()
-        cols.extend((values == level).astype(float) for level in levels)
-    X = np.column_stack(cols)
-    return X[:, plan["keep"]] if "keep" in plan else X
-
-
-def _independent(X: np.ndarray) -> list[int]:
-    """Columns of X that are not linear combinations of earlier ones (QR with a tolerance).
-
-    Missing-value indicators of related features are often identical (no purchase yet means
-    no recency, no mean order value, …); a logit cannot separate such columns.
-    """
-    keep: list[int] = []
-    basis = np.empty((X.shape[0], 0))
-    for j in range(X.shape[1]):
-        column = X[:, j]
-        residual = column - basis @ (basis.T @ column) if basis.shape[1] else column
-        norm = float(np.linalg.norm(residual))
-        if norm > 1e-8 * max(float(np.linalg.norm(column)), 1.0):
-            keep.append(j)
-            basis = np.column_stack([basis, residual / norm])
-    return keep
-
-
-def _logit_plan(frame: pl.DataFrame, encoder: FeatureEncoder) -> dict[str, Any]:
-    numeric, terms, owners = [], ["const"], [""]
-    for name in encoder.numeric:
-        raw = frame[name].cast(pl.Float64).to_numpy()
-        missing = np.isnan(raw)
-        if missing.all():
-            continue
-        med = float(np.median(raw[~missing]))
-        filled = np.where(missing, med, raw)
-        sd = float(filled.std())
-        if sd == 0:
-            continue
-        indicator = bool(0 < missing.sum() < raw.size)
-        numeric.append((name, med, float(filled.mean()), sd, indicator))
-        terms.append(name)
-        owners.append(name)
-        if indicator:
-            terms.append(f"{name} missing")
-            owners.append(name)
-    categorical = []
-    for name in encoder.categorical:
-        if name == s.STAGE:
-            continue
-        counts = frame[name].cast(pl.String).fill_null("(missing)").value_counts(sort=True)
-        kept = [v for v, n in counts.rows() if n >= RARE_LEVEL and v != "(missing)"][1:]
-        if kept:
-            categorical.append((name, kept))
-            terms.extend(f"{name} = {v}" for v in kept)
-            owners.extend(name for _ in kept)
-    plan: dict[str, Any] = {"numeric": numeric, "categorical": categorical}
-    keep = _independent(_logit_design(frame, plan))
-    plan |= {"keep": keep, "terms": [terms[j] for j in keep], "owners": [owners[j] for j in keep]}
-    dropped = [terms[j] for j in range(len(terms)) if j not in keep]
-    if dropped:
-        plan["dropped"] = dropped
-    return plan
-
-
 def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -> dict[str, Any]:
     import statsmodels.api as sm
 
@@ -207,8 +148,8 @@ def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -
             "note": f"stage {stage!r}: {y.size} rows, {positives} conversions — too few to fit "
             f"(needs {MIN_STAGE_ROWS} rows and {MIN_STAGE_OUTCOMES} of each outcome); uses its conversion rate.",
         }
-    plan = _logit_plan(frame, encoder)
-    X = _logit_design(frame, plan)
+    plan = design_plan(frame, encoder, exclude=(s.STAGE,))
+    X = _with_constant(design_matrix(frame, plan))
     notes = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -350,7 +291,7 @@ class StageConversionModel:
             if fitted["fallback"]:
                 p[mask] = fitted["base_rate"]
             else:
-                X = _logit_design(frame.filter(pl.Series(mask)), fitted["plan"])
+                X = _with_constant(design_matrix(frame.filter(pl.Series(mask)), fitted["plan"]))
                 p[mask] = _sigmoid(X @ np.asarray(fitted["params"]))
         if np.isnan(p).any():
             unknown = sorted(set(stages[np.isnan(p)].tolist()))
@@ -395,11 +336,10 @@ class StageConversionModel:
             mask = stages == stage
             if not mask.any() or fitted["fallback"]:
                 continue
-            X = _logit_design(frame.filter(pl.Series(mask)), fitted["plan"])
-            terms = X * np.asarray(fitted["params"])
+            X = design_matrix(frame.filter(pl.Series(mask)), fitted["plan"])
+            terms = X * np.asarray(fitted["params"][1:])
             for j, owner in enumerate(fitted["plan"]["owners"]):
-                if owner:
-                    out[mask, names.index(owner)] += terms[:, j]
+                out[mask, names.index(owner)] += terms[:, j]
         return out
 
     def explain(self, frame: pl.DataFrame, *, k: int = 3) -> pl.DataFrame:
@@ -453,11 +393,11 @@ class StageConversionModel:
         for stage, fitted in self.state["stages"].items():
             if fitted["fallback"]:
                 continue
-            sds = {name: sd for name, _, _, sd, _ in fitted["plan"]["numeric"]}
-            for j, term in enumerate(fitted["plan"]["terms"]):
+            units = unit_labels(fitted["plan"])
+            for j, term in enumerate(["const", *fitted["plan"]["terms"]]):
                 if term == "const":
                     continue
-                unit = f"per {sds[term]:,.3g} (1 SD)" if term in sds else "vs reference"
+                unit = units[term]
                 rows.append(
                     {
                         "stage": stage,
