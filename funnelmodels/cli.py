@@ -107,14 +107,24 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "train",
         help="train and evaluate the models; write them to a folder",
-        description="Train the stage-conversion models (LightGBM and the logit baseline) on the past, evaluate "
-        "them out of time on the latest period (with the oracle on synthetic data) and write MODEL_DIR/conversion/"
-        "<engine>/ and MODEL_DIR/metrics.json. The folder is replaced only when training succeeds.",
+        description="Train the stage-conversion models (LightGBM and the logit baseline) and the satisfaction "
+        "models (ordinal logit and LightGBM) on the past, evaluate them out of time on the latest period (with the "
+        "oracle on synthetic data) and write MODEL_DIR/conversion/<engine>/, MODEL_DIR/satisfaction/<engine>/ and "
+        "MODEL_DIR/metrics.json. The folder is replaced only when training succeeds.",
     )
     train.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
     train.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder to write")
     train.add_argument(
-        "--target", choices=("conversion",), default="conversion", help="what to model (default %(default)s)"
+        "--target",
+        choices=("all", "conversion", "satisfaction"),
+        default="all",
+        help="what to model (default %(default)s: conversion, and satisfaction when the data has surveys)",
+    )
+    train.add_argument(
+        "--satisfaction-score",
+        choices=("csat", "nps"),
+        default="csat",
+        help="the satisfaction target (default %(default)s)",
     )
     train.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     train.add_argument("--horizon-days", type=_positive_int, metavar="N", help="days a stage has to convert")
@@ -122,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser(
         "score",
-        help="score open opportunities: win probability, expected value, reasons",
+        help="score open opportunities (win probability, expected value, reasons) or at-risk customers",
         description="Score every opportunity open at AS_OF with a trained model: probability of reaching the "
         "next stage, win probability (product over the remaining stages), expected value (deal amount x win "
         "probability) and the top reasons. Writes Parquet or CSV (by the file's suffix).",
@@ -134,7 +144,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--out", type=Path, required=True, metavar="FILE", help="output .parquet or .csv")
     score.add_argument(
-        "--engine", choices=("lightgbm", "logit"), default="lightgbm", help="which model (default %(default)s)"
+        "--target",
+        choices=("conversion", "satisfaction"),
+        default="conversion",
+        help="conversion: open opportunities; satisfaction: the at-risk list of active customers (default %(default)s)",
+    )
+    score.add_argument(
+        "--engine",
+        choices=("lightgbm", "logit", "ordinal"),
+        help="which model (default lightgbm for conversion, ordinal for satisfaction)",
     )
     score.set_defaults(run=_cmd_score)
 
@@ -273,23 +291,64 @@ def _print_funnel(summary: dict[str, Any], data: Path) -> None:
 def _cmd_train(args: argparse.Namespace, progress: _Progress) -> int:
     from funnelmodels.data.io import atomic_dir, load_dataset
     from funnelmodels.models.base import write_json
-    from funnelmodels.models.training import train_conversion
+    from funnelmodels.models.training import train_conversion, train_satisfaction
 
     progress(f"loading {args.data}")
     dataset = load_dataset(args.data)
-    progress("building features and training lightgbm and logit (out-of-time split)")
-    result = train_conversion(dataset, seed=args.seed, horizon_days=args.horizon_days)
+    conversion = satisfaction = None
+    if args.target in ("all", "conversion"):
+        progress("conversion: features, lightgbm and logit on an out-of-time split")
+        conversion = train_conversion(dataset, seed=args.seed, horizon_days=args.horizon_days)
+    if args.target == "satisfaction" or (args.target == "all" and dataset.has("surveys")):
+        progress(f"satisfaction ({args.satisfaction_score}): ordinal logit and lightgbm on an out-of-time split")
+        satisfaction = train_satisfaction(dataset, target=args.satisfaction_score, seed=args.seed)
+    report: dict[str, Any] = {}
     with atomic_dir(args.out) as staging:
-        for engine, model in result.models.items():
-            model.save(staging / "conversion" / engine)
-        write_json(staging / "metrics.json", {"conversion": _conversion_report(result)})
+        if conversion is not None:
+            for engine, model in conversion.models.items():
+                model.save(staging / "conversion" / engine)
+            report["conversion"] = _conversion_report(conversion)
+        if satisfaction is not None:
+            for engine, smodel in satisfaction.models.items():
+                smodel.save(staging / "satisfaction" / engine)
+            report["satisfaction"] = _satisfaction_report(satisfaction)
+        write_json(staging / "metrics.json", report)
     progress(f"wrote {args.out}")
-    _print_metrics(result.metrics)
-    for engine, model in result.models.items():
-        for note in model.metadata.get("notes", []):
-            print(f"note ({engine}): {note}")
+    if conversion is not None:
+        print("Stage conversion (out of time)")
+        _print_metrics(conversion.metrics)
+        for engine, model in conversion.models.items():
+            for note in model.metadata.get("notes", []):
+                print(f"note ({engine}): {note}")
+    if satisfaction is not None:
+        print(f"\nSatisfaction: {satisfaction.target} (out of time)")
+        print(f"{'engine':<10}{'rows':>7}{'MAE':>7}{'±1':>7}{'RPS':>7}{'log loss':>10}{'Spearman':>10}")
+        for r in satisfaction.metrics.iter_rows(named=True):
+            print(
+                f"{r['engine']:<10}{r['n']:>7,}{r['mae']:>7.3f}{r['within_one']:>7.3f}{r['rps']:>7.3f}"
+                f"{r['log_loss']:>10.3f}{r['spearman']:>10.3f}"
+            )
+    elif args.target == "all":
+        print("note: satisfaction not trained: the dataset has no surveys table.")
     print(f"models and metrics.json in {args.out}/")
     return 0
+
+
+def _satisfaction_report(result: Any) -> dict[str, Any]:
+    split = result.split
+    report = {
+        "target": result.target,
+        "split": {
+            "method": "out of time by responded_at",
+            "test_rows": result.test.height,
+            "validation_start": split.validation_start,
+            "test_start": split.test_start,
+        },
+        "metrics": result.metrics.to_dicts(),
+    }
+    if "ordinal" in result.models:
+        report["coefficients"] = result.models["ordinal"].coefficients().to_dicts()
+    return report
 
 
 def _conversion_report(result: Any) -> dict[str, Any]:
@@ -327,28 +386,57 @@ def _cmd_score(args: argparse.Namespace, progress: _Progress) -> int:
 
     from funnelmodels.data.io import load_dataset, write_table
     from funnelmodels.errors import ModelError
-    from funnelmodels.models.conversion import StageConversionModel
-    from funnelmodels.models.training import score_open_opportunities
 
     if args.out.suffix not in (".parquet", ".csv"):
         raise ModelError(f"--out must end in .parquet or .csv; received {args.out.name!r}.")
-    model = StageConversionModel.load(args.model / "conversion" / args.engine)
     progress(f"loading {args.data}")
     dataset = load_dataset(args.data)
+    if args.target == "satisfaction":
+        scored = _score_satisfaction(args, dataset, progress)
+        likely = int((scored["p_low"] > 0.5).sum())
+        summary = f"{scored.height:,} active customers at {args.as_of}; {likely:,} more likely than not to score low"
+    else:
+        scored = _score_conversion(args, dataset, progress)
+        total, expected = scored["amount"].sum(), scored["expected_value"].sum()
+        summary = (
+            f"{scored.height:,} open opportunities at {args.as_of}: pipeline {total:,.0f}, expected {expected:,.0f}"
+        )
+    if args.out.suffix == ".csv":
+        scored = scored.with_columns(pl.col(c).list.join("; ") for c in ("reasons_up", "reasons_down"))
+    write_table(scored, args.out)
+    print(summary)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _score_conversion(args: argparse.Namespace, dataset: Any, progress: _Progress) -> Any:
+    from funnelmodels.errors import ModelError
+    from funnelmodels.models.conversion import StageConversionModel
+    from funnelmodels.models.training import score_open_opportunities
+
+    engine = args.engine or "lightgbm"
+    if engine not in ("lightgbm", "logit"):
+        raise ModelError(f"conversion models are lightgbm or logit; received --engine {engine}.")
+    model = StageConversionModel.load(args.model / "conversion" / engine)
     if dataset.spec.stages != model.spec.stages:
         raise ModelError(
             f"the model was trained on the funnel {list(model.spec.stages)}, the data has {list(dataset.spec.stages)}."
         )
     progress(f"scoring opportunities open at {args.as_of}")
-    scored = score_open_opportunities(dataset, model, args.as_of)
-    if args.out.suffix == ".csv":
-        scored = scored.with_columns(pl.col("reasons_up", "reasons_down").list.join("; "))
-    write_table(scored, args.out)
-    total = scored["amount"].sum()
-    expected = scored["expected_value"].sum()
-    print(f"{scored.height:,} open opportunities at {args.as_of}: pipeline {total:,.0f}, expected {expected:,.0f}")
-    print(f"wrote {args.out}")
-    return 0
+    return score_open_opportunities(dataset, model, args.as_of)
+
+
+def _score_satisfaction(args: argparse.Namespace, dataset: Any, progress: _Progress) -> Any:
+    from funnelmodels.errors import ModelError
+    from funnelmodels.models.satisfaction import SatisfactionModel
+    from funnelmodels.models.training import at_risk_customers
+
+    engine = args.engine or "ordinal"
+    if engine not in ("ordinal", "lightgbm"):
+        raise ModelError(f"satisfaction models are ordinal or lightgbm; received --engine {engine}.")
+    model = SatisfactionModel.load(args.model / "satisfaction" / engine)
+    progress(f"scoring customers active in the year before {args.as_of}")
+    return at_risk_customers(dataset, model, args.as_of, top=None)
 
 
 def _cmd_demo(args: argparse.Namespace, progress: _Progress) -> int:

@@ -184,3 +184,29 @@ def test_score_refuses_bad_moments_and_foreign_models(synthetic_dir: Path, tmp_p
         str(tmp_path / "s.csv"),
     )
     assert result.returncode == 1 and "model.json is missing" in result.stderr
+
+
+def test_satisfaction_train_score_and_missing_surveys(synthetic_dir: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    result = run("--quiet", "train", str(synthetic_dir), "--out", str(models), "--target", "satisfaction")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((models / "metrics.json").read_text())
+    assert set(report) == {"satisfaction"}
+    assert {r["engine"] for r in report["satisfaction"]["metrics"]} == {"ordinal", "lightgbm", "naive", "oracle"}
+    out = tmp_path / "risk.parquet"
+    result = run("--quiet", "score", str(synthetic_dir), "--model", str(models), "--target", "satisfaction",
+                 "--as-of", "2026-07-01", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    risk = pl.read_parquet(out)
+    assert risk["p_low"].is_sorted(descending=True) and risk.height > 100
+    no_surveys = tmp_path / "no_surveys"
+    no_surveys.mkdir()
+    for name in ("customers", "transactions", "stage_events"):
+        (no_surveys / f"{name}.parquet").write_bytes((synthetic_dir / f"{name}.parquet").read_bytes())
+    result = run("train", str(no_surveys), "--out", str(tmp_path / "m2"), "--target", "satisfaction")
+    assert result.returncode == 1 and "no surveys table" in result.stderr
+    assert not (tmp_path / "m2").exists()
+    result = run("--quiet", "train", str(no_surveys), "--out", str(tmp_path / "m3"))
+    assert result.returncode == 0, result.stderr
+    assert "satisfaction not trained: the dataset has no surveys table" in result.stdout
+    assert set(json.loads((tmp_path / "m3" / "metrics.json").read_text())) == {"conversion"}

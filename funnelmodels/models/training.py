@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,29 @@ from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import OutOfTimeSplit, out_of_time_split
-from funnelmodels.features import AS_OF, build_transition_features
+from funnelmodels.features import AS_OF, build_features, build_transition_features
 from funnelmodels.funnel import OPPORTUNITY_START, build_transitions, data_end
 from funnelmodels.models.conversion import ENGINES, Engine, StageConversionModel, metrics_table
+from funnelmodels.models.satisfaction import (
+    LEVELS,
+    SATISFACTION_ENGINES,
+    SatisfactionEngine,
+    SatisfactionModel,
+    Target,
+    check_target,
+    ordinal_metrics,
+)
 
-__all__ = ["ConversionTraining", "pipeline_value", "score_open_opportunities", "train_conversion"]
+__all__ = [
+    "ConversionTraining",
+    "SatisfactionTraining",
+    "at_risk_customers",
+    "pipeline_value",
+    "score_open_opportunities",
+    "survey_frame",
+    "train_conversion",
+    "train_satisfaction",
+]
 
 ORACLE = "oracle"
 
@@ -195,3 +213,115 @@ def pipeline_value(scored: pl.DataFrame, *, by: str | None = None) -> pl.DataFra
     if by:
         return scored.group_by(keys).agg(agg).sort("expected_value", descending=True)
     return scored.select(agg)
+
+
+# --- satisfaction --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SatisfactionTraining:
+    """The outcome of :func:`train_satisfaction`: fitted engines, the split and test metrics."""
+
+    models: dict[str, SatisfactionModel]
+    target: str
+    split: OutOfTimeSplit
+    train: pl.DataFrame
+    test: pl.DataFrame
+    metrics: pl.DataFrame
+
+
+def survey_frame(dataset: Dataset) -> pl.DataFrame:
+    """Every survey response with point-in-time features at its responded_at (truth joined on synthetic data)."""
+    surveys = dataset.lazy("surveys").with_columns(pl.col(s.RESPONDED_AT).alias(AS_OF))
+    frame = build_features(dataset, surveys).collect()
+    path = Path(dataset.config.root) / "ground_truth" / "satisfaction.parquet"
+    if path.is_file():
+        truth = pl.read_parquet(path).with_columns(pl.col(s.RESPONDED_AT).cast(pl.Datetime("us")))
+        frame = frame.join(truth, on=[s.CUSTOMER_ID, s.RESPONDED_AT], how="left")
+    return frame
+
+
+def train_satisfaction(
+    dataset: Dataset,
+    *,
+    target: Target = "csat",
+    engines: Sequence[SatisfactionEngine] = SATISFACTION_ENGINES,
+    seed: int = 0,
+    test_share: float = 0.2,
+) -> SatisfactionTraining:
+    """Fit each satisfaction engine on past responses and evaluate on the latest (out of time).
+
+    The table holds both engines, a naive baseline (the training distribution of scores for
+    everyone, so its expected score is the training mean) and, for CSAT on synthetic data,
+    the oracle (the generator's true level probabilities).
+    """
+    if not dataset.has("surveys"):
+        raise ModelError("the dataset has no surveys table; satisfaction models need survey responses (csat/nps).")
+    frame = survey_frame(dataset)
+    check_target(frame, target)
+    frame = frame.filter(pl.col(target).is_not_null())
+    split = out_of_time_split(frame[AS_OF], test_share=test_share)
+    train, validation, test = (frame.filter(mask) for mask in (split.train, split.validation, split.test))
+    meta = {
+        "data_fingerprint": dataset.fingerprint(),
+        "training_window": {
+            "start": frame[AS_OF].min(),
+            "validation_start": split.validation_start,
+            "test_start": split.test_start,
+            "end": frame[AS_OF].max(),
+        },
+    }
+    models: dict[str, SatisfactionModel] = {
+        engine: SatisfactionModel.fit(
+            train, validation=validation, engine=engine, target=target, seed=seed, metadata=meta
+        )
+        for engine in engines
+    }
+    y = test[target].to_numpy()
+    rows: list[dict[str, object]] = [
+        {"engine": name, **ordinal_metrics(y, m.predict_proba(test), target)} for name, m in models.items()
+    ]
+    levels = np.asarray(LEVELS[target])
+    history = pl.concat([train, validation])[target].to_numpy()
+    naive = np.array([(history == level).mean() for level in levels])
+    rows.append({"engine": "naive", **ordinal_metrics(y, np.tile(naive, (test.height, 1)), target)})
+    truth = [f"p_csat_{k}" for k in levels]
+    has_truth = all(c in test.columns for c in truth) and test.select(truth).null_count().sum_horizontal()[0] == 0
+    if target == "csat" and has_truth:
+        rows.append({"engine": ORACLE, **ordinal_metrics(y, test.select(truth).to_numpy(), target)})
+    return SatisfactionTraining(models, target, split, pl.concat([train, validation]), test, pl.DataFrame(rows))
+
+
+def at_risk_customers(
+    dataset: Dataset, model: SatisfactionModel, as_of: datetime, *, active_days: int = 365, top: int | None = 50
+) -> pl.DataFrame:
+    """Customers most likely to give a low score now, with the reasons.
+
+    Scores every customer who bought in the ``active_days`` before ``as_of``.
+
+    Returns
+    -------
+    DataFrame ``customer_id, p_low, expected_score, reasons_down, reasons_up`` sorted by
+    ``p_low`` (P(CSAT ≤ 2) or P(NPS ≤ 6)), highest first; the ``top`` rows (all if None).
+    """
+    if not dataset.has("transactions"):
+        raise ModelError("the at-risk list scores customers active in the transactions table, which is missing.")
+    orders = dataset.lazy("transactions")
+    start = as_of - timedelta(days=active_days)
+    active = (
+        orders.filter(pl.col(s.ORDERED_AT).is_between(start, as_of, closed="left"))
+        .select(s.CUSTOMER_ID)
+        .unique()
+        .sort(s.CUSTOMER_ID)
+        .with_columns(pl.lit(as_of).alias(AS_OF))
+    )
+    rows = build_features(dataset, active).collect()
+    if rows.height == 0:
+        raise ModelError(f"no customer bought in the {active_days} days before {as_of}; nobody to score.")
+    explained = model.explain(rows)
+    out = (
+        pl.concat([rows.select(s.CUSTOMER_ID), explained], how="horizontal")
+        .select(s.CUSTOMER_ID, "p_low", "expected_score", "reasons_down", "reasons_up")
+        .sort("p_low", s.CUSTOMER_ID, descending=[True, False])
+    )
+    return out.head(top) if top else out

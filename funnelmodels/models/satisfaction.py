@@ -1,0 +1,439 @@
+"""Customer-satisfaction models: ordinal logit and LightGBM on CSAT (1-5) or NPS (0-10).
+
+Rows are survey responses; features are point-in-time at the survey's responded_at.
+
+- ``ordinal``: statsmodels ``OrderedModel`` with a logit link on the standardised design
+  shared with the conversion logit: coefficients with 95% intervals (per standard deviation
+  and per unit of the feature), thresholds, and the predicted distribution over the levels.
+- ``lightgbm``: multiclass (softmax) over the levels. Chosen over an ordinal-aware
+  regression because every measure we report needs the full distribution (P(CSAT ≤ 2) for
+  the at-risk list, P(4-5), promoters and detractors, the ranked probability score), which
+  a regression on the score does not give; with five or eleven levels and thousands of
+  responses a multiclass model learns the order from the data. Deterministic like the
+  conversion booster.
+
+Both expose ``predict_proba`` (rows × levels), ``predict`` (expected score),
+``evaluate``, ``explain``, ``save`` and ``load``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from funnelmodels.data import schema as s
+from funnelmodels.errors import ModelError
+from funnelmodels.evaluation import expected_calibration_error
+from funnelmodels.features import CATEGORICAL_FEATURES
+from funnelmodels.models.base import (
+    FeatureEncoder,
+    design_matrix,
+    design_plan,
+    package_versions,
+    read_json,
+    top_reasons,
+    unit_labels,
+    write_json,
+)
+
+__all__ = ["SATISFACTION_ENGINES", "SatisfactionModel", "ordinal_metrics"]
+
+SatisfactionEngine = Literal["ordinal", "lightgbm"]
+SATISFACTION_ENGINES: tuple[SatisfactionEngine, ...] = ("ordinal", "lightgbm")
+Target = Literal["csat", "nps"]
+LEVELS: dict[str, tuple[int, ...]] = {"csat": (1, 2, 3, 4, 5), "nps": tuple(range(11))}
+FORMAT_VERSION = 1
+MIN_RESPONSES = 100
+
+LIGHTGBM_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.9,
+    "lambda_l2": 1.0,
+    "num_boost_round": 1000,
+    "early_stopping_rounds": 50,
+    "num_threads": 2,
+}
+
+
+def _ordinal_proba(eta: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    cdf = 1.0 / (1.0 + np.exp(-(thresholds[None, :] - eta[:, None])))
+    cdf = np.hstack([np.zeros((eta.size, 1)), cdf, np.ones((eta.size, 1))])
+    return np.clip(np.diff(cdf, axis=1), 0.0, 1.0)
+
+
+def check_target(frame: pl.DataFrame, target: Target) -> None:
+    """Refuse, with a message naming the problem, a target that cannot be modelled."""
+    if target not in LEVELS:
+        raise ModelError(f"target must be csat or nps; received {target!r}.")
+    if target not in frame.columns:
+        raise ModelError(f"surveys has no {target} column; satisfaction models need one.")
+    values = frame[target].drop_nulls()
+    if values.len() < MIN_RESPONSES:
+        raise ModelError(
+            f"only {values.len()} survey responses with a {target} score; a satisfaction model needs at least "
+            f"{MIN_RESPONSES}."
+        )
+    if values.n_unique() < 2:
+        raise ModelError(f"every {target} score is {values[0]}; a constant score cannot be modelled.")
+
+
+@dataclass(frozen=True)
+class SatisfactionModel:
+    """A fitted satisfaction model (frozen): engine, target, encoder and parameters as plain data."""
+
+    engine: SatisfactionEngine
+    target: Target
+    encoder: FeatureEncoder
+    state: Mapping[str, Any]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    _booster: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """The score levels, lowest first."""
+        return LEVELS[self.target]
+
+    @classmethod
+    def fit(
+        cls,
+        train: pl.DataFrame,
+        *,
+        engine: SatisfactionEngine = "ordinal",
+        target: Target = "csat",
+        validation: pl.DataFrame | None = None,
+        features: Sequence[str] | None = None,
+        params: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> SatisfactionModel:
+        """Fit on survey rows with features and the ``target`` score (rows without it are skipped).
+
+        Parameters
+        ----------
+        train : DataFrame ``<features>, csat and/or nps``.
+        validation : later rows for LightGBM's early stopping; the ordinal model fits on both.
+        """
+        from funnelmodels.features import feature_columns
+
+        if engine not in SATISFACTION_ENGINES:
+            raise ModelError(f"engine must be one of {', '.join(SATISFACTION_ENGINES)}; received {engine!r}.")
+        check_target(train, target)
+        train = train.filter(pl.col(target).is_not_null())
+        validation = (validation if validation is not None else train.head(0)).filter(pl.col(target).is_not_null())
+        features = list(features) if features is not None else feature_columns(train, exclude=(s.STAGE,))
+        encoder = FeatureEncoder.fit(train, features, CATEGORICAL_FEATURES)
+        params = dict(params or {})
+        booster = None
+        if engine == "ordinal":
+            state = _fit_ordinal(pl.concat([train, validation]), encoder, target)
+        else:
+            state, booster = _fit_lightgbm(train, validation, encoder, target, params, seed)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "seed": seed,
+            "params": params,
+            "versions": package_versions(),
+            "train_rows": train.height,
+            "validation_rows": validation.height,
+            "notes": state.get("notes", []),
+            **dict(metadata or {}),
+        }
+        return cls(engine, target, encoder, state, meta, booster)
+
+    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+        """Probability of each level (columns in :attr:`levels` order) for each row."""
+        self.encoder.check(frame)
+        if frame.height == 0:
+            return np.empty((0, len(self.levels)))
+        if self.engine == "ordinal":
+            X = design_matrix(frame, self.state["plan"])
+            return _ordinal_proba(X @ np.asarray(self.state["beta"]), np.asarray(self.state["thresholds"]))
+        return np.asarray(self._booster.predict(self.encoder.matrix(frame))).reshape(frame.height, -1)
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        """Expected score of each row."""
+        return self.predict_proba(frame) @ np.asarray(self.levels, dtype=float)
+
+    def evaluate(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Metrics on rows with a score: see :func:`ordinal_metrics`."""
+        rows = frame.filter(pl.col(self.target).is_not_null())
+        return pl.DataFrame(
+            [
+                {
+                    "engine": self.engine,
+                    **ordinal_metrics(rows[self.target].to_numpy(), self.predict_proba(rows), self.target),
+                }
+            ]
+        )
+
+    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
+        """Per feature, its push on the latent satisfaction (ordinal) or on the expected score's
+        log-odds of the top two levels against the rest (LightGBM): positive = more satisfied."""
+        names = list(self.encoder.names)
+        out = np.zeros((frame.height, len(names)))
+        if self.engine == "ordinal":
+            X = design_matrix(frame, self.state["plan"])
+            terms = X * np.asarray(self.state["beta"])
+            for j, owner in enumerate(self.state["plan"]["owners"]):
+                out[:, names.index(owner)] += terms[:, j]
+            return out
+        contrib = np.asarray(self._booster.predict(self.encoder.matrix(frame), pred_contrib=True))
+        k = len(self.levels)
+        per_class = contrib.reshape(frame.height, k, len(names) + 1)[:, :, :-1]
+        # Softmax contributions per class; satisfied (top two) minus the mean of the others.
+        top = per_class[:, -2:, :].mean(axis=1)
+        rest = per_class[:, :-2, :].mean(axis=1)
+        return top - rest
+
+    def explain(self, frame: pl.DataFrame, *, k: int = 3) -> pl.DataFrame:
+        """Per row: expected score, P(low), and the strongest reasons down and up, in words.
+
+        Returns
+        -------
+        DataFrame ``expected_score, p_low, reasons_down, reasons_up``; ``p_low`` is
+        P(CSAT ≤ 2) or P(NPS ≤ 6, a detractor).
+        """
+        proba = self.predict_proba(frame)
+        reasons = top_reasons(self.contributions(frame), self.encoder.names, frame, k=k)
+        words = {"raises odds": "raises satisfaction", "lowers odds": "lowers satisfaction"}
+
+        def reword(items: list[str]) -> list[str]:
+            return [next((t.replace(a, b) for a, b in words.items() if t.endswith(a)), t) for t in items]
+
+        low = 2 if self.target == "csat" else 7
+        return pl.DataFrame(
+            {
+                "expected_score": proba @ np.asarray(self.levels, dtype=float),
+                "p_low": proba[:, :low].sum(axis=1),
+                "reasons_down": [reword(r["down"]) for r in reasons],
+                "reasons_up": [reword(r["up"]) for r in reasons],
+            },
+            schema={
+                "expected_score": pl.Float64,
+                "p_low": pl.Float64,
+                "reasons_down": pl.List(pl.String),
+                "reasons_up": pl.List(pl.String),
+            },
+        )
+
+    def coefficients(self) -> pl.DataFrame:
+        """The ordinal model's coefficients with 95% intervals.
+
+        Returns
+        -------
+        DataFrame ``term, coef, ci_low, ci_high, p_value, unit, coef_per_unit, per_unit_low,
+        per_unit_high``: ``coef`` per standard deviation (comparable across features, the
+        key-driver view), ``coef_per_unit`` per unit of the feature (or of log(1+x)).
+        """
+        if self.engine != "ordinal":
+            raise ModelError("coefficients come from the ordinal engine; this model is LightGBM.")
+        plan = self.state["plan"]
+        sds = {(f"log(1+{n})" if log else n): sd for n, _, _, sd, _, log in plan["numeric"]}
+        units = unit_labels(plan)
+        rows = []
+        for j, term in enumerate(plan["terms"]):
+            scale = sds.get(term, 1.0)
+            coef, low, high = self.state["beta"][j], self.state["ci_low"][j], self.state["ci_high"][j]
+            rows.append(
+                {
+                    "term": term,
+                    "coef": coef,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "p_value": self.state["pvalues"][j],
+                    "unit": units[term],
+                    "coef_per_unit": coef / scale,
+                    "per_unit_low": low / scale,
+                    "per_unit_high": high / scale,
+                }
+            )
+        return pl.DataFrame(rows).sort(pl.col("coef").abs(), descending=True)
+
+    def importance(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Key drivers: mean |contribution| per feature and its direction on ``frame``.
+
+        Returns
+        -------
+        DataFrame ``feature, mean_abs_contribution, direction`` (``+`` when higher values go
+        with more satisfaction, by the sign of the correlation of value and contribution).
+        """
+        contrib = self.contributions(frame)
+        X = self.encoder.matrix(frame)
+        directions = []
+        for j in range(X.shape[1]):
+            ok = ~np.isnan(X[:, j])
+            if (
+                ok.sum() > 2
+                and X[ok, j].std() > 0
+                and contrib[ok, j].std() > 0
+                and self.encoder.names[j] not in self.encoder.categorical
+            ):
+                directions.append("+" if np.corrcoef(X[ok, j], contrib[ok, j])[0, 1] > 0 else "−")
+            else:
+                directions.append("by level")
+        return pl.DataFrame(
+            {
+                "feature": list(self.encoder.names),
+                "mean_abs_contribution": np.abs(contrib).mean(axis=0),
+                "direction": directions,
+            }
+        ).sort("mean_abs_contribution", descending=True)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write JSON (+ LightGBM's text model); no pickle."""
+        root = Path(folder)
+        root.mkdir(parents=True, exist_ok=True)
+        state = dict(self.state)
+        if self.engine == "lightgbm":
+            (root / "booster.txt").write_text(state.pop("model"), encoding="utf-8")
+        write_json(
+            root / "model.json",
+            {
+                "kind": "satisfaction",
+                "engine": self.engine,
+                "target": self.target,
+                "encoder": self.encoder.to_json(),
+                "state": state,
+                "metadata": dict(self.metadata),
+            },
+        )
+        return root
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SatisfactionModel:
+        """Load a model written by :meth:`save`."""
+        root = Path(folder)
+        data = read_json(root / "model.json")
+        if data.get("kind") != "satisfaction":
+            raise ModelError(f"{root} holds a {data.get('kind')!r} model, not a satisfaction model.")
+        if data["metadata"].get("format_version") != FORMAT_VERSION:
+            raise ModelError(f"{root} was saved in another model format; retrain it.")
+        state = dict(data["state"])
+        booster = None
+        if data["engine"] == "lightgbm":
+            import lightgbm as lgb
+
+            state["model"] = (root / "booster.txt").read_text(encoding="utf-8")
+            booster = lgb.Booster(model_str=state["model"])
+        return cls(
+            data["engine"], data["target"], FeatureEncoder.from_json(data["encoder"]), state, data["metadata"], booster
+        )
+
+
+def _fit_ordinal(frame: pl.DataFrame, encoder: FeatureEncoder, target: Target) -> dict[str, Any]:
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    levels = LEVELS[target]
+    y = frame[target].to_numpy()
+    present = sorted(set(y.tolist()))
+    if present != list(levels):
+        missing = sorted(set(levels) - set(present))
+        raise ModelError(
+            f"no {target} responses at levels {missing}; the ordinal model needs every level "
+            f"{levels[0]}–{levels[-1]} at least once in training."
+        )
+    plan = design_plan(frame, encoder)
+    X = design_matrix(frame, plan)
+    codes = np.searchsorted(np.asarray(levels), y)
+    notes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = OrderedModel(codes, X, distr="logit").fit(method="bfgs", disp=False, maxiter=2000)
+    notes += [f"ordinal {target}: {w.message}" for w in caught if "converge" in str(w.message).lower()]
+    k = X.shape[1]
+    params = np.asarray(result.params)
+    thresholds = np.cumsum(np.r_[params[k], np.exp(params[k + 1 :])])
+    ci = np.asarray(result.conf_int(alpha=0.05))
+    return {
+        "plan": plan,
+        "beta": params[:k].tolist(),
+        "thresholds": thresholds.tolist(),
+        "ci_low": ci[:k, 0].tolist(),
+        "ci_high": ci[:k, 1].tolist(),
+        "pvalues": np.asarray(result.pvalues)[:k].tolist(),
+        "converged": bool(result.mle_retvals.get("converged", True)),
+        "notes": notes,
+    }
+
+
+def _fit_lightgbm(
+    train: pl.DataFrame,
+    validation: pl.DataFrame,
+    encoder: FeatureEncoder,
+    target: Target,
+    params: Mapping[str, Any],
+    seed: int,
+) -> tuple[dict[str, Any], Any]:
+    import lightgbm as lgb
+
+    levels = np.asarray(LEVELS[target])
+    merged = {**LIGHTGBM_DEFAULTS, **params}
+    rounds, patience = int(merged.pop("num_boost_round")), int(merged.pop("early_stopping_rounds"))
+    merged |= {
+        "objective": "multiclass",
+        "num_class": len(levels),
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbose": -1,
+    }
+    categorical = [i for i, n in enumerate(encoder.names) if n in encoder.categorical]
+    names = list(encoder.names)
+    y = np.searchsorted(levels, train[target].to_numpy())
+    data = lgb.Dataset(
+        encoder.matrix(train), y, feature_name=names, categorical_feature=categorical, free_raw_data=False
+    )
+    valid_sets = None
+    callbacks: list[Callable[..., Any]] = []
+    if validation.height:
+        yv = np.searchsorted(levels, validation[target].to_numpy())
+        valid_sets = [
+            lgb.Dataset(
+                encoder.matrix(validation), yv, reference=data, feature_name=names, categorical_feature=categorical
+            )
+        ]
+        callbacks = [lgb.early_stopping(patience, verbose=False)]
+    booster = lgb.train(merged, data, num_boost_round=rounds, valid_sets=valid_sets, callbacks=callbacks)
+    best = booster.best_iteration or booster.current_iteration()
+    text = booster.model_to_string(num_iteration=best)
+    return {"model": text, "best_iteration": best}, lgb.Booster(model_str=text)
+
+
+def ordinal_metrics(y: np.ndarray, proba: np.ndarray, target: Target) -> dict[str, float]:
+    """Accuracy of predicted score distributions against observed scores.
+
+    Returns
+    -------
+    ``n, mae`` (expected score vs observed), ``within_one`` (share whose most likely level is
+    within one of the observed), ``rps`` (ranked probability score, 0 best), ``log_loss``,
+    ``spearman`` (expected vs observed), ``ece_satisfied`` (calibration of P(top two levels)).
+    """
+    from scipy.stats import spearmanr
+
+    levels = np.asarray(LEVELS[target])
+    y = np.asarray(y)
+    codes = np.searchsorted(levels, y)
+    expected = proba @ levels
+    mode = levels[proba.argmax(axis=1)]
+    observed_cdf = (np.arange(levels.size)[None, :] >= codes[:, None]).astype(float)
+    rps = ((np.cumsum(proba, axis=1) - observed_cdf)[:, :-1] ** 2).sum(axis=1) / (levels.size - 1)
+    satisfied = y >= levels[-2]
+    rho = spearmanr(expected, y).statistic if np.ptp(expected) > 1e-9 and np.ptp(y) > 0 else math.nan
+    return {
+        "n": int(y.size),
+        "mae": float(np.abs(expected - y).mean()),
+        "within_one": float((np.abs(mode - y) <= 1).mean()),
+        "rps": float(rps.mean()),
+        "log_loss": float(-np.log(np.clip(proba[np.arange(y.size), codes], 1e-12, 1)).mean()),
+        "spearman": float(rho),
+        "ece_satisfied": expected_calibration_error(satisfied.astype(int), proba[:, -2:].sum(axis=1)),
+    }
