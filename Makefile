@@ -10,7 +10,7 @@ UV_VERSION := $(shell sed -n 's/^uv==\([0-9.]*\).*/\1/p' requirements.lock | hea
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help env demo test lint lab lock clean
+.PHONY: help env browser demo reports test lint lab lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,21 +24,30 @@ $(STAMP): requirements.lock pyproject.toml
 
 env: $(STAMP) ## create .venv/ from the lock (done by every target that needs it)
 
-demo: $(STAMP) ## generate the demo data and validate it (data/demo/)
+browser: ## install Debian's chromium for the report browser checks (needs root; done by `make test`)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: run 'sudo apt-get install chromium' (the browser tests need it)"; exit 1; fi; }
+
+demo: $(STAMP) ## generate the demo data, validate it, render the three reports (reports/)
 	$(BIN)/funnelmodels demo
 
-test: $(STAMP) ## run the whole test suite
+reports: $(STAMP) ## render every report from the demo data (what a scheduled run calls)
+	$(BIN)/funnelmodels report --all -p data_dir data/demo
+
+test: $(STAMP) browser ## run the whole test suite (installs chromium if missing)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
 	$(BIN)/ruff check funnelmodels tests
 	$(BIN)/mypy
 
-lab: $(STAMP) ## open the notebooks in JupyterLab
+lab: $(STAMP) ## open the notebooks in JupyterLab (creates the demo data first if missing)
+	@test -f data/demo/stage_events.parquet || $(BIN)/funnelmodels demo --no-reports
 	$(BIN)/jupyter lab notebooks/
 
 lock: ## re-resolve requirements.lock from pyproject.toml (needs .venv)
 	$(BIN)/python -m uv pip compile pyproject.toml --extra dev --python-version 3.11 --universal -o requirements.lock
 
-clean: ## remove the environment and generated data (keeps reports/)
-	rm -rf $(VENV) data/demo
+clean: ## remove the environment, generated data and rendered reports
+	rm -rf $(VENV) data/demo reports/sales_performance reports/stage_conversion reports/customer_satisfaction test-artifacts

@@ -22,7 +22,14 @@ from funnelmodels.funnel import (
     time_to_convert_table,
 )
 from funnelmodels.models.conversion import StageConversionModel
-from funnelmodels.models.training import pipeline_value, score_open_opportunities, train_conversion
+from funnelmodels.models.satisfaction import SatisfactionModel
+from funnelmodels.models.training import (
+    at_risk_customers,
+    pipeline_value,
+    score_open_opportunities,
+    train_conversion,
+    train_satisfaction,
+)
 
 __all__ = [
     "ConfigError",
@@ -33,9 +40,11 @@ __all__ = [
     "FunnelSpec",
     "ModelError",
     "ReportError",
+    "SatisfactionModel",
     "StageConversionModel",
     "SyntheticData",
     "add_segments",
+    "at_risk_customers",
     "build_features",
     "build_transition_features",
     "build_transitions",
@@ -49,7 +58,20 @@ __all__ = [
     "score_open_opportunities",
     "time_to_convert_table",
     "train_conversion",
+    "train_satisfaction",
     "write_dataset",
 ]
 
 __version__ = "0.1.0"
+
+_LAZY = ("kpis", "plots", "reports")
+
+
+def __getattr__(name: str) -> object:
+    # fm.plots, fm.reports and fm.kpis load on first use: matplotlib and papermill are slow to
+    # import and the command line does not need them for most commands.
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"funnelmodels.{name}")
+    raise AttributeError(f"module 'funnelmodels' has no attribute {name!r}")

@@ -156,13 +156,38 @@ def _parser() -> argparse.ArgumentParser:
     )
     score.set_defaults(run=_cmd_score)
 
+    rep = commands.add_parser(
+        "report",
+        help="run a report notebook with papermill and render it to HTML",
+        description="Execute a report notebook with parameters and render reports/NAME/<period or latest>/"
+        "{report.html, report.ipynb, manifest.json, tables/}. The previous report stays untouched unless the run "
+        "succeeds; a failed notebook is kept under reports/NAME/failed/. Reports: "
+        "sales_performance, stage_conversion, customer_satisfaction.",
+    )
+    rep.add_argument("name", nargs="?", metavar="NAME", help="the report (omit with --all)")
+    rep.add_argument("--all", action="store_true", help="render every report (what a scheduled run calls)")
+    rep.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help="a notebook parameter, e.g. -p period 2026-06 -p data_dir data/demo (repeatable)",
+    )
+    rep.add_argument("--with-code", action="store_true", help="also write report_with_code.html (analyst view)")
+    rep.add_argument("--reports-dir", type=Path, default=Path("reports"), help="output root (default %(default)s)")
+    rep.set_defaults(run=_cmd_report)
+
     demo = commands.add_parser(
         "demo",
-        help="generate the demo dataset and validate it",
-        description=f"Generate the synthetic demo dataset into {DEMO_DIR} (if absent) and validate it.",
+        help="generate the demo dataset, validate it and render the three reports",
+        description=f"Generate the synthetic demo dataset into {DEMO_DIR} (if absent), validate it and render "
+        "every report from it into reports/.",
     )
     demo.add_argument("--out", type=Path, default=DEMO_DIR, help="demo data folder (default %(default)s)")
     demo.add_argument("--force", action="store_true", help="regenerate even if the folder exists")
+    demo.add_argument("--no-reports", action="store_true", help="only generate and validate the data")
     demo.set_defaults(run=_cmd_demo)
     return parser
 
@@ -451,6 +476,48 @@ def _cmd_demo(args: argparse.Namespace, progress: _Progress) -> int:
         progress(f"using the demo dataset in {args.out} (--force regenerates it)")
     dataset = load_dataset(args.out)
     _print_summary(dataset_summary(dataset.tables, dataset.spec), args.out)
+    if args.no_reports:
+        return 0
+    runs = _run_reports(
+        REPORT_NAMES, {"data_dir": str(args.out)}, with_code=False, root=Path("reports"), progress=progress
+    )
+    print("\nOpen the reports in a browser:")
+    for run in runs:
+        print(f"  {run.html}")
+    return 0
+
+
+REPORT_NAMES = ("sales_performance", "stage_conversion", "customer_satisfaction")
+
+
+def _run_reports(
+    names: Sequence[str], params: dict[str, str], *, with_code: bool, root: Path, progress: _Progress
+) -> list[Any]:
+    import papermill as pm
+
+    from funnelmodels.reports import NOTEBOOKS_DIR, run_report
+
+    runs = []
+    for name in names:
+        declared = pm.inspect_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb")) if len(names) > 1 else None
+        own = {k: v for k, v in params.items() if declared is None or k in declared}
+        progress(f"report {name}: running the notebook")
+        run = run_report(name, own, reports_dir=root, with_code=with_code)
+        progress(f"report {name}: {run.html} ({run.manifest['duration_seconds']:.0f}s)")
+        runs.append(run)
+    return runs
+
+
+def _cmd_report(args: argparse.Namespace, progress: _Progress) -> int:
+    from funnelmodels.errors import ConfigError
+
+    if args.all == bool(args.name):
+        raise ConfigError("name one report, or use --all for every report.")
+    params = dict(args.parameter)
+    names = REPORT_NAMES if args.all else (args.name,)
+    runs = _run_reports(names, params, with_code=args.with_code, root=args.reports_dir, progress=progress)
+    for run in runs:
+        print(f"{run.name}: {run.html}")
     return 0
 
 

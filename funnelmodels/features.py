@@ -113,7 +113,9 @@ def _purchase_history(transactions: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.Lazy
 
 def _add_purchases(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.LazyFrame:
     # Materialise the running totals once: three look-ups use them.
-    orders, refunds = (frame.lazy() for frame in pl.collect_all(list(_purchase_history(transactions))))
+    orders, refunds = (
+        frame.lazy() for frame in pl.collect_all(list(_purchase_history(transactions)), engine="in-memory")
+    )
     spend = orders.select(s.CUSTOMER_ID, "_t", "monetary_total")
     out = _asof(rows, orders)
     out = _asof(out, refunds)

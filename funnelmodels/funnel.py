@@ -57,7 +57,7 @@ _US_PER_DAY = 86_400_000_000
 
 def data_end(stage_events: pl.LazyFrame) -> datetime:
     """The data's end: the last stage event's time (used when no as_of is given)."""
-    value = stage_events.select(pl.col(s.ENTERED_AT).max()).collect().item()
+    value = stage_events.select(pl.col(s.ENTERED_AT).max()).collect(engine="in-memory").item()
     if value is None:
         raise ConfigError("stage_events has no entered_at values; cannot tell where the data ends.")
     return value
@@ -218,7 +218,7 @@ def conversion_table(
             (pl.col(CONVERTED) & ~pl.col(CENSORED)).sum().alias("converted"),
             pl.col(CENSORED).sum().alias("censored"),
         )
-        .collect()
+        .collect(engine="in-memory")
     )
     order = pl.col(s.STAGE).replace_strict(list(spec.all_stages), range(len(spec.all_stages)), default=99)
     counts = counts.sort([*([by] if by else []), order], nulls_last=True)
@@ -308,7 +308,7 @@ def time_to_convert_table(
             _days(pl.col(LOST_AT) - pl.col(s.ENTERED_AT)),
             pl.col(DAYS_IN_STAGE),
         ).alias("_time"),
-    ).collect()
+    ).collect(engine="in-memory")
     rows = []
     for key, group in frame.group_by(keys, maintain_order=True):
         times = group["_time"].to_numpy().astype(float)
@@ -373,7 +373,7 @@ def cohort_table(transitions: pl.LazyFrame, spec: FunnelSpec) -> pl.DataFrame:
             (pl.col("won") / (pl.col("won") + pl.col("lost"))).fill_nan(None).alias("win_rate"),
         )
         .sort("cohort")
-        .collect()
+        .collect(engine="in-memory")
     )
 
 
@@ -409,7 +409,7 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
                 f"--by {by!r} is not a column of this dataset; available: {', '.join(sorted(available))}."
             )
         transitions = transitions.with_columns(pl.col(by).cast(pl.String).fill_null("unknown"))
-    transitions = transitions.collect().lazy()
+    transitions = transitions.collect(engine="in-memory").lazy()
     rates = conversion_table(transitions, spec, by=by)
     medians = time_to_convert_table(transitions, spec, by=by, quantiles=(0.5,))
     table = rates.join(medians.drop("q", "n", "events"), on=[by, s.STAGE] if by else [s.STAGE], how="left")

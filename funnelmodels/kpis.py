@@ -1,8 +1,12 @@
-"""Sales-performance measures: satisfaction (CSAT, NPS) per period and segment, and their change.
+"""Sales-performance measures per period and segment: revenue, accounts, win rate, CSAT, NPS.
 
 Intervals: CSAT mean ± z·sd/√n (normal approximation); share satisfied (CSAT 4-5) by Wilson;
 NPS = %promoters (9-10) − %detractors (0-6) with the trinomial variance
 ``(p₊ + p₋ − (p₊ − p₋)²) / n`` (not a bootstrap: exact enough for n ≥ 30 and reproducible).
+
+Every frame in the package is collected with polars' in-memory engine: the default streaming
+engine adds floats in a varying order, so two runs on the same data could differ in the last
+digits, and a report must be reproducible to the byte.
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ import polars as pl
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ConfigError
 
-__all__ = ["PERIODS", "satisfaction_change", "satisfaction_table"]
+__all__ = [
+    "PERIODS",
+    "SALES_KPIS",
+    "attainment",
+    "kpi_changes",
+    "sales_kpi_table",
+    "satisfaction_change",
+    "satisfaction_table",
+]
 
 PERIODS = {"day": "1d", "week": "1w", "month": "1mo", "quarter": "1q", "year": "1y"}
 Z95 = 1.959963984540054
@@ -59,7 +71,7 @@ def satisfaction_table(surveys: pl.LazyFrame, *, period: str = "month", by: str 
             (pl.col("_nps") <= 6).sum().alias("detractors"),
         )
         .sort(keys)
-        .collect()
+        .collect(engine="in-memory")
     )
     return _with_intervals(table).select(
         *keys,
@@ -120,7 +132,9 @@ def satisfaction_change(
     from scipy import stats
 
     def window(bounds: tuple[datetime, datetime]) -> pl.DataFrame:
-        return surveys.filter(pl.col(s.RESPONDED_AT).is_between(bounds[0], bounds[1], closed="left")).collect()
+        return surveys.filter(pl.col(s.RESPONDED_AT).is_between(bounds[0], bounds[1], closed="left")).collect(
+            engine="in-memory"
+        )
 
     a, b = window(before), window(after)
     out: dict[str, dict[str, float]] = {}
@@ -155,3 +169,197 @@ def _two_sided(diff: float, se: float) -> float:
 
 def _change(before: float, after: float, p_value: float) -> dict[str, float]:
     return {"before": float(before), "after": float(after), "change": float(after - before), "p_value": p_value}
+
+
+# --- sales performance ---------------------------------------------------------------------------
+
+SALES_KPIS = (
+    "net_revenue",
+    "orders",
+    "average_sale",
+    "new_accounts",
+    "returning_customers",
+    "active_customers",
+    "won",
+    "lost",
+    "win_rate",
+)
+
+
+def sales_kpi_table(
+    transactions: pl.LazyFrame | None,
+    stage_events: pl.LazyFrame | None = None,
+    *,
+    period: str = "month",
+    by: str | None = None,
+    won: str = "won",
+    lost: str = "lost",
+) -> pl.DataFrame:
+    """The sales-performance measures per period (and segment).
+
+    Definitions (DESIGN.md): net revenue = sum of amounts, refunds negative; orders = positive
+    transactions; average sale = positive revenue / orders; active customers bought (a positive
+    order) in the period; new accounts made their first-ever purchase in it; returning customers
+    bought in it and before it (so new + returning = active); win rate = won / (won + lost),
+    counted by the period the opportunity closed.
+
+    Parameters
+    ----------
+    transactions : LazyFrame ``customer_id, ordered_at, amount[, by]`` (None: no sales columns).
+    stage_events : LazyFrame ``opportunity_id, stage, entered_at[, by]`` (None: no win columns).
+    by : a segment column present in the frames, e.g. ``"region"``.
+
+    Returns
+    -------
+    DataFrame ``period[, by], net_revenue, orders, average_sale, new_accounts, returning_customers,
+    active_customers, won, lost, win_rate``; periods with no activity at all are absent.
+    """
+    keys = ["period", *([by] if by else [])]
+    parts = []
+    if transactions is not None:
+        parts.append(_sales_part(transactions, period, keys))
+    if stage_events is not None:
+        closed = stage_events.filter(pl.col(s.STAGE).is_in([won, lost])).with_columns(
+            _period_expr(s.ENTERED_AT, period)
+        )
+        parts.append(
+            closed.group_by(keys)
+            .agg((pl.col(s.STAGE) == won).sum().alias("won"), (pl.col(s.STAGE) == lost).sum().alias("lost"))
+            .collect(engine="in-memory")
+        )
+    if not parts:
+        raise ConfigError("sales KPIs need a transactions or a stage_events table.")
+    table = parts[0]
+    for part in parts[1:]:
+        table = table.join(part, on=keys, how="full", coalesce=True)
+    for column in SALES_KPIS:
+        if column not in table.columns:
+            table = table.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
+    counts = ["orders", "new_accounts", "returning_customers", "active_customers", "won", "lost"]
+    present = [c for c in counts if table[c].dtype != pl.Float64]
+    table = table.with_columns(
+        *[pl.col(c).fill_null(0).cast(pl.Int64) for c in present],
+        pl.col("net_revenue").fill_null(0.0) if transactions is not None else pl.col("net_revenue"),
+    ).with_columns((pl.col("won") / (pl.col("won") + pl.col("lost"))).fill_nan(None).alias("win_rate"))
+    return table.sort(keys).select(*keys, *SALES_KPIS)
+
+
+def _sales_part(transactions: pl.LazyFrame, period: str, keys: list[str]) -> pl.DataFrame:
+    first = (
+        transactions.filter(pl.col(s.AMOUNT) > 0)
+        .group_by(s.CUSTOMER_ID)
+        .agg(pl.col(s.ORDERED_AT).min().dt.truncate(PERIODS[period]).dt.date().alias("_first_period"))
+    )
+    frame = transactions.with_columns(_period_expr(s.ORDERED_AT, period)).join(first, on=s.CUSTOMER_ID, how="left")
+    positive = pl.col(s.AMOUNT) > 0
+    buyer = pl.when(positive).then(pl.col(s.CUSTOMER_ID))
+    return (
+        frame.group_by(keys)
+        .agg(
+            pl.col(s.AMOUNT).sum().alias("net_revenue"),
+            positive.sum().alias("orders"),
+            (pl.col(s.AMOUNT).filter(positive).sum() / positive.sum()).alias("average_sale"),
+            buyer.filter(pl.col("_first_period") == pl.col("period")).drop_nulls().n_unique().alias("new_accounts"),
+            buyer.filter(pl.col("_first_period") < pl.col("period"))
+            .drop_nulls()
+            .n_unique()
+            .alias("returning_customers"),
+            buyer.drop_nulls().n_unique().alias("active_customers"),
+        )
+        .with_columns(pl.col("average_sale").fill_nan(None))
+        .collect(engine="in-memory")
+    )
+
+
+def kpi_changes(table: pl.DataFrame, *, lag: int = 1, by: str | None = None) -> pl.DataFrame:
+    """Each KPI against ``lag`` periods earlier (1: previous period; 12 months: a year earlier).
+
+    Returns
+    -------
+    Long DataFrame ``period[, by], kpi, value, previous, change, change_pct, p_value,
+    change_low, change_high``; for ``win_rate`` a two-proportion z-test and a 95% interval of
+    the difference (Wald), null for the counts and amounts.
+    """
+    keys = ["period", *([by] if by else [])]
+    ordered = table.sort(keys)
+    over = [by] if by else None
+    lagged = ordered.with_columns(
+        *[
+            (pl.col(k).shift(lag).over(over) if over else pl.col(k).shift(lag)).alias(f"_prev_{k}")
+            for k in (*SALES_KPIS,)
+        ]
+    )
+    rows = []
+    for r in lagged.iter_rows(named=True):
+        for kpi in SALES_KPIS:
+            value, previous = r[kpi], r[f"_prev_{kpi}"]
+            row = {**{k: r[k] for k in keys}, "kpi": kpi, "value": _f(value), "previous": _f(previous)}
+            change = None if value is None or previous is None else float(value) - float(previous)
+            row["change"] = change
+            row["change_pct"] = None if change is None or not previous else change / abs(float(previous))
+            row |= _rate_test(r, kpi)
+            rows.append(row)
+    schema = {k: table.schema[k] for k in keys} | {
+        "kpi": pl.String,
+        "value": pl.Float64,
+        "previous": pl.Float64,
+        "change": pl.Float64,
+        "change_pct": pl.Float64,
+        "p_value": pl.Float64,
+        "change_low": pl.Float64,
+        "change_high": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _f(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _rate_test(row: dict[str, object], kpi: str) -> dict[str, float | None]:
+    empty: dict[str, float | None] = {"p_value": None, "change_low": None, "change_high": None}
+    if kpi != "win_rate":
+        return empty
+    won, lost, pw, pl_ = row["won"], row["lost"], row["_prev_won"], row["_prev_lost"]
+    if not all(isinstance(v, int) for v in (won, lost, pw, pl_)):
+        return empty
+    n1, n2 = pw + pl_, won + lost  # type: ignore[operator]
+    if not n1 or not n2:
+        return empty
+    p1, p2 = pw / n1, won / n2
+    pooled = (pw + won) / (n1 + n2)  # type: ignore[operator]
+    se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    return {
+        "p_value": _two_sided(p2 - p1, se_pooled),
+        "change_low": p2 - p1 - Z95 * se,
+        "change_high": p2 - p1 + Z95 * se,
+    }
+
+
+def attainment(table: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
+    """KPI values against targets.
+
+    Parameters
+    ----------
+    targets : DataFrame ``kpi, period (YYYY-MM or a date), target``.
+
+    Returns
+    -------
+    DataFrame ``period, kpi, value, target, attainment`` (value / target).
+    """
+    missing = [c for c in ("kpi", "period", "target") if c not in targets.columns]
+    if missing:
+        raise ConfigError(f"the targets file needs columns kpi, period, target; it lacks {missing}.")
+    unknown = sorted(set(targets["kpi"]) - set(SALES_KPIS))
+    if unknown:
+        raise ConfigError(f"targets name unknown KPIs {unknown}; known: {', '.join(SALES_KPIS)}.")
+    periods = targets["period"].cast(pl.String)
+    parsed = pl.coalesce(
+        periods.str.strptime(pl.Date, "%Y-%m", strict=False), periods.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    )
+    long = table.unpivot(index="period", on=list(SALES_KPIS), variable_name="kpi", value_name="value")
+    goals = targets.with_columns(parsed.alias("period"), pl.col("target").cast(pl.Float64))
+    return goals.join(long.with_columns(pl.col("value").cast(pl.Float64)), on=["period", "kpi"], how="left").select(
+        "period", "kpi", "value", "target", (pl.col("value") / pl.col("target")).alias("attainment")
+    )

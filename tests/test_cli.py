@@ -194,8 +194,19 @@ def test_satisfaction_train_score_and_missing_surveys(synthetic_dir: Path, tmp_p
     assert set(report) == {"satisfaction"}
     assert {r["engine"] for r in report["satisfaction"]["metrics"]} == {"ordinal", "lightgbm", "naive", "oracle"}
     out = tmp_path / "risk.parquet"
-    result = run("--quiet", "score", str(synthetic_dir), "--model", str(models), "--target", "satisfaction",
-                 "--as-of", "2026-07-01", "--out", str(out))
+    result = run(
+        "--quiet",
+        "score",
+        str(synthetic_dir),
+        "--model",
+        str(models),
+        "--target",
+        "satisfaction",
+        "--as-of",
+        "2026-07-01",
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     risk = pl.read_parquet(out)
     assert risk["p_low"].is_sorted(descending=True) and risk.height > 100

@@ -61,3 +61,93 @@ def test_change_between_periods() -> None:
 def test_unknown_period_is_refused() -> None:
     with pytest.raises(ConfigError, match="period must be one of day, week, month, quarter, year"):
         satisfaction_table(_surveys(), period="fortnight")
+
+
+def _transactions() -> pl.LazyFrame:
+    # Customer 1 buys in January and March (refund in March); customer 2 only in March; customer 3 in February.
+    return pl.DataFrame(
+        {
+            "customer_id": [1, 1, 1, 2, 3, 3],
+            "ordered_at": [
+                datetime(2025, 1, 5),
+                datetime(2025, 3, 2),
+                datetime(2025, 3, 20),
+                datetime(2025, 3, 9),
+                datetime(2025, 2, 1),
+                datetime(2025, 2, 3),
+            ],
+            "amount": [100.0, 50.0, -100.0, 30.0, 20.0, 40.0],
+            "region": ["north", "north", "north", "south", "south", "south"],
+        }
+    ).lazy()
+
+
+def _events() -> pl.LazyFrame:
+    return pl.DataFrame(
+        {
+            "opportunity_id": [1, 1, 2, 2, 3, 3, 4, 4],
+            "stage": ["lead", "won", "lead", "lost", "lead", "won", "lead", "lost"],
+            "entered_at": [
+                datetime(2025, 1, 2),
+                datetime(2025, 1, 20),
+                datetime(2025, 1, 3),
+                datetime(2025, 2, 10),
+                datetime(2025, 2, 1),
+                datetime(2025, 2, 15),
+                datetime(2025, 2, 2),
+                datetime(2025, 2, 20),
+            ],
+        }
+    ).lazy()
+
+
+def test_sales_kpis_by_month() -> None:
+    from funnelmodels.kpis import sales_kpi_table
+
+    t = sales_kpi_table(_transactions(), _events(), period="month")
+    assert [str(p) for p in t["period"]] == ["2025-01-01", "2025-02-01", "2025-03-01"]
+    # March: net 50 − 100 + 30 = −20; 2 orders averaging 40; customer 2 new, customer 1 returning.
+    assert t["net_revenue"].to_list() == [100.0, 60.0, -20.0]
+    assert t["orders"].to_list() == [1, 2, 2]
+    assert t["average_sale"].to_list() == [100.0, 30.0, 40.0]
+    assert t["new_accounts"].to_list() == [1, 1, 1]
+    assert t["returning_customers"].to_list() == [0, 0, 1]
+    assert t["active_customers"].to_list() == [1, 1, 2]
+    # Closed in January: 1 won; in February: 1 won, 2 lost → 1/3.
+    assert t["won"].to_list() == [1, 1, 0] and t["lost"].to_list() == [0, 2, 0]
+    assert t["win_rate"][0] == 1.0 and t["win_rate"][1] == pytest.approx(1 / 3) and t["win_rate"][2] is None
+
+
+def test_new_plus_returning_is_active_and_revenue_adds_over_segments() -> None:
+    from funnelmodels.kpis import sales_kpi_table
+
+    t = sales_kpi_table(_transactions(), period="month")
+    assert (t["new_accounts"] + t["returning_customers"] == t["active_customers"]).all()
+    seg = sales_kpi_table(_transactions(), period="month", by="region")
+    assert seg["net_revenue"].sum() == t["net_revenue"].sum()
+    quarter = sales_kpi_table(_transactions(), period="quarter")
+    assert quarter["net_revenue"].to_list() == [140.0]
+
+
+def test_changes_with_a_test_for_the_win_rate() -> None:
+    from funnelmodels.kpis import kpi_changes, sales_kpi_table
+
+    t = sales_kpi_table(_transactions(), _events(), period="month")
+    changes = kpi_changes(t)
+    feb = {r["kpi"]: r for r in changes.filter(pl.col("period") == t["period"][1]).iter_rows(named=True)}
+    assert feb["net_revenue"]["change"] == -40.0 and feb["net_revenue"]["change_pct"] == pytest.approx(-0.4)
+    # Win rate 1/1 → 1/3: pooled p = 2/4, se = √(0.25·(1 + 1/3)) = 0.5774, z = −1.1547, p = 0.2482.
+    assert feb["win_rate"]["change"] == pytest.approx(-2 / 3)
+    assert feb["win_rate"]["p_value"] == pytest.approx(0.2482, abs=1e-4)
+    assert feb["orders"]["p_value"] is None
+
+
+def test_attainment_against_targets() -> None:
+    from funnelmodels.kpis import attainment, sales_kpi_table
+
+    t = sales_kpi_table(_transactions(), period="month")
+    targets = pl.DataFrame({"kpi": ["net_revenue", "orders"], "period": ["2025-01", "2025-02"], "target": [200, 4]})
+    a = attainment(t, targets)
+    assert a["attainment"].to_list() == [0.5, 0.5]
+    with pytest.raises(ConfigError, match="unknown KPIs \\['revenue'\\]"):
+        attainment(t, targets.with_columns(pl.lit("revenue").alias("kpi")))

@@ -20,7 +20,7 @@ from funnelmodels.config import DatasetConfig, FunnelSpec, TableSource, load_con
 from funnelmodels.data.schema import SCHEMAS, ColumnSpec, TableSchema
 from funnelmodels.errors import DataValidationError, Problem
 
-__all__ = ["Dataset", "atomic_dir", "load_dataset", "read_table", "write_table"]
+__all__ = ["Dataset", "atomic_dir", "fingerprint_files", "load_dataset", "read_table", "write_table"]
 
 ROW = "_row"
 """Helper column: the 1-based data row of the input file, shown in error examples."""
@@ -68,16 +68,21 @@ class Dataset:
 
     def fingerprint(self) -> str:
         """SHA-256 over the input files (and funnel.toml): which data made a result."""
-        digest = hashlib.sha256()
-        files = [s.path for s in self.config.tables.values()]
-        if self.config.config_file is not None:
-            files.append(self.config.config_file)
-        for path in sorted(files):
-            digest.update(path.name.encode())
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-        return digest.hexdigest()
+        return fingerprint_files(self.config)
+
+
+def fingerprint_files(config: DatasetConfig) -> str:
+    """SHA-256 over a dataset's files (names and bytes, in a fixed order) and its funnel.toml."""
+    digest = hashlib.sha256()
+    files = [s.path for s in config.tables.values()]
+    if config.config_file is not None:
+        files.append(config.config_file)
+    for path in sorted(files):
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def load_dataset(data_dir: str | Path) -> Dataset:

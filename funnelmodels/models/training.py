@@ -55,6 +55,22 @@ class ConversionTraining:
     test: pl.DataFrame
     metrics: pl.DataFrame
 
+    def reliability(self) -> dict[str, pl.DataFrame]:
+        """Reliability table (calibration curve) on the test rows, per engine and the oracle."""
+        from funnelmodels.evaluation import reliability_table
+
+        preds = self.predictions()
+        y = preds["converted"].cast(pl.Int8).to_numpy()
+        return {c[2:]: reliability_table(y, preds[c].to_numpy()) for c in preds.columns if c.startswith("p_")}
+
+    def lift(self) -> dict[str, pl.DataFrame]:
+        """Lift and cumulative gains by decile on the test rows, per engine and the oracle."""
+        from funnelmodels.evaluation import lift_table
+
+        preds = self.predictions()
+        y = preds["converted"].cast(pl.Int8).to_numpy()
+        return {c[2:]: lift_table(y, preds[c].to_numpy()) for c in preds.columns if c.startswith("p_")}
+
     def predictions(self) -> pl.DataFrame:
         """Test rows with each engine's probability (and the oracle's where known)."""
         out = self.test.select(s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, "converted", "censored")
@@ -68,7 +84,7 @@ class ConversionTraining:
 def transition_frame(dataset: Dataset, *, horizon_days: int | None = None) -> pl.DataFrame:
     """Every stage-transition row with its point-in-time features (and the truth on synthetic data)."""
     transitions = build_transitions(dataset.lazy("stage_events"), dataset.spec, horizon_days=horizon_days)
-    frame = build_transition_features(dataset, transitions).collect()
+    frame = build_transition_features(dataset, transitions).collect(engine="in-memory")
     truth = _ground_truth(dataset)
     if truth is not None and (horizon_days is None or horizon_days == dataset.spec.horizon_days):
         frame = frame.join(truth, on=[s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT], how="left")
@@ -149,13 +165,15 @@ def open_opportunities(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
     DataFrame ``opportunity_id, customer_id, stage, entered_at, entry, opportunity_start[, amount, source]``.
     """
     events = dataset.lazy("stage_events")
-    first = events.select(pl.col(s.ENTERED_AT).min()).collect().item()
+    first = events.select(pl.col(s.ENTERED_AT).min()).collect(engine="in-memory").item()
     if first is None or as_of <= first:
         raise ModelError(f"as_of {as_of} is before any stage event (the data starts {first}); nothing is open yet.")
     end = data_end(events)
     if as_of > end + (end - first):
         raise ModelError(f"as_of {as_of} is far beyond the data's end ({end}); features would be stale.")
-    transitions = build_transitions(events.filter(pl.col(s.ENTERED_AT) < as_of), dataset.spec, end=as_of).collect()
+    transitions = build_transitions(events.filter(pl.col(s.ENTERED_AT) < as_of), dataset.spec, end=as_of).collect(
+        engine="in-memory"
+    )
     last = transitions.sort(s.ENTERED_AT).group_by(s.OPPORTUNITY_ID, maintain_order=True).last()
     # Still open: nothing after the last non-terminal entry (no exit, not lost).
     return last.filter(pl.col("exited_at").is_null() & pl.col("lost_at").is_null())
@@ -175,7 +193,9 @@ def score_open_opportunities(dataset: Dataset, model: StageConversionModel, as_o
     opened = open_opportunities(dataset, as_of)
     if opened.height == 0:
         raise ModelError(f"no opportunity is open at {as_of}.")
-    rows = build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(AS_OF))).collect()
+    rows = build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(AS_OF))).collect(
+        engine="in-memory"
+    )
     stages = list(model.spec.open_stages)
     win = np.ones(rows.height)
     current = rows[s.STAGE].to_numpy()
@@ -229,11 +249,40 @@ class SatisfactionTraining:
     test: pl.DataFrame
     metrics: pl.DataFrame
 
+    def verdict(self) -> str:
+        """One paragraph on how the engines compare on the ranked probability score, and why."""
+        rps = {r["engine"]: r["rps"] for r in self.metrics.iter_rows(named=True)}
+        lines = []
+        if "lightgbm" in rps and "naive" in rps:
+            beat = "beats" if rps["lightgbm"] < rps["naive"] else "does not beat"
+            lines.append(f"LightGBM {beat} the naive baseline (RPS {rps['lightgbm']:.4f} vs {rps['naive']:.4f}).")
+        if "lightgbm" in rps and "ordinal" in rps:
+            if rps["lightgbm"] <= rps["ordinal"]:
+                lines.append(
+                    f"It is at least as good as the ordinal model ({rps['ordinal']:.4f}), so the "
+                    "relationships in this data are not all linear."
+                )
+            else:
+                why = (
+                    "The generator's satisfaction is exactly an ordinal logit in these features, so the ordinal "
+                    "model is the correct specification"
+                    if ORACLE in rps
+                    else "The satisfaction signal here looks close to linear in the features, which suits the "
+                    "ordinal model"
+                )
+                lines.append(
+                    f"The ordinal model does better ({rps['ordinal']:.4f} vs {rps['lightgbm']:.4f}). {why}; "
+                    "LightGBM must learn the same shape from fewer rows per level."
+                )
+        if ORACLE in rps:
+            lines.append(f"The oracle (true probabilities) scores {rps[ORACLE]:.4f}: the best any model can do.")
+        return " ".join(lines)
+
 
 def survey_frame(dataset: Dataset) -> pl.DataFrame:
     """Every survey response with point-in-time features at its responded_at (truth joined on synthetic data)."""
     surveys = dataset.lazy("surveys").with_columns(pl.col(s.RESPONDED_AT).alias(AS_OF))
-    frame = build_features(dataset, surveys).collect()
+    frame = build_features(dataset, surveys).collect(engine="in-memory")
     path = Path(dataset.config.root) / "ground_truth" / "satisfaction.parquet"
     if path.is_file():
         truth = pl.read_parquet(path).with_columns(pl.col(s.RESPONDED_AT).cast(pl.Datetime("us")))
@@ -315,7 +364,7 @@ def at_risk_customers(
         .sort(s.CUSTOMER_ID)
         .with_columns(pl.lit(as_of).alias(AS_OF))
     )
-    rows = build_features(dataset, active).collect()
+    rows = build_features(dataset, active).collect(engine="in-memory")
     if rows.height == 0:
         raise ModelError(f"no customer bought in the {active_days} days before {as_of}; nobody to score.")
     explained = model.explain(rows)

@@ -1,0 +1,530 @@
+"""Report runs: papermill executes a notebook, nbconvert renders HTML, outputs land atomically.
+
+A run writes ``reports/NAME/<run id>/{report.html, report.ipynb, manifest.json, tables/}``
+(``report_with_code.html`` too for the analyst view). It is written in a hidden staging
+folder and swapped in only when everything succeeded, so a failed run never touches the
+previous good report; the failed notebook is kept in ``reports/NAME/failed/<run id>/`` and
+the error names the failing cell.
+
+The report *contents* come from the builder functions here (``sales_performance``, …), so
+every number in a report can be found in one package function; notebooks only call them.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import platform
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from funnelmodels.data import schema as s
+from funnelmodels.data.io import Dataset, atomic_dir
+from funnelmodels.errors import ConfigError, ReportError
+
+__all__ = [
+    "REPORTS",
+    "ReportRun",
+    "SalesReport",
+    "check_period",
+    "environment_summary",
+    "run_report",
+    "sales_performance",
+    "satisfaction_overview",
+    "save_tables",
+]
+
+REPORTS = ("sales_performance", "stage_conversion", "customer_satisfaction")
+_PATH_PARAMETERS = ("data_dir", "model_dir", "targets_file")
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE)
+_REMOTE_MODULE = re.compile(
+    r"<script\b[^>]*type=\"module\"[^>]*>(?:(?!</script>).)*https?://(?:(?!</script>).)*</script>",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class ReportRun:
+    """Where a finished report run wrote its files."""
+
+    name: str
+    run_id: str
+    folder: Path
+    html: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _safe_name(value: str, what: str) -> str:
+    if not _SAFE.match(value) or ".." in value:
+        raise ConfigError(
+            f"{what} {value!r} is not allowed: use letters, digits, '.', '_' and '-' only (no '/' or '..'), "
+            "so a report cannot be written outside reports/."
+        )
+    return value
+
+
+def _coerce(name: str, value: Any, inferred: str | None) -> Any:
+    """CLI values arrive as text; give them the parameter's declared type."""
+    if not isinstance(value, str) or not inferred:
+        return value
+    try:
+        if inferred == "int":
+            return int(value)
+        if inferred == "float":
+            return float(value)
+        if inferred == "bool":
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1", "yes")
+    except ValueError:
+        raise ConfigError(f"parameter {name} must be a {inferred}; received {value!r}.") from None
+    return value
+
+
+def _check_parameters(notebook: Path, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    import papermill as pm
+
+    declared = pm.inspect_notebook(str(notebook))
+    unknown = sorted(set(parameters) - set(declared))
+    if unknown:
+        listing = ", ".join(f"{n} ({d.get('help') or d.get('inferred_type_name')})" for n, d in declared.items())
+        raise ConfigError(f"{notebook.name} has no parameter {unknown}; its parameters: {listing}.")
+    return {k: _coerce(k, v, declared[k].get("inferred_type_name")) for k, v in parameters.items()}
+
+
+def run_report(
+    name: str,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    reports_dir: str | Path = "reports",
+    notebooks_dir: str | Path = NOTEBOOKS_DIR,
+    with_code: bool = False,
+    timeout: int = 900,
+) -> ReportRun:
+    """Execute notebook ``name`` with ``parameters`` and render it to HTML, atomically.
+
+    Raises
+    ------
+    ConfigError for an unknown report, parameter or unsafe name; ReportError when the notebook
+    fails (the message names the cell and the error; the failed notebook is kept).
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    name = _safe_name(name, "report name")
+    notebook = Path(notebooks_dir) / f"{name}.ipynb"
+    if not notebook.is_file():
+        raise ConfigError(
+            f"no report {name!r}; available: {', '.join(sorted(p.stem for p in Path(notebooks_dir).glob('*.ipynb')))}."
+        )
+    params = _check_parameters(notebook, dict(parameters or {}))
+    # Paths given by the caller are relative to the caller's folder; the notebook runs in notebooks/.
+    for key in _PATH_PARAMETERS:
+        if params.get(key):
+            params[key] = str(Path(params[key]).resolve())
+    run_id = _safe_name(str(params.get("period") or "latest"), "period")
+    root = Path(reports_dir) / name
+    target = root / run_id
+    started = datetime.now().astimezone()
+    clock = time.perf_counter()
+    with atomic_dir(target) as staging:
+        params["output_dir"] = str(staging.resolve())
+        executed = staging / "report.ipynb"
+        try:
+            pm.execute_notebook(
+                str(notebook),
+                str(executed),
+                parameters=params,
+                kernel_name="python3",
+                progress_bar=False,
+                cwd=str(Path(notebooks_dir)),
+                execution_timeout=timeout,
+            )
+        except PapermillExecutionError as exc:
+            failed = _keep_failed(executed, root, run_id)
+            raise ReportError(
+                f"report {name} failed in cell {exc.exec_count}: {exc.ename}: {str(exc.evalue).rstrip('.')}. "
+                f"The failed notebook is saved in {failed}; the previous report (if any) is untouched.",
+                notebook=str(failed),
+                cell=exc.exec_count,
+            ) from None
+        except Exception as exc:  # a dead kernel or a timeout: nbclient raises its own types
+            failed = _keep_failed(executed, root, run_id)
+            raise ReportError(
+                f"report {name} did not finish: {type(exc).__name__}: {_first_line(exc)}. "
+                f"The partial notebook is saved in {failed}; the previous report (if any) is untouched.",
+                notebook=str(failed),
+            ) from None
+        _render(executed, staging / "report.html", with_code=False)
+        if with_code:
+            _render(executed, staging / "report_with_code.html", with_code=True)
+        params.pop("output_dir")
+        data_dir = params.get("data_dir") or _declared_default(notebook, "data_dir", Path(notebooks_dir))
+        manifest = _manifest(name, run_id, params, data_dir, started, time.perf_counter() - clock)
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    return ReportRun(name=name, run_id=run_id, folder=target, html=target / "report.html", manifest=manifest)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"
+
+
+def _keep_failed(executed: Path, root: Path, run_id: str) -> Path:
+    failed_dir = root / "failed" / run_id
+    failed_dir.mkdir(parents=True, exist_ok=True)
+    destination = failed_dir / "report.ipynb"
+    if executed.is_file():
+        shutil.copyfile(executed, destination)
+    return destination
+
+
+def _render(executed: Path, out: Path, *, with_code: bool) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input = not with_code
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    # The report must open offline: drop the template's CDN scripts (MathJax, require.js,
+    # mermaid); our outputs are static HTML and embedded PNG charts.
+    body = _REMOTE_MODULE.sub("", _REMOTE_SCRIPT.sub("", body))
+    out.write_text(body, encoding="utf-8")
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+            check=False,
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
+def _declared_default(notebook: Path, key: str, base: Path) -> str | None:
+    import papermill as pm
+
+    default = pm.inspect_notebook(str(notebook)).get(key, {}).get("default")
+    return str((base / default.strip("\"'")).resolve()) if default else None
+
+
+def _manifest(
+    name: str, run_id: str, params: Mapping[str, Any], data_dir: str | None, started: datetime, seconds: float
+) -> dict[str, Any]:
+    from funnelmodels.config import load_config
+    from funnelmodels.data.io import fingerprint_files
+    from funnelmodels.models.base import package_versions
+
+    fingerprint = None
+    if data_dir:
+        try:
+            fingerprint = fingerprint_files(load_config(data_dir))
+        except ConfigError:
+            fingerprint = None
+    return {
+        "report": name,
+        "run_id": run_id,
+        "parameters": dict(params),
+        "data_dir": data_dir,
+        "data_fingerprint_sha256": fingerprint,
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "packages": package_versions() | _more_versions(),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "duration_seconds": round(seconds, 2),
+    }
+
+
+def _more_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for pkg in ("papermill", "nbconvert", "matplotlib"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def save_tables(output_dir: str, **tables: pl.DataFrame) -> None:
+    """Write a report's key tables as CSV into ``output_dir/tables`` (nothing when run outside a report run)."""
+    if not output_dir:
+        return
+    folder = Path(output_dir) / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        _safe_name(name, "table name")
+        flat = frame.with_columns(pl.col(c).list.join("; ") for c, t in frame.schema.items() if t == pl.List(pl.String))
+        flat.write_csv(folder / f"{name}.csv")
+
+
+def environment_summary() -> str:
+    """HTML footer: package versions, Python and git commit (what made this report)."""
+    from funnelmodels.models.base import package_versions
+
+    items = (
+        package_versions()
+        | _more_versions()
+        | {"python": platform.python_version(), "git commit": _git_commit() or "unknown"}
+    )
+    cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in items.items())
+    return f'<details><summary>Environment</summary><table class="fm-table">{cells}</table></details>'
+
+
+# --- report builders -----------------------------------------------------------------------------
+
+
+def check_period(value: str, period_length: str, available: pl.Series, data_end: date | None = None) -> date:
+    """Parse ``value`` (``2026-06``, ``2026-Q2``, ``2026-06-01``; empty = the latest full period) and check
+    the data has it."""
+    from funnelmodels.kpis import PERIODS
+
+    if period_length not in PERIODS:
+        raise ConfigError(f"period_length must be one of {', '.join(PERIODS)}; received {period_length!r}.")
+    periods = sorted(available.to_list())
+    if not periods:
+        raise ReportError("the data has no transactions or closed opportunities in any period.")
+    if not value:
+        complete = [p for p in periods if data_end is None or _period_end(p, period_length) <= data_end]
+        return complete[-1] if complete else periods[-1]
+    try:
+        quarter = re.fullmatch(r"(\d{4})-Q([1-4])", value)
+        if quarter:
+            parsed = date(int(quarter.group(1)), 3 * int(quarter.group(2)) - 2, 1)
+        elif re.fullmatch(r"\d{4}-\d{2}", value):
+            parsed = datetime.strptime(value, "%Y-%m").date()
+        else:
+            parsed = date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"period {value!r} is not a date like 2026-06, 2026-Q2 or 2026-06-01.") from None
+    truncated = pl.Series([parsed]).cast(pl.Datetime).dt.truncate(PERIODS[period_length]).dt.date()[0]
+    if truncated not in periods:
+        raise ConfigError(
+            f"period {value!r} has no data; the data covers {periods[0]} to {periods[-1]} "
+            f"({len(periods)} {period_length}s)."
+        )
+    return truncated
+
+
+@dataclass(frozen=True)
+class SalesReport:
+    """Everything the sales-performance report shows, computed by :func:`sales_performance`."""
+
+    period: date
+    period_length: str
+    kpis: pl.DataFrame
+    changes: pl.DataFrame
+    year_over_year: pl.DataFrame
+    segments: pl.DataFrame | None
+    funnel: pl.DataFrame | None
+    pipeline: pl.DataFrame | None
+    attainment: pl.DataFrame | None
+    notes: list[str]
+
+
+def sales_performance(
+    dataset: Dataset,
+    *,
+    period: str = "",
+    period_length: str = "month",
+    segment: str = "region",
+    targets_file: str = "",
+    model_dir: str = "",
+) -> SalesReport:
+    """The sales-performance measurement of one period: KPIs, changes, segments, funnel, pipeline.
+
+    The pipeline forecast is the open deals' amount × win probability: from the model in
+    ``model_dir`` (its conversion/lightgbm part) when given, else from the historical stage
+    conversion rates (the product of the rates from each deal's stage on).
+    """
+    from funnelmodels.funnel import build_transitions, conversion_table
+    from funnelmodels.kpis import attainment, kpi_changes, sales_kpi_table
+
+    notes = []
+    transactions = dataset.lazy("transactions") if dataset.has("transactions") else None
+    events = dataset.lazy("stage_events") if dataset.has("stage_events") else None
+    if transactions is None:
+        notes.append("No transactions table: revenue, orders and customer counts are not shown.")
+    if events is None:
+        notes.append("No stage_events table: win rate, funnel and pipeline are not shown.")
+    kpis = sales_kpi_table(transactions, events, period=period_length, won=dataset.spec.won, lost=dataset.spec.lost)
+    chosen = check_period(period, period_length, kpis["period"], _data_end(transactions, events))
+    kpis = kpis.filter(pl.col("period") <= chosen)
+    changes = kpi_changes(kpis).filter(pl.col("period") == chosen)
+    lag = {"month": 12, "quarter": 4, "week": 52, "day": 365, "year": 1}[period_length]
+    yoy = kpi_changes(kpis, lag=lag).filter(pl.col("period") == chosen)
+    segments = None
+    if segment and dataset.has("customers") and transactions is not None:
+        customers = dataset.lazy("customers")
+        if segment not in customers.collect_schema().names():
+            raise ConfigError(
+                f"segment {segment!r} is not a customers column; available: "
+                f"{', '.join(c for c in customers.collect_schema().names() if c != s.CUSTOMER_ID)}."
+            )
+        tx = transactions.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
+        ev = (
+            events.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
+            if events is not None
+            else None
+        )
+        segments = sales_kpi_table(
+            tx, ev, period=period_length, by=segment, won=dataset.spec.won, lost=dataset.spec.lost
+        ).filter(pl.col("period") == chosen)
+    funnel = pipeline = None
+    if events is not None:
+        end = datetime.combine(_period_end(chosen, period_length), datetime.min.time())
+        transitions = build_transitions(events, dataset.spec, end=end)
+        funnel = conversion_table(transitions, dataset.spec)
+        pipeline = _pipeline(dataset, funnel, end, model_dir, notes)
+    goals = None
+    if targets_file:
+        path = Path(targets_file)
+        if not path.is_file():
+            raise ConfigError(f"targets_file {targets_file!r} does not exist.")
+        goals = attainment(kpis, pl.read_csv(path)).filter(pl.col("period") == chosen)
+    return SalesReport(chosen, period_length, kpis, changes, yoy, segments, funnel, pipeline, goals, notes)
+
+
+def _data_end(transactions: pl.LazyFrame | None, events: pl.LazyFrame | None) -> date | None:
+    """The day after the last recorded activity: a period ending by then is complete."""
+    ends = []
+    if transactions is not None:
+        ends.append(transactions.select(pl.col(s.ORDERED_AT).max()).collect(engine="in-memory").item())
+    if events is not None:
+        ends.append(events.select(pl.col(s.ENTERED_AT).max()).collect(engine="in-memory").item())
+    ends = [e for e in ends if e is not None]
+    return (max(ends) + timedelta(days=1)).date() if ends else None
+
+
+def _period_end(start: date, period_length: str) -> date:
+    from funnelmodels.kpis import PERIODS
+
+    probe = pl.Series([datetime.combine(start, datetime.min.time())]).dt.offset_by(PERIODS[period_length])
+    return probe.dt.date()[0]
+
+
+def _pipeline(dataset: Dataset, funnel: pl.DataFrame, end: datetime, model_dir: str, notes: list[str]) -> pl.DataFrame:
+    from funnelmodels.models.training import open_opportunities
+
+    opened = open_opportunities(dataset, end)
+    if model_dir:
+        from funnelmodels.models.conversion import StageConversionModel
+        from funnelmodels.models.training import score_open_opportunities
+
+        model = StageConversionModel.load(Path(model_dir) / "conversion" / "lightgbm")
+        scored = score_open_opportunities(dataset, model, end)
+        method = "LightGBM model"
+    else:
+        rates = dict(zip(funnel[s.STAGE].to_list(), funnel["rate"].fill_null(0.0).to_list(), strict=True))
+        stages = list(dataset.spec.open_stages)
+        win = {st: _product(rates.get(x, 0.0) for x in stages[i:]) for i, st in enumerate(stages)}
+        scored = opened.with_columns(
+            pl.col(s.STAGE).replace_strict(win, default=0.0, return_dtype=pl.Float64).alias("win_probability")
+        ).with_columns((pl.col(s.AMOUNT) * pl.col("win_probability")).alias("expected_value"))
+        method = "historical stage conversion rates"
+    notes.append(f"Pipeline forecast at {end:%Y-%m-%d} from {method}.")
+    order = {st: i for i, st in enumerate(dataset.spec.open_stages)}
+    return (
+        scored.group_by(s.STAGE)
+        .agg(
+            pl.len().alias("open_deals"),
+            pl.col(s.AMOUNT).sum().alias("pipeline_amount"),
+            pl.col("win_probability").mean().alias("mean_win_probability"),
+            pl.col("expected_value").sum().alias("expected_revenue"),
+        )
+        .sort(pl.col(s.STAGE).replace_strict(order, default=99))
+    )
+
+
+def _product(values: Any) -> float:
+    out = 1.0
+    for v in values:
+        out *= v
+    return out
+
+
+def dataset_window(dataset: Dataset) -> str:
+    """``first … last`` dates over the dataset's tables, for report headers."""
+    from funnelmodels.data.validate import dataset_summary
+
+    summary = dataset_summary(dataset.tables, dataset.spec)["tables"]
+    first = min(t["first"] for t in summary.values())[:10]
+    last = max(t["last"] for t in summary.values())[:10]
+    return f"{first} … {last}"
+
+
+@dataclass(frozen=True)
+class SatisfactionOverview:
+    """CSAT/NPS per period, the change of the last period, segments and the scoring moment."""
+
+    trend: pl.DataFrame
+    change: dict[str, dict[str, float]]
+    change_text: str
+    segments: pl.DataFrame | None
+    as_of: datetime
+
+
+def satisfaction_overview(
+    dataset: Dataset, *, period_length: str = "month", segment: str = "region"
+) -> SatisfactionOverview:
+    """Trend, last-period change (with tests) and segment table of CSAT and NPS."""
+    from funnelmodels.kpis import satisfaction_change, satisfaction_table
+
+    surveys = dataset.lazy("surveys")
+    trend = satisfaction_table(surveys, period=period_length)
+    if trend.height == 0:
+        raise ReportError("the surveys table has no responses.")
+    last = trend["period"][-1]
+    starts = [datetime.combine(p, datetime.min.time()) for p in trend["period"].to_list()]
+    end = datetime.combine(_period_end(last, period_length), datetime.min.time())
+    change: dict[str, dict[str, float]] = {}
+    text = "Only one period of surveys: no change to report."
+    if len(starts) > 1:
+        change = satisfaction_change(surveys, before=(starts[-2], starts[-1]), after=(starts[-1], end))
+        parts = []
+        for key, label, unit in (
+            ("csat_mean", "CSAT mean", ""),
+            ("satisfied_share", "Share satisfied (4–5)", "%"),
+            ("nps", "NPS", " pts"),
+        ):
+            if key in change:
+                c = change[key]
+                scale = 100 if unit == "%" else 1
+                verdict = "a significant change" if c["p_value"] < 0.05 else "no significant change"
+                parts.append(
+                    f"- **{label}**: {scale * c['before']:.2f}{unit} → {scale * c['after']:.2f}{unit} "
+                    f"({verdict}, p = {c['p_value']:.3f})"
+                )
+        text = f"Latest {period_length} ({last}) against the one before:\n\n" + "\n".join(parts)
+    segments = None
+    if segment and dataset.has("customers"):
+        names = dataset.lazy("customers").collect_schema().names()
+        if segment not in names:
+            raise ConfigError(f"segment {segment!r} is not a customers column; available: {', '.join(names)}.")
+        joined = surveys.join(dataset.lazy("customers").select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
+        # Segments over the last twelve months: per-period segment cells are too small to read.
+        year_ago = end.replace(year=end.year - 1)
+        recent = joined.filter(pl.col(s.RESPONDED_AT) >= year_ago).with_columns(pl.lit(year_ago).alias(s.RESPONDED_AT))
+        segments = satisfaction_table(recent, period="year", by=segment).drop("period")
+    return SatisfactionOverview(trend, change, text, segments, end)
