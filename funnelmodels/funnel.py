@@ -39,6 +39,7 @@ __all__ = [
     "data_end",
     "end_to_end_rate",
     "funnel_summary",
+    "time_to_close",
     "time_to_convert_table",
 ]
 
@@ -468,3 +469,40 @@ _NOT_SEGMENTS = {
     s.AGE,
     s.INCOME,
 }
+
+
+def time_to_close(
+    stage_events: pl.LazyFrame, spec: FunnelSpec, *, end: datetime | None = None, confidence: float = 0.95
+) -> dict[str, float | int | None]:
+    """Days from an opportunity's first event to ``won``, by Kaplan–Meier.
+
+    Lost opportunities are censored on the day they are lost, open ones at ``end`` (the data's
+    end by default): the median says how long a deal takes to win among deals still in play.
+
+    Returns
+    -------
+    ``{"opportunities", "won", "median_days", "median_low", "median_high"}`` (None where the
+    curve never falls below one half).
+    """
+    import statsmodels.api as sm
+
+    end = end or data_end(stage_events)
+    per_opp = (
+        stage_events.filter(pl.col(s.ENTERED_AT) <= end)
+        .group_by(s.OPPORTUNITY_ID)
+        .agg(
+            pl.col(s.ENTERED_AT).min().alias("_start"),
+            pl.col(s.ENTERED_AT).filter(pl.col(s.STAGE) == spec.won).min().alias("_won"),
+            pl.col(s.ENTERED_AT).filter(pl.col(s.STAGE) == spec.lost).min().alias("_lost"),
+        )
+        .with_columns(_days(pl.coalesce("_won", "_lost", pl.lit(end)) - pl.col("_start")).alias("_days"))
+        .sort(s.OPPORTUNITY_ID)
+        .collect(engine="in-memory")
+    )
+    won = per_opp["_won"].is_not_null().to_numpy().astype(int)
+    out: dict[str, float | int | None] = {"opportunities": per_opp.height, "won": int(won.sum())}
+    if not won.sum():
+        return out | {"median_days": None, "median_low": None, "median_high": None}
+    fit = sm.SurvfuncRight(np.maximum(per_opp["_days"].to_numpy(), 0.0), won)
+    q = _km_quantile(fit, 0.5, confidence)
+    return out | {"median_days": q["days"], "median_low": q["days_low"], "median_high": q["days_high"]}

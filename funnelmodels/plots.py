@@ -37,6 +37,7 @@ __all__ = [
     "plot_revenue_trend",
     "plot_satisfaction_trend",
     "show",
+    "time_to_close_text",
 ]
 
 BLUE, ORANGE, GREY, GREEN, RED = "#1f5f99", "#e07b00", "#8c8c8c", "#2e7d32", "#c62828"
@@ -355,3 +356,20 @@ def plot_satisfaction_trend(table: pl.DataFrame) -> Figure:
     left.set_title("Customer satisfaction")
     right.set_title("Net promoter score")
     return fig
+
+
+def time_to_close_text(close: Mapping[str, Any]) -> str:
+    """One sentence on the Kaplan–Meier median days from first contact to a win."""
+    if close.get("median_days") is None:
+        return (
+            f"Median time to close: not reached — fewer than half of the {close['opportunities']:,} opportunities "
+            "are won before being lost or the period's end."
+        )
+    interval = ""
+    if close.get("median_low") is not None and close.get("median_high") is not None:
+        interval = f" (95% interval {close['median_low']:.0f}–{close['median_high']:.0f})"
+    return (
+        f"Median time to close: **{close['median_days']:.0f} days**{interval} from the first stage to won, by "
+        f"Kaplan–Meier over {close['opportunities']:,} opportunities ({close['won']:,} won; lost and open ones "
+        "censored)."
+    )

@@ -338,6 +338,7 @@ class SalesReport:
     year_over_year: pl.DataFrame
     segments: pl.DataFrame | None
     funnel: pl.DataFrame | None
+    time_to_close: dict[str, Any] | None
     pipeline: pl.DataFrame | None
     attainment: pl.DataFrame | None
     notes: list[str]
@@ -358,7 +359,7 @@ def sales_performance(
     ``model_dir`` (its conversion/lightgbm part) when given, else from the historical stage
     conversion rates (the product of the rates from each deal's stage on).
     """
-    from funnelmodels.funnel import build_transitions, conversion_table
+    from funnelmodels.funnel import build_transitions, conversion_table, time_to_close
     from funnelmodels.kpis import attainment, kpi_changes, sales_kpi_table
 
     notes = []
@@ -391,11 +392,12 @@ def sales_performance(
         segments = sales_kpi_table(
             tx, ev, period=period_length, by=segment, won=dataset.spec.won, lost=dataset.spec.lost
         ).filter(pl.col("period") == chosen)
-    funnel = pipeline = None
+    funnel = pipeline = close = None
     if events is not None:
         end = datetime.combine(_period_end(chosen, period_length), datetime.min.time())
         transitions = build_transitions(events, dataset.spec, end=end)
         funnel = conversion_table(transitions, dataset.spec)
+        close = time_to_close(events, dataset.spec, end=end)
         pipeline = _pipeline(dataset, funnel, end, model_dir, notes)
     goals = None
     if targets_file:
@@ -403,7 +405,7 @@ def sales_performance(
         if not path.is_file():
             raise ConfigError(f"targets_file {targets_file!r} does not exist.")
         goals = attainment(kpis, pl.read_csv(path)).filter(pl.col("period") == chosen)
-    return SalesReport(chosen, period_length, kpis, changes, yoy, segments, funnel, pipeline, goals, notes)
+    return SalesReport(chosen, period_length, kpis, changes, yoy, segments, funnel, close, pipeline, goals, notes)
 
 
 def _data_end(transactions: pl.LazyFrame | None, events: pl.LazyFrame | None) -> date | None:

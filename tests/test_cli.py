@@ -18,7 +18,9 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
 
 
-@pytest.mark.parametrize("command", [[], ["generate"], ["validate"], ["funnel"], ["train"], ["score"], ["demo"]])
+@pytest.mark.parametrize(
+    "command", [[], ["generate"], ["validate"], ["funnel"], ["train"], ["score"], ["report"], ["demo"]]
+)
 def test_help_of_every_command(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.returncode == 0
@@ -221,3 +223,34 @@ def test_satisfaction_train_score_and_missing_surveys(synthetic_dir: Path, tmp_p
     assert result.returncode == 0, result.stderr
     assert "satisfaction not trained: the dataset has no surveys table" in result.stdout
     assert set(json.loads((tmp_path / "m3" / "metrics.json").read_text())) == {"conversion"}
+
+
+def test_report_command_refuses_bad_parameters_and_keeps_earlier_reports(synthetic_dir: Path, tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    result = run(
+        "--quiet", "report", "sales_performance", "-p", "data_dir", str(synthetic_dir), "--reports-dir", str(reports)
+    )
+    assert result.returncode == 0, result.stderr
+    page = reports / "sales_performance" / "latest" / "report.html"
+    before = page.read_bytes()
+    result = run(
+        "report",
+        "sales_performance",
+        "-p",
+        "period",
+        "2031-01",
+        "-p",
+        "data_dir",
+        str(synthetic_dir),
+        "--reports-dir",
+        str(reports),
+    )
+    assert result.returncode == 1 and "period '2031-01' has no data" in result.stderr
+    result = run(
+        "report", "sales_performance", "-p", "data_dir", str(tmp_path / "missing"), "--reports-dir", str(reports)
+    )
+    assert result.returncode == 1 and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert page.read_bytes() == before
+    result = run("report", "--reports-dir", str(reports))
+    assert result.returncode == 1 and "name one report, or use --all" in result.stderr

@@ -194,3 +194,24 @@ def test_rates_agree_with_the_generators_truth(synthetic_dir) -> None:  # type: 
     assert table.height == 4
     for row in table.iter_rows(named=True):
         assert row["rate_low"] <= row["expected"] <= row["rate_high"], row
+
+
+def test_time_to_close_by_kaplan_meier() -> None:
+    from funnelmodels.funnel import time_to_close
+
+    # Opportunity 1 won after 69 days (01-01 → 03-11); 2 lost after 10; 3 lost after 28; 4 open 121 days;
+    # 5 open 10 days; 6 lost after 5; 7 lost after 3. One event among 7: S(69) = 1 − 1/2 (two still at risk:
+    # opportunities 1 and 4), so the median is not reached (S never below 1/2) and the count is right.
+    close = time_to_close(_events(), SPEC, end=END)
+    assert (close["opportunities"], close["won"]) == (7, 1)
+    assert close["median_days"] is None
+    won_early = pl.concat(
+        [
+            _events().collect(),
+            pl.DataFrame(
+                {"opportunity_id": [4], "customer_id": [4], "stage": ["won"], "entered_at": [datetime(2025, 3, 31)]}
+            ),
+        ]
+    )
+    # Now 4 is won after 30 days too: at risk at 30 days are 1 and 4 → S(30) = 1/2; at 69: 0 → median 69.
+    assert time_to_close(won_early.lazy(), SPEC, end=END)["median_days"] == 69.0
