@@ -8,9 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := $(shell sed -n 's/^uv==\([0-9.]*\).*/\1/p' requirements.lock | head -n 1)
 PYTEST_ARGS ?=
+comma := ,
 
 .DEFAULT_GOAL := help
-.PHONY: help env browser demo reports test lint lab lock clean
+.PHONY: help env browser demo reports test lint lab lock clean bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -51,3 +52,6 @@ lock: ## re-resolve requirements.lock from pyproject.toml (needs .venv)
 
 clean: ## remove the environment, generated data and rendered reports
 	rm -rf $(VENV) data/demo reports/sales_performance reports/stage_conversion reports/customer_satisfaction test-artifacts
+
+bench: $(STAMP) ## benchmarks at sizes S and M (BENCH_SIZES=S,M,L for the large one); appends benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/bench.py run --sizes $(or $(BENCH_SIZES),S$(comma)M)
