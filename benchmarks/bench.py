@@ -36,13 +36,23 @@ PAIRS = [
 # --- steps (run in a child process) --------------------------------------------------------------
 
 
+def _raw(data: Path):  # type: ignore[no-untyped-def]
+    """The tables as written by the generator, read without validation (like the pandas side)."""
+    import polars as pl
+
+    from funnelmodels.config import load_config
+    from funnelmodels.data.io import Dataset
+
+    config = load_config(data)
+    return Dataset(config=config, tables={n: pl.read_parquet(src.path) for n, src in config.tables.items()})
+
+
 def _rows(data: Path):  # type: ignore[no-untyped-def]
     import polars as pl
 
-    from funnelmodels.data.io import load_dataset
     from funnelmodels.funnel import build_transitions
 
-    ds = load_dataset(data)
+    ds = _raw(data)
     t = build_transitions(ds.lazy("stage_events"), ds.spec).select("customer_id", pl.col("entered_at").alias("as_of"))
     return ds, t.collect(engine="in-memory")
 
@@ -56,10 +66,9 @@ def step(name: str, data: Path) -> int:
         ds = load_dataset(data)
         return sum(f.height for f in ds.tables.values())
     if name == "transitions":
-        from funnelmodels.data.io import load_dataset
         from funnelmodels.funnel import build_transitions
 
-        ds = load_dataset(data)
+        ds = _raw(data)
         return build_transitions(ds.lazy("stage_events"), ds.spec).collect(engine="in-memory").height
     if name == "features_rfm":
         from funnelmodels.data.io import Dataset

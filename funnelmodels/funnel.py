@@ -54,6 +54,22 @@ LOST_AT = "lost_at"
 OPPORTUNITY_START = "opportunity_start"
 ENTRY = "entry"
 _US_PER_DAY = 86_400_000_000
+TRANSITION_COLUMNS = (
+    s.OPPORTUNITY_ID,
+    s.CUSTOMER_ID,
+    s.STAGE,
+    ENTRY,
+    s.ENTERED_AT,
+    EXITED_AT,
+    NEXT_STAGE,
+    CONVERTED,
+    CONVERTED_AT,
+    LOST_AT,
+    CENSORED,
+    DAYS_IN_STAGE,
+    DAYS_TO_CONVERT,
+    OPPORTUNITY_START,
+)
 
 
 def data_end(stage_events: pl.LazyFrame) -> datetime:
@@ -156,23 +172,7 @@ def build_transitions(
         # keeping early converters or early losses of that period would bias rates upwards.
         .with_columns(pl.col("_horizon_open").alias(CENSORED))
     )
-    columns = [
-        s.OPPORTUNITY_ID,
-        s.CUSTOMER_ID,
-        s.STAGE,
-        ENTRY,
-        s.ENTERED_AT,
-        EXITED_AT,
-        NEXT_STAGE,
-        CONVERTED,
-        CONVERTED_AT,
-        LOST_AT,
-        CENSORED,
-        DAYS_IN_STAGE,
-        DAYS_TO_CONVERT,
-        OPPORTUNITY_START,
-        *extra,
-    ]
+    columns = [*TRANSITION_COLUMNS, *extra]
     return out.select(columns).sort(s.ENTERED_AT, s.OPPORTUNITY_ID, s.STAGE)
 
 
@@ -450,25 +450,7 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
     }
 
 
-_NOT_SEGMENTS = {
-    s.OPPORTUNITY_ID,
-    s.CUSTOMER_ID,
-    s.STAGE,
-    ENTRY,
-    s.ENTERED_AT,
-    EXITED_AT,
-    NEXT_STAGE,
-    CONVERTED,
-    CONVERTED_AT,
-    LOST_AT,
-    CENSORED,
-    DAYS_IN_STAGE,
-    DAYS_TO_CONVERT,
-    OPPORTUNITY_START,
-    s.AMOUNT,
-    s.AGE,
-    s.INCOME,
-}
+_NOT_SEGMENTS = {*TRANSITION_COLUMNS, s.AMOUNT, s.AGE, s.INCOME}
 
 
 def time_to_close(

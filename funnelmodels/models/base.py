@@ -1,6 +1,6 @@
 """What the model engines share: feature encoding, reasons in words, JSON persistence.
 
-Models are saved as JSON (and LightGBM's own text format), never pickle: a saved
+Models are saved as JSON (and LightGBM's own text format), never as Python object dumps: a saved
 model can be read, diffed and loaded without running code from the file.
 """
 
@@ -26,6 +26,7 @@ __all__ = [
     "design_plan",
     "package_versions",
     "read_json",
+    "read_model",
     "reason_text",
     "top_reasons",
     "unit_labels",
@@ -327,6 +328,19 @@ def _clean(value: Any) -> Any:
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON deterministically (sorted keys, NaN as null)."""
     path.write_text(json.dumps(_clean(dict(data)), indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def read_model(folder: Path, *, kind: str, format_version: int) -> dict[str, Any]:
+    """Read ``folder/model.json`` and check it holds a ``kind`` model in ``format_version``."""
+    data = read_json(folder / "model.json")
+    if data.get("kind") != kind:
+        raise ModelError(f"{folder} holds a {data.get('kind')!r} model, not a {kind.replace('_', '-')} model.")
+    version = data.get("metadata", {}).get("format_version")
+    if version != format_version:
+        raise ModelError(
+            f"{folder} was saved in model format {version}; this funnelmodels reads {format_version}. Retrain it."
+        )
+    return data
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from funnelmodels.models.base import (
     design_matrix,
     design_plan,
     package_versions,
-    read_json,
+    read_model,
     top_reasons,
     unit_labels,
     write_json,
@@ -426,7 +426,7 @@ class StageConversionModel:
 
     # -- persistence --
     def save(self, folder: str | Path) -> Path:
-        """Write the model as JSON (+ LightGBM text models); no pickle. Returns the folder."""
+        """Write the model as JSON (+ LightGBM text models), nothing executable. Returns the folder."""
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)
         state = dict(self.state)
@@ -458,12 +458,7 @@ class StageConversionModel:
     def load(cls, folder: str | Path) -> StageConversionModel:
         """Load a model written by :meth:`save`."""
         root = Path(folder)
-        data = read_json(root / "model.json")
-        if data.get("kind") != "stage_conversion":
-            raise ModelError(f"{root} holds a {data.get('kind')!r} model, not a stage-conversion model.")
-        version = data.get("metadata", {}).get("format_version")
-        if version != FORMAT_VERSION:
-            raise ModelError(f"{root} was saved in model format {version}; this funnelmodels reads {FORMAT_VERSION}.")
+        data = read_model(root, kind="stage_conversion", format_version=FORMAT_VERSION)
         state = dict(data["state"])
         boosters = {}
         if data["engine"] == "lightgbm":

@@ -37,7 +37,7 @@ from funnelmodels.models.base import (
     design_matrix,
     design_plan,
     package_versions,
-    read_json,
+    read_model,
     top_reasons,
     unit_labels,
     write_json,
@@ -289,7 +289,7 @@ class SatisfactionModel:
         ).sort("mean_abs_contribution", descending=True)
 
     def save(self, folder: str | Path) -> Path:
-        """Write JSON (+ LightGBM's text model); no pickle."""
+        """Write JSON (+ LightGBM's text model), nothing executable."""
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)
         state = dict(self.state)
@@ -312,11 +312,7 @@ class SatisfactionModel:
     def load(cls, folder: str | Path) -> SatisfactionModel:
         """Load a model written by :meth:`save`."""
         root = Path(folder)
-        data = read_json(root / "model.json")
-        if data.get("kind") != "satisfaction":
-            raise ModelError(f"{root} holds a {data.get('kind')!r} model, not a satisfaction model.")
-        if data["metadata"].get("format_version") != FORMAT_VERSION:
-            raise ModelError(f"{root} was saved in another model format; retrain it.")
+        data = read_model(root, kind="satisfaction", format_version=FORMAT_VERSION)
         state = dict(data["state"])
         booster = None
         if data["engine"] == "lightgbm":

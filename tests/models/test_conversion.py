@@ -172,3 +172,17 @@ def test_model_files_are_stable_text(trained: ConversionTraining, tmp_path: Path
     digest = hashlib.sha256((folder / "model.json").read_bytes()).hexdigest()
     again = StageConversionModel.load(folder).save(tmp_path / "again")
     assert hashlib.sha256((again / "model.json").read_bytes()).hexdigest() == digest
+
+
+def test_loading_the_wrong_kind_of_model_is_refused(trained: ConversionTraining, tmp_path: Path) -> None:
+    import json as _json
+
+    folder = trained.models["logit"].save(tmp_path / "logit")
+    data = _json.loads((folder / "model.json").read_text())
+    (folder / "model.json").write_text(_json.dumps(data | {"kind": "satisfaction"}))
+    with pytest.raises(ModelError, match="holds a 'satisfaction' model, not a stage-conversion model"):
+        StageConversionModel.load(folder)
+    data["metadata"]["format_version"] = 99
+    (folder / "model.json").write_text(_json.dumps(data))
+    with pytest.raises(ModelError, match="model format 99"):
+        StageConversionModel.load(folder)
