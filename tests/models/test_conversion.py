@@ -186,3 +186,13 @@ def test_loading_the_wrong_kind_of_model_is_refused(trained: ConversionTraining,
     (folder / "model.json").write_text(_json.dumps(data))
     with pytest.raises(ModelError, match="model format 99"):
         StageConversionModel.load(folder)
+
+
+def test_one_booster_per_stage_option(trained: ConversionTraining, tmp_path: Path) -> None:
+    train = pl.concat([trained.test, trained.test])  # enough rows per stage for this check
+    model = StageConversionModel.fit(train, validation=trained.test, params={"per_stage": True, "num_boost_round": 30})
+    assert set(model.state["models"]) == {"lead", "qualified", "relationship", "proposal"}
+    p = model.predict_proba(trained.test)
+    assert p.shape == (trained.test.height,) and ((p > 0) & (p < 1)).all()
+    again = StageConversionModel.load(model.save(tmp_path / "per_stage"))
+    assert np.array_equal(again.predict_proba(trained.test), p)
