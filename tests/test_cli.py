@@ -120,11 +120,19 @@ def test_funnel_bad_input_is_refused_clearly(synthetic_dir: Path, tmp_path: Path
     assert "Traceback" not in result.stderr
 
 
-def test_train_then_score(synthetic_dir: Path, tmp_path: Path) -> None:
-    models = tmp_path / "models"
+@pytest.fixture(scope="session")
+def trained_cli(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`funnelmodels train` run once (both targets): the model folder and what it printed."""
+    models = tmp_path_factory.mktemp("cli") / "models"
     result = run("--quiet", "train", str(synthetic_dir), "--out", str(models))
     assert result.returncode == 0, result.stderr
-    assert "oracle" in result.stdout
+    return models, result.stdout
+
+
+def test_train_then_score(synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]) -> None:
+    models, printed = trained_cli
+    assert "oracle" in printed and "Satisfaction: csat" in printed
+    assert set(json.loads((models / "metrics.json").read_text())) == {"conversion", "satisfaction"}
     metrics = json.loads((models / "metrics.json").read_text())["conversion"]
     assert {r["engine"] for r in metrics["metrics"]} == {"lightgbm", "logit", "oracle"}
     assert set(metrics["gap_to_oracle_roc_auc"]) == {"lightgbm", "logit"}
@@ -155,9 +163,10 @@ def test_failed_train_leaves_the_model_folder_untouched(tmp_path: Path) -> None:
     assert not (tmp_path / ".models.partial").exists()
 
 
-def test_score_refuses_bad_moments_and_foreign_models(synthetic_dir: Path, tmp_path: Path) -> None:
-    models = tmp_path / "models"
-    assert run("--quiet", "train", str(synthetic_dir), "--out", str(models)).returncode == 0
+def test_score_refuses_bad_moments_and_foreign_models(
+    synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]
+) -> None:
+    models = trained_cli[0]
     result = run(
         "score", str(synthetic_dir), "--model", str(models), "--as-of", "1999-01-01", "--out", str(tmp_path / "s.csv")
     )
@@ -188,12 +197,11 @@ def test_score_refuses_bad_moments_and_foreign_models(synthetic_dir: Path, tmp_p
     assert result.returncode == 1 and "model.json is missing" in result.stderr
 
 
-def test_satisfaction_train_score_and_missing_surveys(synthetic_dir: Path, tmp_path: Path) -> None:
-    models = tmp_path / "models"
-    result = run("--quiet", "train", str(synthetic_dir), "--out", str(models), "--target", "satisfaction")
-    assert result.returncode == 0, result.stderr
+def test_satisfaction_train_score_and_missing_surveys(
+    synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]
+) -> None:
+    models = trained_cli[0]
     report = json.loads((models / "metrics.json").read_text())
-    assert set(report) == {"satisfaction"}
     assert {r["engine"] for r in report["satisfaction"]["metrics"]} == {"ordinal", "lightgbm", "naive", "oracle"}
     out = tmp_path / "risk.parquet"
     result = run(
