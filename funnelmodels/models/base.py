@@ -31,6 +31,7 @@ __all__ = [
     "top_reasons",
     "unit_labels",
     "write_json",
+    "write_model",
 ]
 
 
@@ -328,6 +329,30 @@ def _clean(value: Any) -> Any:
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON deterministically (sorted keys, NaN as null)."""
     path.write_text(json.dumps(_clean(dict(data)), indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+
+
+def write_model(
+    folder: Path,
+    *,
+    kind: str,
+    engine: str,
+    encoder: FeatureEncoder,
+    state: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    **extra: Any,
+) -> None:
+    """Write ``folder/model.json``: the model's kind, engine, encoder, parameters and metadata."""
+    write_json(
+        folder / "model.json",
+        {
+            "kind": kind,
+            "engine": engine,
+            **extra,
+            "encoder": encoder.to_json(),
+            "state": dict(state),
+            "metadata": dict(metadata),
+        },
+    )
 
 
 def read_model(folder: Path, *, kind: str, format_version: int) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from funnelmodels.models.base import (
     read_model,
     top_reasons,
     unit_labels,
-    write_json,
+    write_model,
 )
 
 __all__ = ["ENGINES", "StageConversionModel"]
@@ -437,20 +437,15 @@ class StageConversionModel:
                 (root / name).write_text(text, encoding="utf-8")
                 files[key] = name
             state["model_files"] = files
-        write_json(
-            root / "model.json",
-            {
-                "kind": "stage_conversion",
-                "engine": self.engine,
-                "spec": {
-                    "stages": list(self.spec.stages),
-                    "lost": self.spec.lost,
-                    "horizon_days": self.spec.horizon_days,
-                },
-                "encoder": self.encoder.to_json(),
-                "state": state,
-                "metadata": dict(self.metadata),
-            },
+        spec = {"stages": list(self.spec.stages), "lost": self.spec.lost, "horizon_days": self.spec.horizon_days}
+        write_model(
+            root,
+            kind="stage_conversion",
+            engine=self.engine,
+            encoder=self.encoder,
+            state=state,
+            metadata=self.metadata,
+            spec=spec,
         )
         return root
 

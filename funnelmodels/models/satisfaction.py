@@ -40,7 +40,7 @@ from funnelmodels.models.base import (
     read_model,
     top_reasons,
     unit_labels,
-    write_json,
+    write_model,
 )
 
 __all__ = ["SATISFACTION_ENGINES", "SatisfactionModel", "ordinal_metrics"]
@@ -295,16 +295,14 @@ class SatisfactionModel:
         state = dict(self.state)
         if self.engine == "lightgbm":
             (root / "booster.txt").write_text(state.pop("model"), encoding="utf-8")
-        write_json(
-            root / "model.json",
-            {
-                "kind": "satisfaction",
-                "engine": self.engine,
-                "target": self.target,
-                "encoder": self.encoder.to_json(),
-                "state": state,
-                "metadata": dict(self.metadata),
-            },
+        write_model(
+            root,
+            kind="satisfaction",
+            engine=self.engine,
+            encoder=self.encoder,
+            state=state,
+            metadata=self.metadata,
+            target=self.target,
         )
         return root
 

@@ -81,6 +81,24 @@ class ConversionTraining:
         return out
 
 
+def _split_by_time(
+    dataset: Dataset, rows: pl.DataFrame, test_share: float
+) -> tuple[OutOfTimeSplit, pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+    """Out-of-time split of ``rows`` by as_of, and the metadata a model records about it."""
+    split = out_of_time_split(rows[AS_OF], test_share=test_share)
+    train, validation, test = (rows.filter(mask) for mask in (split.train, split.validation, split.test))
+    meta = {
+        "data_fingerprint": dataset.fingerprint(),
+        "training_window": {
+            "start": rows[AS_OF].min(),
+            "validation_start": split.validation_start,
+            "test_start": split.test_start,
+            "end": rows[AS_OF].max(),
+        },
+    }
+    return split, train, validation, test, meta
+
+
 def transition_frame(dataset: Dataset, *, horizon_days: int | None = None) -> pl.DataFrame:
     """Every stage-transition row with its point-in-time features (and the truth on synthetic data)."""
     transitions = build_transitions(dataset.lazy("stage_events"), dataset.spec, horizon_days=horizon_days)
@@ -122,17 +140,7 @@ def train_conversion(
     observed = frame.filter(~pl.col("censored"))
     if observed.height == 0:
         raise ModelError("no stage transition has an observed outcome yet (all are censored); nothing to learn from.")
-    split = out_of_time_split(observed[AS_OF], test_share=test_share)
-    train, validation, test = (observed.filter(mask) for mask in (split.train, split.validation, split.test))
-    meta = {
-        "data_fingerprint": dataset.fingerprint(),
-        "training_window": {
-            "start": observed[AS_OF].min(),
-            "validation_start": split.validation_start,
-            "test_start": split.test_start,
-            "end": observed[AS_OF].max(),
-        },
-    }
+    split, train, validation, test, meta = _split_by_time(dataset, observed, test_share)
     models: dict[str, StageConversionModel] = {}
     for engine in engines:
         models[engine] = StageConversionModel.fit(
@@ -309,17 +317,7 @@ def train_satisfaction(
     frame = survey_frame(dataset)
     check_target(frame, target)
     frame = frame.filter(pl.col(target).is_not_null())
-    split = out_of_time_split(frame[AS_OF], test_share=test_share)
-    train, validation, test = (frame.filter(mask) for mask in (split.train, split.validation, split.test))
-    meta = {
-        "data_fingerprint": dataset.fingerprint(),
-        "training_window": {
-            "start": frame[AS_OF].min(),
-            "validation_start": split.validation_start,
-            "test_start": split.test_start,
-            "end": frame[AS_OF].max(),
-        },
-    }
+    split, train, validation, test, meta = _split_by_time(dataset, frame, test_share)
     models: dict[str, SatisfactionModel] = {
         engine: SatisfactionModel.fit(
             train, validation=validation, engine=engine, target=target, seed=seed, metadata=meta
