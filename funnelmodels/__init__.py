@@ -13,7 +13,7 @@ from funnelmodels.errors import (
     ModelError,
     ReportError,
 )
-from funnelmodels.features import add_segments, build_features, build_transition_features
+from funnelmodels.features import add_segments, build_features, build_transition_features, rfm_summary
 from funnelmodels.funnel import (
     build_transitions,
     cohort_table,
@@ -55,6 +55,7 @@ __all__ = [
     "load_config",
     "load_dataset",
     "pipeline_value",
+    "rfm_summary",
     "score_open_opportunities",
     "time_to_convert_table",
     "train_conversion",

@@ -14,6 +14,7 @@ grows with the number of rows, not with rows times history.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, datetime
 
 import polars as pl
 
@@ -29,6 +30,7 @@ __all__ = [
     "build_features",
     "build_transition_features",
     "feature_columns",
+    "rfm_summary",
 ]
 
 AS_OF = "as_of"
@@ -251,6 +253,65 @@ def feature_columns(frame: pl.LazyFrame | pl.DataFrame, *, exclude: Sequence[str
     names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
     wanted = (*DEMOGRAPHIC, *PURCHASES, *SATISFACTION, *OPPORTUNITIES, *STAGE_CONTEXT)
     return [c for c in wanted if c in names and c not in exclude]
+
+
+def rfm_summary(
+    transactions: pl.LazyFrame | pl.DataFrame,
+    *,
+    observation_end: date | datetime | None = None,
+    customer_col: str = s.CUSTOMER_ID,
+    time_col: str = s.ORDERED_AT,
+    amount_col: str | None = s.AMOUNT,
+) -> pl.DataFrame:
+    """Customer RFM summary with the definitions of ``lifetimes`` and ``pymc-marketing``.
+
+    The same numbers as ``lifetimes.utils.summary_data_from_transaction_data`` (freq ``"D"``)
+    and ``pymc_marketing.clv.utils.rfm_summary``, so BG/NBD and Gamma-Gamma fits can start
+    from it: purchases are counted per calendar day, the first purchase day is not a repeat.
+    Rows are taken as given (refunds, if present, count into the day's total, as there).
+
+    Parameters
+    ----------
+    transactions : ``customer_id, ordered_at[, amount]`` (names set by the ``*_col`` arguments);
+        ``ordered_at`` a Date or Datetime.
+    observation_end : the day the observation ends (default: the last purchase day); later
+        purchases are ignored.
+    amount_col : the money column, or ``None`` for no ``monetary_value``.
+
+    Returns
+    -------
+    DataFrame ``customer_id, frequency, recency, T[, monetary_value]`` sorted by customer:
+    frequency = purchase days − 1; recency = days from the first to the last purchase day;
+    T = days from the first purchase day to ``observation_end``; monetary_value = mean
+    daily total over the repeat days (0 without repeats).
+    """
+    amount = [pl.col(amount_col).alias("_amount")] if amount_col else []
+    days = transactions.lazy().select(customer_col, pl.col(time_col).cast(pl.Date).alias("_day"), *amount)
+    if observation_end is not None:
+        end = observation_end.date() if isinstance(observation_end, datetime) else observation_end
+        days = days.filter(pl.col("_day") <= end)
+        end_expr = pl.lit(end, dtype=pl.Date)
+    else:
+        end_expr = pl.col("_last").max()
+    daily = days.group_by(customer_col, "_day").agg(pl.col("_amount").sum()) if amount_col else days.unique()
+    first_day = pl.col("_day") == pl.col("_day").min()
+    per_customer = daily.group_by(customer_col).agg(
+        pl.col("_day").min().alias("_first"),
+        pl.col("_day").max().alias("_last"),
+        (pl.len() - 1).cast(pl.Int64).alias("frequency"),
+        *([pl.col("_amount").filter(~first_day).mean().fill_null(0.0).alias("monetary_value")] if amount_col else []),
+    )
+    return (
+        per_customer.select(
+            customer_col,
+            "frequency",
+            (pl.col("_last") - pl.col("_first")).dt.total_days().cast(pl.Float64).alias("recency"),
+            (end_expr - pl.col("_first")).dt.total_days().cast(pl.Float64).alias("T"),
+            *(["monetary_value"] if amount_col else []),
+        )
+        .sort(customer_col)
+        .collect(engine="in-memory")
+    )
 
 
 SEGMENTS = ("region", "gender", "age_band", "income_band", "customer_type", "source")
