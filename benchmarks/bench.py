@@ -1,39 +1,84 @@
 """Benchmarks: whole-process wall time, CPU time and peak memory, ours against a baseline.
 
 Each measured step runs in a fresh child process (``python bench.py step NAME DATA``), so
-its peak RSS is its own (``os.wait4``), and imports count as they would for a user. Steps run
-``--repeat`` times; the median is reported, and ours/baseline ratios come from the same run
-(the machine is shared and noisy). Results are appended to ``benchmarks/RESULTS.md``.
+its peak RSS is its own (``os.wait4``), and imports count as they would for a user. The child
+also times its own work after imports and reading the input ("call" time) and how much its
+memory grew meanwhile. Steps run ``--repeat`` times; the median is reported, and ours/baseline
+ratios come from the same run (the machine is shared and noisy). Scaling exponents are the
+log-log slope of call time and call memory against transactions over the sizes of one run.
+Results are appended to ``benchmarks/RESULTS.md``.
 
     python benchmarks/bench.py run --sizes S,M        # what `make bench` calls
-    python benchmarks/bench.py run --sizes L --repeat 1
+    python benchmarks/bench.py run --sizes S,M,L --repeat 3
+
+The RFM peers (lifetimes, pymc-marketing) run in their own environment,
+``benchmarks/.venv-peers`` built from ``benchmarks/peers.lock`` by ``make bench``: they are
+not part of funnelmodels' install, and pymc-marketing pins its own stack.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 OUT = HERE / "out"
+PEERS_PYTHON = HERE / ".venv-peers" / "bin" / "python"
 SIZES = {"S": 10_000, "M": 100_000, "L": 1_000_000}
-PAIRS = [
-    # (step, baseline or None)
-    ("load_validate", None),
-    ("transitions", None),
-    ("features_rfm", "features_rfm_pandas"),
-    ("features_all", None),
+# (step, baselines): a baseline is another step measured in the same run.
+PAIRS: list[tuple[str, tuple[str, ...]]] = [
+    ("load_validate", ()),
+    ("transitions", ()),
+    ("features_rfm", ("features_rfm_pandas",)),
+    ("features_all", ()),
+    ("rfm_summary", ("rfm_lifetimes", "rfm_pymc_marketing")),
+    ("kpi_month", ("kpi_month_pandas",)),
+    ("fit_lightgbm", ()),
+    ("fit_logit", ()),
+    ("score_rows", ()),
+    ("score_open", ()),
+    ("report_sales_performance", ("report_empty_floor",)),
+    ("report_stage_conversion", ("report_empty_floor",)),
+    ("report_customer_satisfaction", ("report_empty_floor",)),
 ]
+PEER_STEPS = {"rfm_lifetimes", "rfm_pymc_marketing"}
+FEATURES = "_bench_features.parquet"
+MODEL = "_bench_model"
 
 
 # --- steps (run in a child process) --------------------------------------------------------------
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+def _timed(work: Callable[[], int]) -> dict[str, float]:
+    """Run ``work`` (inputs already read); its time and how far it raised the process's peak RSS."""
+    import resource
+
+    before = _rss_mib()
+    start = time.perf_counter()
+    rows = work()
+    call = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"rows": rows, "call": call, "call_mib": max(peak - before, 0.0)}
 
 
 def _raw(data: Path):  # type: ignore[no-untyped-def]
@@ -47,58 +92,92 @@ def _raw(data: Path):  # type: ignore[no-untyped-def]
     return Dataset(config=config, tables={n: pl.read_parquet(src.path) for n, src in config.tables.items()})
 
 
-def _rows(data: Path):  # type: ignore[no-untyped-def]
-    import polars as pl
+def step(name: str, data: Path) -> dict[str, float]:
+    """Run one step in this process."""
+    steps: dict[str, Callable[[Path], dict[str, float]]] = {
+        "load_validate": _load_validate,
+        "transitions": _transitions,
+        "features_rfm": _features_rfm,
+        "features_all": _features_all,
+        "features_rfm_pandas": _features_rfm_pandas,
+        "rfm_summary": _rfm_summary,
+        "rfm_lifetimes": _rfm_peer,
+        "rfm_pymc_marketing": _rfm_peer,
+        "kpi_month": _kpi_month,
+        "kpi_month_pandas": _kpi_month_pandas,
+        "fit_lightgbm": _fit,
+        "fit_logit": _fit,
+        "score_rows": _score_rows,
+        "score_open": _score_open,
+        "report_empty_floor": _report_floor,
+    }
+    if name.startswith("report_") and name != "report_empty_floor":
+        return _report(name.removeprefix("report_"), data)
+    if name in ("rfm_lifetimes", "rfm_pymc_marketing", "fit_lightgbm", "fit_logit"):
+        return steps[name](data, name)  # type: ignore[call-arg]
+    return steps[name](data)
 
+
+def _load_validate(data: Path) -> dict[str, float]:
+    from funnelmodels.data.io import load_dataset
+
+    return _timed(lambda: sum(f.height for f in load_dataset(data).tables.values()))
+
+
+def _transitions(data: Path) -> dict[str, float]:
     from funnelmodels.funnel import build_transitions
 
     ds = _raw(data)
-    t = build_transitions(ds.lazy("stage_events"), ds.spec).select("customer_id", pl.col("entered_at").alias("as_of"))
-    return ds, t.collect(engine="in-memory")
+    return _timed(lambda: build_transitions(ds.lazy("stage_events"), ds.spec).collect(engine="in-memory").height)
 
 
-def step(name: str, data: Path) -> int:
-    """Run one step; prints the number of rows it produced."""
+def _features_rfm(data: Path) -> dict[str, float]:
+    import polars as pl
 
-    if name == "load_validate":
-        from funnelmodels.data.io import load_dataset
+    from funnelmodels.data.io import Dataset
+    from funnelmodels.features import build_features
+    from funnelmodels.funnel import build_transitions
 
-        ds = load_dataset(data)
-        return sum(f.height for f in ds.tables.values())
-    if name == "transitions":
-        from funnelmodels.funnel import build_transitions
+    ds = _raw(data)
 
-        ds = _raw(data)
-        return build_transitions(ds.lazy("stage_events"), ds.spec).collect(engine="in-memory").height
-    if name == "features_rfm":
-        from funnelmodels.data.io import Dataset
-        from funnelmodels.features import build_features
-
-        ds, rows = _rows(data)
+    def work() -> int:
+        rows = build_transitions(ds.lazy("stage_events"), ds.spec).select(
+            "customer_id", pl.col("entered_at").alias("as_of")
+        )
         only_purchases = Dataset(config=ds.config, tables={"transactions": ds.tables["transactions"]})
-        return build_features(only_purchases, rows.lazy()).collect(engine="in-memory").height
-    if name == "features_all":
-        from funnelmodels.features import build_transition_features
-        from funnelmodels.funnel import build_transitions
+        return build_features(only_purchases, rows).collect(engine="in-memory").height
 
-        ds, _ = _rows(data)
+    return _timed(work)
+
+
+def _features_all(data: Path) -> dict[str, float]:
+    from funnelmodels.features import build_transition_features
+    from funnelmodels.funnel import build_transitions
+
+    ds = _raw(data)
+
+    def work() -> int:
         transitions = build_transitions(ds.lazy("stage_events"), ds.spec)
-        return build_transition_features(ds, transitions).collect(engine="in-memory").height
-    if name == "features_rfm_pandas":
-        return _pandas_rfm(data)
-    raise SystemExit(f"unknown step {name}")
+        frame = build_transition_features(ds, transitions).collect(engine="in-memory")
+        if not (data / FEATURES).is_file():  # the input of the fit and scoring steps
+            frame.write_parquet(data / FEATURES)
+        return frame.height
+
+    return _timed(work)
 
 
-def _pandas_rfm(data: Path) -> int:
-    return len(pandas_rfm_frame(data))
-
-
-def pandas_rfm_frame(data: Path):  # type: ignore[no-untyped-def]
-    """The same purchase-history features, written plainly in pandas as an analyst would."""
+def _features_rfm_pandas(data: Path) -> dict[str, float]:
     import pandas as pd
 
     tx = pd.read_parquet(data / "transactions.parquet")
     events = pd.read_parquet(data / "stage_events.parquet")
+    return _timed(lambda: len(pandas_rfm_frame(tx, events)))
+
+
+def pandas_rfm_frame(tx, events):  # type: ignore[no-untyped-def]
+    """The same purchase-history features, written plainly in pandas as an analyst would."""
+    import pandas as pd
+
     rows = events[~events["stage"].isin(["won", "lost"])][["customer_id", "entered_at"]].rename(
         columns={"entered_at": "as_of"}
     )
@@ -147,45 +226,201 @@ def pandas_rfm_frame(data: Path):  # type: ignore[no-untyped-def]
     return out.sort_values("index")
 
 
+def _rfm_summary(data: Path) -> dict[str, float]:
+    import polars as pl
+
+    from funnelmodels.features import rfm_summary
+
+    tx = pl.read_parquet(data / "transactions.parquet", columns=["customer_id", "ordered_at", "amount"])
+    return _timed(lambda: rfm_summary(tx).height)
+
+
+def _rfm_peer(data: Path, name: str) -> dict[str, float]:
+    """lifetimes or pymc-marketing, run in the peers' environment (see the module docstring)."""
+    import pandas as pd
+
+    tx = pd.read_parquet(data / "transactions.parquet", columns=["customer_id", "ordered_at", "amount"])
+    if name == "rfm_lifetimes":
+        from lifetimes.utils import summary_data_from_transaction_data as summary
+
+        kwargs: dict[str, Any] = {}
+    else:
+        from pymc_marketing.clv.utils import rfm_summary as summary
+
+        kwargs = {"time_unit": "D"}
+    return _timed(lambda: len(summary(tx, "customer_id", "ordered_at", "amount", **kwargs)))
+
+
+def _kpi_month(data: Path) -> dict[str, float]:
+    import polars as pl
+
+    from funnelmodels.kpis import sales_kpi_table
+
+    tx = pl.read_parquet(data / "transactions.parquet", columns=["customer_id", "ordered_at", "amount"])
+    events = pl.read_parquet(data / "stage_events.parquet", columns=["opportunity_id", "stage", "entered_at"])
+    return _timed(lambda: sales_kpi_table(tx.lazy(), events.lazy(), period="month").tail(12).height)
+
+
+def _kpi_month_pandas(data: Path) -> dict[str, float]:
+    import pandas as pd
+
+    tx = pd.read_parquet(data / "transactions.parquet", columns=["customer_id", "ordered_at", "amount"])
+    events = pd.read_parquet(data / "stage_events.parquet", columns=["opportunity_id", "stage", "entered_at"])
+    return _timed(lambda: len(pandas_kpi_table(tx, events).tail(12)))
+
+
+def pandas_kpi_table(tx, events):  # type: ignore[no-untyped-def]
+    """The monthly sales KPIs of ``funnelmodels.kpis.sales_kpi_table``, written plainly in pandas."""
+    import pandas as pd
+
+    tx = tx.assign(period=tx["ordered_at"].dt.to_period("M"))
+    positive = tx[tx["amount"] > 0]
+    first = positive.groupby("customer_id")["period"].min().rename("first_period")
+    table = tx.groupby("period").agg(net_revenue=("amount", "sum"))
+    table["orders"] = positive.groupby("period").size()
+    table["average_sale"] = positive.groupby("period")["amount"].sum() / table["orders"]
+    buyers = positive[["period", "customer_id"]].drop_duplicates().join(first, on="customer_id")
+    table["new_accounts"] = buyers[buyers["period"] == buyers["first_period"]].groupby("period").size()
+    table["returning_customers"] = buyers[buyers["period"] > buyers["first_period"]].groupby("period").size()
+    table["active_customers"] = buyers.groupby("period").size()
+    closed = events[events["stage"].isin(["won", "lost"])]
+    closed = closed.assign(period=closed["entered_at"].dt.to_period("M"))
+    outcomes = pd.crosstab(closed["period"], closed["stage"])
+    table = table.join(outcomes, how="outer")
+    counts = ["orders", "new_accounts", "returning_customers", "active_customers", "won", "lost"]
+    table[counts] = table[counts].fillna(0).astype("int64")
+    table["win_rate"] = table["won"] / (table["won"] + table["lost"])
+    return table.sort_index()
+
+
+def _feature_frame(data: Path):  # type: ignore[no-untyped-def]
+    """Every transition row with its features (written by ``features_all``; built here when missing)."""
+    import polars as pl
+
+    if not (data / FEATURES).is_file():
+        _features_all(data)
+    return pl.read_parquet(data / FEATURES)
+
+
+def _model(data: Path):  # type: ignore[no-untyped-def]
+    from funnelmodels.models.conversion import StageConversionModel
+
+    if not (data / MODEL / "model.json").is_file():
+        _fit(data, "fit_lightgbm")
+    return StageConversionModel.load(data / MODEL)
+
+
+def _fit(data: Path, name: str) -> dict[str, float]:
+    import polars as pl
+
+    from funnelmodels.config import load_config
+    from funnelmodels.models.conversion import StageConversionModel
+
+    frame = _feature_frame(data).filter(~pl.col("censored"))
+    cut = frame["as_of"].quantile(0.85)
+    train, validation = frame.filter(pl.col("as_of") < cut), frame.filter(pl.col("as_of") >= cut)
+    spec = load_config(data).spec
+    engine = name.removeprefix("fit_")
+
+    def work() -> int:
+        model = StageConversionModel.fit(train, validation=validation, engine=engine, spec=spec, seed=0)  # type: ignore[arg-type]
+        if engine == "lightgbm":
+            model.save(data / MODEL)
+        return frame.height
+
+    return _timed(work)
+
+
+def _score_rows(data: Path) -> dict[str, float]:
+    frame = _feature_frame(data)
+    model = _model(data)
+    return _timed(lambda: int(model.predict_proba(frame).size))
+
+
+def _score_open(data: Path) -> dict[str, float]:
+    from funnelmodels.models.training import score_open_opportunities
+
+    ds = _raw(data)
+    model = _model(data)
+    as_of = ds.tables["stage_events"]["entered_at"].max()
+    return _timed(lambda: score_open_opportunities(ds, model, as_of).height)
+
+
+def _report(name: str, data: Path) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            str(Path(sys.executable).with_name("funnelmodels")),
+            "--quiet",
+            "report",
+            name,
+            "-p",
+            "data_dir",
+            str(data),
+            "--reports-dir",
+            tmp,
+        ]
+        return _timed(lambda: subprocess.run(command, check=True, cwd=ROOT).returncode + 1)
+
+
+def _report_floor(data: Path) -> dict[str, float]:
+    """papermill + nbconvert on a notebook with one empty cell: the floor of any report."""
+    import nbformat
+
+    with tempfile.TemporaryDirectory() as tmp:
+        notebook = Path(tmp) / "empty.ipynb"
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("")])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, notebook)
+        bin_dir = Path(sys.executable).parent
+
+        def work() -> int:
+            subprocess.run(
+                [bin_dir / "papermill", "--no-progress-bar", "--log-level", "ERROR", notebook, Path(tmp) / "out.ipynb"],
+                check=True,
+            )
+            subprocess.run(
+                [bin_dir / "jupyter", "nbconvert", "--log-level", "ERROR", "--to", "html", Path(tmp) / "out.ipynb"],
+                check=True,
+            )
+            return 1
+
+        return _timed(work)
+
+
 # --- the driver ----------------------------------------------------------------------------------
 
 
 def _measure(name: str, data: Path) -> dict[str, float]:
+    python = str(PEERS_PYTHON) if name in PEER_STEPS else sys.executable
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, __file__, "step", name, str(data)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([python, __file__, "step", name, str(data)], stdout=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    output = child.stdout.read().strip() if child.stdout else ""
-    if status != 0:
+    output = child.stdout.read().strip().splitlines() if child.stdout else []
+    if status != 0 or not output:
         raise SystemExit(f"step {name} failed on {data} (status {status})")
-    return {
-        "wall": wall,
-        "cpu": usage.ru_utime + usage.ru_stime,
-        "rss_mib": usage.ru_maxrss / 1024,
-        "rows": float(output or 0),
-    }
+    inner = json.loads(output[-1])
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024, **inner}
 
 
-def _generate(size: str) -> Path:
+def _generate(size: str) -> tuple[Path, dict[str, float]]:
+    """Generate the size's data (measured: it is a step too); reused by every other step."""
     target = OUT / f"data_{size}"
-    if not (target / "stage_events.parquet").is_file():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "funnelmodels.cli",
-                "--quiet",
-                "generate",
-                "--customers",
-                str(SIZES[size]),
-                "--seed",
-                "1",
-                "--out",
-                str(target),
-            ],
-            check=True,
-        )
-    return target
+    command = [sys.executable, "-m", "funnelmodels.cli", "--quiet", "generate"]
+    command += ["--customers", str(SIZES[size]), "--seed", "1", "--out", str(target)]
+    start = time.perf_counter()
+    child = subprocess.Popen(command)
+    _, status, usage = os.wait4(child.pid, 0)
+    if status != 0:
+        raise SystemExit(f"generating {size} failed (status {status})")
+    wall = time.perf_counter() - start
+    return target, {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
+
+
+def _transactions(data: Path) -> int:
+    import polars as pl
+
+    return pl.scan_parquet(data / "transactions.parquet").select(pl.len()).collect().item()
 
 
 def _memory_gib() -> float:
@@ -195,38 +430,90 @@ def _memory_gib() -> float:
 def _versions() -> str:
     from importlib import metadata
 
-    names = ("polars", "pandas", "numpy", "lightgbm", "statsmodels")
-    return ", ".join(f"{n} {metadata.version(n)}" for n in names)
+    names = ("polars", "pandas", "numpy", "lightgbm", "statsmodels", "papermill", "nbconvert")
+    ours = ", ".join(f"{n} {metadata.version(n)}" for n in names)
+    if not PEERS_PYTHON.is_file():
+        return ours + "; peers not installed"
+    code = "from importlib.metadata import version as v; print(v('lifetimes'), v('pymc-marketing'), v('pandas'))"
+    peers = subprocess.run([str(PEERS_PYTHON), "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    return ours + f"; peers: lifetimes {peers[0]}, pymc-marketing {peers[1]} (pandas {peers[2]})"
 
 
-def run(sizes: list[str], repeat: int) -> str:
+HEADER = (
+    "| step | rows | wall s | call s | CPU s | peak RSS MiB | call MiB | baseline | baseline wall s | "
+    "baseline call s | baseline RSS MiB | speed-up (call) | memory ratio (RSS) |"
+)
+
+
+def _row(name: str, a: dict[str, float], baseline: str | None = None, b: dict[str, float] | None = None) -> str:
+    row = (
+        f"| {name} | {a.get('rows', math.nan):,.0f} | {a['wall']:.2f} | {a.get('call', math.nan):.2f} | "
+        f"{a['cpu']:.2f} | {a['rss_mib']:.0f} | {a.get('call_mib', math.nan):.0f} |"
+    )
+    if baseline and b:
+        row += (
+            f" {baseline} | {b['wall']:.2f} | {b['call']:.2f} | {b['rss_mib']:.0f} | "
+            f"{b['call'] / a['call']:.2f}× | {b['rss_mib'] / a['rss_mib']:.2f}× |"
+        )
+    else:
+        row += " – | – | – | – | – | – |"
+    return row
+
+
+def _slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of log y on log x."""
+    lx, ly = [math.log(x) for x in xs], [math.log(max(y, 1e-3)) for y in ys]
+    mx, my = statistics.fmean(lx), statistics.fmean(ly)
+    return sum((x - mx) * (y - my) for x, y in zip(lx, ly, strict=True)) / sum((x - mx) ** 2 for x in lx)
+
+
+def run(sizes: list[str], repeat: int, only: set[str] | None = None) -> str:
     lines = [
         f"\n## {date.today()} — {os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.machine()}, "
         f"Python {platform.python_version()}",
         f"\n{_versions()}. Medians of {repeat} runs, each a fresh process (imports included).\n",
     ]
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    rows_of: dict[str, int] = {}
     for size in sizes:
-        data = _generate(size)
-        lines += [
-            f"\n### {size} ({SIZES[size]:,} customers)\n",
-            "| step | rows | wall s | CPU s | peak RSS MiB | baseline | baseline wall s | baseline RSS MiB | "
-            "speed-up | memory ratio |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for ours, baseline in PAIRS:
+        data, generated = _generate(size)
+        rows_of[size] = _transactions(data)
+        lines += [f"\n### {size} ({SIZES[size]:,} customers, {rows_of[size]:,} transactions)\n", HEADER]
+        lines.append("|" + "---|" * (HEADER.count("|") - 1))
+        lines.append(_row("generate", generated | {"rows": rows_of[size]}))
+        results[size] = {}
+        for ours, baselines in PAIRS:
+            if only and ours not in only:
+                continue
             a = _median([_measure(ours, data) for _ in range(repeat)])
-            row = f"| {ours} | {a['rows']:,.0f} | {a['wall']:.2f} | {a['cpu']:.2f} | {a['rss_mib']:.0f} |"
-            if baseline:
-                b = _median([_measure(baseline, data) for _ in range(repeat)])
-                row += (
-                    f" {baseline} | {b['wall']:.2f} | {b['rss_mib']:.0f} | {b['wall'] / a['wall']:.2f}× | "
-                    f"{b['rss_mib'] / a['rss_mib']:.2f}× |"
-                )
-            else:
-                row += " – | – | – | – | – |"
-            lines.append(row)
-            print(row, flush=True)
+            results[size][ours] = a
+            if not baselines:
+                lines.append(_row(ours, a))
+            for baseline in baselines:
+                if baseline in PEER_STEPS and not PEERS_PYTHON.is_file():
+                    continue
+                b = results[size].get(baseline) or _median([_measure(baseline, data) for _ in range(repeat)])
+                results[size][baseline] = b
+                lines.append(_row(ours, a, baseline, b))
+            print(lines[-1], flush=True)
+    if len(sizes) > 1:
+        lines += _scaling(sizes, results, rows_of)
     return "\n".join(lines) + "\n"
+
+
+def _scaling(sizes: list[str], results: dict[str, dict[str, dict[str, float]]], rows_of: dict[str, int]) -> list[str]:
+    xs = [float(rows_of[size]) for size in sizes]
+    out = [
+        f"\n### Scaling {'→'.join(sizes)} (log-log slope against transactions; 1 = linear)\n",
+        "| step | time exponent (call) | memory exponent (call MiB) |",
+        "|---|---|---|",
+    ]
+    for name in results[sizes[0]]:
+        if all(name in results[size] for size in sizes):
+            calls = [results[size][name]["call"] for size in sizes]
+            mib = [results[size][name]["call_mib"] for size in sizes]
+            out.append(f"| {name} | {_slope(xs, calls):.2f} | {_slope(xs, mib):.2f} |")
+    return out
 
 
 def _median(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -239,18 +526,23 @@ def main() -> None:
     r = sub.add_parser("run", help="measure and append to RESULTS.md")
     r.add_argument("--sizes", default="S,M", help="comma-separated of S, M, L (default S,M)")
     r.add_argument("--repeat", type=int, default=3)
+    r.add_argument("--only", default="", help="comma-separated steps to measure (default all)")
+    r.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
     s = sub.add_parser("step", help="(internal) run one step in this process")
     s.add_argument("name")
     s.add_argument("data", type=Path)
     args = parser.parse_args()
     if args.command == "step":
-        print(step(args.name, args.data))
+        print(json.dumps(step(args.name, args.data)))
         return
     OUT.mkdir(exist_ok=True)
-    text = run([x.strip() for x in args.sizes.split(",")], args.repeat)
-    with (HERE / "RESULTS.md").open("a", encoding="utf-8") as handle:
-        handle.write(text)
-    print(f"appended to {HERE / 'RESULTS.md'}")
+    only = {x.strip() for x in args.only.split(",") if x.strip()} or None
+    text = run([x.strip() for x in args.sizes.split(",")], args.repeat, only)
+    print(text)
+    if not args.no_append:
+        with (HERE / "RESULTS.md").open("a", encoding="utf-8") as handle:
+            handle.write(text)
+        print(f"appended to {HERE / 'RESULTS.md'}")
 
 
 if __name__ == "__main__":
