@@ -180,29 +180,3 @@ def test_segments_bands_and_new_versus_returning(tiny: Dataset) -> None:
     # Customer 2 (51, income 81,000) first bought on 2025-02-01, after opportunity 101 started.
     assert (by_opp[101]["age_band"], by_opp[101]["income_band"]) == ("45–59", "60–90k")
     assert by_opp[101]["region"] == "south"
-
-
-def test_the_pandas_benchmark_baseline_computes_the_same_features(synthetic_dir: Path) -> None:
-    """The benchmark compares like with like: the plain-pandas baseline gives our numbers."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "bench", Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
-    )
-    assert spec and spec.loader
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    theirs = bench.pandas_rfm_frame(synthetic_dir)
-    ds = load_dataset(synthetic_dir)
-    transitions = build_transitions(ds.lazy("stage_events"), ds.spec).collect()
-    rows = transitions.select("customer_id", pl.col("entered_at").alias("as_of")).sort("as_of")
-    ours = build_features(
-        Dataset(config=ds.config, tables={"transactions": ds.tables["transactions"]}), rows.lazy()
-    ).collect()
-    theirs = pl.from_pandas(theirs).sort("as_of", "customer_id")
-    ours = ours.sort("as_of", "customer_id")
-    assert ours.height == theirs.height > 1000
-    for column in ("frequency", "monetary_total", "spend_90d", "spend_365d", "refund_count", "recency_days"):
-        a = ours[column].fill_null(0).cast(pl.Float64).to_numpy()
-        b = theirs[column].fill_null(0).cast(pl.Float64).to_numpy()
-        assert np.allclose(a, b), column
