@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -177,6 +179,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--with-code", action="store_true", help="also write report_with_code.html (analyst view)")
     rep.add_argument("--reports-dir", type=Path, default=Path("reports"), help="output root (default %(default)s)")
+    rep.add_argument(
+        "--notebooks-dir",
+        type=Path,
+        default=None,
+        help="run your own notebooks (NAME.ipynb with a 'parameters' cell) through the same runner",
+    )
     rep.set_defaults(run=_cmd_report)
 
     demo = commands.add_parser(
@@ -197,6 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     progress = _Progress(quiet=args.quiet)
     run: Callable[[argparse.Namespace, _Progress], int] = args.run
+    # A scheduler stops a job with SIGTERM: unwind like Ctrl-C, so every atomic write is rolled
+    # back (the previous output stays) and the exit code says the run did not finish.
+    previous = (
+        signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
+    )
     try:
         return run(args, progress)
     except FunnelModelsError as exc:
@@ -206,8 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc.strerror or exc} ({exc.filename or 'no file name'})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: nothing was replaced; earlier outputs are untouched", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _generate_into(out: Path, *, customers: int, seed: int, fmt: str, progress: _Progress) -> Any:
@@ -491,18 +511,25 @@ REPORT_NAMES = ("sales_performance", "stage_conversion", "customer_satisfaction"
 
 
 def _run_reports(
-    names: Sequence[str], params: dict[str, str], *, with_code: bool, root: Path, progress: _Progress
+    names: Sequence[str],
+    params: dict[str, str],
+    *,
+    with_code: bool,
+    root: Path,
+    progress: _Progress,
+    notebooks: Path | None = None,
 ) -> list[Any]:
     import papermill as pm
 
     from funnelmodels.reports import NOTEBOOKS_DIR, run_report
 
+    notebooks = notebooks or NOTEBOOKS_DIR
     runs = []
     for name in names:
-        declared = pm.inspect_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb")) if len(names) > 1 else None
+        declared = pm.inspect_notebook(str(notebooks / f"{name}.ipynb")) if len(names) > 1 else None
         own = {k: v for k, v in params.items() if declared is None or k in declared}
         progress(f"report {name}: running the notebook")
-        run = run_report(name, own, reports_dir=root, with_code=with_code)
+        run = run_report(name, own, reports_dir=root, notebooks_dir=notebooks, with_code=with_code)
         progress(f"report {name}: {run.html} ({run.manifest['duration_seconds']:.0f}s)")
         runs.append(run)
     return runs
@@ -515,7 +542,9 @@ def _cmd_report(args: argparse.Namespace, progress: _Progress) -> int:
         raise ConfigError("name one report, or use --all for every report.")
     params = dict(args.parameter)
     names = REPORT_NAMES if args.all else (args.name,)
-    runs = _run_reports(names, params, with_code=args.with_code, root=args.reports_dir, progress=progress)
+    runs = _run_reports(
+        names, params, with_code=args.with_code, root=args.reports_dir, progress=progress, notebooks=args.notebooks_dir
+    )
     for run in runs:
         print(f"{run.name}: {run.html}")
     return 0

@@ -159,6 +159,9 @@ def run_report(
                 notebook=str(failed),
                 cell=exc.exec_count,
             ) from None
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see cli): keep what ran, then stop
+            _keep_failed(executed, root, run_id)
+            raise
         except Exception as exc:  # a dead kernel or a timeout: nbclient raises its own types
             failed = _keep_failed(executed, root, run_id)
             raise ReportError(

@@ -297,6 +297,11 @@ class atomic_dir:
         self.staging = self.target.with_name(f".{self.target.name}.partial")
 
     def __enter__(self) -> Path:
+        # A run killed (SIGKILL, power loss) between the two renames below leaves only the old
+        # folder: put it back before anything else. A killed run's staging folder is dropped.
+        old = self.target.with_name(f".{self.target.name}.old")
+        if old.is_dir() and not self.target.exists():
+            old.rename(self.target)
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         return self.staging
