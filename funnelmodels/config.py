@@ -174,9 +174,10 @@ def _config_from_toml(file: Path) -> DatasetConfig:
     root = file.parent
     tables_raw = raw.get("tables", {})
     _check_keys(tables_raw, TABLE_NAMES, where=f"{file} [tables]")
-    tables = {name: _table_source(name, entry, root=root, file=file) for name, entry in tables_raw.items()}
-    if not tables:
-        tables = _discover_tables(root)
+    # Tables funnel.toml does not mention are still found by their canonical file names.
+    tables = _discover_tables(root) | {
+        name: _table_source(name, entry, root=root, file=file) for name, entry in tables_raw.items()
+    }
     return DatasetConfig(root=root, spec=spec, tables=tables, config_file=file)
 
 
@@ -185,9 +186,12 @@ def _table_source(name: str, entry: Any, *, root: Path, file: Path) -> TableSour
     if not isinstance(entry, dict):
         raise ConfigError(f'{where} must be a table with at least a path = "..." entry.')
     _check_keys(entry, _TABLE_KEYS, where=where)
-    if "path" not in entry:
-        raise ConfigError(f'{where} has no path; add path = "your_file.csv".')
-    path = (root / entry["path"]).resolve()
+    if "path" in entry:
+        path = (root / entry["path"]).resolve()
+    elif name in (found := _discover_tables(root)):
+        path = found[name].path  # only reading options given: the canonical file beside funnel.toml
+    else:
+        raise ConfigError(f'{where} has no path and there is no {name}.csv or {name}.parquet beside it; add path = "your_file.csv".')
     fmt = entry.get("format") or ("parquet" if path.suffix.lower() == ".parquet" else "csv")
     if fmt not in _FORMATS:
         raise ConfigError(f"{where} format must be one of {', '.join(_FORMATS)}; received {fmt!r}.")

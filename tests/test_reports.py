@@ -5,13 +5,13 @@ from __future__ import annotations
 import ast
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+from browser import browser
 
 from funnelmodels.data.io import load_dataset
 from funnelmodels.errors import ConfigError, ReportError
@@ -112,45 +112,22 @@ def test_bad_names_and_parameters_are_refused(synthetic_dir: Path, tmp_path: Pat
     assert not (tmp_path / "sales_performance" / "2031-01").exists()
 
 
-def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Debian's chromium is needed for the browser check: `make test` installs it (apt-get install chromium)"
-    return path
-
-
-def _browser(url: str, *args: str, user_dir: Path) -> subprocess.CompletedProcess[str]:
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={user_dir}",
-        "--enable-logging=stderr",
-        "--v=0",
-    ]
-    return subprocess.run([_chromium(), *flags, *args, url], capture_output=True, text=True, timeout=120, check=False)
-
-
 @pytest.mark.slow
-def test_reports_render_in_a_real_browser(rendered: dict[str, ReportRun], tmp_path: Path) -> None:
+def test_reports_render_in_a_realbrowser(rendered: dict[str, ReportRun], tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     for name, run in rendered.items():
         url = run.html.resolve().as_uri()
-        dom = _browser(url, "--dump-dom", user_dir=tmp_path / f"{name}-dom")
+        dom = browser(url, "--dump-dom", user_dir=tmp_path / f"{name}-dom")
         assert dom.returncode == 0, dom.stderr[-2000:]
         assert "<img" in dom.stdout, "charts render"
         console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
         assert not console, console
         shot = ARTIFACTS / f"{name}.png"
-        result = _browser(url, f"--screenshot={shot}", "--window-size=1280,2400", user_dir=tmp_path / f"{name}-shot")
+        result = browser(url, f"--screenshot={shot}", "--window-size=1280,2400", user_dir=tmp_path / f"{name}-shot")
         assert result.returncode == 0 and shot.stat().st_size > 20_000
     assert (
         "fm-tile"
-        in _browser(
+        in browser(
             rendered["sales_performance"].html.resolve().as_uri(), "--dump-dom", user_dir=tmp_path / "tiles"
         ).stdout
     )

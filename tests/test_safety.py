@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import re
 from pathlib import Path
 
 import polars as pl
+import pytest
+from browser import browser
 
+from funnelmodels.cli import main
+from funnelmodels.data.synthetic import SyntheticData, write_dataset
+from funnelmodels.errors import FunnelModelsError
 from funnelmodels.plots import html_table, kpi_tiles
+from funnelmodels.reports import NOTEBOOKS_DIR, run_report
 
 PACKAGE = Path(__file__).resolve().parents[1] / "funnelmodels"
 HOSTILE = ["<script>alert(1)</script>", '"; import os #', "<img src=x onerror=alert(1)>"]
@@ -31,3 +39,49 @@ def test_segment_names_are_escaped_in_tables_and_tiles() -> None:
     )
     tiles = kpi_tiles(changes, period_label=HOSTILE[0])
     assert "<script>alert" not in tiles and "&lt;script&gt;" in tiles
+
+
+# --- hostile strings through a real report run -----------------------------------------------------
+
+# If this ever runs as code in the page, it leaves a mark the browser's DOM dump shows.
+PAYLOAD = "<script>document.documentElement.setAttribute('data-pwned','1');alert(1)</script>"
+INJECTION = '"; import pathlib; pathlib.Path("pwned").touch() #'
+
+
+@pytest.fixture(scope="module")
+def hostile_data(tmp_path_factory: pytest.TempPathFactory, synthetic: SyntheticData) -> Path:
+    """The small synthetic data with two regions renamed to hostile strings."""
+    root = tmp_path_factory.mktemp("hostile")
+    customers = synthetic.customers.with_columns(
+        pl.col("region").replace({"north": PAYLOAD, "south": INJECTION}).alias("region")
+    )
+    write_dataset(dataclasses.replace(synthetic, customers=customers), root)
+    return root
+
+
+@pytest.mark.slow
+def test_hostile_segment_names_are_shown_as_text_and_never_run(hostile_data: Path, tmp_path: Path) -> None:
+    run = run_report("sales_performance", {"data_dir": str(hostile_data)}, reports_dir=tmp_path / "reports")
+    page = run.html.read_text(encoding="utf-8")
+    assert "<script>document.documentElement" not in page
+    assert "&lt;script&gt;document.documentElement.setAttribute(" in page
+
+    dom = browser(run.html.resolve().as_uri(), "--dump-dom", user_dir=tmp_path / "browser")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert 'data-pwned="1"' not in dom.stdout, "the payload ran in the browser"
+    assert "<script>document.documentElement" in html.unescape(dom.stdout)  # shown, as text
+    assert "alert" not in " ".join(line for line in dom.stderr.splitlines() if "CONSOLE" in line)
+
+
+def test_parameters_cannot_inject_code_or_escape_reports(synthetic_dir: Path, tmp_path: Path) -> None:
+    cwd = Path.cwd()
+    reports = tmp_path / "reports"
+    # papermill writes parameters as Python literals: the quote cannot close the string.
+    with pytest.raises(FunnelModelsError, match="is not a customers column"):
+        run_report("sales_performance", {"data_dir": str(synthetic_dir), "segment": INJECTION}, reports_dir=reports)
+    assert not (NOTEBOOKS_DIR / "pwned").exists() and not (cwd / "pwned").exists()
+    for period in ("../../outside", "2026-01/../../x", INJECTION):
+        code = main(["--quiet", "report", "sales_performance", "-p", "period", period, "--reports-dir", str(reports)])
+        assert code == 1
+    assert not (tmp_path / "outside").exists()
+    assert not list(reports.glob("sales_performance/*/manifest.json"))

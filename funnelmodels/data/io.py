@@ -125,6 +125,11 @@ def read_table(source: TableSource, schema: TableSchema) -> tuple[pl.DataFrame |
         raw = _read_file(source)
     except (OSError, pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, UnicodeDecodeError) or "utf-8" in reason.lower() or "utf8" in reason.lower():
+            reason += (
+                f"; the file is not UTF-8 (Excel often saves latin-1 or cp1252): set encoding = \"latin-1\" "
+                f"under [tables.{schema.name}] in funnel.toml"
+            )
         return None, [Problem(schema.name, "", f"cannot read {source.path.name} as {source.format}: {reason}")]
     raw, problems = _apply_mapping(raw, source, schema)
     if problems:
@@ -174,6 +179,21 @@ def _apply_mapping(raw: pl.DataFrame, source: TableSource, schema: TableSchema) 
             renames[theirs] = canonical
     raw = raw.rename(renames)
     missing = [name for name in schema.required if name not in raw.columns]
+    if missing and raw.width == 1:
+        # One column whose name holds the others: the file uses another separator.
+        header = raw.columns[0]
+        guess = next((sep for sep in (";", "\t", "|", ",") if sep in header and sep != source.separator), None)
+        if guess is not None:
+            shown = "\\t" if guess == "\t" else guess
+            return raw, [
+                Problem(
+                    schema.name,
+                    "",
+                    f"{source.path.name} has one column {header!r}: it looks {shown!r}-separated, not "
+                    f"{source.separator!r}-separated; set separator = \"{shown}\" under [tables.{schema.name}] "
+                    "in funnel.toml",
+                )
+            ]
     for name in missing:
         problems.append(
             Problem(
