@@ -13,6 +13,7 @@ from funnelmodels.errors import (
     ModelError,
     ReportError,
 )
+from funnelmodels.evaluation import LeakageWarning
 from funnelmodels.features import add_segments, build_features, build_transition_features, rfm_summary
 from funnelmodels.funnel import (
     build_transitions,
@@ -38,6 +39,7 @@ __all__ = [
     "DatasetConfig",
     "FunnelModelsError",
     "FunnelSpec",
+    "LeakageWarning",
     "ModelError",
     "ReportError",
     "SatisfactionModel",

@@ -191,7 +191,9 @@ def _table_source(name: str, entry: Any, *, root: Path, file: Path) -> TableSour
     elif name in (found := _discover_tables(root)):
         path = found[name].path  # only reading options given: the canonical file beside funnel.toml
     else:
-        raise ConfigError(f'{where} has no path and there is no {name}.csv or {name}.parquet beside it; add path = "your_file.csv".')
+        raise ConfigError(
+            f'{where} has no path and there is no {name}.csv or {name}.parquet beside it; add path = "your_file.csv".'
+        )
     fmt = entry.get("format") or ("parquet" if path.suffix.lower() == ".parquet" else "csv")
     if fmt not in _FORMATS:
         raise ConfigError(f"{where} format must be one of {', '.join(_FORMATS)}; received {fmt!r}.")

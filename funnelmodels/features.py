@@ -29,6 +29,8 @@ __all__ = [
     "add_segments",
     "build_features",
     "build_transition_features",
+    "categorical_features",
+    "extra_features",
     "feature_columns",
     "rfm_summary",
 ]
@@ -212,7 +214,9 @@ def build_features(
     out = rows.with_row_index("_row_order")
     if dataset.has("customers"):
         customers = dataset.lazy("customers")
-        keep = [c for c in DEMOGRAPHIC if c in customers.collect_schema().names()]
+        present = customers.collect_schema().names()
+        taken = out.collect_schema().names()
+        keep = [c for c in (*DEMOGRAPHIC, *extra_features(dataset)) if c in present and c not in taken]
         out = out.join(customers.select(s.CUSTOMER_ID, s.CREATED_AT, *keep), on=s.CUSTOMER_ID, how="left")
         out = out.with_columns(_days(pl.col(AS_OF) - pl.col(s.CREATED_AT)).alias("tenure_days")).drop(s.CREATED_AT)
     if dataset.has("transactions"):
@@ -248,11 +252,32 @@ def build_transition_features(dataset: Dataset, transitions: pl.LazyFrame) -> pl
     return build_features(dataset, transitions.with_columns(context))
 
 
-def feature_columns(frame: pl.LazyFrame | pl.DataFrame, *, exclude: Sequence[str] = ()) -> list[str]:
-    """The model feature columns present in ``frame``, in a fixed order."""
+def feature_columns(
+    frame: pl.LazyFrame | pl.DataFrame, *, exclude: Sequence[str] = (), extra: Sequence[str] = ()
+) -> list[str]:
+    """The model feature columns present in ``frame``, in a fixed order.
+
+    ``extra``: the dataset's own customer columns (:func:`extra_features`), appended.
+    """
     names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
     wanted = (*DEMOGRAPHIC, *PURCHASES, *SATISFACTION, *OPPORTUNITIES, *STAGE_CONTEXT)
-    return [c for c in wanted if c in names and c not in exclude]
+    known = [c for c in wanted if c in names and c not in exclude]
+    return known + [c for c in extra if c in names and c not in exclude and c not in known]
+
+
+def extra_features(dataset: Dataset) -> list[str]:
+    """Customer columns beyond the canonical ones (a CRM's own demographics): features too."""
+    if not dataset.has("customers"):
+        return []
+    canonical = set(s.SCHEMAS["customers"].names)
+    names = dataset.lazy("customers").collect_schema().names()
+    return [c for c in names if c not in canonical and not c.startswith("_")]
+
+
+def categorical_features(frame: pl.DataFrame, features: Sequence[str]) -> tuple[str, ...]:
+    """The features treated as categories: the known ones and any text column."""
+    text = (pl.String, pl.Categorical, pl.Enum)
+    return tuple(c for c in features if c in CATEGORICAL_FEATURES or isinstance(frame[c].dtype, text))
 
 
 def rfm_summary(

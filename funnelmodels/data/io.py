@@ -127,7 +127,7 @@ def read_table(source: TableSource, schema: TableSchema) -> tuple[pl.DataFrame |
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, UnicodeDecodeError) or "utf-8" in reason.lower() or "utf8" in reason.lower():
             reason += (
-                f"; the file is not UTF-8 (Excel often saves latin-1 or cp1252): set encoding = \"latin-1\" "
+                f'; the file is not UTF-8 (Excel often saves latin-1 or cp1252): set encoding = "latin-1" '
                 f"under [tables.{schema.name}] in funnel.toml"
             )
         return None, [Problem(schema.name, "", f"cannot read {source.path.name} as {source.format}: {reason}")]
@@ -190,7 +190,7 @@ def _apply_mapping(raw: pl.DataFrame, source: TableSource, schema: TableSchema) 
                     schema.name,
                     "",
                     f"{source.path.name} has one column {header!r}: it looks {shown!r}-separated, not "
-                    f"{source.separator!r}-separated; set separator = \"{shown}\" under [tables.{schema.name}] "
+                    f'{source.separator!r}-separated; set separator = "{shown}" under [tables.{schema.name}] '
                     "in funnel.toml",
                 )
             ]

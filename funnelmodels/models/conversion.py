@@ -31,8 +31,7 @@ import polars as pl
 from funnelmodels.config import FunnelSpec
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
-from funnelmodels.evaluation import binary_metrics
-from funnelmodels.features import CATEGORICAL_FEATURES
+from funnelmodels.evaluation import LEAKAGE_AUC, LeakageWarning, binary_metrics, suspected_leaks
 from funnelmodels.funnel import CONVERTED
 from funnelmodels.models.base import (
     FeatureEncoder,
@@ -220,7 +219,7 @@ class StageConversionModel:
         params : engine parameters (lightgbm: overrides of :data:`LIGHTGBM_DEFAULTS`, and
             ``per_stage=True`` for one booster per stage).
         """
-        from funnelmodels.features import feature_columns
+        from funnelmodels.features import categorical_features, feature_columns
 
         if engine not in ENGINES:
             raise ModelError(f"engine must be one of {', '.join(ENGINES)}; received {engine!r}.")
@@ -233,7 +232,8 @@ class StageConversionModel:
                 "the dataset is too small or too recent for its horizon."
             )
         features = list(features) if features is not None else feature_columns(train)
-        encoder = FeatureEncoder.fit(train, features, CATEGORICAL_FEATURES)
+        features, checks = _usable_features(train, features)
+        encoder = FeatureEncoder.fit(train, features, categorical_features(train, features))
         params = dict(params or {})
         if engine == "lightgbm":
             state, boosters = _fit_lightgbm(train, validation, encoder, spec, params, seed)
@@ -245,7 +245,7 @@ class StageConversionModel:
                 }
             }
             boosters = {}
-        notes = [n for st in state.get("stages", {}).values() if (n := st.get("note"))]
+        notes = checks + [n for st in state.get("stages", {}).values() if (n := st.get("note"))]
         meta = {
             "format_version": FORMAT_VERSION,
             "seed": seed,
@@ -480,6 +480,24 @@ def _exp(value: float | None) -> float:
     if value is None or not math.isfinite(value):
         return math.nan
     return math.exp(value) if value < 700 else math.inf
+
+
+def _usable_features(train: pl.DataFrame, features: list[str]) -> tuple[list[str], list[str]]:
+    """Drop features with no value at all; warn about features that look like leakage.
+
+    Returns the features to use and the notes the model keeps about them.
+    """
+    empty = [name for name in features if train[name].null_count() == train.height]
+    notes = [f"feature {name!r} has no values in the training rows; it is not used." for name in empty]
+    kept = [name for name in features if name not in empty]
+    for name, auc in suspected_leaks(train, kept, CONVERTED).items():
+        message = (
+            f"possible leakage: feature {name!r} alone predicts conversion with ROC AUC {auc:.3f} "
+            f"(> {LEAKAGE_AUC}); is it known before the outcome? If not, drop it from the data or the mapping."
+        )
+        warnings.warn(message, LeakageWarning, stacklevel=3)
+        notes.append(message)
+    return kept, notes
 
 
 def _observed(frame: pl.DataFrame) -> pl.DataFrame:

@@ -31,7 +31,6 @@ import polars as pl
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import expected_calibration_error
-from funnelmodels.features import CATEGORICAL_FEATURES
 from funnelmodels.models.base import (
     FeatureEncoder,
     design_matrix,
@@ -122,7 +121,7 @@ class SatisfactionModel:
         train : DataFrame ``<features>, csat and/or nps``.
         validation : later rows for LightGBM's early stopping; the ordinal model fits on both.
         """
-        from funnelmodels.features import feature_columns
+        from funnelmodels.features import categorical_features, feature_columns
 
         if engine not in SATISFACTION_ENGINES:
             raise ModelError(f"engine must be one of {', '.join(SATISFACTION_ENGINES)}; received {engine!r}.")
@@ -130,7 +129,7 @@ class SatisfactionModel:
         train = train.filter(pl.col(target).is_not_null())
         validation = (validation if validation is not None else train.head(0)).filter(pl.col(target).is_not_null())
         features = list(features) if features is not None else feature_columns(train, exclude=(s.STAGE,))
-        encoder = FeatureEncoder.fit(train, features, CATEGORICAL_FEATURES)
+        encoder = FeatureEncoder.fit(train, features, categorical_features(train, features))
         params = dict(params or {})
         booster = None
         if engine == "ordinal":

@@ -19,7 +19,7 @@ from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import OutOfTimeSplit, out_of_time_split
-from funnelmodels.features import AS_OF, build_features, build_transition_features
+from funnelmodels.features import AS_OF, build_features, build_transition_features, extra_features, feature_columns
 from funnelmodels.funnel import OPPORTUNITY_START, build_transitions, data_end
 from funnelmodels.models.conversion import ENGINES, Engine, StageConversionModel, metrics_table
 from funnelmodels.models.satisfaction import (
@@ -141,6 +141,7 @@ def train_conversion(
     if observed.height == 0:
         raise ModelError("no stage transition has an observed outcome yet (all are censored); nothing to learn from.")
     split, train, validation, test, meta = _split_by_time(dataset, observed, test_share)
+    features = feature_columns(frame, extra=extra_features(dataset))
     models: dict[str, StageConversionModel] = {}
     for engine in engines:
         models[engine] = StageConversionModel.fit(
@@ -148,6 +149,7 @@ def train_conversion(
             validation=validation,
             engine=engine,
             spec=dataset.spec,
+            features=features,
             seed=seed,
             params=(params or {}).get(engine),
             metadata=meta,
@@ -318,9 +320,10 @@ def train_satisfaction(
     check_target(frame, target)
     frame = frame.filter(pl.col(target).is_not_null())
     split, train, validation, test, meta = _split_by_time(dataset, frame, test_share)
+    features = feature_columns(frame, exclude=(s.STAGE,), extra=extra_features(dataset))
     models: dict[str, SatisfactionModel] = {
         engine: SatisfactionModel.fit(
-            train, validation=validation, engine=engine, target=target, seed=seed, metadata=meta
+            train, validation=validation, engine=engine, target=target, features=features, seed=seed, metadata=meta
         )
         for engine in engines
     }

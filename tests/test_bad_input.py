@@ -1,0 +1,233 @@
+"""The bad-input catalogue: one case per row, each a real command-line run.
+
+Every case gives a non-zero exit and one plain message naming the table, the column and
+the rule (never a traceback), or a documented fallback that is tested to work. README's
+"Troubleshooting" table lists the same cases by their ids (a test checks it does).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from handmade import tiny_tables
+
+from funnelmodels.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+Tables = dict[str, pl.DataFrame]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    build: Callable[[Path], list[str]]  # writes the input under the folder, returns the CLI arguments
+    message: str  # regular expression the error (stderr) must match
+    code: int = 1
+
+
+def _write(root: Path, tables: Tables, *, separators: dict[str, str] | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        frame.write_csv(root / f"{name}.csv", separator=(separators or {}).get(name, ","))
+    return root
+
+
+def _validate(change: Callable[[Tables], None]) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        tables = tiny_tables()
+        change(tables)
+        return ["validate", str(_write(tmp / "data", tables))]
+
+    return build
+
+
+def _set(table: str, column: str, values: list[object]) -> Callable[[Tables], None]:
+    def change(tables: Tables) -> None:
+        tables[table] = tables[table].with_columns(pl.Series(column, values))
+
+    return change
+
+
+def _drop(table: str, column: str) -> Callable[[Tables], None]:
+    def change(tables: Tables) -> None:
+        tables[table] = tables[table].drop(column)
+
+    return change
+
+
+def _events(stages: list[str], customers: list[int] | None = None) -> Callable[[Tables], None]:
+    def change(tables: Tables) -> None:
+        n = len(stages)
+        tables["stage_events"] = pl.DataFrame(
+            {
+                "opportunity_id": [100] * n,
+                "customer_id": customers or [1] * n,
+                "stage": stages,
+                "entered_at": [f"2025-01-{d:02d}" for d in range(2, 2 + 3 * n, 3)],
+            }
+        )
+
+    return change
+
+
+def _wrong_delimiter(tmp: Path) -> list[str]:
+    return ["validate", str(_write(tmp / "data", tiny_tables(), separators={"customers": ";"}))]
+
+
+def _latin1(tmp: Path) -> list[str]:
+    root = _write(tmp / "data", tiny_tables())
+    text = (root / "customers.csv").read_text(encoding="utf-8").replace("north", "Nordfjörd")
+    (root / "customers.csv").write_bytes(text.encode("latin-1"))
+    return ["validate", str(root)]
+
+
+def _truncated_parquet(tmp: Path) -> list[str]:
+    root = _write(tmp / "data", tiny_tables())
+    (root / "transactions.csv").unlink()
+    tiny_tables()["transactions"].write_parquet(root / "transactions.parquet")
+    data = (root / "transactions.parquet").read_bytes()
+    (root / "transactions.parquet").write_bytes(data[: len(data) // 2])
+    return ["validate", str(root)]
+
+
+def _zero_rows(change: Tables) -> None:
+    change["surveys"] = change["surveys"].head(0)
+
+
+def _toml(text: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        root = _write(tmp / "data", tiny_tables())
+        (root / "funnel.toml").write_text(text, encoding="utf-8")
+        return ["funnel", str(root)]
+
+    return build
+
+
+def _foreign_model(tmp: Path) -> list[str]:
+    model = tmp / "model" / "conversion" / "lightgbm"
+    model.mkdir(parents=True)
+    (model / "model.json").write_text('{"kind": "satisfaction", "format_version": 1}', encoding="utf-8")
+    root = _write(tmp / "data", tiny_tables())
+    return ["score", str(root), "--model", str(tmp / "model"), "--as-of", "2025-02-01", "--out", str(tmp / "s.csv")]
+
+
+def _as_of_before_data(tmp: Path) -> list[str]:
+    args = _foreign_model(tmp)  # the moment is checked before the model is read
+    return [*args[:4], "--as-of", "2001-01-01", *args[6:]]
+
+
+def _report(*params: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        root = _write(tmp / "data", tiny_tables())
+        return ["report", "sales_performance", "-p", "data_dir", str(root), *params, "--reports-dir", str(tmp / "r")]
+
+    return build
+
+
+CASES = [
+    # --- the foundation's validation rules
+    Case("missing-column", _validate(_drop("customers", "created_at")), r"customers\.created_at: required column"),
+    Case("wrong-type", _validate(_set("customers", "age", ["34", "thirty", None])), r"customers\.age: wrong type"),
+    Case("duplicate-id", _validate(_set("customers", "customer_id", [1, 1, 3])), r"customers\.customer_id: .*duplicate"),
+    Case("negative-age", _validate(_set("customers", "age", [34, -2, None])), r"customers\.age: .*"),
+    Case("csat-off-scale", _validate(_set("surveys", "csat", [4, 9])), r"surveys\.csat: .*1.*5"),
+    Case("nps-off-scale", _validate(_set("surveys", "nps", [9, 11])), r"surveys\.nps: .*0.*10"),
+    Case("unknown-stage", _validate(_events(["lead", "negotiation"])), r"stage_events\.stage: .*negotiation"),
+    Case("stages-out-of-order", _validate(_events(["proposal", "lead"])), r"stage_events\.entered_at: stage events out of order"),
+    Case("won-and-lost", _validate(_events(["lead", "won", "lost"])), r"stage_events\.stage: .*won.*lost"),
+    Case("unknown-customer", _validate(_set("transactions", "customer_id", [1, 1, 2, 99])), r"transactions\.customer_id"),
+    Case("unparsable-date", _validate(_set("surveys", "responded_at", ["2025-01-15", "tomorrow"])), r"surveys\.responded_at: wrong type"),
+    # --- real-export mishaps
+    Case("wrong-delimiter", _wrong_delimiter, r"customers: .*looks ';'-separated.*separator = \";\""),
+    Case("latin-1-file", _latin1, r"customers: .*not UTF-8.*encoding = \"latin-1\""),
+    Case("truncated-parquet", _truncated_parquet, r"transactions: cannot read transactions\.parquet"),
+    Case(
+        "mixed-date-formats",
+        _validate(_set("customers", "created_at", ["2025-01-01", "05/01/2025", "2025-02-01"])),
+        r"customers\.created_at: wrong type.*datetime_format.*row=2",
+    ),
+    Case(
+        "thousands-separators",
+        _validate(_set("transactions", "amount", ["1,120.00", "-120.00", "80.50", "42.00"])),
+        r"transactions\.amount: wrong type.*thousands separators.*row=1",
+    ),
+    Case("zero-rows", _validate(_zero_rows), r"surveys: the table is empty \(0 rows\)"),
+    Case("toml-typo", _toml('[tables.customers]\npath = "customers.csv"\nseperator = ";"\n'), r"Did you mean 'separator'"),
+    Case("one-stage-funnel", _toml('[funnel]\nstages = ["won"]\n'), r"\[funnel\] stages needs at least two stages"),
+    # --- models and reports
+    Case("foreign-model", _foreign_model, r"satisfaction.*conversion|conversion.*satisfaction"),
+    Case("as-of-before-data", _as_of_before_data, r"as_of 2001-01-01.* before any stage event"),
+    Case("period-without-data", _report("-p", "period", "2031-01"), r"period '2031-01' has no data"),
+    Case("path-in-report-name", lambda tmp: ["report", "../escape", "--reports-dir", str(tmp / "r")], r"not allowed"),
+    Case("path-in-period", _report("-p", "period", "../../escape"), r"period '\.\./\.\./escape' is not allowed"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_bad_input_gives_a_clear_error_and_a_nonzero_exit(
+    case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = case.build(tmp_path)
+
+    code = main(["--quiet", *args])
+
+    err = capsys.readouterr().err
+    assert code == case.code, err
+    assert re.search(case.message, err, re.DOTALL), err
+    assert "Traceback" not in err
+    assert not (tmp_path / "escape").exists() and not (tmp_path.parent / "escape").exists()
+
+
+def test_the_readme_lists_every_case() -> None:
+    text = README.read_text(encoding="utf-8")
+    missing = [case.id for case in CASES if f"`{case.id}`" not in text]
+    assert missing == []
+
+
+# --- documented fallbacks: odd but valid input that works ---------------------------------------
+
+
+def test_a_feature_with_only_nulls_is_left_out_with_a_note(synthetic_dir: Path) -> None:
+    from funnelmodels.data.io import load_dataset
+    from funnelmodels.models.conversion import StageConversionModel
+    from funnelmodels.models.training import transition_frame
+
+    frame = transition_frame(load_dataset(synthetic_dir)).with_columns(pl.lit(None, dtype=pl.Float64).alias("income"))
+
+    model = StageConversionModel.fit(frame, engine="logit", seed=0)
+
+    assert "income" not in model.encoder.names and "age" in model.encoder.names
+    assert "feature 'income' has no values in the training rows; it is not used." in model.metadata["notes"]
+    assert np.isfinite(model.predict_proba(frame)).all()
+
+
+def test_a_single_step_funnel_works(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 7 contacts in January with their outcome the same day: 3 won, 4 lost → 3/7. An 8th,
+    # in June, is still open at the data's end (censored: its 90-day horizon is not over).
+    outcomes = ["won", "lost", "won", "lost", "lost", "won", "lost"]
+    events = pl.DataFrame(
+        {
+            "opportunity_id": [i for i in range(7) for _ in range(2)] + [7],
+            "customer_id": [1 + i % 3 for i in range(7) for _ in range(2)] + [1],
+            "stage": [s for outcome in outcomes for s in ("contact", outcome)] + ["contact"],
+            "entered_at": [f"2025-01-{1 + i:02d} {h}:00:00" for i in range(7) for h in (9, 17)] + ["2025-06-01"],
+        }
+    )
+    tables = tiny_tables()
+    tables["stage_events"] = events
+    root = _write(tmp_path / "data", tables)
+    (root / "funnel.toml").write_text('[funnel]\nstages = ["contact", "won"]\n', encoding="utf-8")
+
+    assert main(["--quiet", "funnel", str(root), "--json"]) == 0
+
+    [segment] = json.loads(capsys.readouterr().out)["segments"]
+    [row] = segment["stages"]
+    assert (row["stage"], row["entered"], row["observed"], row["converted"]) == ("contact", 8, 7, 3)
+    assert row["rate"] == pytest.approx(3 / 7)
