@@ -135,15 +135,27 @@ CASES = [
     # --- the foundation's validation rules
     Case("missing-column", _validate(_drop("customers", "created_at")), r"customers\.created_at: required column"),
     Case("wrong-type", _validate(_set("customers", "age", ["34", "thirty", None])), r"customers\.age: wrong type"),
-    Case("duplicate-id", _validate(_set("customers", "customer_id", [1, 1, 3])), r"customers\.customer_id: .*duplicate"),
+    Case(
+        "duplicate-id", _validate(_set("customers", "customer_id", [1, 1, 3])), r"customers\.customer_id: .*duplicate"
+    ),
     Case("negative-age", _validate(_set("customers", "age", [34, -2, None])), r"customers\.age: .*"),
     Case("csat-off-scale", _validate(_set("surveys", "csat", [4, 9])), r"surveys\.csat: .*1.*5"),
     Case("nps-off-scale", _validate(_set("surveys", "nps", [9, 11])), r"surveys\.nps: .*0.*10"),
     Case("unknown-stage", _validate(_events(["lead", "negotiation"])), r"stage_events\.stage: .*negotiation"),
-    Case("stages-out-of-order", _validate(_events(["proposal", "lead"])), r"stage_events\.entered_at: stage events out of order"),
+    Case(
+        "stages-out-of-order",
+        _validate(_events(["proposal", "lead"])),
+        r"stage_events\.entered_at: stage events out of order",
+    ),
     Case("won-and-lost", _validate(_events(["lead", "won", "lost"])), r"stage_events\.stage: .*won.*lost"),
-    Case("unknown-customer", _validate(_set("transactions", "customer_id", [1, 1, 2, 99])), r"transactions\.customer_id"),
-    Case("unparsable-date", _validate(_set("surveys", "responded_at", ["2025-01-15", "tomorrow"])), r"surveys\.responded_at: wrong type"),
+    Case(
+        "unknown-customer", _validate(_set("transactions", "customer_id", [1, 1, 2, 99])), r"transactions\.customer_id"
+    ),
+    Case(
+        "unparsable-date",
+        _validate(_set("surveys", "responded_at", ["2025-01-15", "tomorrow"])),
+        r"surveys\.responded_at: wrong type",
+    ),
     # --- real-export mishaps
     Case("wrong-delimiter", _wrong_delimiter, r"customers: .*looks ';'-separated.*separator = \";\""),
     Case("latin-1-file", _latin1, r"customers: .*not UTF-8.*encoding = \"latin-1\""),
@@ -159,7 +171,9 @@ CASES = [
         r"transactions\.amount: wrong type.*thousands separators.*row=1",
     ),
     Case("zero-rows", _validate(_zero_rows), r"surveys: the table is empty \(0 rows\)"),
-    Case("toml-typo", _toml('[tables.customers]\npath = "customers.csv"\nseperator = ";"\n'), r"Did you mean 'separator'"),
+    Case(
+        "toml-typo", _toml('[tables.customers]\npath = "customers.csv"\nseperator = ";"\n'), r"Did you mean 'separator'"
+    ),
     Case("one-stage-funnel", _toml('[funnel]\nstages = ["won"]\n'), r"\[funnel\] stages needs at least two stages"),
     # --- models and reports
     Case("foreign-model", _foreign_model, r"satisfaction.*conversion|conversion.*satisfaction"),
