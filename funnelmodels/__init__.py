@@ -26,6 +26,7 @@ from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.satisfaction import SatisfactionModel
 from funnelmodels.models.training import (
     at_risk_customers,
+    cross_validate_conversion,
     pipeline_value,
     score_open_opportunities,
     train_conversion,
@@ -52,6 +53,7 @@ __all__ = [
     "build_transitions",
     "cohort_table",
     "conversion_table",
+    "cross_validate_conversion",
     "end_to_end_rate",
     "generate_dataset",
     "load_config",

@@ -25,7 +25,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from funnelmodels.errors import ConfigError
 
@@ -33,6 +33,7 @@ __all__ = [
     "CONFIG_FILE",
     "DEFAULT_STAGES",
     "DatasetConfig",
+    "Derivation",
     "FunnelSpec",
     "TableSource",
     "load_config",
@@ -108,6 +109,22 @@ class TableSource:
     encoding: str = "utf8"
     decimal_comma: bool = False
     datetime_format: str | None = None
+    derive: Mapping[str, Derivation] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """How to make a column a file lacks (``[tables.X.derive]`` in funnel.toml).
+
+    One of: ``"row_number"`` (1, 2, 3, … in file order: an order or customer id); a constant
+    ``{ value = "phone" }``; a copy ``{ from = "Col" }``; or values translated
+    ``{ from = "y", map = { yes = "won", no = "lost" } }`` (values not listed become empty).
+    """
+
+    kind: Literal["row_number", "value", "copy", "map"]
+    source: str | None = None
+    value: str | None = None
+    mapping: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -120,7 +137,8 @@ class DatasetConfig:
     config_file: Path | None = None
 
 
-_TABLE_KEYS = ("path", "format", "columns", "separator", "encoding", "decimal_comma", "datetime_format")
+_TABLE_KEYS = ("path", "format", "columns", "separator", "encoding", "decimal_comma", "datetime_format", "derive")
+_DERIVE_KEYS = ("from", "map", "value")
 _FUNNEL_KEYS = ("stages", "lost", "horizon_days")
 
 
@@ -200,14 +218,37 @@ def _table_source(name: str, entry: Any, *, root: Path, file: Path) -> TableSour
     columns = entry.get("columns", {})
     if not all(isinstance(v, str) for v in columns.values()):
         raise ConfigError(f"{where}.columns maps canonical names to your column names, all text; received {columns!r}.")
+    derive = {
+        column: _derivation(column, rule, where=f"{where}.derive") for column, rule in entry.get("derive", {}).items()
+    }
     return TableSource(
         path=path,
         format=fmt,
         columns=dict(columns),
+        derive=derive,
         separator=entry.get("separator", ","),
         encoding=entry.get("encoding", "utf8"),
         decimal_comma=bool(entry.get("decimal_comma", False)),
         datetime_format=entry.get("datetime_format"),
+    )
+
+
+def _derivation(column: str, rule: Any, *, where: str) -> Derivation:
+    if rule == "row_number":
+        return Derivation("row_number")
+    if isinstance(rule, dict):
+        _check_keys(rule, _DERIVE_KEYS, where=f"{where}.{column}")
+        if "value" in rule and len(rule) == 1:
+            return Derivation("value", value=str(rule["value"]))
+        if isinstance(rule.get("from"), str) and "value" not in rule:
+            mapping = rule.get("map")
+            if mapping is None:
+                return Derivation("copy", source=rule["from"])
+            if isinstance(mapping, dict):
+                return Derivation("map", source=rule["from"], mapping={str(k): str(v) for k, v in mapping.items()})
+    raise ConfigError(
+        f'{where}.{column} must be "row_number", {{ value = "…" }}, {{ from = "column" }} or '
+        f'{{ from = "column", map = {{ yes = "won", no = "lost" }} }}; received {rule!r}.'
     )
 
 

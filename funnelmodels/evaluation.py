@@ -162,38 +162,53 @@ def lift_table(y: np.ndarray, p: np.ndarray, *, groups: int = 10) -> pl.DataFram
     return table
 
 
-def single_feature_auc(values: np.ndarray, y: np.ndarray) -> float:
+def single_feature_auc(values: np.ndarray, y: np.ndarray, strata: np.ndarray | None = None) -> float:
     """ROC AUC of one numeric feature used directly as a score, direction-free (≥ 0.5).
 
-    Rows where the feature is missing are left out; NaN when fewer than 2 classes remain.
+    With ``strata`` (e.g. the month and stage of each row), the AUC is computed within each
+    stratum and averaged weighted by its positive–negative pairs: it then measures how well
+    the feature ranks rows *of the same time and stage*, undisturbed by base rates that drift.
+    Rows where the feature is NaN are left out; NaN when no stratum has both classes.
     """
     from scipy.stats import rankdata
 
     keep = ~np.isnan(values)
     v, t = values[keep], y[keep].astype(bool)
-    positives, negatives = int(t.sum()), int((~t).sum())
-    if positives == 0 or negatives == 0:
+    groups = strata[keep] if strata is not None else np.zeros(v.size, dtype=np.int64)
+    total, pairs = 0.0, 0.0
+    for group in np.unique(groups):
+        mask = groups == group
+        positives, negatives = int(t[mask].sum()), int((~t[mask]).sum())
+        if positives == 0 or negatives == 0:
+            continue
+        ranks = rankdata(v[mask])  # Mann-Whitney: ties get their average rank
+        auc = (ranks[t[mask]].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+        total += auc * positives * negatives
+        pairs += positives * negatives
+    if pairs == 0:
         return math.nan
-    ranks = rankdata(v)  # Mann-Whitney: ties get their average rank
-    auc = (ranks[t].sum() - positives * (positives + 1) / 2) / (positives * negatives)
+    auc = total / pairs
     return float(max(auc, 1 - auc))
 
 
 def suspected_leaks(
-    frame: pl.DataFrame, features: list[str], target: str, *, threshold: float = LEAKAGE_AUC
+    frame: pl.DataFrame, features: list[str], target: str, *, strata: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Numeric features whose single-feature AUC on ``target`` exceeds ``threshold``.
+    """Numeric features that alone rank ``target`` almost perfectly (single-feature ROC AUC
+    above :data:`LEAKAGE_AUC`, within ``strata`` when given): the signature of target leakage.
 
-    No honest pre-decision feature of a sales funnel predicts the outcome that well alone
-    (published CRM models reach 0.75–0.85 with every feature together); one that does is
-    usually recorded after the outcome (call duration, a "closed" date, a post-sale field).
+    No honest pre-decision feature of a sales funnel does that (CRM models reach 0.75–0.85 with
+    every feature together); one that does is usually recorded after the outcome — a call's
+    duration, a "closed" date, a post-sale field. Missing values rank lowest, so a field that
+    is filled in only for won deals is caught too.
     """
     y = frame[target].cast(pl.Float64).to_numpy()
     out = {}
     for name in features:
         if not frame[name].dtype.is_numeric() or frame[name].null_count() == frame.height:
             continue
-        auc = single_feature_auc(frame[name].cast(pl.Float64).to_numpy(), y)
-        if auc > threshold:
+        values = frame[name].cast(pl.Float64).fill_nan(None).fill_null(-np.inf).to_numpy()
+        auc = single_feature_auc(values, y, strata)
+        if auc > LEAKAGE_AUC:
             out[name] = auc
     return out

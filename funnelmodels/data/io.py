@@ -138,7 +138,7 @@ def read_table(source: TableSource, schema: TableSchema) -> tuple[pl.DataFrame |
         return None, [Problem(schema.name, "", "the table is empty (0 rows); remove the file or fill it")]
     raw = raw.with_row_index(ROW, offset=1)
     parsed, problems = _parse_columns(raw, source, schema)
-    return parsed, problems
+    return _typed_extras(parsed, source, schema), problems
 
 
 def _read_file(source: TableSource) -> pl.DataFrame:
@@ -154,8 +154,58 @@ def _read_file(source: TableSource) -> pl.DataFrame:
     )
 
 
-def _apply_mapping(raw: pl.DataFrame, source: TableSource, schema: TableSchema) -> tuple[pl.DataFrame, list[Problem]]:
+def _derive(raw: pl.DataFrame, source: TableSource, schema: TableSchema) -> tuple[pl.DataFrame, list[Problem]]:
+    """Add the columns funnel.toml derives (``[tables.X.derive]``) from the file's own columns."""
     problems: list[Problem] = []
+    exprs = []
+    for column, rule in source.derive.items():
+        if rule.source is not None and rule.source not in raw.columns:
+            problems.append(
+                Problem(
+                    schema.name,
+                    column,
+                    f"funnel.toml derives it from column {rule.source!r}, which {source.path.name} lacks "
+                    f"(its columns: {', '.join(raw.columns)})",
+                )
+            )
+            continue
+        if rule.kind == "row_number":
+            expr = pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+        elif rule.kind == "value":
+            expr = pl.lit(rule.value, dtype=pl.String)
+        elif rule.kind == "copy":
+            expr = pl.col(str(rule.source))
+        else:
+            text = pl.col(str(rule.source)).cast(pl.String).str.strip_chars()
+            expr = text.replace_strict(dict(rule.mapping), default=None, return_dtype=pl.String)
+        exprs.append(expr.alias(column))
+    return raw.with_columns(exprs), problems
+
+
+def _typed_extras(frame: pl.DataFrame, source: TableSource, schema: TableSchema) -> pl.DataFrame:
+    """Give a CSV's extra (non-canonical) text columns a number type when every value is one.
+
+    The whole column is looked at, not the first rows: a column of whole numbers that turns
+    decimal on row 50,000 becomes Float64, one with any text stays text.
+    """
+    exprs = []
+    for name, dtype in frame.schema.items():
+        if name in schema.names or name == ROW or dtype != pl.String:
+            continue
+        text = frame[name].str.strip_chars().replace("", None)
+        present = text.is_not_null().sum()
+        if present == 0:
+            continue
+        number = frame.select(_number_expr(pl.col(name), dtype, decimal_comma=source.decimal_comma)).to_series()
+        if number.is_not_null().sum() == present:
+            whole = bool((number.drop_nulls() == number.drop_nulls().round(0)).all())
+            integer_text = bool(text.drop_nulls().str.contains(r"^[+-]?\d+$").all())
+            exprs.append(number.cast(pl.Int64) if whole and integer_text else number)
+    return frame.with_columns(exprs)
+
+
+def _apply_mapping(raw: pl.DataFrame, source: TableSource, schema: TableSchema) -> tuple[pl.DataFrame, list[Problem]]:
+    raw, problems = _derive(raw, source, schema)
     renames: dict[str, str] = {}
     for canonical, theirs in source.columns.items():
         if canonical not in schema.names:

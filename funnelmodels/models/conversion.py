@@ -32,6 +32,7 @@ from funnelmodels.config import FunnelSpec
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import LEAKAGE_AUC, LeakageWarning, binary_metrics, suspected_leaks
+from funnelmodels.features import categorical_features
 from funnelmodels.funnel import CONVERTED
 from funnelmodels.models.base import (
     FeatureEncoder,
@@ -219,7 +220,7 @@ class StageConversionModel:
         params : engine parameters (lightgbm: overrides of :data:`LIGHTGBM_DEFAULTS`, and
             ``per_stage=True`` for one booster per stage).
         """
-        from funnelmodels.features import categorical_features, feature_columns
+        from funnelmodels.features import feature_columns
 
         if engine not in ENGINES:
             raise ModelError(f"engine must be one of {', '.join(ENGINES)}; received {engine!r}.")
@@ -490,10 +491,17 @@ def _usable_features(train: pl.DataFrame, features: list[str]) -> tuple[list[str
     empty = [name for name in features if train[name].null_count() == train.height]
     notes = [f"feature {name!r} has no values in the training rows; it is not used." for name in empty]
     kept = [name for name in features if name not in empty]
-    for name, auc in suspected_leaks(train, kept, CONVERTED).items():
+    # Judged among rows of the same stage and month, so that drifting base rates neither hide a
+    # leak nor make an honest feature look like one.
+    keys: list[str | pl.Expr] = [c for c in (s.STAGE,) if c in train.columns]
+    if s.ENTERED_AT in train.columns:
+        keys.append(pl.col(s.ENTERED_AT).dt.truncate("1mo").cast(pl.String))
+    strata = train.select(pl.concat_str(keys, separator="|")).to_series().to_numpy() if keys else None
+    for name, auc in suspected_leaks(train, kept, CONVERTED, strata=strata).items():
         message = (
             f"possible leakage: feature {name!r} alone predicts conversion with ROC AUC {auc:.3f} "
-            f"(> {LEAKAGE_AUC}); is it known before the outcome? If not, drop it from the data or the mapping."
+            f"(> {LEAKAGE_AUC}, among rows of the same stage and month). Is it known before the outcome? "
+            "If not, leave it out of the data and retrain."
         )
         warnings.warn(message, LeakageWarning, stacklevel=3)
         notes.append(message)
