@@ -310,21 +310,46 @@ def rfm_summary(
     T = days from the first purchase day to ``observation_end``; monetary_value = mean
     daily total over the repeat days (0 without repeats).
     """
-    amount = [pl.col(amount_col).alias("_amount")] if amount_col else []
-    days = transactions.lazy().select(customer_col, pl.col(time_col).cast(pl.Date).alias("_day"), *amount)
+    amount = pl.col(amount_col).cast(pl.Float64) if amount_col else pl.lit(0.0)
+    days = transactions.lazy().select(
+        pl.col(customer_col), pl.col(time_col).cast(pl.Date).alias("_day"), amount.alias("_amount")
+    )
     if observation_end is not None:
         end = observation_end.date() if isinstance(observation_end, datetime) else observation_end
         days = days.filter(pl.col("_day") <= end)
-        end_expr = pl.lit(end, dtype=pl.Date)
-    else:
-        end_expr = pl.col("_last").max()
-    daily = days.group_by(customer_col, "_day").agg(pl.col("_amount").sum()) if amount_col else days.unique()
-    first_day = pl.col("_day") == pl.col("_day").min()
-    per_customer = daily.group_by(customer_col).agg(
-        pl.col("_day").min().alias("_first"),
-        pl.col("_day").max().alias("_last"),
-        (pl.len() - 1).cast(pl.Int64).alias("frequency"),
-        *([pl.col("_amount").filter(~first_day).mean().fill_null(0.0).alias("monetary_value")] if amount_col else []),
+    frame = _by_customer_and_day(days.collect(engine="in-memory"), customer_col)
+    # Sorted by customer and day, every customer and every purchase day is a run of rows:
+    # flags and running sums replace a group-by over (customer, day) pairs (≈ one per row).
+    customer, day = pl.col(customer_col), pl.col("_day")
+    new_customer = (customer != customer.shift(1)).fill_null(True)
+    new_day = new_customer | (day != day.shift(1)).fill_null(True)
+    first_day = pl.when(new_customer).then(day).forward_fill()
+    per_customer = (
+        frame.lazy()
+        .with_columns(
+            new_customer.cum_sum().alias("_customer"),
+            new_day.alias("_new_day"),
+            pl.when(day == first_day).then(pl.lit(0.0)).otherwise(pl.col("_amount")).alias("_repeat_amount"),
+        )
+        .group_by("_customer")
+        .agg(
+            customer.first(),
+            day.first().alias("_first"),
+            day.last().alias("_last"),
+            (pl.col("_new_day").sum() - 1).cast(pl.Int64).alias("frequency"),
+            pl.col("_repeat_amount").sum().alias("_repeat_total"),
+        )
+    )
+    end_expr = pl.lit(end, dtype=pl.Date) if observation_end is not None else pl.col("_last").max()
+    monetary = (
+        [
+            pl.when(pl.col("frequency") > 0)
+            .then(pl.col("_repeat_total") / pl.col("frequency"))
+            .otherwise(0.0)
+            .alias("monetary_value")
+        ]
+        if amount_col
+        else []
     )
     return (
         per_customer.select(
@@ -332,11 +357,26 @@ def rfm_summary(
             "frequency",
             (pl.col("_last") - pl.col("_first")).dt.total_days().cast(pl.Float64).alias("recency"),
             (end_expr - pl.col("_first")).dt.total_days().cast(pl.Float64).alias("T"),
-            *(["monetary_value"] if amount_col else []),
+            *monetary,
         )
         .sort(customer_col)
         .collect(engine="in-memory")
     )
+
+
+def _by_customer_and_day(frame: pl.DataFrame, customer_col: str) -> pl.DataFrame:
+    """``frame`` ordered by customer, then day, sorting only as much as needed (file order kept within a day)."""
+    customer, day = pl.col(customer_col), pl.col("_day")
+    in_order = frame.select(
+        ((customer > customer.shift(1)) | ((customer == customer.shift(1)) & (day >= day.shift(1))))
+        .fill_null(True)
+        .all()
+    ).item()
+    if in_order:  # e.g. an export ordered by customer (CDNOW)
+        return frame
+    if frame["_day"].is_sorted():  # a log in time order: a stable sort on one key suffices
+        return frame.sort(customer_col, maintain_order=True)
+    return frame.sort(customer_col, "_day", maintain_order=True)
 
 
 SEGMENTS = ("region", "gender", "age_band", "income_band", "customer_type", "source")
