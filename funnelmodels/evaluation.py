@@ -170,24 +170,31 @@ def single_feature_auc(values: np.ndarray, y: np.ndarray, strata: np.ndarray | N
     the feature ranks rows *of the same time and stage*, undisturbed by base rates that drift.
     Rows where the feature is NaN are left out; NaN when no stratum has both classes.
     """
-    from scipy.stats import rankdata
-
-    keep = ~np.isnan(values)
-    v, t = values[keep], y[keep].astype(bool)
-    groups = strata[keep] if strata is not None else np.zeros(v.size, dtype=np.int64)
-    total, pairs = 0.0, 0.0
-    for group in np.unique(groups):
-        mask = groups == group
-        positives, negatives = int(t[mask].sum()), int((~t[mask]).sum())
-        if positives == 0 or negatives == 0:
-            continue
-        ranks = rankdata(v[mask])  # Mann-Whitney: ties get their average rank
-        auc = (ranks[t[mask]].sum() - positives * (positives + 1) / 2) / (positives * negatives)
-        total += auc * positives * negatives
-        pairs += positives * negatives
-    if pairs == 0:
+    frame = pl.DataFrame(
+        {"v": values, "y": y.astype(np.int64), "g": strata if strata is not None else np.zeros(values.size, np.int64)},
+        nan_to_null=True,
+    ).drop_nulls("v")
+    # Mann–Whitney within each stratum: ties get their average rank.
+    per_stratum = (
+        frame.lazy()
+        .with_columns(pl.col("v").rank("average").over("g").alias("r"))
+        .group_by("g")
+        .agg(
+            pl.col("y").sum().cast(pl.Float64).alias("p"),
+            (1 - pl.col("y")).sum().cast(pl.Float64).alias("n"),
+            pl.col("r").filter(pl.col("y") == 1).sum().alias("rank_sum"),
+        )
+        .filter((pl.col("p") > 0) & (pl.col("n") > 0))
+        .select(
+            (pl.col("rank_sum") - pl.col("p") * (pl.col("p") + 1) / 2).sum().alias("u"),
+            (pl.col("p") * pl.col("n")).sum().alias("pairs"),
+        )
+        .collect(engine="in-memory")
+    )
+    u, pairs = per_stratum.row(0)
+    if not pairs:
         return math.nan
-    auc = total / pairs
+    auc = u / pairs
     return float(max(auc, 1 - auc))
 
 

@@ -63,3 +63,19 @@ def test_out_of_time_split_trains_on_the_past() -> None:
     assert times.filter(split.validation).max() < times.filter(split.test).min()
     with pytest.raises(ModelError, match="needs history"):
         out_of_time_split(pl.Series([start] * 10))
+
+
+def test_single_feature_auc_by_hand_with_and_without_strata() -> None:
+    from funnelmodels.evaluation import single_feature_auc
+
+    values = np.array([1.0, 2.0, 3.0, 1.0, 2.0, np.nan])
+    y = np.array([0, 0, 1, 1, 0, 1])
+    # Positives {3, 1} against negatives {1, 2, 2} (the NaN row is left out): 3 beats all three,
+    # 1 ties one (½) and loses two → 3.5 of 6 pairs.
+    assert single_feature_auc(values, y) == pytest.approx(3.5 / 6)
+    # Stratum a (rows 0-2): 3 beats 1 and 2 → 2/2; stratum b (rows 3-4): 1 loses to 2 → 0/1.
+    # Weighted by pairs: (1·2 + 0·1) / 3 = 2/3.
+    strata = np.array(["a", "a", "a", "b", "b", "b"])
+    assert single_feature_auc(values, y, strata) == pytest.approx(2 / 3)
+    # Direction-free: a feature that ranks the other way scores the same.
+    assert single_feature_auc(-values, y, strata) == pytest.approx(2 / 3)
