@@ -340,7 +340,7 @@ def _fit_ordinal(frame: pl.DataFrame, encoder: FeatureEncoder, target: Target) -
     notes = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = OrderedModel(codes, X, distr="logit").fit(method="bfgs", disp=False, maxiter=2000)
+        result = _ordered_logit(OrderedModel)(codes, X, distr="logit").fit(method="bfgs", disp=False, maxiter=2000)
     notes += [f"ordinal {target}: {w.message}" for w in caught if "converge" in str(w.message).lower()]
     k = X.shape[1]
     params = np.asarray(result.params)
@@ -356,6 +356,47 @@ def _fit_ordinal(frame: pl.DataFrame, encoder: FeatureEncoder, target: Target) -
         "converged": bool(result.mle_retvals.get("converged", True)),
         "notes": notes,
     }
+
+
+def _ordered_logit(base: type) -> type:
+    """statsmodels' OrderedModel with the analytic gradient of the ordered logit.
+
+    OrderedModel differentiates its log-likelihood numerically (two evaluations per parameter
+    for every gradient, k² for the Hessian): 18 s for 11k responses × 35 terms. The same model
+    and optimiser with the exact gradient take a fraction of that; the Hessian (for intervals)
+    is the numerical derivative of the exact gradient. Tested equal to the plain OrderedModel.
+    """
+
+    class OrderedLogit(base):  # type: ignore[misc,valid-type]
+        def score(self, params: np.ndarray) -> np.ndarray:
+            return self.score_obs(params).sum(0)
+
+        def score_obs(self, params: np.ndarray) -> np.ndarray:
+            low, upp = self._bounds(params)
+            prob = np.maximum(self.prob(low, upp), 1e-300)
+            pdf_low, pdf_upp = self.pdf(low), self.pdf(upp)  # the logistic pdf; 0 at ±inf
+            k = self.exog.shape[1]
+            m = self.k_levels - 1  # thresholds θ_1 … θ_m; θ_j = p_0 + Σ_{l≤j-1} exp(p_l)
+            increments = np.exp(params[k + 1 :])
+            # d θ_j / d p_0 = 1; d θ_j / d p_l = exp(p_l) for l < j.
+            d_theta = np.tril(np.ones((m, m)), 0) * np.r_[1.0, increments][None, :]
+            upper = np.zeros((self.nobs, m))
+            lower = np.zeros((self.nobs, m))
+            rows = np.arange(self.nobs)
+            has_upper = self.endog < m
+            has_lower = self.endog > 0
+            upper[rows[has_upper], self.endog[has_upper]] = pdf_upp[has_upper]
+            lower[rows[has_lower], self.endog[has_lower] - 1] = pdf_low[has_lower]
+            d_logp_d_theta = (upper - lower) / prob[:, None]
+            d_beta = -((pdf_upp - pdf_low) / prob)[:, None] * self.exog
+            return np.column_stack([d_beta, d_logp_d_theta @ d_theta])
+
+        def hessian(self, params: np.ndarray) -> np.ndarray:
+            from statsmodels.tools.numdiff import approx_fprime
+
+            return approx_fprime(params, self.score, centered=True)
+
+    return OrderedLogit
 
 
 def _fit_lightgbm(

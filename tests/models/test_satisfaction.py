@@ -134,3 +134,20 @@ def test_bad_input_is_named(satisfaction: SatisfactionTraining) -> None:
         SatisfactionModel.fit(rows.head(300).with_columns(pl.lit(4).alias("csat")))
     with pytest.raises(ModelError, match="no nps column"):
         SatisfactionModel.fit(rows.drop("nps"), target="nps")
+
+
+def test_the_exact_gradient_ordered_logit_equals_statsmodels() -> None:
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+    from statsmodels.tools.numdiff import approx_fprime
+
+    from funnelmodels.models.satisfaction import _ordered_logit
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2_000, 4))
+    y = np.digitize(X @ np.array([0.8, -0.5, 0.0, 0.3]) + rng.logistic(size=2_000), [-2.0, -0.5, 0.5, 2.0])
+    fast = _ordered_logit(OrderedModel)(y, X, distr="logit")
+    params = rng.normal(size=8) * 0.2
+    assert np.allclose(fast.score(params), approx_fprime(params, fast.loglike, centered=True), rtol=1e-5, atol=1e-4)
+    a = fast.fit(method="bfgs", disp=False, maxiter=2000)
+    b = OrderedModel(y, X, distr="logit").fit(method="bfgs", disp=False, maxiter=2000)
+    assert np.allclose(a.params, b.params, atol=1e-6) and np.allclose(a.bse, b.bse, rtol=1e-4)
