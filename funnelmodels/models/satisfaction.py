@@ -367,7 +367,7 @@ def _ordered_logit(base: type) -> type:
     is the numerical derivative of the exact gradient. Tested equal to the plain OrderedModel.
     """
 
-    class OrderedLogit(base):  # type: ignore[misc,valid-type]
+    class OrderedLogit(base):
         def score(self, params: np.ndarray) -> np.ndarray:
             return self.score_obs(params).sum(0)
 
