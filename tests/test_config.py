@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from funnelmodels.config import FunnelSpec, load_config
+from funnelmodels.data.io import load_dataset
 from funnelmodels.errors import ConfigError
 
 
@@ -89,3 +91,33 @@ def test_invalid_toml_and_missing_folder_are_config_errors(tmp_path: Path) -> No
         load_config(tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nowhere")
+
+
+def test_the_readme_crm_walkthrough_loads(tmp_path: Path) -> None:
+    """The funnel.toml of README's "From a CRM export" section, on exports shaped as it says."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    toml = readme.split("```toml\n# exports/funnel.toml\n", 1)[1].split("```", 1)[0]
+    root = tmp_path / "exports"
+    root.mkdir()
+    (root / "funnel.toml").write_text(toml, encoding="utf-8")
+    accounts = "AccountId;CreatedDate;BillingState;Employees;Revenue\nA-1;31/12/2025;Bayern;12;1.234,50\nA-2;02/01/2026;Köln;7;980,00\n"
+    (root / "Accounts.csv").write_bytes(accounts.encode("latin-1"))
+    (root / "OpportunityHistory.csv").write_text(
+        "OpportunityId,AccountId,StageName,CreatedDate,Amount\n"
+        "O-1,A-1,Prospecting,2026-01-05,5000\nO-1,A-1,Proposal,2026-01-20,5000\nO-1,A-1,Closed Won,2026-02-01,5000\n"
+        "O-2,A-2,Prospecting,2026-01-07,800\nO-2,A-2,Closed Lost,2026-01-09,800\n",
+        encoding="utf-8",
+    )
+    (root / "orders.csv").write_text(
+        "account,date,total\nA-1,2026-02-03,5000\nA-2,2026-02-04,-20.5\n", encoding="utf-8"
+    )
+
+    data = load_dataset(root / "funnel.toml")
+
+    customers = data.tables["customers"]
+    assert customers["region"].to_list() == ["Bayern", "Köln"]
+    assert customers["Revenue"].to_list() == [1234.5, 980.0]  # an extra column, decimal comma, typed
+    assert customers["Employees"].dtype == pl.Int64
+    assert str(customers["created_at"][0]) == "2025-12-31 00:00:00"
+    assert data.tables["transactions"]["order_id"].to_list() == [1, 2]
+    assert data.spec.stages[-1] == "Closed Won" and data.spec.lost == "Closed Lost"
