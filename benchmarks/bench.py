@@ -476,11 +476,11 @@ def _slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(lx, ly, strict=True)) / sum((x - mx) ** 2 for x in lx)
 
 
-def run(sizes: list[str], repeat: int, only: set[str] | None = None) -> str:
+def run(sizes: list[str], repeat: int, only: set[str] | None = None, large_repeat: int = 1) -> str:
     lines = [
         f"\n## {date.today()} — {os.cpu_count()} cores, {_memory_gib():.0f} GiB, {platform.machine()}, "
         f"Python {platform.python_version()}",
-        f"\n{_versions()}. Medians of {repeat} runs, each a fresh process (imports included).\n",
+        f"\n{_versions()}. Medians of {repeat} runs (L: {large_repeat}), each a fresh process (imports included).\n",
     ]
     results: dict[str, dict[str, dict[str, float]]] = {}
     rows_of: dict[str, int] = {}
@@ -491,17 +491,18 @@ def run(sizes: list[str], repeat: int, only: set[str] | None = None) -> str:
         lines.append("|" + "---|" * (HEADER.count("|") - 1))
         lines.append(_row("generate", generated | {"rows": rows_of[size]}))
         results[size] = {}
+        runs = large_repeat if size == "L" else repeat
         for ours, baselines in PAIRS:
             if only and ours not in only:
                 continue
-            a = _median([_measure(ours, data) for _ in range(repeat)])
+            a = _median([_measure(ours, data) for _ in range(runs)])
             results[size][ours] = a
             if not baselines:
                 lines.append(_row(ours, a))
             for baseline in baselines:
                 if baseline in PEER_STEPS and not PEERS_PYTHON.is_file():
                     continue
-                b = results[size].get(baseline) or _median([_measure(baseline, data) for _ in range(repeat)])
+                b = results[size].get(baseline) or _median([_measure(baseline, data) for _ in range(runs)])
                 results[size][baseline] = b
                 lines.append(_row(ours, a, baseline, b))
             print(lines[-1], flush=True)
@@ -535,6 +536,7 @@ def main() -> None:
     r = sub.add_parser("run", help="measure and append to RESULTS.md")
     r.add_argument("--sizes", default="S,M", help="comma-separated of S, M, L (default S,M)")
     r.add_argument("--repeat", type=int, default=3)
+    r.add_argument("--large-repeat", type=int, default=1, help="runs per step at size L (default 1: minutes each)")
     r.add_argument("--only", default="", help="comma-separated steps to measure (default all)")
     r.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
     s = sub.add_parser("step", help="(internal) run one step in this process")
@@ -546,7 +548,7 @@ def main() -> None:
         return
     OUT.mkdir(exist_ok=True)
     only = {x.strip() for x in args.only.split(",") if x.strip()} or None
-    text = run([x.strip() for x in args.sizes.split(",")], args.repeat, only)
+    text = run([x.strip() for x in args.sizes.split(",")], args.repeat, only, args.large_repeat)
     print(text)
     if not args.no_append:
         with (HERE / "RESULTS.md").open("a", encoding="utf-8") as handle:
