@@ -100,7 +100,10 @@ def test_the_readme_crm_walkthrough_loads(tmp_path: Path) -> None:
     root = tmp_path / "exports"
     root.mkdir()
     (root / "funnel.toml").write_text(toml, encoding="utf-8")
-    accounts = "AccountId;CreatedDate;BillingState;Employees;Revenue\nA-1;31/12/2025;Bayern;12;1.234,50\nA-2;02/01/2026;Köln;7;980,00\n"
+    accounts = (
+        "AccountId;CreatedDate;BillingState;Employees;Revenue\n"
+        "A-1;31/12/2025;Bayern;12;1.234,50\nA-2;02/01/2026;Köln;7;980,00\n"
+    )
     (root / "Accounts.csv").write_bytes(accounts.encode("latin-1"))
     (root / "OpportunityHistory.csv").write_text(
         "OpportunityId,AccountId,StageName,CreatedDate,Amount\n"

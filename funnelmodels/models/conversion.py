@@ -35,9 +35,11 @@ from funnelmodels.evaluation import LEAKAGE_AUC, LeakageWarning, binary_metrics,
 from funnelmodels.features import categorical_features
 from funnelmodels.funnel import CONVERTED
 from funnelmodels.models.base import (
+    IMPORTANCE_ROWS,
     FeatureEncoder,
     design_matrix,
     design_plan,
+    importance_rows,
     package_versions,
     read_model,
     top_reasons,
@@ -361,14 +363,17 @@ class StageConversionModel:
             schema={"probability": pl.Float64, "reasons_up": pl.List(pl.String), "reasons_down": pl.List(pl.String)},
         )
 
-    def importance(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def importance(self, frame: pl.DataFrame, *, max_rows: int | None = IMPORTANCE_ROWS) -> pl.DataFrame:
         """Global importance: mean |contribution| on ``frame`` (and LightGBM's total gain).
+
+        Computed on at most ``max_rows`` rows (a seeded sample; None for all).
 
         Returns
         -------
         DataFrame ``feature, mean_abs_contribution, gain`` sorted by the first, largest first
         (``gain`` is null for the logit).
         """
+        frame = importance_rows(frame, max_rows)
         contrib = self.contributions(frame)
         gain: list[float | None] = [None] * len(self.encoder.names)
         if self.engine == "lightgbm":

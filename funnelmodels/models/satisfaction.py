@@ -32,9 +32,11 @@ from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import expected_calibration_error
 from funnelmodels.models.base import (
+    IMPORTANCE_ROWS,
     FeatureEncoder,
     design_matrix,
     design_plan,
+    importance_rows,
     package_versions,
     read_model,
     top_reasons,
@@ -257,14 +259,17 @@ class SatisfactionModel:
             )
         return pl.DataFrame(rows).sort(pl.col("coef").abs(), descending=True)
 
-    def importance(self, frame: pl.DataFrame) -> pl.DataFrame:
+    def importance(self, frame: pl.DataFrame, *, max_rows: int | None = IMPORTANCE_ROWS) -> pl.DataFrame:
         """Key drivers: mean |contribution| per feature and its direction on ``frame``.
+
+        Computed on at most ``max_rows`` rows (a seeded sample; None for all).
 
         Returns
         -------
         DataFrame ``feature, mean_abs_contribution, direction`` (``+`` when higher values go
         with more satisfaction, by the sign of the correlation of value and contribution).
         """
+        frame = importance_rows(frame, max_rows)
         contrib = self.contributions(frame)
         X = self.encoder.matrix(frame)
         directions = []

@@ -426,10 +426,16 @@ def at_risk_customers(
     rows = build_features(dataset, active).collect(engine="in-memory")
     if rows.height == 0:
         raise ModelError(f"no customer bought in the {active_days} days before {as_of}; nobody to score.")
-    explained = model.explain(rows)
-    out = (
-        pl.concat([rows.select(s.CUSTOMER_ID), explained], how="horizontal")
-        .select(s.CUSTOMER_ID, "p_low", "expected_score", "reasons_down", "reasons_up")
-        .sort("p_low", s.CUSTOMER_ID, descending=[True, False])
+    # Probabilities for everyone (cheap), reasons (TreeSHAP, costly) only for the rows returned.
+    levels = np.asarray(model.levels, dtype=float)
+    proba = model.predict_proba(rows)
+    low = proba[:, : (2 if model.target == "csat" else 7)].sum(axis=1)
+    ranked = rows.with_columns(pl.Series("_p_low", low), pl.Series("_expected", proba @ levels)).sort(
+        "_p_low", s.CUSTOMER_ID, descending=[True, False]
     )
-    return out.head(top) if top else out
+    if top:
+        ranked = ranked.head(top)
+    explained = model.explain(ranked)
+    return pl.concat([ranked.select(s.CUSTOMER_ID), explained], how="horizontal").select(
+        s.CUSTOMER_ID, "p_low", "expected_score", "reasons_down", "reasons_up"
+    )

@@ -196,3 +196,17 @@ def test_one_booster_per_stage_option(trained: ConversionTraining, tmp_path: Pat
     assert p.shape == (trained.test.height,) and ((p > 0) & (p < 1)).all()
     again = StageConversionModel.load(model.save(tmp_path / "per_stage"))
     assert np.array_equal(again.predict_proba(trained.test), p)
+
+
+def test_importance_on_a_sample_ranks_like_the_whole(trained: ConversionTraining) -> None:
+    from funnelmodels.models.base import importance_rows
+
+    rows = trained.test
+    assert importance_rows(rows, None) is rows and importance_rows(rows, rows.height) is rows
+    sample = importance_rows(rows, 200)
+    assert sample.height == 200 and sample.equals(importance_rows(rows, 200))  # seeded
+    assert sample["entered_at"].is_sorted()  # the rows keep their order
+    model = trained.models["lightgbm"]
+    whole = model.importance(rows, max_rows=None)
+    part = model.importance(rows, max_rows=rows.height // 2)
+    assert whole["feature"].head(3).to_list() == part["feature"].head(3).to_list()

@@ -115,6 +115,18 @@ def test_at_risk_list_with_reasons(synthetic_dir: Path, satisfaction: Satisfacti
     assert risk.height == 10
     assert risk["p_low"].is_sorted(descending=True)
     assert all(r.endswith("lowers satisfaction") for rs in risk["reasons_down"].to_list() for r in rs)
+    # Reasons are computed only for the rows returned: the same as the head of the full list.
+    everyone = at_risk_customers(
+        load_dataset(synthetic_dir), satisfaction.models["ordinal"], datetime(2026, 7, 1), top=None
+    )
+    head = everyone.head(10)
+    assert everyone.height > 100
+    assert head.select("customer_id", "reasons_down", "reasons_up").equals(
+        risk.select(head.select("customer_id", "reasons_down", "reasons_up").columns)
+    )
+    assert np.allclose(
+        head["p_low"].to_numpy(), risk["p_low"].to_numpy(), rtol=1e-12
+    )  # matrix products may round differently
 
 
 def test_nps_target_gives_promoter_and_detractor_probabilities(synthetic_dir: Path) -> None:
