@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Two test workers share two cores: one LightGBM thread each (kernels started by the report
+# runner inherit it), and OpenMP threads that sleep rather than spin while they wait.
+os.environ.setdefault("FUNNELMODELS_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from collections.abc import Callable
 from pathlib import Path
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -302,6 +303,22 @@ def top_reasons(
 
 
 IMPORTANCE_ROWS = 10_000
+
+
+def lightgbm_threads() -> int:
+    """LightGBM's thread count: ``FUNNELMODELS_THREADS`` if set, else 2 (the reference machine's cores).
+
+    Set it to 1 when several fits share the cores (parallel test workers, reports run side by
+    side): OpenMP threads that outnumber the cores wait on each other.
+    """
+    value = os.environ.get("FUNNELMODELS_THREADS", "2")
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ModelError(f"FUNNELMODELS_THREADS must be a whole number of 1 or more; received {value!r}.")
+    return threads
 
 
 def importance_rows(frame: pl.DataFrame, max_rows: int | None = IMPORTANCE_ROWS) -> pl.DataFrame:

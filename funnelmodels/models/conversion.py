@@ -40,6 +40,7 @@ from funnelmodels.models.base import (
     design_matrix,
     design_plan,
     importance_rows,
+    lightgbm_threads,
     package_versions,
     read_model,
     top_reasons,
@@ -65,7 +66,6 @@ LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "max_cat_to_onehot": 8,
     "num_boost_round": 1000,
     "early_stopping_rounds": 50,
-    "num_threads": 2,
 }
 
 
@@ -101,7 +101,7 @@ def _platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def _lgb_params(params: Mapping[str, Any], seed: int) -> tuple[dict[str, Any], int, int]:
-    merged = {**LIGHTGBM_DEFAULTS, **params}
+    merged = {**LIGHTGBM_DEFAULTS, "num_threads": lightgbm_threads(), **params}
     rounds = int(merged.pop("num_boost_round"))
     patience = int(merged.pop("early_stopping_rounds"))
     merged.pop("per_stage", None)

@@ -37,6 +37,7 @@ from funnelmodels.models.base import (
     design_matrix,
     design_plan,
     importance_rows,
+    lightgbm_threads,
     package_versions,
     read_model,
     top_reasons,
@@ -61,7 +62,6 @@ LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "lambda_l2": 1.0,
     "num_boost_round": 1000,
     "early_stopping_rounds": 50,
-    "num_threads": 2,
 }
 
 
@@ -415,7 +415,7 @@ def _fit_lightgbm(
     import lightgbm as lgb
 
     levels = np.asarray(LEVELS[target])
-    merged = {**LIGHTGBM_DEFAULTS, **params}
+    merged = {**LIGHTGBM_DEFAULTS, "num_threads": lightgbm_threads(), **params}
     rounds, patience = int(merged.pop("num_boost_round")), int(merged.pop("early_stopping_rounds"))
     merged |= {
         "objective": "multiclass",
