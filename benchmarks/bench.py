@@ -101,20 +101,18 @@ def step(name: str, data: Path) -> dict[str, float]:
         "features_all": _features_all,
         "features_rfm_pandas": _features_rfm_pandas,
         "rfm_summary": _rfm_summary,
-        "rfm_lifetimes": _rfm_peer,
-        "rfm_pymc_marketing": _rfm_peer,
+        "rfm_lifetimes": lambda data: _rfm_peer(data, "rfm_lifetimes"),
+        "rfm_pymc_marketing": lambda data: _rfm_peer(data, "rfm_pymc_marketing"),
         "kpi_month": _kpi_month,
         "kpi_month_pandas": _kpi_month_pandas,
-        "fit_lightgbm": _fit,
-        "fit_logit": _fit,
+        "fit_lightgbm": lambda data: _fit(data, "fit_lightgbm"),
+        "fit_logit": lambda data: _fit(data, "fit_logit"),
         "score_rows": _score_rows,
         "score_open": _score_open,
         "report_empty_floor": _report_floor,
     }
     if name.startswith("report_") and name != "report_empty_floor":
         return _report(name.removeprefix("report_"), data)
-    if name in ("rfm_lifetimes", "rfm_pymc_marketing", "fit_lightgbm", "fit_logit"):
-        return steps[name](data, name)  # type: ignore[call-arg]
     return steps[name](data)
 
 

@@ -457,12 +457,12 @@ def _cmd_score(args: argparse.Namespace, progress: _Progress) -> int:
 def _score_conversion(args: argparse.Namespace, dataset: Any, progress: _Progress) -> Any:
     from funnelmodels.errors import ModelError
     from funnelmodels.models.conversion import StageConversionModel
-    from funnelmodels.models.training import open_opportunities, score_open_opportunities
+    from funnelmodels.models.training import check_as_of, score_open_opportunities
 
     engine = args.engine or "lightgbm"
     if engine not in ("lightgbm", "logit"):
         raise ModelError(f"conversion models are lightgbm or logit; received --engine {engine}.")
-    open_opportunities(dataset, args.as_of)  # a moment outside the data is refused before any model work
+    check_as_of(dataset.lazy("stage_events"), args.as_of)  # refused before any model is read
     model = StageConversionModel.load(args.model / "conversion" / engine)
     if dataset.spec.stages != model.spec.stages:
         raise ModelError(

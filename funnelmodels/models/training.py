@@ -225,6 +225,16 @@ def cross_validate_conversion(
     )
 
 
+def check_as_of(events: pl.LazyFrame, as_of: datetime) -> None:
+    """Refuse a scoring moment before the first stage event or far beyond the data's end."""
+    first = events.select(pl.col(s.ENTERED_AT).min()).collect(engine="in-memory").item()
+    if first is None or as_of <= first:
+        raise ModelError(f"as_of {as_of} is before any stage event (the data starts {first}); nothing is open yet.")
+    end = data_end(events)
+    if as_of > end + (end - first):
+        raise ModelError(f"as_of {as_of} is far beyond the data's end ({end}); features would be stale.")
+
+
 def open_opportunities(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
     """Opportunities open at ``as_of``: their last event strictly before it is not won or lost.
 
@@ -233,12 +243,7 @@ def open_opportunities(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
     DataFrame ``opportunity_id, customer_id, stage, entered_at, entry, opportunity_start[, amount, source]``.
     """
     events = dataset.lazy("stage_events")
-    first = events.select(pl.col(s.ENTERED_AT).min()).collect(engine="in-memory").item()
-    if first is None or as_of <= first:
-        raise ModelError(f"as_of {as_of} is before any stage event (the data starts {first}); nothing is open yet.")
-    end = data_end(events)
-    if as_of > end + (end - first):
-        raise ModelError(f"as_of {as_of} is far beyond the data's end ({end}); features would be stale.")
+    check_as_of(events, as_of)
     transitions = build_transitions(events.filter(pl.col(s.ENTERED_AT) < as_of), dataset.spec, end=as_of).collect(
         engine="in-memory"
     )
