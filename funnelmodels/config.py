@@ -8,6 +8,7 @@ user's own files and column names onto the canonical tables::
     stages = ["lead", "qualified", "relationship", "proposal", "won"]
     lost = "lost"
     horizon_days = 90
+    stale_after_days = 180          # optional: no event for 180 days means lost (exports without lost events)
 
     [tables.customers]
     path = "exports/accounts.csv"
@@ -52,11 +53,15 @@ class FunnelSpec:
     The last stage is the terminal success (``won`` by default); ``lost`` is the
     terminal failure an opportunity can reach from any stage. ``horizon_days``
     is how long a stage has to convert before the row counts as not converted.
+    ``stale_after_days`` (optional) turns silence into a loss: an open opportunity with no
+    event for that many days counts as lost on that day, for rates, training and scoring
+    (CRM exports often never record ``lost``: a lead that goes cold simply stops).
     """
 
     stages: tuple[str, ...] = DEFAULT_STAGES
     lost: str = "lost"
     horizon_days: int = 90
+    stale_after_days: int | None = None
 
     def __post_init__(self) -> None:
         stages = tuple(self.stages)
@@ -73,9 +78,14 @@ class FunnelSpec:
             raise ConfigError(f"[funnel] stages must be non-empty names; received {list(stages)}.")
         if self.lost in stages:
             raise ConfigError(f"[funnel] lost stage {self.lost!r} must not also be in stages {list(stages)}.")
-        if not isinstance(self.horizon_days, int) or self.horizon_days <= 0:
+        if isinstance(self.horizon_days, bool) or not isinstance(self.horizon_days, int) or self.horizon_days <= 0:
             raise ConfigError(
                 f"[funnel] horizon_days must be a positive whole number of days; received {self.horizon_days!r}."
+            )
+        stale = self.stale_after_days
+        if stale is not None and (isinstance(stale, bool) or not isinstance(stale, int) or stale <= 0):
+            raise ConfigError(
+                f"[funnel] stale_after_days must be a positive whole number of days (or left out); received {stale!r}."
             )
 
     @property
@@ -139,7 +149,7 @@ class DatasetConfig:
 
 _TABLE_KEYS = ("path", "format", "columns", "separator", "encoding", "decimal_comma", "datetime_format", "derive")
 _DERIVE_KEYS = ("from", "map", "value")
-_FUNNEL_KEYS = ("stages", "lost", "horizon_days")
+_FUNNEL_KEYS = ("stages", "lost", "horizon_days", "stale_after_days")
 
 
 def load_config(data_dir: str | Path) -> DatasetConfig:
@@ -188,6 +198,7 @@ def _config_from_toml(file: Path) -> DatasetConfig:
         stages=tuple(funnel.get("stages", DEFAULT_STAGES)),
         lost=funnel.get("lost", "lost"),
         horizon_days=funnel.get("horizon_days", 90),
+        stale_after_days=funnel.get("stale_after_days"),
     )
     root = file.parent
     tables_raw = raw.get("tables", {})

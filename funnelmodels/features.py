@@ -20,7 +20,7 @@ import polars as pl
 
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
-from funnelmodels.funnel import OPPORTUNITY_START
+from funnelmodels.funnel import OPPORTUNITY_START, with_stale_losses
 
 __all__ = [
     "AS_OF",
@@ -35,7 +35,7 @@ __all__ = [
     "rfm_summary",
 ]
 
-AS_OF = "as_of"
+AS_OF = s.AS_OF
 _US_PER_DAY = 86_400_000_000
 
 DEMOGRAPHIC = ("age", "gender", "income", "region", "product_knowledge", "tenure_days")
@@ -53,7 +53,14 @@ PURCHASES = (
 )
 SATISFACTION = ("last_csat", "mean_csat", "last_nps", "survey_count")
 OPPORTUNITIES = ("prior_opportunities", "prior_wins", "prior_losses")
-STAGE_CONTEXT = ("stage", "days_since_opportunity_start", "stage_entry", "deal_amount", "source")
+STAGE_CONTEXT = (
+    "stage",
+    "days_since_opportunity_start",
+    s.DAYS_IN_STAGE_SO_FAR,
+    "stage_entry",
+    "deal_amount",
+    "source",
+)
 CATEGORICAL_FEATURES = ("gender", "region", "stage", "source")
 
 
@@ -224,7 +231,9 @@ def build_features(
     if dataset.has("surveys"):
         out = _add_satisfaction(out, dataset.lazy("surveys"))
     if dataset.has("stage_events"):
-        out = _add_opportunity_history(out, dataset.lazy("stage_events"), dataset.spec.won, dataset.spec.lost)
+        # Losses the stale rule infers count as earlier losses once they happened.
+        events = with_stale_losses(dataset.lazy("stage_events"), dataset.spec)
+        out = _add_opportunity_history(out, events, dataset.spec.won, dataset.spec.lost)
     return out.sort("_row_order").drop("_row_order")
 
 
@@ -233,19 +242,22 @@ def build_transition_features(dataset: Dataset, transitions: pl.LazyFrame) -> pl
 
     Parameters
     ----------
-    transitions : LazyFrame from :func:`funnelmodels.funnel.build_transitions` (or open
-        opportunities at an as_of, with the same columns).
+    transitions : LazyFrame from :func:`funnelmodels.funnel.build_transitions` (entry rows),
+        :func:`funnelmodels.funnel.add_snapshots` (with ``as_of``), or open opportunities at a
+        scoring moment (with ``as_of``).
 
     Returns
     -------
-    ``transitions`` plus ``as_of`` (= entered_at), the :func:`build_features` columns and
-    stage context: ``days_since_opportunity_start, stage_entry, deal_amount`` (and ``stage``,
-    ``source`` as they are).
+    ``transitions`` plus ``as_of`` (kept when given, else entered_at), the :func:`build_features`
+    columns and stage context: ``days_since_opportunity_start, days_in_stage_so_far, stage_entry,
+    deal_amount`` (and ``stage``, ``source`` as they are), all as of ``as_of``.
     """
     names = transitions.collect_schema().names()
+    as_of = pl.col(AS_OF) if AS_OF in names else pl.col(s.ENTERED_AT)
     context = [
-        pl.col(s.ENTERED_AT).alias(AS_OF),
-        _days(pl.col(s.ENTERED_AT) - pl.col(OPPORTUNITY_START)).alias("days_since_opportunity_start"),
+        as_of.alias(AS_OF),
+        _days(as_of - pl.col(OPPORTUNITY_START)).alias("days_since_opportunity_start"),
+        _days(as_of - pl.col(s.ENTERED_AT)).alias(s.DAYS_IN_STAGE_SO_FAR),
         pl.col("entry").alias("stage_entry"),
         (pl.col(s.AMOUNT) if s.AMOUNT in names else pl.lit(None, dtype=pl.Float64)).alias("deal_amount"),
     ]

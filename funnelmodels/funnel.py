@@ -16,6 +16,15 @@ Definitions (DESIGN.md, "Core definitions"):
   opportunity that is lost is censored at the day it is lost, one still open at
   the data's end on that day (cause-specific survival: the time it takes to
   convert among those not yet lost).
+- **stale opportunities** (``stale_after_days`` in the spec): an opportunity whose last
+  event is not ``won`` or ``lost`` and that has had no event for that many days at the
+  data's end is lost on that day — CRM exports often never record the loss.
+- **snapshots**: a transition row seen again while its opportunity still sits in the stage
+  (after 7, 14, 30, … days), so a model learns how waiting changes the odds; its label is
+  a later stage within the horizon *of the snapshot*.
+- **cumulative conversion**: the share of entries that has reached a later stage by day
+  ``d``, with ``lost`` as a competing event (Aalen–Johansen), so long horizons and recent
+  entries are used without waiting for every outcome.
 """
 
 from __future__ import annotations
@@ -33,14 +42,19 @@ from funnelmodels.data import schema as s
 from funnelmodels.errors import ConfigError
 
 __all__ = [
+    "SNAPSHOT_DAYS",
+    "add_snapshots",
     "build_transitions",
     "cohort_table",
     "conversion_table",
+    "cumulative_conversion_table",
     "data_end",
     "end_to_end_rate",
     "funnel_summary",
+    "stale_losses",
     "time_to_close",
     "time_to_convert_table",
+    "with_stale_losses",
 ]
 
 EXITED_AT = "exited_at"
@@ -54,6 +68,8 @@ LOST_AT = "lost_at"
 OPPORTUNITY_START = "opportunity_start"
 ENTRY = "entry"
 _US_PER_DAY = 86_400_000_000
+SNAPSHOT_DAYS = (7, 14, 30, 60, 90, 180, 365, 730)
+"""Days after entering a stage at which a still-open row is seen again for training."""
 TRANSITION_COLUMNS = (
     s.OPPORTUNITY_ID,
     s.CUSTOMER_ID,
@@ -84,6 +100,50 @@ def _days(expr: pl.Expr) -> pl.Expr:
     return expr.dt.total_microseconds() / _US_PER_DAY
 
 
+def _rank_expr(spec: FunnelSpec) -> pl.Expr:
+    return pl.col(s.STAGE).replace_strict(
+        list(spec.all_stages), list(range(len(spec.all_stages))), return_dtype=pl.Int32
+    )
+
+
+def stale_losses(stage_events: pl.LazyFrame, spec: FunnelSpec, *, end: datetime) -> pl.LazyFrame:
+    """The ``lost`` events the stale rule infers: one per opportunity silent for ``stale_after_days``.
+
+    An opportunity whose last event up to ``end`` is neither won nor lost, and whose last event
+    is at least ``stale_after_days`` before ``end``, is lost ``stale_after_days`` after that event.
+    A gap followed by new activity is not a loss: only the silence at the end counts.
+
+    Returns
+    -------
+    LazyFrame with the columns of ``stage_events``: the inferred events (none without the rule).
+    """
+    names = stage_events.collect_schema().names()
+    if spec.stale_after_days is None:
+        return stage_events.head(0)
+    stale = pl.duration(days=spec.stale_after_days)
+    last = (
+        stage_events.filter(pl.col(s.ENTERED_AT) <= end)
+        .with_columns(_rank_expr(spec).alias("_rank"))
+        .sort(s.OPPORTUNITY_ID, s.ENTERED_AT, "_rank")
+        .group_by(s.OPPORTUNITY_ID, maintain_order=True)
+        .last()
+    )
+    return (
+        last.filter(~pl.col(s.STAGE).is_in([spec.won, spec.lost]) & (pl.col(s.ENTERED_AT) + stale <= pl.lit(end)))
+        .with_columns(pl.lit(spec.lost).alias(s.STAGE), (pl.col(s.ENTERED_AT) + stale).alias(s.ENTERED_AT))
+        .select(names)
+    )
+
+
+def with_stale_losses(stage_events: pl.LazyFrame, spec: FunnelSpec, *, end: datetime | None = None) -> pl.LazyFrame:
+    """``stage_events`` (up to ``end``) plus the losses the stale rule infers (see :func:`stale_losses`)."""
+    if spec.stale_after_days is None:
+        return stage_events
+    end = end or data_end(stage_events)
+    events = stage_events.filter(pl.col(s.ENTERED_AT) <= end)
+    return pl.concat([events, stale_losses(events, spec, end=end)], how="vertical_relaxed")
+
+
 def build_transitions(
     stage_events: pl.LazyFrame,
     spec: FunnelSpec,
@@ -98,7 +158,8 @@ def build_transitions(
     stage_events : LazyFrame ``opportunity_id, customer_id, stage, entered_at[, amount, source]``.
     spec : the funnel (stage order, lost stage, default horizon).
     horizon_days : days a stage has to convert; default ``spec.horizon_days``.
-    end : the data's end; default the last stage event. Events after it are ignored.
+    end : the data's end; default the last stage event. Events after it are ignored, and the
+        stale rule (``spec.stale_after_days``) is applied at it.
 
     Returns
     -------
@@ -110,9 +171,9 @@ def build_transitions(
     if horizon <= 0:
         raise ConfigError(f"horizon_days must be a positive number of days; received {horizon}.")
     end = end or data_end(stage_events)
+    stage_events = with_stale_losses(stage_events, spec, end=end)
     horizon_us = horizon * _US_PER_DAY
-    ranks = list(range(len(spec.all_stages)))
-    rank = pl.col(s.STAGE).replace_strict(list(spec.all_stages), ranks, return_dtype=pl.Int32)
+    rank = _rank_expr(spec)
     extra = [c for c in (s.AMOUNT, s.SOURCE) if c in stage_events.collect_schema().names()]
     # Sorted by opportunity, the group logic is shifts and forward fills (window functions
     # over a million opportunities cost seconds).
@@ -174,6 +235,55 @@ def build_transitions(
     )
     columns = [*TRANSITION_COLUMNS, *extra]
     return out.select(columns).sort(s.ENTERED_AT, s.OPPORTUNITY_ID, s.STAGE)
+
+
+def add_snapshots(
+    transitions: pl.LazyFrame,
+    spec: FunnelSpec,
+    *,
+    end: datetime,
+    horizon_days: int | None = None,
+    days: Sequence[int] = SNAPSHOT_DAYS,
+) -> pl.LazyFrame:
+    """Transition rows plus snapshots of the rows still open ``days`` after entering the stage.
+
+    A snapshot is the same entry seen again at ``as_of = entered_at + d`` while the opportunity
+    still sits in the stage (no later event yet, not lost): what a model scoring an open
+    opportunity sees. Its label is a later stage within ``horizon_days`` *of the snapshot*, and
+    it is censored when that horizon is not over at ``end``.
+
+    Parameters
+    ----------
+    transitions : LazyFrame from :func:`build_transitions` (built with the same ``end`` and horizon).
+    days : days after entry at which open rows are seen again.
+
+    Returns
+    -------
+    ``transitions`` with ``as_of`` (entered_at for the entry rows) and ``days_in_stage_so_far``
+    (0 for the entry rows), followed by the snapshot rows (``converted`` and ``censored`` as of
+    the snapshot).
+    """
+    horizon_us = (spec.horizon_days if horizon_days is None else horizon_days) * _US_PER_DAY
+    entries = transitions.with_columns(pl.col(s.ENTERED_AT).alias(s.AS_OF), pl.lit(0.0).alias(s.DAYS_IN_STAGE_SO_FAR))
+    if not days:
+        return entries
+    moment = pl.col(s.ENTERED_AT) + pl.duration(days=pl.col("_d"))
+
+    def still_open(column: str) -> pl.Expr:
+        return pl.col(column).is_null() | (pl.col(column) > moment)
+
+    since = pl.col(CONVERTED_AT) - pl.col(s.AS_OF)
+    snapshots = (
+        transitions.join(pl.LazyFrame({"_d": list(days)}, schema={"_d": pl.Int64}), how="cross")
+        .filter((moment <= pl.lit(end)) & still_open(EXITED_AT) & still_open(LOST_AT) & still_open(CONVERTED_AT))
+        .with_columns(moment.alias(s.AS_OF), pl.col("_d").cast(pl.Float64).alias(s.DAYS_IN_STAGE_SO_FAR))
+        .with_columns(
+            (since.dt.total_microseconds() <= horizon_us).fill_null(False).alias(CONVERTED),
+            (pl.col(s.AS_OF) + pl.duration(microseconds=horizon_us) > pl.lit(end)).alias(CENSORED),
+        )
+        .drop("_d")
+    )
+    return pl.concat([entries, snapshots], how="vertical_relaxed")
 
 
 def _within(column: str, horizon_us: int) -> pl.Expr:
@@ -343,6 +453,156 @@ def _km_quantile(fit: object, q: float, confidence: float) -> dict[str, float | 
         k: (None if v is None or not np.isfinite(v) else float(v))
         for k, v in zip(("days", "days_low", "days_high"), (days, low, high), strict=True)
     }
+
+
+CUMULATIVE_DAYS = (30, 60, 90, 180, 365)
+END_TO_END = "end to end"
+
+
+def cumulative_incidence(
+    times: np.ndarray, causes: np.ndarray, at: Sequence[float], *, confidence: float = 0.95
+) -> dict[str, np.ndarray]:
+    """Aalen–Johansen cumulative incidence of two competing events, with 95% intervals.
+
+    Parameters
+    ----------
+    times : days from the start to the event or to censoring.
+    causes : 1 = the event of interest (converted / won), 2 = the competing one (lost), 0 = censored.
+    at : days at which to read the curves.
+
+    Returns
+    -------
+    ``{"at_risk", "converted", "converted_low", "converted_high", "lost", "lost_low", "lost_high"}``,
+    one value per ``at``. The variance is the delta-method (Greenwood-type) estimator of
+    Collett, *Modelling Survival Data in Medical Research*, 3rd ed., §12.3; intervals are taken
+    on the log(−log) scale so they stay within [0, 1]. Before the first event an estimate is 0
+    and its interval is null.
+    """
+    from scipy.stats import norm
+
+    times = np.asarray(times, dtype=float)
+    causes = np.asarray(causes, dtype=int)
+    days = np.asarray(at, dtype=float)
+    events = causes > 0
+    event_times, slot = np.unique(times[events], return_inverse=True)
+    order = np.sort(times)
+    n = (times.size - np.searchsorted(order, event_times, side="left")).astype(float)
+    d1 = np.bincount(slot, weights=(causes[events] == 1).astype(float), minlength=event_times.size)
+    d2 = np.bincount(slot, weights=(causes[events] == 2).astype(float), minlength=event_times.size)
+    d = d1 + d2
+    survival = np.cumprod(1 - d / np.maximum(n, 1))
+    lagged = np.r_[1.0, survival[:-1]]
+    z = float(norm.ppf(0.5 + confidence / 2))
+    out: dict[str, np.ndarray] = {"at_risk": (times.size - np.searchsorted(order, days, side="left")).astype(float)}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tie_term = np.where(n > d, d / (n * (n - d)), 0.0)
+        for name, dk in (("converted", d1), ("lost", d2)):
+            curve = np.cumsum(lagged * dk / np.maximum(n, 1))
+            k = np.searchsorted(event_times, days, side="right")  # events at or before each day
+            value = np.where(k > 0, curve[np.maximum(k - 1, 0)], 0.0)
+            variance = np.zeros(days.size)
+            for i, (ki, f) in enumerate(zip(k, value, strict=True)):
+                gap = f - curve[:ki]
+                variance[i] = np.sum(
+                    gap**2 * tie_term[:ki]
+                    + lagged[:ki] ** 2 * dk[:ki] * (n[:ki] - dk[:ki]) / n[:ki] ** 3
+                    - 2 * gap * lagged[:ki] * dk[:ki] / n[:ki] ** 2
+                )
+            log_f = np.log(value)
+            se = np.sqrt(np.maximum(variance, 0.0)) / (value * np.abs(log_f))
+            inner = np.log(-log_f)
+            defined = (value > 0) & (value < 1)
+            out[name] = value
+            out[f"{name}_low"] = np.where(defined, np.exp(-np.exp(inner + z * se)), np.nan)
+            out[f"{name}_high"] = np.where(defined, np.exp(-np.exp(inner - z * se)), np.nan)
+    return out
+
+
+def _competing_times(transitions: pl.LazyFrame, end: datetime) -> pl.LazyFrame:
+    """Per transition row: days to its first later stage (cause 1), to lost (cause 2) or to ``end`` (0)."""
+    converted_first = pl.col(CONVERTED_AT).is_not_null() & (
+        pl.col(LOST_AT).is_null() | (pl.col(CONVERTED_AT) <= pl.col(LOST_AT))
+    )
+    lost = pl.col(LOST_AT).is_not_null() & ~converted_first
+    moment = pl.when(converted_first).then(pl.col(CONVERTED_AT)).when(lost).then(pl.col(LOST_AT)).otherwise(pl.lit(end))
+    return transitions.with_columns(
+        _days(moment - pl.col(s.ENTERED_AT)).clip(0.0).alias("_time"),
+        pl.when(converted_first).then(1).when(lost).then(2).otherwise(0).alias("_cause"),
+    )
+
+
+def _opportunity_times(transitions: pl.LazyFrame, spec: FunnelSpec, end: datetime, by: str | None) -> pl.LazyFrame:
+    """Per opportunity: days from its first event to won (cause 1), to lost (2) or to ``end`` (0)."""
+    won_at = pl.col(EXITED_AT).filter(pl.col(NEXT_STAGE) == spec.won).min()
+    per_opp = transitions.group_by(s.OPPORTUNITY_ID).agg(
+        pl.col(OPPORTUNITY_START).first().alias(s.ENTERED_AT),
+        won_at.alias(CONVERTED_AT),
+        pl.col(LOST_AT).first(),
+        *([pl.col(by).first()] if by else []),
+    )
+    return _competing_times(per_opp, end)
+
+
+def cumulative_conversion_table(
+    transitions: pl.LazyFrame,
+    spec: FunnelSpec,
+    *,
+    end: datetime,
+    days: Sequence[float] = CUMULATIVE_DAYS,
+    by: str | None = None,
+    confidence: float = 0.95,
+) -> pl.DataFrame:
+    """Share converted and share lost by day ``d``, per stage and end to end (Aalen–Johansen).
+
+    Answers "what share ever converts?" without a horizon: every entry counts, the recent ones
+    as long as they have been watched (censoring), and a loss is a competing event, so
+    converted + lost ≤ 1 at every day. Per stage, *converted* means a later stage was entered;
+    end to end (``stage = "end to end"``, from an opportunity's first event) it means won.
+
+    Parameters
+    ----------
+    transitions : LazyFrame from :func:`build_transitions` built with the same ``end`` (``[, by]``).
+    end : the data's end: entries still open there are censored at it.
+    days : the days to read the curves at; the longest observed day ("all data") is added.
+
+    Returns
+    -------
+    DataFrame ``[by,] stage, day, entered, at_risk, converted, converted_low, converted_high,
+    lost, lost_low, lost_high``; ``day`` is null on the row that reads the curves at the
+    longest time any entry has been watched.
+    """
+    keys = [by] if by else []
+    frames = {
+        "stage": _competing_times(transitions, end).select(*keys, s.STAGE, "_time", "_cause"),
+        "e2e": _opportunity_times(transitions, spec, end, by).select(
+            *keys, pl.lit(END_TO_END).alias(s.STAGE), "_time", "_cause"
+        ),
+    }
+    frame = pl.concat([f.collect(engine="in-memory") for f in frames.values()], how="vertical_relaxed")
+    rows = []
+    for key, group in frame.group_by([*keys, s.STAGE], maintain_order=True):
+        times, causes = group["_time"].to_numpy(), group["_cause"].to_numpy()
+        read_at = [*days, float(times.max())]
+        curves = cumulative_incidence(times, causes, read_at, confidence=confidence)
+        base = dict(zip([*keys, s.STAGE], key, strict=True)) | {"entered": group.height}
+        for i, day in enumerate(read_at):
+            row = base | {"day": None if i == len(days) else float(day)}
+            row |= {name: _finite(values[i]) for name, values in curves.items()}
+            rows.append(row)
+    schema = {k: frame.schema[k] for k in keys} | {
+        s.STAGE: pl.String,
+        "day": pl.Float64,
+        "entered": pl.Int64,
+        **{c: pl.Float64 for c in ("at_risk", "converted", "converted_low", "converted_high")},
+        **{c: pl.Float64 for c in ("lost", "lost_low", "lost_high")},
+    }
+    order = pl.col(s.STAGE).replace_strict([*spec.open_stages, END_TO_END], range(len(spec.stages)), default=99)
+    table = pl.DataFrame(rows, schema=schema).with_columns(pl.col("at_risk").cast(pl.Int64))
+    return table.sort([*keys, order, pl.col("day").fill_null(math.inf)]).select(list(schema))
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def cohort_table(transitions: pl.LazyFrame, spec: FunnelSpec) -> pl.DataFrame:

@@ -41,6 +41,10 @@ SOURCE = "source"
 RESPONDED_AT = "responded_at"
 CSAT = "csat"
 NPS = "nps"
+AS_OF = "as_of"
+"""The moment a row's features are taken at: only data strictly before it is used."""
+DAYS_IN_STAGE_SO_FAR = "days_in_stage_so_far"
+"""Days an open opportunity has already spent in its stage at ``as_of`` (0 on entering it)."""
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,7 @@ def generate_dataset(
     start: datetime = DEFAULT_START,
     end: datetime = DEFAULT_END,
     orders_per_year: float = 13.5,
+    unrecorded_losses: float = 0.0,
     progress: Callable[[str], None] | None = None,
 ) -> SyntheticData:
     """Generate a reproducible synthetic dataset with its ground truth.
@@ -131,16 +132,24 @@ def generate_dataset(
         (each customer is active about a year on average, with a Q4 peak).
     seed : anything :func:`numpy.random.default_rng` accepts; the same seed gives the same data.
     start, end : the data window.
+    unrecorded_losses : share of lost opportunities whose ``lost`` event is never recorded (0 to 1):
+        the lead goes cold and simply stops, as in many CRM exports. The default 0 records
+        every loss. With a share above 0, ``ground_truth["opportunities"]`` says how each
+        opportunity really ended.
 
     Returns
     -------
     SyntheticData with ``customers``, ``transactions``, ``stage_events``, ``surveys`` in
     canonical columns and ``ground_truth["conversion"]`` (``opportunity_id, stage,
     entered_at, true_probability, converted, censored``) and ``ground_truth["satisfaction"]``
-    (``customer_id, responded_at, latent, p_csat_1..p_csat_5, p_promoter, p_detractor``).
+    (``customer_id, responded_at, latent, p_csat_1..p_csat_5, p_promoter, p_detractor``);
+    with ``unrecorded_losses``, ``ground_truth["opportunities"]`` (``opportunity_id, outcome``
+    (won, lost or open at the window's end), ``closed_at, stage_at_close, loss_recorded``).
     """
     if n_customers < 1:
         raise ValueError(f"n_customers must be at least 1; received {n_customers}.")
+    if not 0.0 <= unrecorded_losses <= 1.0:
+        raise ValueError(f"unrecorded_losses must be a share from 0 to 1; received {unrecorded_losses}.")
     rng = np.random.default_rng(seed)
     say = progress or (lambda _msg: None)
     t0, t1 = int(start.timestamp()), int(end.timestamp())
@@ -152,13 +161,16 @@ def generate_dataset(
     say(f"surveys (from {transactions.height:,} transactions)")
     surveys, sat_truth = _surveys(rng, customers, transactions, history, t1)
     say("opportunities and stage events")
-    events, conv_truth = _opportunities(rng, customers, history, surveys, t0, t1)
+    events, conv_truth, outcomes = _opportunities(rng, customers, history, surveys, t1, unrecorded_losses)
+    truth = {"conversion": conv_truth, "satisfaction": sat_truth}
+    if unrecorded_losses > 0:
+        truth["opportunities"] = outcomes
     return SyntheticData(
         customers=customers,
         transactions=transactions,
         stage_events=events,
         surveys=surveys,
-        ground_truth={"conversion": conv_truth, "satisfaction": sat_truth},
+        ground_truth=truth,
         coefficients=_coefficients(),
     )
 
@@ -436,12 +448,17 @@ def _conversion_logit(
 
 
 def _opportunities(
-    rng: np.random.Generator, customers: pl.DataFrame, history: _History, surveys: pl.DataFrame, t0: int, t1: int
-) -> tuple[pl.DataFrame, pl.DataFrame]:
+    rng: np.random.Generator,
+    customers: pl.DataFrame,
+    history: _History,
+    surveys: pl.DataFrame,
+    t1: int,
+    unrecorded_losses: float,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     spec = FunnelSpec(stages=DEFAULT_STAGES, horizon_days=HORIZON_DAYS)
     opps = _opportunity_starts(rng, customers, t1)
     events = [opps.select(s.OPPORTUNITY_ID, "_c", "_t", pl.lit(spec.stages[0]).alias(s.STAGE))]
-    truth = []
+    truth, closed = [], []
     active = opps
     for stage, following in zip(spec.open_stages, spec.stages[1:], strict=True):
         p = 1.0 / (1.0 + np.exp(-_conversion_logit(stage, customers, active, history, surveys)))
@@ -463,7 +480,23 @@ def _opportunities(
         )
         moved = active.with_columns(pl.Series("_t", next_t)).filter(pl.Series(observed))
         outcome = np.where(converts, following, spec.lost)[observed]
-        events.append(moved.select(s.OPPORTUNITY_ID, "_c", "_t", pl.Series(s.STAGE, outcome)))
+        lost = outcome == spec.lost
+        # A share of the losses is never recorded: the opportunity goes quiet (no draw when 0,
+        # so the default data is unchanged).
+        silent = lost & (rng.random(lost.size) < unrecorded_losses) if unrecorded_losses > 0 else lost & False
+        ended = moved.filter(pl.Series(lost | (outcome == spec.won)))
+        closed.append(
+            ended.select(
+                s.OPPORTUNITY_ID,
+                pl.Series("outcome", outcome[lost | (outcome == spec.won)]),
+                pl.col("_t").alias("_closed"),
+                pl.lit(stage).alias("stage_at_close"),
+                pl.Series("loss_recorded", ~silent[lost | (outcome == spec.won)]),
+            )
+        )
+        events.append(
+            moved.filter(pl.Series(~silent)).select(s.OPPORTUNITY_ID, "_c", "_t", pl.Series(s.STAGE, outcome[~silent]))
+        )
         active = moved.filter(pl.Series(converts[observed]))
     info = opps.select(s.OPPORTUNITY_ID, s.AMOUNT, s.SOURCE)
     stage_events = (
@@ -486,7 +519,20 @@ def _opportunities(
         .select(s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, "true_probability", "converted", "censored")
         .sort(s.ENTERED_AT, s.OPPORTUNITY_ID)
     )
-    return stage_events, conversion
+    ends = pl.concat(closed).with_columns(pl.from_epoch("_closed", time_unit="s").alias("closed_at")).drop("_closed")
+    outcomes = (
+        opps.select(s.OPPORTUNITY_ID)
+        .join(ends, on=s.OPPORTUNITY_ID, how="left")
+        .select(
+            s.OPPORTUNITY_ID,
+            pl.col("outcome").fill_null("open"),
+            "closed_at",
+            "stage_at_close",
+            pl.col("loss_recorded").fill_null(True),
+        )
+        .sort(s.OPPORTUNITY_ID)
+    )
+    return stage_events, conversion, outcomes
 
 
 def write_dataset(data: SyntheticData, out: str | Path, *, fmt: str = "parquet") -> list[Path]:

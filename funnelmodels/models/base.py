@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -24,6 +24,7 @@ __all__ = [
     "LOG_FEATURES",
     "FeatureEncoder",
     "design_matrix",
+    "design_notes",
     "design_plan",
     "package_versions",
     "read_json",
@@ -120,7 +121,14 @@ LOG_FEATURES = (
     "refund_amount",
     "deal_amount",
 )
-RARE_LEVEL = 20
+MIN_LEVEL_ROWS = 30
+"""A category level needs this many training rows for its own term (else it is pooled as 'other')."""
+MIN_LEVEL_OUTCOMES = 5
+"""… and, for a yes/no target, this many rows of each outcome (a level that never converts separates)."""
+MAX_LEVELS = 30
+"""At most this many levels of one category get their own term (the most frequent); the rest is 'other'."""
+OTHER = "other"
+MISSING_LEVEL = "(missing)"
 
 
 def _numeric_values(frame: pl.DataFrame, name: str, log: bool) -> np.ndarray:
@@ -128,14 +136,80 @@ def _numeric_values(frame: pl.DataFrame, name: str, log: bool) -> np.ndarray:
     return np.log1p(np.clip(raw, 0, None)) if log else raw
 
 
-def design_plan(frame: pl.DataFrame, encoder: FeatureEncoder, *, exclude: Sequence[str] = ()) -> dict[str, Any]:
+def _category_values(frame: pl.DataFrame, name: str) -> np.ndarray:
+    return frame[name].cast(pl.String).fill_null(MISSING_LEVEL).to_numpy()
+
+
+def _category_plan(values: np.ndarray, target: np.ndarray | None, name: str) -> dict[str, Any] | None:
+    """Which levels of one category get a term; the others pooled as 'other' or with the reference.
+
+    A level gets a term with at least :data:`MIN_LEVEL_ROWS` rows (and, for a yes/no target,
+    :data:`MIN_LEVEL_OUTCOMES` of each outcome), up to :data:`MAX_LEVELS` levels by frequency.
+    The most frequent such level is the reference. The remaining levels (rare, separating, or
+    beyond the cap) form 'other' when together they meet the same thresholds; otherwise they
+    join the reference. Levels unseen in training are scored as 'other' (or the reference).
+    """
+    levels, slot, counts = np.unique(values, return_inverse=True, return_counts=True)
+    positives = (
+        np.bincount(slot, weights=np.asarray(target, dtype=float), minlength=levels.size)
+        if target is not None
+        else np.full(levels.size, np.inf)
+    )
+    order = np.lexsort((levels, -counts))
+    levels, counts, positives = levels[order], counts[order], positives[order]
+
+    def enough(rows: float, pos: float) -> bool:
+        return rows >= MIN_LEVEL_ROWS and (target is None or min(pos, rows - pos) >= MIN_LEVEL_OUTCOMES)
+
+    qualified = [i for i in range(levels.size) if enough(counts[i], positives[i])][: MAX_LEVELS + 1]
+    if not qualified:
+        return None
+    pooled = [i for i in range(levels.size) if i not in qualified]
+    pooled_rows = int(counts[pooled].sum())
+    other = bool(pooled) and enough(pooled_rows, float(positives[pooled].sum()))
+    own = [str(levels[i]) for i in qualified[1:]]
+    if not own and not other:
+        return None
+    total = float(counts.sum())
+    return {
+        "name": name,
+        "reference": str(levels[qualified[0]]),
+        "levels": own,
+        "other": other,
+        "pooled_levels": len(pooled),
+        "pooled_rows": pooled_rows,
+        "seen": [str(levels[i]) for i in pooled] if not other else [],
+        # Training share of each term's level: a level never seen in training is scored as
+        # the average of the levels seen (its terms set to these shares), not as the reference.
+        "shares": [float(counts[i]) / total for i in qualified[1:]] + ([pooled_rows / total] if other else []),
+        "reference_share": (float(counts[qualified[0]]) + (0.0 if other else pooled_rows)) / total,
+    }
+
+
+def design_plan(
+    frame: pl.DataFrame,
+    encoder: FeatureEncoder,
+    *,
+    exclude: Sequence[str] = (),
+    target: np.ndarray | None = None,
+    coding: Literal["reference", "every level"] = "reference",
+) -> dict[str, Any]:
     """Learn a standardised design for the statsmodels engines from training rows.
 
     Numeric features: log(1 + x) for :data:`LOG_FEATURES`, missing values set to the median
     plus a 0/1 missing indicator, then standardised (so raw, badly scaled columns fit).
-    Categorical features: one 0/1 column per level seen at least 20 times, the most frequent
-    level being the reference. Columns that are linear combinations of others (with a
-    constant) are dropped. Returns plain data: ``numeric, categorical, terms, owners, keep``.
+    Categorical features (a missing value is the level ``(missing)``): one 0/1 column per level
+    with enough rows — and, given a yes/no ``target``, enough of each outcome — up to
+    :data:`MAX_LEVELS`; the rest pooled as ``other`` (see :func:`_category_plan`).
+
+    ``coding="reference"``: the most frequent level is the reference (no column), and columns
+    that are linear combinations of others (with a constant) are dropped and listed in
+    ``dropped`` — the plain likelihood needs a full-rank design. ``coding="every level"``: the
+    reference level gets a column too and nothing is dropped (``dropped`` then lists the terms
+    that duplicate others): for a penalised fit, which shares an effect the data cannot pin
+    on one term evenly among the terms that carry it.
+
+    Returns plain data: ``coding, numeric, categorical, keep, terms, owners, dropped``.
     """
     numeric, terms, owners = [], [], []
     for name in encoder.numeric:
@@ -162,16 +236,23 @@ def design_plan(frame: pl.DataFrame, encoder: FeatureEncoder, *, exclude: Sequen
     for name in encoder.categorical:
         if name in exclude:
             continue
-        counts = frame[name].cast(pl.String).fill_null("(missing)").value_counts(sort=True)
-        kept = [v for v, n in counts.rows() if n >= RARE_LEVEL and v != "(missing)"][1:]
-        if kept:
-            categorical.append((name, kept))
-            terms.extend(f"{name} = {v}" for v in kept)
-            owners.extend(name for _ in kept)
-    plan: dict[str, Any] = {"numeric": numeric, "categorical": categorical}
+        entry = _category_plan(_category_values(frame, name), target, name)
+        if entry is None:
+            continue
+        categorical.append(entry)
+        named = ([entry["reference"]] if coding == "every level" else []) + entry["levels"]
+        named += [OTHER] if entry["other"] else []
+        terms.extend(f"{name} = {v}" for v in named)
+        owners.extend(name for _ in named)
+    plan: dict[str, Any] = {"coding": coding, "numeric": numeric, "categorical": categorical}
     X = design_matrix(frame, plan)
-    keep = [j - 1 for j in _independent(np.column_stack([np.ones(frame.height), X]))[1:]]
-    dropped = [terms[j] for j in range(len(terms)) if j not in keep]
+    independent = [j - 1 for j in _independent(np.column_stack([np.ones(frame.height), X]))[1:]]
+    dropped = [terms[j] for j in range(len(terms)) if j not in independent]
+    keep = independent if coding == "reference" else list(range(len(terms)))
+    if coding == "every level":
+        # A full set of level columns always sums to the constant: that is the coding, not a duplicate.
+        references = {f"{e['name']} = {e['reference']}" for e in categorical}
+        dropped = [t for t in dropped if t not in references]
     return plan | {
         "keep": keep,
         "terms": [terms[j] for j in keep],
@@ -189,11 +270,54 @@ def design_matrix(frame: pl.DataFrame, plan: Mapping[str, Any]) -> np.ndarray:
         cols.append((np.where(missing, med, raw) - mean) / sd)
         if indicator:
             cols.append(missing.astype(float))
-    for name, levels in plan["categorical"]:
-        values = frame[name].cast(pl.String).to_numpy()
-        cols.extend((values == level).astype(float) for level in levels)
+    every = plan.get("coding") == "every level"
+    for entry in plan["categorical"]:
+        values = _category_values(frame, entry["name"])
+        named = np.isin(values, [entry["reference"], *entry["levels"], *entry["seen"]])
+        block = [(values == level).astype(float) for level in entry["levels"]]
+        shares = list(entry["shares"])
+        if every:
+            pooled_with_reference = np.isin(values, [entry["reference"], *entry["seen"]])
+            block.insert(0, pooled_with_reference.astype(float))
+            shares.insert(0, entry["reference_share"])
+        if entry["other"]:
+            block.append((~named).astype(float))
+        elif (~named).any():
+            # Unseen levels: the average of the levels seen in training.
+            for column, share in zip(block, shares, strict=True):
+                column[~named] = share
+        cols.extend(block)
     X = np.column_stack(cols) if cols else np.empty((frame.height, 0))
     return X[:, plan["keep"]] if "keep" in plan else X
+
+
+def design_notes(plan: Mapping[str, Any], *, where: str) -> list[str]:
+    """Plain-words notes on what the design pooled or left out, for a model's notes."""
+    notes = []
+    for entry in plan["categorical"]:
+        if entry["pooled_levels"]:
+            fate = (
+                f"pooled as '{OTHER}'" if entry["other"] else f"counted with the reference level {entry['reference']!r}"
+            )
+            notes.append(
+                f"{where}: {entry['pooled_levels']:,} level(s) of {entry['name']!r} ({entry['pooled_rows']:,} rows) "
+                f"have too few rows or outcomes for an odds ratio of their own (each needs {MIN_LEVEL_ROWS} rows and "
+                f"{MIN_LEVEL_OUTCOMES} of each outcome; at most {MAX_LEVELS} levels) and are {fate}."
+            )
+    if plan.get("dropped"):
+        shown = ", ".join(repr(t) for t in plan["dropped"][:8]) + (" …" if len(plan["dropped"]) > 8 else "")
+        if plan.get("coding") == "every level":
+            fate = (
+                "the penalised fit shares the effect evenly among the terms that carry it, so read their odds "
+                "ratios together, not one by one"
+            )
+        else:
+            fate = "they were left out; their effect shows in the terms they duplicate"
+        notes.append(
+            f"{where}: {shown} carry no information beyond the other terms in the training rows (exact "
+            f"combinations of them, e.g. with one order per customer total = mean = largest); {fate}."
+        )
+    return notes
 
 
 def unit_labels(plan: Mapping[str, Any]) -> dict[str, str]:
@@ -203,8 +327,12 @@ def unit_labels(plan: Mapping[str, Any]) -> dict[str, str]:
         units[f"log(1+{name})" if log else name] = f"per {sd:,.3g} (1 SD)" + (" of log(1+x)" if log else "")
         if indicator:
             units[f"{name} missing"] = "missing vs known"
-    for name, levels in plan["categorical"]:
-        units |= {f"{name} = {v}": "vs reference" for v in levels}
+    for entry in plan["categorical"]:
+        reference = f"vs {entry['reference']}"
+        units |= {f"{entry['name']} = {v}": reference for v in entry["levels"]}
+        units[f"{entry['name']} = {entry['reference']}"] = "the reference level"
+        if entry["other"]:
+            units[f"{entry['name']} = {OTHER}"] = f"{entry['pooled_levels']} rare levels pooled, {reference}"
     return units
 
 

@@ -38,6 +38,7 @@ from funnelmodels.models.base import (
     IMPORTANCE_ROWS,
     FeatureEncoder,
     design_matrix,
+    design_notes,
     design_plan,
     importance_rows,
     lightgbm_threads,
@@ -52,16 +53,16 @@ __all__ = ["ENGINES", "StageConversionModel"]
 
 Engine = Literal["lightgbm", "logit"]
 ENGINES: tuple[Engine, ...] = ("lightgbm", "logit")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MIN_STAGE_ROWS = 30
 MIN_STAGE_OUTCOMES = 5
 
 LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "objective": "binary",
     "learning_rate": 0.05,
-    "num_leaves": 15,
+    "num_leaves": 5,
     "min_data_in_leaf": 40,
-    "feature_fraction": 0.9,
+    "feature_fraction": 0.7,
     "lambda_l2": 1.0,
     "max_cat_to_onehot": 8,
     "num_boost_round": 1000,
@@ -74,7 +75,7 @@ def _with_constant(X: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -105,6 +106,8 @@ def _lgb_params(params: Mapping[str, Any], seed: int) -> tuple[dict[str, Any], i
     rounds = int(merged.pop("num_boost_round"))
     patience = int(merged.pop("early_stopping_rounds"))
     merged.pop("per_stage", None)
+    merged.pop("refit", None)
+    merged.pop("calibrate", None)
     merged.update(seed=seed, deterministic=True, force_row_wise=True, verbose=-1)
     return merged, rounds, patience
 
@@ -117,66 +120,181 @@ def _fit_booster(
     encoder: FeatureEncoder,
     params: Mapping[str, Any],
     seed: int,
+    *,
+    rounds: int | None = None,
 ) -> tuple[str, int]:
+    """Fit one booster; with ``rounds`` exactly that many, else early stopping on the validation rows."""
     import lightgbm as lgb
 
-    lgb_params, rounds, patience = _lgb_params(params, seed)
+    lgb_params, max_rounds, patience = _lgb_params(params, seed)
     categorical = [i for i, name in enumerate(encoder.names) if name in encoder.categorical]
     names = list(encoder.names)
     train = lgb.Dataset(X, y, feature_name=names, categorical_feature=categorical, free_raw_data=False)
-    valid = lgb.Dataset(Xv, yv, reference=train, feature_name=names, categorical_feature=categorical)
     callbacks: list[Callable[..., Any]] = []
-    if len(yv) and 0 < yv.sum() < len(yv):
+    valid_sets = None
+    if rounds is None and len(yv) and 0 < yv.sum() < len(yv):
+        valid_sets = [lgb.Dataset(Xv, yv, reference=train, feature_name=names, categorical_feature=categorical)]
         callbacks.append(lgb.early_stopping(patience, verbose=False))
     booster = lgb.train(
-        lgb_params, train, num_boost_round=rounds, valid_sets=[valid] if callbacks else None, callbacks=callbacks
+        lgb_params, train, num_boost_round=rounds or max_rounds, valid_sets=valid_sets, callbacks=callbacks
     )
-    best = booster.best_iteration or booster.current_iteration()
+    best = rounds or booster.best_iteration or booster.current_iteration()
     return booster.model_to_string(num_iteration=best), best
 
 
 # --- logit ---------------------------------------------------------------------------------------
 
+RIDGE_LAMBDA = 1.0
+"""L2 penalty of the fallback fit, on standardised features (a normal prior with SD 1 per term)."""
+MAX_ABS_COEF = 10.0
+"""A standardised coefficient beyond this (an odds ratio of 22,000 per SD) means separation."""
+MAX_SE = 10.0
 
-def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -> dict[str, Any]:
+
+def _ridge_logit(X: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Logit with an L2 penalty on every coefficient but the constant, by damped Newton steps.
+
+    The penalised log-likelihood is strictly concave, so it has one maximum whatever the
+    collinearity or separation; each step is halved until it improves the objective. Returns
+    the coefficients, their covariance (the inverse of the penalised information: the Laplace
+    approximation of a normal prior) and whether the steps settled.
+    """
+    penalty = np.full(X.shape[1], lam)
+    penalty[0] = 0.0
+
+    def objective(b: np.ndarray) -> float:
+        eta = X @ b
+        return float(np.sum(y * eta - np.logaddexp(0.0, eta)) - 0.5 * np.sum(penalty * b * b))
+
+    beta = np.zeros(X.shape[1])
+    beta[0] = float(_logit(np.array([y.mean()]))[0])
+    current = objective(beta)
+    converged = False
+    for _ in range(200):
+        p = _sigmoid(X @ beta)
+        grad = X.T @ (y - p) - penalty * beta
+        info = X.T @ (X * (p * (1 - p))[:, None]) + np.diag(penalty) + 1e-9 * np.eye(X.shape[1])
+        step = np.linalg.solve(info, grad)
+        scale = 1.0
+        while scale > 1e-6:
+            candidate = beta + scale * step
+            value = objective(candidate)
+            if value >= current - 1e-12:
+                break
+            scale /= 2
+        beta, gained, current = candidate, value - current, value
+        if np.abs(scale * step).max() < 1e-8 or abs(gained) < 1e-10 * max(1.0, abs(current)):
+            converged = True
+            break
+    p = _sigmoid(X @ beta)
+    info = X.T @ (X * (p * (1 - p))[:, None]) + np.diag(penalty)
+    return beta, np.linalg.pinv(info), converged
+
+
+def _plain_logit(X: np.ndarray, y: np.ndarray) -> tuple[dict[str, Any] | None, str]:
+    """statsmodels' Logit; None and the reason in plain words when its answer cannot be trusted."""
     import statsmodels.api as sm
 
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = sm.Logit(y, X).fit(disp=0, maxiter=100, method="newton")
+        except np.linalg.LinAlgError:
+            return None, "its equations had no unique solution (some terms carry the same information)"
+        except Exception as exc:  # statsmodels raises its own types on perfect separation
+            if "separation" in str(exc).lower():
+                return None, "a feature separates converted from not converted perfectly"
+            raise
+    messages = " ".join(str(w.message).lower() for w in caught)
+    params, bse = np.asarray(result.params), np.asarray(result.bse)
+    if "separation" in messages:
+        return None, "a feature (almost) separates converted from not converted, so its coefficient grows without limit"
+    if not result.mle_retvals.get("converged", True) or "converge" in messages:
+        return None, "the fit did not settle in 100 steps"
+    if not np.all(np.isfinite(bse)) or np.abs(params[1:]).max(initial=0) > MAX_ABS_COEF or bse.max() > MAX_SE:
+        return None, "some coefficients are huge or have no finite interval (a term nearly separates the outcomes)"
+    return {"params": params.tolist(), "cov": np.asarray(result.cov_params()), "converged": True}, ""
+
+
+def _report(plan: Mapping[str, Any], params: np.ndarray, cov: np.ndarray) -> list[dict[str, Any]]:
+    """Coefficient, 95% interval and p-value of every reported term (the constant left out).
+
+    With every level coded (the penalised fit), a level is reported against the reference level:
+    the difference of the two coefficients, with the variance of a difference.
+    """
+    from scipy.stats import norm
+
+    index = {term: j for j, term in enumerate(plan["terms"], start=1)}
+    references = (
+        {e["name"]: index[f"{e['name']} = {e['reference']}"] for e in plan["categorical"]}
+        if plan.get("coding") == "every level"
+        else {}
+    )
+    rows = []
+    for term, owner in zip(plan["terms"], plan["owners"], strict=True):
+        j = index[term]
+        if references.get(owner) == j:
+            continue
+        coef, var = float(params[j]), float(cov[j, j])
+        if owner in references:
+            r = references[owner]
+            coef, var = coef - float(params[r]), var + float(cov[r, r]) - 2 * float(cov[j, r])
+        se = math.sqrt(var) if var > 0 else math.nan
+        z = 1.959963984540054
+        rows.append(
+            {
+                "term": term,
+                "coef": coef,
+                "se": se,
+                "ci_low": coef - z * se,
+                "ci_high": coef + z * se,
+                "p_value": float(2 * norm.sf(abs(coef / se))) if se > 0 else math.nan,
+            }
+        )
+    return rows
+
+
+def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -> dict[str, Any]:
+    """The logit of one stage: plain maximum likelihood where the data pins every term, else penalised.
+
+    The plain fit is used when the design has full rank and the fit settles with finite,
+    moderate coefficients. Otherwise — terms that duplicate others, separation, no convergence —
+    the answer of a plain fit depends on arbitrary choices (which duplicate is dropped, which
+    level is the reference, where the optimiser stopped); the stage is then refitted with every
+    category level coded and a ridge penalty (:data:`RIDGE_LAMBDA`), which has one answer.
+    """
     y = frame[CONVERTED].cast(pl.Int8).to_numpy()
     positives = int(y.sum())
     base = {"stage": stage, "n": int(y.size), "positives": positives, "base_rate": float(y.mean()) if y.size else 0.0}
     if y.size < MIN_STAGE_ROWS or min(positives, y.size - positives) < MIN_STAGE_OUTCOMES:
-        return base | {
-            "fallback": True,
-            "note": f"stage {stage!r}: {y.size} rows, {positives} conversions — too few to fit "
-            f"(needs {MIN_STAGE_ROWS} rows and {MIN_STAGE_OUTCOMES} of each outcome); uses its conversion rate.",
-        }
-    plan = design_plan(frame, encoder, exclude=(s.STAGE,))
-    X = _with_constant(design_matrix(frame, plan))
+        note = (
+            f"stage {stage!r}: {y.size} rows, {positives} conversions — too few to fit "
+            f"(needs {MIN_STAGE_ROWS} rows and {MIN_STAGE_OUTCOMES} of each outcome); uses its conversion rate."
+        )
+        return base | {"fallback": True, "note": note, "notes": [note]}
+    where = f"logit, stage {stage!r}"
+    plan = design_plan(frame, encoder, exclude=(s.STAGE,), target=y)
+    fitted: dict[str, Any] | None = None
+    if plan["dropped"]:
+        problem = "some terms duplicate others in the training rows, so the plain fit cannot tell their effects apart"
+    else:
+        fitted, problem = _plain_logit(_with_constant(design_matrix(frame, plan)), y.astype(float))
     notes = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = sm.Logit(y, X).fit(disp=0, maxiter=200, method="newton")
-        except np.linalg.LinAlgError:
-            result = sm.Logit(y, X).fit(disp=0, maxiter=500, method="bfgs")
-            notes.append(f"stage {stage!r}: Newton's method hit a singular matrix; fitted with BFGS.")
-    notes += [
-        f"stage {stage!r}: {w.message}"
-        for w in caught
-        if "converge" in str(w.message).lower() or "separation" in str(w.message).lower()
-    ]
-    ci = np.asarray(result.conf_int(alpha=0.05))
-    return base | {
-        "fallback": False,
-        "plan": plan,
-        "params": np.asarray(result.params).tolist(),
-        "bse": np.asarray(result.bse).tolist(),
-        "pvalues": np.asarray(result.pvalues).tolist(),
-        "ci_low": ci[:, 0].tolist(),
-        "ci_high": ci[:, 1].tolist(),
-        "converged": bool(result.mle_retvals.get("converged", True)),
-        "note": " ".join(notes),
-    }
+    if fitted is None:
+        plan = design_plan(frame, encoder, exclude=(s.STAGE,), target=y, coding="every level")
+        params, cov, settled = _ridge_logit(_with_constant(design_matrix(frame, plan)), y.astype(float), RIDGE_LAMBDA)
+        fitted = {"params": params.tolist(), "cov": cov, "converged": settled}
+        notes.append(
+            f"{where}: the plain fit could not be trusted — {problem}. It was refitted with a mild penalty "
+            f"(ridge, λ = {RIDGE_LAMBDA:g} on standardised terms, every category level coded) that gives one "
+            "finite answer; odds ratios are pulled a little towards 1 and their intervals are approximate. "
+            "Read them for direction and rough size."
+            + ("" if settled else " Even the penalised fit did not fully settle: treat this stage's numbers as rough.")
+        )
+    notes = design_notes(plan, where=where) + notes
+    report = _report(plan, np.asarray(fitted["params"]), np.asarray(fitted.pop("cov")))
+    penalised = plan["coding"] == "every level"
+    return base | {"fallback": False, "plan": plan, "penalised": penalised, "report": report, "notes": notes} | fitted
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -248,7 +366,7 @@ class StageConversionModel:
                 }
             }
             boosters = {}
-        notes = checks + [n for st in state.get("stages", {}).values() if (n := st.get("note"))]
+        notes = checks + [n for st in state.get("stages", {}).values() for n in st["notes"]]
         meta = {
             "format_version": FORMAT_VERSION,
             "seed": seed,
@@ -389,9 +507,12 @@ class StageConversionModel:
     def odds_ratios(self) -> pl.DataFrame:
         """The logit's odds ratios per stage (per standard deviation for numeric features).
 
+        Every value is finite; where one cannot be given, it is null and ``note`` says why.
+
         Returns
         -------
-        DataFrame ``stage, term, coef, odds_ratio, or_low, or_high, p_value, unit``.
+        DataFrame ``stage, term, coef, odds_ratio, or_low, or_high, p_value, unit, note``
+        (``note`` also marks the terms of a stage fitted with the ridge penalty).
         """
         if self.engine != "logit":
             raise ModelError("odds ratios come from the logit engine; this model is LightGBM.")
@@ -400,20 +521,25 @@ class StageConversionModel:
             if fitted["fallback"]:
                 continue
             units = unit_labels(fitted["plan"])
-            for j, term in enumerate(["const", *fitted["plan"]["terms"]]):
-                if term == "const":
-                    continue
-                unit = units[term]
+            penalised = (
+                "penalised fit (ridge): pulled towards 1, interval approximate" if fitted.get("penalised") else ""
+            )
+            for term in fitted["report"]:
+                values = {
+                    "odds_ratio": _exp(term["coef"]),
+                    "or_low": _exp(term["ci_low"]),
+                    "or_high": _exp(term["ci_high"]),
+                }
+                finite = all(math.isfinite(v) for v in values.values())
                 rows.append(
                     {
                         "stage": stage,
-                        "term": term,
-                        "coef": fitted["params"][j],
-                        "odds_ratio": _exp(fitted["params"][j]),
-                        "or_low": _exp(fitted["ci_low"][j]),
-                        "or_high": _exp(fitted["ci_high"][j]),
-                        "p_value": fitted["pvalues"][j],
-                        "unit": unit,
+                        "term": term["term"],
+                        "coef": _finite_or_none(term["coef"]),
+                        **{k: (v if math.isfinite(v) else None) for k, v in values.items()},
+                        "p_value": _finite_or_none(term["p_value"]),
+                        "unit": units[term["term"]],
+                        "note": penalised if finite else "no finite value: the term (almost) separates the outcomes",
                     }
                 )
         return pl.DataFrame(
@@ -427,6 +553,7 @@ class StageConversionModel:
                 "or_high": pl.Float64,
                 "p_value": pl.Float64,
                 "unit": pl.String,
+                "note": pl.String,
             },
         )
 
@@ -443,7 +570,12 @@ class StageConversionModel:
                 (root / name).write_text(text, encoding="utf-8")
                 files[key] = name
             state["model_files"] = files
-        spec = {"stages": list(self.spec.stages), "lost": self.spec.lost, "horizon_days": self.spec.horizon_days}
+        spec = {
+            "stages": list(self.spec.stages),
+            "lost": self.spec.lost,
+            "horizon_days": self.spec.horizon_days,
+            "stale_after_days": self.spec.stale_after_days,
+        }
         write_model(
             root,
             kind="stage_conversion",
@@ -469,7 +601,10 @@ class StageConversionModel:
             state["models"] = texts
             boosters = {key: lgb.Booster(model_str=text) for key, text in texts.items()}
         spec = FunnelSpec(
-            stages=tuple(data["spec"]["stages"]), lost=data["spec"]["lost"], horizon_days=data["spec"]["horizon_days"]
+            stages=tuple(data["spec"]["stages"]),
+            lost=data["spec"]["lost"],
+            horizon_days=data["spec"]["horizon_days"],
+            stale_after_days=data["spec"].get("stale_after_days"),
         )
         return cls(
             engine=data["engine"],
@@ -479,6 +614,10 @@ class StageConversionModel:
             metadata=data["metadata"],
             _boosters=boosters,
         )
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _exp(value: float | None) -> float:
@@ -525,28 +664,68 @@ def _fit_lightgbm(
     params: Mapping[str, Any],
     seed: int,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Rounds and calibration from the validation slice, then a refit on train + validation.
+
+    1. A booster on the training rows, early-stopped on the validation rows, sets the number of
+       rounds; 2. Platt scaling is fitted on its predictions of the validation rows — rows it
+       never saw, so the calibration is learnt out of sample; 3. the final booster is refitted
+       with that many rounds on train + validation together (the most recent history is not
+       thrown away) and keeps the calibration. ``params={"refit": False}`` keeps the booster of
+       step 1 instead.
+    """
     import lightgbm as lgb
 
     X, y = encoder.matrix(train), train[CONVERTED].cast(pl.Int8).to_numpy()
     Xv, yv = encoder.matrix(validation), validation[CONVERTED].cast(pl.Int8).to_numpy()
+    # Rounds and calibration are chosen on the validation slice's entry rows, the rows the
+    # model is judged on; snapshots of open rows train the model but do not steer the choice.
+    judged = (
+        (validation[s.DAYS_IN_STAGE_SO_FAR] == 0).to_numpy()
+        if s.DAYS_IN_STAGE_SO_FAR in validation.columns
+        else np.ones(validation.height, dtype=bool)
+    )
     if params.get("per_stage"):
-        groups = {st: (train[s.STAGE] == st, validation[s.STAGE] == st) for st in spec.open_stages}
+        groups = {
+            st: ((train[s.STAGE] == st).to_numpy(), (validation[s.STAGE] == st).to_numpy()) for st in spec.open_stages
+        }
     else:
-        groups = {"all": (pl.Series([True] * train.height), pl.Series([True] * validation.height))}
+        groups = {"all": (np.ones(train.height, dtype=bool), np.ones(validation.height, dtype=bool))}
     models, iterations = {}, {}
-    for key, (mask, vmask) in groups.items():
-        m, vm = mask.to_numpy(), vmask.to_numpy()
+    for key, (m, vm) in groups.items():
         if m.sum() < MIN_STAGE_ROWS:
             raise ModelError(
                 f"stage {key!r} has {int(m.sum())} training rows; one booster per stage needs "
                 f"{MIN_STAGE_ROWS}. Train one booster for all stages instead (the default)."
             )
-        models[key], iterations[key] = _fit_booster(X[m], y[m], Xv[vm], yv[vm], encoder, params, seed)
+        stop = vm & judged
+        models[key], iterations[key] = _fit_booster(X[m], y[m], Xv[stop], yv[stop], encoder, params, seed)
     boosters = {key: lgb.Booster(model_str=text) for key, text in models.items()}
     state: dict[str, Any] = {"models": models, "best_iteration": iterations, "calibration": [0.0, 1.0]}
-    if validation.height and 0 < yv.sum() < yv.size:
+    if params.get("calibrate", True) and judged.any() and 0 < yv[judged].sum() < judged.sum():
         probe = StageConversionModel("lightgbm", encoder, spec, state, {}, boosters)
-        state["calibration"] = list(_platt(probe._raw_lightgbm(validation), yv.astype(float)))
+        entries = validation.filter(pl.Series(judged))
+        state["calibration"] = list(_platt(probe._raw_lightgbm(entries), yv[judged].astype(float)))
+    if params.get("calibrate") == "oof" and validation.height:
+        X_all, y_all = np.vstack([X, Xv]), np.concatenate([y, yv])
+        every = pl.concat([train.select(s.OPPORTUNITY_ID), validation.select(s.OPPORTUNITY_ID)], how="vertical_relaxed")
+        fold = (every[s.OPPORTUNITY_ID].hash(seed) % 3).to_numpy()
+        entry = np.concatenate([(train[s.DAYS_IN_STAGE_SO_FAR] == 0).to_numpy(), judged])
+        raw = np.zeros(y_all.size)
+        for k in range(3):
+            text, _ = _fit_booster(
+                X_all[fold != k], y_all[fold != k], Xv[:0], yv[:0], encoder, params, seed, rounds=iterations["all"]
+            )
+            raw[fold == k] = lgb.Booster(model_str=text).predict(X_all[fold == k], raw_score=True)
+        state["calibration"] = list(_platt(raw[entry], y_all[entry].astype(float)))
+    if params.get("refit", True) and validation.height:
+        X_all, y_all = np.vstack([X, Xv]), np.concatenate([y, yv])
+        for key, (m, vm) in groups.items():
+            rows = np.concatenate([m, vm])
+            models[key], _ = _fit_booster(
+                X_all[rows], y_all[rows], Xv[:0], yv[:0], encoder, params, seed, rounds=iterations[key]
+            )
+        boosters = {key: lgb.Booster(model_str=text) for key, text in models.items()}
+        state["refit_rows"] = int(X_all.shape[0])
     return state, boosters
 
 

@@ -6,8 +6,9 @@ call; ``score_open_opportunities`` what ``funnelmodels score`` calls.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from funnelmodels.data.io import Dataset
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import OutOfTimeSplit, out_of_time_split
 from funnelmodels.features import AS_OF, build_features, build_transition_features, extra_features, feature_columns
-from funnelmodels.funnel import OPPORTUNITY_START, build_transitions, data_end
+from funnelmodels.funnel import OPPORTUNITY_START, SNAPSHOT_DAYS, add_snapshots, build_transitions, data_end
 from funnelmodels.models.conversion import ENGINES, Engine, StageConversionModel, metrics_table
 from funnelmodels.models.satisfaction import (
     LEVELS,
@@ -47,14 +48,31 @@ __all__ = [
 ORACLE = "oracle"
 
 
+BASE_RATE_SHIFT = 0.05
+"""A test-period base rate this far (in probability) from training's is said in words."""
+AGE_BANDS = (
+    (0.0, 30.0, "≤30 days"),
+    (30.0, 90.0, "31–90 days"),
+    (90.0, 180.0, "91–180 days"),
+    (180.0, None, ">180 days"),
+)
+
+
 @dataclass(frozen=True)
 class ConversionTraining:
-    """The outcome of :func:`train_conversion`: fitted engines, the split and the test metrics."""
+    """The outcome of :func:`train_conversion`: fitted engines, the split and the test metrics.
+
+    ``test`` holds the test period's entry rows (what the metrics are on), ``snapshots`` every
+    test-period row including the snapshots of open opportunities, ``history`` the entry rows
+    the models learnt from (train and validation).
+    """
 
     models: dict[str, StageConversionModel]
     split: OutOfTimeSplit
     test: pl.DataFrame
     metrics: pl.DataFrame
+    snapshots: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    history: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
 
     def reliability(self) -> dict[str, pl.DataFrame]:
         """Reliability table (calibration curve) on the test rows, per engine and the oracle."""
@@ -81,12 +99,73 @@ class ConversionTraining:
             out = out.with_columns(self.test["true_probability"].alias(f"p_{ORACLE}"))
         return out
 
+    def base_rates(self) -> dict[str, float]:
+        """Conversion rate of the entry rows the models learnt from and of the test period's."""
+        train = float(self.history["converted"].mean()) if self.history.height else math.nan  # type: ignore[arg-type]
+        test = float(self.test["converted"].mean()) if self.test.height else math.nan  # type: ignore[arg-type]
+        return {"training": train, "test": test}
+
+    def base_rate_note(self) -> str | None:
+        """A sentence when the test period converts at a rate more than 5 points from training's."""
+        rates = self.base_rates()
+        shift = rates["test"] - rates["training"]
+        if not math.isfinite(shift) or abs(shift) <= BASE_RATE_SHIFT:
+            return None
+        way = "more" if shift > 0 else "less"
+        return (
+            f"The test period converts at {100 * rates['test']:.1f}% against {100 * rates['training']:.1f}% in the "
+            f"rows the models learnt from ({100 * abs(shift):.0f} points {way}). Probabilities learnt on the past "
+            f"are then too {'low' if shift > 0 else 'high'} on average — the calibration error below is mostly "
+            "this shift, not a fault of the ranking; read ROC AUC for how well deals are ranked, and expect the "
+            "scores to be off in level until the models are retrained on recent data."
+        )
+
+    def by_time_in_stage(self, engine: str = "lightgbm") -> pl.DataFrame:
+        """Predicted against observed conversion of test-period rows by days already spent in the stage.
+
+        Returns
+        -------
+        DataFrame ``days_in_stage, rows, observed_rate, mean_predicted`` over the entry rows
+        (``0``) and the snapshots of still-open rows, banded (≤30, 31–90, 91–180, >180 days).
+        """
+        rows = self.snapshots if self.snapshots.height else self.test
+        p = self.models[engine].predict_proba(rows)
+        days = rows[s.DAYS_IN_STAGE_SO_FAR]
+        band = pl.lit("on entry")
+        for low, high, label in reversed(AGE_BANDS):
+            inside = (days > low) if high is None else ((days > low) & (days <= high))
+            band = pl.when(inside).then(pl.lit(label)).otherwise(band)
+        order = ["on entry", *(label for *_, label in AGE_BANDS)]
+        return (
+            rows.select(band.alias("days_in_stage"), pl.col("converted").cast(pl.Float64))
+            .with_columns(pl.Series("p", p))
+            .group_by("days_in_stage")
+            .agg(
+                pl.len().alias("rows"),
+                pl.col("converted").mean().alias("observed_rate"),
+                pl.col("p").mean().alias("mean_predicted"),
+            )
+            .sort(pl.col("days_in_stage").replace_strict(order, range(len(order))))
+        )
+
 
 def _split_by_time(
-    dataset: Dataset, rows: pl.DataFrame, test_share: float
+    dataset: Dataset, rows: pl.DataFrame, test_share: float, *, entries: pl.Series | None = None
 ) -> tuple[OutOfTimeSplit, pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Any]]:
-    """Out-of-time split of ``rows`` by as_of, and the metadata a model records about it."""
-    split = out_of_time_split(rows[AS_OF], test_share=test_share)
+    """Out-of-time split of ``rows`` by as_of, and the metadata a model records about it.
+
+    The boundaries are the quantiles of the rows marked in ``entries`` (default: every row), so
+    adding snapshot rows does not move them; every row then goes to the side its as_of falls on.
+    """
+    times = rows[AS_OF]
+    split = out_of_time_split(times.filter(entries) if entries is not None else times, test_share=test_share)
+    split = OutOfTimeSplit(
+        train=times < split.validation_start,
+        validation=(times >= split.validation_start) & (times < split.test_start),
+        test=times >= split.test_start,
+        validation_start=split.validation_start,
+        test_start=split.test_start,
+    )
     train, validation, test = (rows.filter(mask) for mask in (split.train, split.validation, split.test))
     meta = {
         "data_fingerprint": dataset.fingerprint(),
@@ -100,13 +179,25 @@ def _split_by_time(
     return split, train, validation, test, meta
 
 
-def transition_frame(dataset: Dataset, *, horizon_days: int | None = None) -> pl.DataFrame:
-    """Every stage-transition row with its point-in-time features (and the truth on synthetic data)."""
-    transitions = build_transitions(dataset.lazy("stage_events"), dataset.spec, horizon_days=horizon_days)
-    frame = build_transition_features(dataset, transitions).collect(engine="in-memory")
+def transition_frame(
+    dataset: Dataset, *, horizon_days: int | None = None, snapshots: Sequence[int] | None = SNAPSHOT_DAYS
+) -> pl.DataFrame:
+    """Stage-transition rows and their snapshots, with point-in-time features (and the truth on synthetic data).
+
+    Entry rows have ``days_in_stage_so_far = 0`` (as_of = entered_at); snapshot rows are the
+    entries still open 7, 14, 30, … days later (:func:`funnelmodels.funnel.add_snapshots`), with
+    features and label as of then. ``snapshots=()`` or None gives the entry rows only.
+    """
+    events = dataset.lazy("stage_events")
+    end = data_end(events)
+    transitions = build_transitions(events, dataset.spec, horizon_days=horizon_days, end=end)
+    rows = add_snapshots(transitions, dataset.spec, end=end, horizon_days=horizon_days, days=snapshots or ())
+    frame = build_transition_features(dataset, rows).collect(engine="in-memory")
     truth = _ground_truth(dataset)
     if truth is not None and (horizon_days is None or horizon_days == dataset.spec.horizon_days):
-        frame = frame.join(truth, on=[s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT], how="left")
+        # The generator's probabilities are those of the entry rows.
+        truth = truth.with_columns(pl.lit(0.0).alias(s.DAYS_IN_STAGE_SO_FAR))
+        frame = frame.join(truth, on=[s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, s.DAYS_IN_STAGE_SO_FAR], how="left")
     return frame
 
 
@@ -130,18 +221,23 @@ def train_conversion(
     horizon_days: int | None = None,
     test_share: float = 0.2,
     params: dict[str, dict[str, Any]] | None = None,
+    snapshots: Sequence[int] | None = SNAPSHOT_DAYS,
 ) -> ConversionTraining:
     """Fit each engine on the past and evaluate it on the latest period (out of time).
 
-    Steps: transition rows with features → out-of-time split by as_of (train, validation,
-    test) → fit each engine → metrics per stage and overall on the test rows, with the
-    oracle (the generator's true probabilities) when the dataset has ground truth.
+    Steps: transition rows and snapshots with features → out-of-time split by as_of (the
+    boundaries from the entry rows: train, validation, test) → fit each engine (LightGBM chooses
+    its rounds and calibration on the validation slice, then is refitted on train + validation)
+    → metrics per stage and overall on the test period's entry rows, with the oracle (the
+    generator's true probabilities) when the dataset has ground truth.
     """
-    frame = transition_frame(dataset, horizon_days=horizon_days)
+    frame = transition_frame(dataset, horizon_days=horizon_days, snapshots=snapshots)
     observed = frame.filter(~pl.col("censored"))
     if observed.height == 0:
         raise ModelError("no stage transition has an observed outcome yet (all are censored); nothing to learn from.")
-    split, train, validation, test, meta = _split_by_time(dataset, observed, test_share)
+    entries = observed[s.DAYS_IN_STAGE_SO_FAR] == 0
+    split, train, validation, test, meta = _split_by_time(dataset, observed, test_share, entries=entries)
+    spec = dataset.spec if horizon_days is None else replace(dataset.spec, horizon_days=horizon_days)
     features = feature_columns(frame, extra=extra_features(dataset))
     models: dict[str, StageConversionModel] = {}
     for engine in engines:
@@ -149,15 +245,18 @@ def train_conversion(
             train,
             validation=validation,
             engine=engine,
-            spec=dataset.spec,
+            spec=spec,
             features=features,
             seed=seed,
             params=(params or {}).get(engine),
-            metadata=meta,
+            metadata=meta | {"snapshot_days": list(snapshots or ())},
         )
-    tables = [metrics_table(test, model.predict_proba(test), label=name) for name, model in models.items()]
-    if "true_probability" in test.columns and test["true_probability"].null_count() == 0:
-        tables.append(metrics_table(test, test["true_probability"].to_numpy(), label=ORACLE))
+    test_entries = test.filter(pl.col(s.DAYS_IN_STAGE_SO_FAR) == 0)
+    tables = [
+        metrics_table(test_entries, model.predict_proba(test_entries), label=name) for name, model in models.items()
+    ]
+    if "true_probability" in test_entries.columns and test_entries["true_probability"].null_count() == 0:
+        tables.append(metrics_table(test_entries, test_entries["true_probability"].to_numpy(), label=ORACLE))
     order = {st: i for i, st in enumerate(("all", *dataset.spec.open_stages))}
     metrics = (
         pl.concat(tables)
@@ -165,7 +264,10 @@ def train_conversion(
         .sort("engine", "_o")
         .drop("_o")
     )
-    return ConversionTraining(models=models, split=split, test=test, metrics=metrics)
+    history = pl.concat([train, validation]).filter(pl.col(s.DAYS_IN_STAGE_SO_FAR) == 0)
+    return ConversionTraining(
+        models=models, split=split, test=test_entries, metrics=metrics, snapshots=test, history=history
+    )
 
 
 def stratified_folds(y: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -201,7 +303,7 @@ def cross_validate_conversion(
     """
     if folds < 2:
         raise ModelError(f"folds must be 2 or more; received {folds}.")
-    frame = transition_frame(dataset, horizon_days=horizon_days).filter(~pl.col("censored"))
+    frame = transition_frame(dataset, horizon_days=horizon_days, snapshots=None).filter(~pl.col("censored"))
     if frame.height < folds * 10:
         raise ModelError(f"only {frame.height} observed transition rows; too few for {folds} folds.")
     y = frame["converted"].cast(pl.Int8).to_numpy()
@@ -256,12 +358,16 @@ def score_open_opportunities(dataset: Dataset, model: StageConversionModel, as_o
     """Win probability and expected value of every opportunity open at ``as_of``, with reasons.
 
     Win probability = P(current stage converts) × the product over every later non-terminal
-    stage (DESIGN.md), each predicted from the features known at ``as_of``.
+    stage (DESIGN.md). The current stage is scored as it stands at ``as_of``: features known
+    then, the days already spent in the stage and since the opportunity began (a lead that has
+    waited 300 days is not a fresh lead). Each later stage is scored as if entered at ``as_of``
+    (0 days in it), the best guess of a moment that has not come.
 
     Returns
     -------
-    DataFrame ``opportunity_id, customer_id, stage, entered_at, amount, p_next_stage,
-    win_probability, expected_value, reasons_up, reasons_down`` sorted by expected value.
+    DataFrame ``opportunity_id, customer_id, stage, entered_at, opportunity_start, days_in_stage_so_far,
+    amount, p_next_stage, win_probability, expected_value, reasons_up, reasons_down`` sorted by
+    expected value.
     """
     opened = open_opportunities(dataset, as_of)
     if opened.height == 0:
@@ -270,17 +376,22 @@ def score_open_opportunities(dataset: Dataset, model: StageConversionModel, as_o
         engine="in-memory"
     )
     stages = list(model.spec.open_stages)
-    win = np.ones(rows.height)
     current = rows[s.STAGE].to_numpy()
+    p_now = model.predict_proba(rows)
+    win = p_now.copy()
+    fresh = rows.with_columns(pl.lit(0.0).alias(s.DAYS_IN_STAGE_SO_FAR), pl.lit(1).alias("stage_entry"))
     for position, stage in enumerate(stages):
-        at_or_before = np.isin(current, stages[: position + 1])
-        p = model.predict_proba(rows.with_columns(pl.lit(stage).alias(s.STAGE)))
-        win = np.where(at_or_before, win * p, win)
+        later = np.isin(current, stages[:position])
+        if later.any():
+            p = model.predict_proba(fresh.filter(pl.Series(later)).with_columns(pl.lit(stage).alias(s.STAGE)))
+            win[later] *= p
     explained = model.explain(rows)
     amount = rows[s.AMOUNT] if s.AMOUNT in rows.columns else pl.Series(s.AMOUNT, [None] * rows.height, pl.Float64)
-    out = rows.select(s.OPPORTUNITY_ID, s.CUSTOMER_ID, s.STAGE, s.ENTERED_AT, OPPORTUNITY_START).with_columns(
+    out = rows.select(
+        s.OPPORTUNITY_ID, s.CUSTOMER_ID, s.STAGE, s.ENTERED_AT, OPPORTUNITY_START, s.DAYS_IN_STAGE_SO_FAR
+    ).with_columns(
         amount.alias(s.AMOUNT),
-        explained["probability"].alias("p_next_stage"),
+        pl.Series("p_next_stage", p_now),
         pl.Series("win_probability", win),
         (amount * pl.Series(win)).alias("expected_value"),
         explained["reasons_up"],
