@@ -277,6 +277,8 @@ def _print_summary(summary: dict[str, Any], data: Path) -> None:
         print(f"  not present:  {', '.join(summary['missing'])}")
     if summary["stages"]:
         print("  stages:       " + ", ".join(f"{k} {v:,}" for k, v in summary["stages"].items()))
+    for warning in summary.get("warnings", []):
+        print(f"  warning: {warning}")
 
 
 def _cmd_funnel(args: argparse.Namespace, progress: _Progress) -> int:
@@ -300,10 +302,18 @@ def _pct(value: float | None) -> str:
 
 def _print_funnel(summary: dict[str, Any], data: Path) -> None:
     print(f"Funnel of {data}: horizon {summary['horizon_days']} days, data to {str(summary['end'])[:10]}")
+    if summary.get("stale_after_days"):
+        print(
+            f"stale rule: no event for {summary['stale_after_days']} days counts as lost "
+            f"({summary['stale_losses']:,} opportunities)"
+        )
     for block in summary["segments"]:
         if summary["by"]:
             print(f"\n{summary['by']} = {block['segment']}")
-        print(f"  {'stage':<14}{'entered':>9}{'converted':>11}{'rate':>8}  {'95% CI':<15}{'median days (95% CI)'}")
+        print(
+            f"  {'stage':<14}{'entered':>9}{'observed':>10}{'converted':>11}{'rate':>8}  {'95% CI':<15}"
+            "median days (95% CI)"
+        )
         for row in block["stages"]:
             ci = (
                 f"{_pct(row['rate_low']).strip()}–{_pct(row['rate_high']).strip()}"
@@ -314,23 +324,44 @@ def _print_funnel(summary: dict[str, Any], data: Path) -> None:
             if row["median_days_low"] is not None and row["median_days_high"] is not None:
                 days += f" ({row['median_days_low']:.0f}–{row['median_days_high']:.0f})"
             print(
-                f"  {row['stage']:<14}{row['entered']:>9,}{row['converted']:>11,}{_pct(row['rate']):>8}  {ci:<15}{days}"
+                f"  {row['stage']:<14}{row['entered']:>9,}{row['observed']:>10,}{row['converted']:>11,}"
+                f"{_pct(row['rate']):>8}  {ci:<15}{days}"
             )
+            if row.get("note"):
+                print(f"    note: {row['note']}")
         e2e = block["end_to_end"]
         ci = f"{_pct(e2e['rate_low']).strip()}–{_pct(e2e['rate_high']).strip()}" if e2e["rate"] is not None else "–"
-        print(f"  {summary['first_stage'] + ' → ' + summary['won']:<34}{_pct(e2e['rate']):>8}  {ci}")
-        if block.get("p_value_note"):
-            print(f"  {block['p_value_note']}")
+        print(f"  {summary['first_stage'] + ' → ' + summary['won']:<44}{_pct(e2e['rate']):>8}  {ci}")
+        _print_cumulative(block["cumulative"], summary)
     print(
-        "\nrate: converted within the horizon / rows whose horizon is observed (open ones are left out).\n"
+        "\nrate: converted within the horizon / observed (entries whose horizon is over; open ones are left out).\n"
         "median days: Kaplan-Meier to the next later stage, lost opportunities censored when lost;\n"
-        "– means fewer than half convert before being lost or the data's end."
+        "– means fewer than half convert before being lost or the data's end.\n"
+        "cumulative: share that reached a later stage (end to end: won) and share lost by day d, every entry\n"
+        "counted as far as it has been watched (Aalen-Johansen, lost as a competing event; 95% intervals);\n"
+        "'all' reads the curves at the longest time any entry has been watched."
     )
     if summary["by"] and summary["tests"]:
         print("\nAre the segments different? (chi-square test per stage)")
         for stage, p in summary["tests"].items():
             verdict = "no p-value" if p is None else ("yes" if p < 0.05 else "no evidence") + f" (p = {p:.3g})"
             print(f"  {stage:<14}{verdict}")
+
+
+def _print_cumulative(rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    def share(value: float | None, low: float | None, high: float | None) -> str:
+        if value is None:
+            return "–"
+        interval = f" ({_pct(low).strip()}–{_pct(high).strip()})" if low is not None and high is not None else ""
+        return f"{_pct(value).strip()}{interval}"
+
+    print(f"  cumulative by day d    {'converted (95% CI)':<26}{'lost (95% CI)':<26}{'still watched':>13}")
+    for row in rows:
+        day = "all" if row["day"] is None else f"{row['day']:.0f}"
+        label = f"{summary['first_stage']} → {summary['won']}" if row["stage"] == "end to end" else row["stage"]
+        converted = share(row["converted"], row["converted_low"], row["converted_high"])
+        lost = share(row["lost"], row["lost_low"], row["lost_high"])
+        print(f"  {label[:16]:<16}{day:>5}  {converted:<26}{lost:<26}{row['at_risk']:>13,}")
 
 
 def _cmd_train(args: argparse.Namespace, progress: _Progress) -> int:

@@ -23,6 +23,7 @@ __all__ = [
     "binary_metrics",
     "expected_calibration_error",
     "lift_table",
+    "out_of_fold_level_rate",
     "out_of_time_split",
     "reliability_table",
     "single_feature_auc",
@@ -54,7 +55,7 @@ def out_of_time_split(times: pl.Series, *, test_share: float = 0.2, validation_s
     ----------
     times : each row's as_of.
     test_share : share of rows (the latest) held out for testing.
-    validation_share : share of the rows before the test slice used for early stopping/calibration.
+    validation_share : share of the rows before the test slice used to choose the number of rounds.
     """
     if times.len() == 0 or times.null_count() == times.len():
         raise ModelError("cannot split an empty set of rows by time.")
@@ -198,23 +199,59 @@ def single_feature_auc(values: np.ndarray, y: np.ndarray, strata: np.ndarray | N
     return float(max(auc, 1 - auc))
 
 
+def out_of_fold_level_rate(values: pl.Series, y: np.ndarray, *, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Each row's category scored by the target rate of its level in the *other* folds.
+
+    A missing value is a level of its own; a level absent from the other folds gets the overall
+    rate. Out of fold, a level seen once (an id-like column) scores the overall rate and cannot
+    look predictive; a level that is filled in only for converted rows scores high.
+    """
+    rng = np.random.default_rng(seed)
+    fold = rng.integers(0, folds, values.len())
+    frame = pl.DataFrame(
+        {"level": values.cast(pl.String).fill_null("\x00missing"), "y": np.asarray(y, dtype=float), "fold": fold}
+    )
+    per_fold = frame.group_by("level", "fold").agg(pl.col("y").sum().alias("k"), pl.len().alias("n"))
+    totals = per_fold.group_by("level").agg(pl.col("k").sum().alias("k_all"), pl.col("n").sum().alias("n_all"))
+    overall = float(np.mean(y)) if len(y) else 0.0
+    rate = (
+        frame.join(per_fold, on=["level", "fold"], how="left")
+        .join(totals, on="level", how="left")
+        .select(
+            pl.when(pl.col("n_all") > pl.col("n"))
+            .then((pl.col("k_all") - pl.col("k")) / (pl.col("n_all") - pl.col("n")))
+            .otherwise(pl.lit(overall))
+            .alias("rate")
+        )
+    )
+    return rate["rate"].to_numpy()
+
+
 def suspected_leaks(
     frame: pl.DataFrame, features: list[str], target: str, *, strata: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Numeric features that alone rank ``target`` almost perfectly (single-feature ROC AUC
-    above :data:`LEAKAGE_AUC`, within ``strata`` when given): the signature of target leakage.
+    """Features that alone rank ``target`` almost perfectly (single-feature ROC AUC above
+    :data:`LEAKAGE_AUC`, within ``strata`` when given): the signature of target leakage.
 
     No honest pre-decision feature of a sales funnel does that (CRM models reach 0.75–0.85 with
     every feature together); one that does is usually recorded after the outcome — a call's
-    duration, a "closed" date, a post-sale field. Missing values rank lowest, so a field that
-    is filled in only for won deals is caught too.
+    duration, a "closed" date, a post-sale field. Numeric features are used as they are, missing
+    values ranked lowest, so a field filled in only for won deals is caught too; categorical and
+    text features by the out-of-fold conversion rate of their level
+    (:func:`out_of_fold_level_rate`), a missing value being a level of its own.
     """
     y = frame[target].cast(pl.Float64).to_numpy()
     out = {}
     for name in features:
-        if not frame[name].dtype.is_numeric() or frame[name].null_count() == frame.height:
+        column = frame[name]
+        if column.null_count() == frame.height:
             continue
-        values = frame[name].cast(pl.Float64).fill_nan(None).fill_null(-np.inf).to_numpy()
+        if column.dtype.is_numeric() or column.dtype == pl.Boolean:
+            values = column.cast(pl.Float64).fill_nan(None).fill_null(-np.inf).to_numpy()
+        elif column.dtype in (pl.String, pl.Categorical) or isinstance(column.dtype, pl.Enum):
+            values = out_of_fold_level_rate(column, y)
+        else:
+            continue
         auc = single_feature_auc(values, y, strata)
         if auc > LEAKAGE_AUC:
             out[name] = auc

@@ -29,6 +29,7 @@ Definitions (DESIGN.md, "Core definitions"):
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Sequence
@@ -42,8 +43,10 @@ from funnelmodels.data import schema as s
 from funnelmodels.errors import ConfigError
 
 __all__ = [
+    "AGE_BANDS",
     "SNAPSHOT_DAYS",
     "add_snapshots",
+    "age_band",
     "build_transitions",
     "cohort_table",
     "conversion_table",
@@ -51,6 +54,7 @@ __all__ = [
     "data_end",
     "end_to_end_rate",
     "funnel_summary",
+    "historical_win_probability",
     "stale_losses",
     "time_to_close",
     "time_to_convert_table",
@@ -69,7 +73,26 @@ OPPORTUNITY_START = "opportunity_start"
 ENTRY = "entry"
 _US_PER_DAY = 86_400_000_000
 SNAPSHOT_DAYS = (7, 14, 30, 60, 90, 180, 365, 730)
-"""Days after entering a stage at which a still-open row is seen again for training."""
+"""Intervals of days after entering a stage — (0, 7], (7, 14], … (365, 730] — in each of which a
+still-open row is seen again once for training."""
+AGE_BANDS: tuple[tuple[float, float | None, str], ...] = (
+    (0.0, 30.0, "≤30 days"),
+    (30.0, 90.0, "31–90 days"),
+    (90.0, 180.0, "91–180 days"),
+    (180.0, None, ">180 days"),
+)
+"""Bands of days an open opportunity has waited (in its stage, or since it began)."""
+
+
+def age_band(days: pl.Expr) -> pl.Expr:
+    """The :data:`AGE_BANDS` label of a number of days (0 falls in the first band)."""
+    band = pl.lit(None, dtype=pl.String)
+    for low, high, label in reversed(AGE_BANDS):
+        inside = (days > low) if high is None else ((days > low) & (days <= high))
+        band = pl.when(inside).then(pl.lit(label)).otherwise(band)
+    return pl.when(days <= AGE_BANDS[0][1]).then(pl.lit(AGE_BANDS[0][2])).otherwise(band)
+
+
 TRANSITION_COLUMNS = (
     s.OPPORTUNITY_ID,
     s.CUSTOMER_ID,
@@ -245,17 +268,19 @@ def add_snapshots(
     horizon_days: int | None = None,
     days: Sequence[int] = SNAPSHOT_DAYS,
 ) -> pl.LazyFrame:
-    """Transition rows plus snapshots of the rows still open ``days`` after entering the stage.
+    """Transition rows plus snapshots of the rows still open some days after entering the stage.
 
     A snapshot is the same entry seen again at ``as_of = entered_at + d`` while the opportunity
     still sits in the stage (no later event yet, not lost): what a model scoring an open
     opportunity sees. Its label is a later stage within ``horizon_days`` *of the snapshot*, and
-    it is censored when that horizon is not over at ``end``.
+    it is censored when that horizon is not over at ``end``. Each entry gets one snapshot in
+    each interval (0, 7], (7, 14], … of ``days``, at a point spread over the interval by a hash of
+    the opportunity (so every waiting time is covered, the same way on every run).
 
     Parameters
     ----------
     transitions : LazyFrame from :func:`build_transitions` (built with the same ``end`` and horizon).
-    days : days after entry at which open rows are seen again.
+    days : upper ends of the intervals, increasing.
 
     Returns
     -------
@@ -267,21 +292,29 @@ def add_snapshots(
     entries = transitions.with_columns(pl.col(s.ENTERED_AT).alias(s.AS_OF), pl.lit(0.0).alias(s.DAYS_IN_STAGE_SO_FAR))
     if not days:
         return entries
-    moment = pl.col(s.ENTERED_AT) + pl.duration(days=pl.col("_d"))
+    bounds = [0, *days]
+    grid = pl.LazyFrame(
+        {"_k": list(range(len(days))), "_low": bounds[:-1], "_width": [b - a for a, b in itertools.pairwise(bounds)]},
+        schema={"_k": pl.Int64, "_low": pl.Float64, "_width": pl.Float64},
+    )
+    spread = (pl.struct(s.OPPORTUNITY_ID, s.STAGE, ENTRY, "_k").hash(seed=7) % 1_000_000 + 1) / 1_000_000
+    offset_us = ((pl.col("_low") + spread * pl.col("_width")) * _US_PER_DAY).cast(pl.Int64)
+    moment = pl.col(s.ENTERED_AT) + pl.duration(microseconds=pl.col("_offset"))
 
     def still_open(column: str) -> pl.Expr:
         return pl.col(column).is_null() | (pl.col(column) > moment)
 
     since = pl.col(CONVERTED_AT) - pl.col(s.AS_OF)
     snapshots = (
-        transitions.join(pl.LazyFrame({"_d": list(days)}, schema={"_d": pl.Int64}), how="cross")
+        transitions.join(grid, how="cross")
+        .with_columns(offset_us.alias("_offset"))
         .filter((moment <= pl.lit(end)) & still_open(EXITED_AT) & still_open(LOST_AT) & still_open(CONVERTED_AT))
-        .with_columns(moment.alias(s.AS_OF), pl.col("_d").cast(pl.Float64).alias(s.DAYS_IN_STAGE_SO_FAR))
+        .with_columns(moment.alias(s.AS_OF), (pl.col("_offset") / _US_PER_DAY).alias(s.DAYS_IN_STAGE_SO_FAR))
         .with_columns(
             (since.dt.total_microseconds() <= horizon_us).fill_null(False).alias(CONVERTED),
             (pl.col(s.AS_OF) + pl.duration(microseconds=horizon_us) > pl.lit(end)).alias(CENSORED),
         )
-        .drop("_d")
+        .drop("_k", "_low", "_width", "_offset")
     )
     return pl.concat([entries, snapshots], how="vertical_relaxed")
 
@@ -460,7 +493,7 @@ END_TO_END = "end to end"
 
 
 def cumulative_incidence(
-    times: np.ndarray, causes: np.ndarray, at: Sequence[float], *, confidence: float = 0.95
+    times: np.ndarray, causes: np.ndarray, at: Sequence[float], *, confidence: float = 0.95, intervals: bool = True
 ) -> dict[str, np.ndarray]:
     """Aalen–Johansen cumulative incidence of two competing events, with 95% intervals.
 
@@ -469,6 +502,7 @@ def cumulative_incidence(
     times : days from the start to the event or to censoring.
     causes : 1 = the event of interest (converted / won), 2 = the competing one (lost), 0 = censored.
     at : days at which to read the curves.
+    intervals : False skips the intervals (null), for reading the curves at many days.
 
     Returns
     -------
@@ -500,6 +534,10 @@ def cumulative_incidence(
             curve = np.cumsum(lagged * dk / np.maximum(n, 1))
             k = np.searchsorted(event_times, days, side="right")  # events at or before each day
             value = np.where(k > 0, curve[np.maximum(k - 1, 0)], 0.0)
+            out[name] = value
+            if not intervals:
+                out[f"{name}_low"] = out[f"{name}_high"] = np.full(days.size, np.nan)
+                continue
             variance = np.zeros(days.size)
             for i, (ki, f) in enumerate(zip(k, value, strict=True)):
                 gap = f - curve[:ki]
@@ -512,7 +550,6 @@ def cumulative_incidence(
             se = np.sqrt(np.maximum(variance, 0.0)) / (value * np.abs(log_f))
             inner = np.log(-log_f)
             defined = (value > 0) & (value < 1)
-            out[name] = value
             out[f"{name}_low"] = np.where(defined, np.exp(-np.exp(inner + z * se)), np.nan)
             out[f"{name}_high"] = np.where(defined, np.exp(-np.exp(inner - z * se)), np.nan)
     return out
@@ -601,6 +638,50 @@ def cumulative_conversion_table(
     return table.sort([*keys, order, pl.col("day").fill_null(math.inf)]).select(list(schema))
 
 
+def historical_win_probability(
+    transitions: pl.LazyFrame, opened: pl.DataFrame, spec: FunnelSpec, *, end: datetime, as_of: datetime
+) -> np.ndarray:
+    """Win probability of open opportunities from history alone, aware of how long each has waited.
+
+    For the current stage, the share of past entries that converted after having waited as long
+    as this one without converting or being lost: ``(C(∞) − C(w)) / (1 − C(w) − L(w))`` from the
+    stage's Aalen–Johansen curves (C converted, L lost, w the days waited) — a lead that has
+    waited 300 days gets what leads that waited 300 days went on to do. Each later stage
+    contributes the share of its entries that ever converted, C(∞). Where no past entry waited
+    that long, the current stage's share is 0.
+
+    Parameters
+    ----------
+    transitions : history from :func:`build_transitions` with ``end`` (rows up to it).
+    opened : open opportunities ``stage, entered_at`` at ``as_of``.
+    """
+    table = _competing_times(transitions, end).select(s.STAGE, "_time", "_cause").collect(engine="in-memory")
+    stages = list(spec.open_stages)
+    ever: dict[str, float] = {}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for stage in stages:
+        rows = table.filter(pl.col(s.STAGE) == stage)
+        if rows.height == 0:
+            ever[stage] = 0.0
+            continue
+        times, causes = rows["_time"].to_numpy(), rows["_cause"].to_numpy()
+        ever[stage] = float(cumulative_incidence(times, causes, [times.max()], intervals=False)["converted"][0])
+        curves[stage] = (times, causes)
+    waited = ((as_of - opened[s.ENTERED_AT]).dt.total_microseconds() / _US_PER_DAY).to_numpy()
+    current = opened[s.STAGE].to_numpy()
+    win = np.zeros(opened.height)
+    for position, stage in enumerate(stages):
+        here = current == stage
+        if not here.any() or stage not in curves:
+            continue
+        read = cumulative_incidence(*curves[stage], waited[here], intervals=False)
+        still = 1.0 - read["converted"] - read["lost"]
+        p_now = np.where(still > 1e-12, (ever[stage] - read["converted"]) / np.maximum(still, 1e-12), 0.0)
+        later = math.prod(ever[st] for st in stages[position + 1 :])
+        win[here] = np.clip(p_now, 0.0, 1.0) * later
+    return win
+
+
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
@@ -650,8 +731,10 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
     -------
     ``{"by", "horizon_days", "end", "first_stage", "won", "segments": [{"segment", "stages":
     [{stage, entered, observed, converted, rate, rate_low, rate_high, median_days,
-    median_days_low, median_days_high}], "end_to_end": {rate, rate_low, rate_high}}],
-    "tests": {stage: p_value}}``.
+    median_days_low, median_days_high, note}], "end_to_end": {rate, rate_low, rate_high},
+    "cumulative": [rows of :func:`cumulative_conversion_table`]}], "tests": {stage: p_value},
+    "stale_after_days", "stale_losses"}``; ``observed`` is the rate's denominator (entries whose
+    horizon is over) and ``note`` says so when every entry of a stage is still within it.
     """
     from funnelmodels.data.io import Dataset
     from funnelmodels.features import add_segments
@@ -673,6 +756,7 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
     transitions = transitions.collect(engine="in-memory").lazy()
     rates = conversion_table(transitions, spec, by=by)
     medians = time_to_convert_table(transitions, spec, by=by, quantiles=(0.5,))
+    cumulative = cumulative_conversion_table(transitions, spec, end=end, by=by)
     table = rates.join(medians.drop("q", "n", "events"), on=[by, s.STAGE] if by else [s.STAGE], how="left")
     segments = []
     for key, group in table.group_by([by] if by else pl.lit(True), maintain_order=True):
@@ -688,20 +772,32 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
                 "median_days": r["days"],
                 "median_days_low": r["days_low"],
                 "median_days_high": r["days_high"],
+                "note": _censored_note(r["entered"], r["observed"], horizon),
             }
             for r in group.iter_rows(named=True)
         ]
         e2e = {k: (None if math.isnan(v) else v) for k, v in end_to_end_rate(group, spec).items()}
-        segments.append({"segment": key[0] if by else None, "stages": stages, "end_to_end": e2e})
+        curves = cumulative.filter(pl.col(by) == key[0]) if by else cumulative
+        segments.append(
+            {
+                "segment": key[0] if by else None,
+                "stages": stages,
+                "end_to_end": e2e,
+                "cumulative": curves.drop(*([by] if by else [])).to_dicts(),
+            }
+        )
     tests = {}
     if by:
         tests = {
             r[s.STAGE]: r["p_value"]
             for r in rates.unique(s.STAGE, keep="first", maintain_order=True).iter_rows(named=True)
         }
+    stale = stale_losses(events, spec, end=end).select(pl.len()).collect(engine="in-memory").item()
     return {
         "by": by,
         "horizon_days": horizon,
+        "stale_after_days": spec.stale_after_days,
+        "stale_losses": stale,
         "end": end,
         "first_stage": spec.stages[0],
         "won": spec.won,
@@ -711,6 +807,15 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
 
 
 _NOT_SEGMENTS = {*TRANSITION_COLUMNS, s.AMOUNT, s.AGE, s.INCOME}
+
+
+def _censored_note(entered: int, observed: int, horizon: int) -> str | None:
+    if entered and not observed:
+        return (
+            f"every one of the {entered:,} entries is still within its {horizon}-day horizon, so there is no "
+            "rate yet; the cumulative conversion uses them as far as they have been watched"
+        )
+    return None
 
 
 def time_to_close(
@@ -730,7 +835,8 @@ def time_to_close(
 
     end = end or data_end(stage_events)
     per_opp = (
-        stage_events.filter(pl.col(s.ENTERED_AT) <= end)
+        with_stale_losses(stage_events, spec, end=end)
+        .filter(pl.col(s.ENTERED_AT) <= end)
         .group_by(s.OPPORTUNITY_ID)
         .agg(
             pl.col(s.ENTERED_AT).min().alias("_start"),

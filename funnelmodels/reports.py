@@ -362,7 +362,14 @@ def sales_performance(
     ``model_dir`` (its conversion/lightgbm part) when given, else from the historical stage
     conversion rates (the product of the rates from each deal's stage on).
     """
-    from funnelmodels.funnel import build_transitions, conversion_table, time_to_close
+    from funnelmodels.funnel import (
+        build_transitions,
+        conversion_table,
+        data_end,
+        stale_losses,
+        time_to_close,
+        with_stale_losses,
+    )
     from funnelmodels.kpis import attainment, kpi_changes, sales_kpi_table
 
     notes = []
@@ -372,7 +379,15 @@ def sales_performance(
         notes.append("No transactions table: revenue, orders and customer counts are not shown.")
     if events is None:
         notes.append("No stage_events table: win rate, funnel and pipeline are not shown.")
-    kpis = sales_kpi_table(transactions, events, period=period_length, won=dataset.spec.won, lost=dataset.spec.lost)
+    if events is not None and dataset.spec.stale_after_days:
+        stale = stale_losses(events, dataset.spec, end=data_end(events)).select(pl.len()).collect().item()
+        notes.append(
+            f"{stale:,} opportunities had no event for {dataset.spec.stale_after_days} days and count as lost on "
+            "that day (stale_after_days in funnel.toml)."
+        )
+    # Win rates count the losses the stale rule infers, in the period they happen.
+    closed = with_stale_losses(events, dataset.spec) if events is not None else None
+    kpis = sales_kpi_table(transactions, closed, period=period_length, won=dataset.spec.won, lost=dataset.spec.lost)
     chosen = check_period(period, period_length, kpis["period"], _data_end(transactions, events))
     kpis = kpis.filter(pl.col("period") <= chosen)
     changes = kpi_changes(kpis).filter(pl.col("period") == chosen)
@@ -388,8 +403,8 @@ def sales_performance(
             )
         tx = transactions.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
         ev = (
-            events.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
-            if events is not None
+            closed.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
+            if closed is not None
             else None
         )
         segments = sales_kpi_table(
@@ -401,7 +416,7 @@ def sales_performance(
         transitions = build_transitions(events, dataset.spec, end=end)
         funnel = conversion_table(transitions, dataset.spec)
         close = time_to_close(events, dataset.spec, end=end)
-        pipeline = _pipeline(dataset, funnel, end, model_dir, notes)
+        pipeline = _pipeline(dataset, end, model_dir, notes)
     goals = None
     if targets_file:
         path = Path(targets_file)
@@ -429,7 +444,7 @@ def _period_end(start: date, period_length: str) -> date:
     return probe.dt.date()[0]
 
 
-def _pipeline(dataset: Dataset, funnel: pl.DataFrame, end: datetime, model_dir: str, notes: list[str]) -> pl.DataFrame:
+def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str]) -> pl.DataFrame:
     from funnelmodels.models.training import open_opportunities
 
     opened = open_opportunities(dataset, end)
@@ -441,13 +456,17 @@ def _pipeline(dataset: Dataset, funnel: pl.DataFrame, end: datetime, model_dir: 
         scored = score_open_opportunities(dataset, model, end)
         method = "LightGBM model"
     else:
-        rates = dict(zip(funnel[s.STAGE].to_list(), funnel["rate"].fill_null(0.0).to_list(), strict=True))
-        stages = list(dataset.spec.open_stages)
-        win = {st: _product(rates.get(x, 0.0) for x in stages[i:]) for i, st in enumerate(stages)}
-        scored = opened.with_columns(
-            pl.col(s.STAGE).replace_strict(win, default=0.0, return_dtype=pl.Float64).alias("win_probability")
-        ).with_columns((pl.col(s.AMOUNT) * pl.col("win_probability")).alias("expected_value"))
-        method = "historical stage conversion rates"
+        from funnelmodels.funnel import build_transitions, historical_win_probability
+
+        history = build_transitions(dataset.lazy("stage_events"), dataset.spec, end=end)
+        win = historical_win_probability(history, opened, dataset.spec, end=end, as_of=end)
+        scored = opened.with_columns(pl.Series("win_probability", win)).with_columns(
+            (pl.col(s.AMOUNT) * pl.col("win_probability")).alias("expected_value")
+        )
+        method = (
+            "history: for each deal, what past deals that had waited as long in the same stage went on to do, "
+            "times the share of each later stage's entries that converted"
+        )
     notes.append(f"Pipeline forecast at {end:%Y-%m-%d} from {method}.")
     order = {st: i for i, st in enumerate(dataset.spec.open_stages)}
     return (
@@ -460,13 +479,6 @@ def _pipeline(dataset: Dataset, funnel: pl.DataFrame, end: datetime, model_dir: 
         )
         .sort(pl.col(s.STAGE).replace_strict(order, default=99))
     )
-
-
-def _product(values: Any) -> float:
-    out = 1.0
-    for v in values:
-        out *= v
-    return out
 
 
 def dataset_window(dataset: Dataset) -> str:

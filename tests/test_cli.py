@@ -95,6 +95,7 @@ def test_funnel_command_text_and_json(synthetic_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "lead → won" in result.stdout
     assert "qualified" in result.stdout
+    assert "observed" in result.stdout and "cumulative by day d" in result.stdout
     result = run("--quiet", "funnel", str(synthetic_dir), "--by", "region", "--horizon-days", "60", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -103,6 +104,23 @@ def test_funnel_command_text_and_json(synthetic_dir: Path) -> None:
     lead = summary["segments"][0]["stages"][0]
     assert lead["stage"] == "lead" and lead["rate_low"] <= lead["rate"] <= lead["rate_high"]
     assert set(summary["tests"]) == {"lead", "qualified", "relationship", "proposal"}
+    curves = summary["segments"][0]["cumulative"]
+    assert {r["stage"] for r in curves} == {"lead", "qualified", "relationship", "proposal", "end to end"}
+    assert all(r["converted"] + r["lost"] <= 1 + 1e-9 for r in curves)
+
+
+def test_validate_warns_when_no_opportunity_is_ever_lost(tmp_path: Path) -> None:
+    from funnelmodels.data.synthetic import generate_dataset, write_dataset
+
+    write_dataset(generate_dataset(300, seed=2, unrecorded_losses=1.0), tmp_path / "cold")
+    result = run("--quiet", "validate", str(tmp_path / "cold"))
+    assert result.returncode == 0, result.stderr
+    assert "warning: stage_events.stage: no opportunity was ever 'lost'" in result.stdout
+    assert "stale_after_days" in result.stdout
+    (tmp_path / "cold" / "funnel.toml").write_text("[funnel]\nstale_after_days = 180\n")
+    result = run("--quiet", "funnel", str(tmp_path / "cold"))
+    assert "stale rule: no event for 180 days counts as lost" in result.stdout
+    assert "warning" not in run("--quiet", "validate", str(tmp_path / "cold")).stdout
 
 
 def test_funnel_bad_input_is_refused_clearly(synthetic_dir: Path, tmp_path: Path) -> None:

@@ -27,6 +27,10 @@ def test_default_spec_orders_stages_and_terminals() -> None:
         ({"stages": ("lead", "lead", "won")}, "more than once"),
         ({"stages": ("lead", "lost", "won")}, "must not also be in stages"),
         ({"horizon_days": 0}, "horizon_days must be a positive"),
+        ({"horizon_days": True}, "horizon_days must be a positive"),
+        ({"stale_after_days": 0}, "stale_after_days must be a positive whole number"),
+        ({"stale_after_days": 30.5}, "stale_after_days must be a positive whole number"),
+        ({"stale_after_days": "180"}, r"stale_after_days .*received '180'"),
     ],
 )
 def test_bad_spec_is_refused(kwargs: dict, message: str) -> None:
@@ -124,3 +128,11 @@ def test_the_readme_crm_walkthrough_loads(tmp_path: Path) -> None:
     assert str(customers["created_at"][0]) == "2025-12-31 00:00:00"
     assert data.tables["transactions"]["order_id"].to_list() == [1, 2]
     assert data.spec.stages[-1] == "Closed Won" and data.spec.lost == "Closed Lost"
+
+
+def test_stale_after_days_is_read_from_funnel_toml(tmp_path: Path) -> None:
+    (tmp_path / "funnel.toml").write_text("[funnel]\nstale_after_days = 120\n")
+    assert load_config(tmp_path).spec.stale_after_days == 120
+    (tmp_path / "funnel.toml").write_text("[funnel]\nstale_after_day = 120\n")
+    with pytest.raises(ConfigError, match="Did you mean 'stale_after_days'"):
+        load_config(tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -215,3 +216,214 @@ def test_time_to_close_by_kaplan_meier() -> None:
     )
     # Now 4 is won after 30 days too: at risk at 30 days are 1 and 4 → S(30) = 1/2; at 69: 0 → median 69.
     assert time_to_close(won_early.lazy(), SPEC, end=END)["median_days"] == 69.0
+
+
+# --- exports without lost events: the stale rule ------------------------------------------------
+
+STALE = FunnelSpec(horizon_days=30, stale_after_days=60)
+
+
+def _quiet_events() -> pl.LazyFrame:
+    rows = [
+        (10, 10, "lead", "2025-01-01"),  # silent from Jan 1: lost 60 days later, on Mar 2
+        (11, 11, "lead", "2025-01-01"),  # a 90-day gap, then activity: not lost in the gap …
+        (11, 11, "qualified", "2025-04-01"),  # … but silent after Apr 1: lost on May 31
+        (12, 12, "lead", "2025-06-01"),  # silent for 29 days at the end: still open
+        (13, 13, "lead", "2025-01-01"),  # won: untouched
+        (13, 13, "won", "2025-01-20"),
+    ]
+    return (
+        pl.DataFrame(rows, schema=["opportunity_id", "customer_id", "stage", "entered_at"], orient="row")
+        .with_columns(pl.col("entered_at").str.to_datetime("%Y-%m-%d"))
+        .lazy()
+    )
+
+
+def test_stale_rule_turns_trailing_silence_into_a_loss() -> None:
+    from funnelmodels.funnel import stale_losses
+
+    inferred = stale_losses(_quiet_events(), STALE, end=END).collect().sort("opportunity_id")
+    assert inferred["opportunity_id"].to_list() == [10, 11]
+    assert inferred["stage"].to_list() == ["lost", "lost"]
+    assert inferred["entered_at"].to_list() == [datetime(2025, 3, 2), datetime(2025, 5, 31)]
+    # Without the rule nothing is inferred.
+    assert stale_losses(_quiet_events(), SPEC, end=END).collect().height == 0
+
+
+def test_stale_rule_feeds_rates_and_open_opportunities() -> None:
+    t = build_transitions(_quiet_events(), STALE, end=END).collect().sort("opportunity_id", "entered_at")
+    got = {
+        (r["opportunity_id"], r["stage"]): (r["lost_at"], r["converted"], r["censored"])
+        for r in t.iter_rows(named=True)
+    }
+    assert got[(10, "lead")] == (datetime(2025, 3, 2), False, False)
+    assert got[(11, "lead")] == (datetime(2025, 5, 31), False, False)  # qualified came after 90 > 30 days
+    assert got[(11, "qualified")] == (datetime(2025, 5, 31), False, False)
+    assert got[(12, "lead")] == (None, False, True)  # open, 29 of 30 days seen
+    # Without the rule opportunity 10 stays open for ever: its lead row has no loss.
+    plain = build_transitions(_quiet_events(), SPEC, end=END).collect()
+    assert plain.filter(pl.col("opportunity_id") == 10)["lost_at"].to_list() == [None]
+
+
+def test_stale_rule_is_applied_at_the_scoring_moment() -> None:
+    """At a past moment, only what was silent *then* is stale (no peeking at later activity)."""
+    mid_april = datetime(2025, 4, 15)
+    before = _quiet_events().filter(pl.col("entered_at") < mid_april)
+    t = build_transitions(before, STALE, end=mid_april).collect()
+    last = t.sort("entered_at").group_by("opportunity_id", maintain_order=True).last()
+    still_open = last.filter(pl.col("exited_at").is_null() & pl.col("lost_at").is_null())
+    # 10 went stale on Mar 2; 11 moved to qualified on Apr 1 (14 days of silence): open.
+    assert sorted(still_open["opportunity_id"].to_list()) == [11]
+    mid_march = datetime(2025, 3, 15)
+    t = build_transitions(_quiet_events().filter(pl.col("entered_at") < mid_march), STALE, end=mid_march).collect()
+    # On Mar 15 opportunity 11 had been silent 73 days: by the rule it was lost then.
+    assert t.filter(pl.col("opportunity_id") == 11)["lost_at"].to_list() == [datetime(2025, 3, 2)]
+
+
+# --- snapshots of open rows --------------------------------------------------------------------
+
+
+def test_snapshots_see_open_rows_again_with_labels_as_of_then(transitions: pl.LazyFrame) -> None:
+    from funnelmodels.funnel import add_snapshots
+
+    rows = add_snapshots(transitions, SPEC, end=END, days=(7, 14)).collect()
+    entries = rows.filter(pl.col("days_in_stage_so_far") == 0)
+    assert entries.height == 15 and (entries["as_of"] == entries["entered_at"]).all()
+    snaps = rows.filter(pl.col("days_in_stage_so_far") > 0)
+    assert snaps.height > 0
+    day = 86_400_000_000
+    for r in snaps.iter_rows(named=True):
+        waited = (r["as_of"] - r["entered_at"]).total_seconds() / 86_400
+        assert waited == pytest.approx(r["days_in_stage_so_far"]) and 0 < waited <= 14
+        # Still in the stage at the snapshot: nothing has happened yet.
+        for column in ("exited_at", "lost_at", "converted_at"):
+            assert r[column] is None or r[column] > r["as_of"], (r, column)
+        # Converted: a later stage within 30 days of the snapshot; censored: those 30 days not over.
+        soon = r["converted_at"] is not None and (r["converted_at"] - r["as_of"]).total_seconds() * 1e6 <= 30 * day
+        assert r["converted"] == soon
+        assert r["censored"] == ((END - r["as_of"]).days < 30)
+    # At most one snapshot per interval (0, 7] and (7, 14] of each entry.
+    per_entry = snaps.group_by("opportunity_id", "stage", "entry").agg(
+        (pl.col("days_in_stage_so_far") <= 7).sum().alias("early"),
+        (pl.col("days_in_stage_so_far") > 7).sum().alias("late"),
+    )
+    assert per_entry["early"].max() == 1 and per_entry["late"].max() <= 1
+    # Opportunity 4's relationship entry (Mar 25, open to the end) is seen twice, not converted, not censored.
+    four = snaps.filter((pl.col("opportunity_id") == 4) & (pl.col("stage") == "relationship"))
+    assert four.height == 2 and not four["converted"].any() and not four["censored"].any()
+    # Opportunity 3's lead (Feb 1) converted after 9 days: its first-week snapshot is a conversion.
+    three = snaps.filter(
+        (pl.col("opportunity_id") == 3) & (pl.col("stage") == "lead") & (pl.col("days_in_stage_so_far") <= 7)
+    )
+    assert three["converted"].to_list() == [True]
+    # The same snapshots on every run.
+    assert add_snapshots(transitions, SPEC, end=END, days=(7, 14)).collect().equals(rows)
+
+
+# --- cumulative conversion (Aalen–Johansen) ----------------------------------------------------
+
+
+def test_cumulative_incidence_by_hand() -> None:
+    from funnelmodels.funnel import cumulative_incidence
+
+    # Six entries: converted at 2 and 5, lost at 3 and 8, censored at 3 and 10.
+    # t=2: 6 at risk → C = 1/6, S = 5/6.  t=3: 5 at risk, one lost → L = 5/6·1/5 = 1/6, S = 2/3.
+    # t=5: 3 at risk → C = 1/6 + 2/3·1/3 = 7/18, S = 4/9.  t=8: 2 at risk → L = 1/6 + 4/9·1/2 = 7/18.
+    times = [2, 3, 3, 5, 8, 10]
+    causes = [1, 2, 0, 1, 2, 0]
+    out = cumulative_incidence(times, causes, [1, 4, 10])
+    assert out["converted"] == pytest.approx([0, 1 / 6, 7 / 18])
+    assert out["lost"] == pytest.approx([0, 1 / 6, 7 / 18])
+    assert out["at_risk"].tolist() == [6, 3, 1]
+    assert np.isnan(out["converted_low"][0])  # nothing has happened yet: no interval
+    assert out["converted_low"][2] < 7 / 18 < out["converted_high"][2]
+    # A plain share of the finished entries would say 2/4 converted; the censored count as far as watched.
+
+
+def test_cumulative_incidence_intervals_cover_the_truth() -> None:
+    """Competing exponential risks with known curves: the 95% intervals cover about 95% of the time."""
+    from funnelmodels.funnel import cumulative_incidence
+
+    rng = np.random.default_rng(0)
+    rate_won, rate_lost, day = 0.02, 0.01, 60.0
+    total = rate_won + rate_lost
+    truth = (1 - np.exp(-total * day)) * np.array([rate_won, rate_lost]) / total
+    covered = np.zeros(2)
+    runs = 300
+    for _ in range(runs):
+        event = rng.exponential(1 / total, 300)
+        cause = np.where(rng.random(300) < rate_won / total, 1, 2)
+        censor = rng.uniform(0, 150, 300)
+        times = np.round(np.minimum(event, censor))  # whole days: ties, as in real data
+        out = cumulative_incidence(times, np.where(event <= censor, cause, 0), [day])
+        covered += [
+            out["converted_low"][0] <= truth[0] <= out["converted_high"][0],
+            out["lost_low"][0] <= truth[1] <= out["lost_high"][0],
+        ]
+    assert ((covered / runs) > 0.92).all() and ((covered / runs) < 0.98).all(), covered / runs
+
+
+def test_cumulative_conversion_covers_the_generators_all_time_conversion(synthetic) -> None:  # type: ignore[no-untyped-def]
+    """The generator converts within the horizon or never: a stage's all-time conversion is the mean
+    true probability of every row that entered it, the recent (censored) ones included."""
+    from funnelmodels.funnel import cumulative_conversion_table, data_end
+
+    events = synthetic.stage_events.lazy()
+    end = data_end(events)
+    table = cumulative_conversion_table(build_transitions(events, synthetic.spec, end=end), synthetic.spec, end=end)
+    truth = synthetic.ground_truth["conversion"].group_by("stage").agg(pl.col("true_probability").mean())
+    long_run = table.filter(pl.col("day") == 365).join(truth, on="stage")
+    assert long_run.height == 4
+    for row in long_run.iter_rows(named=True):
+        assert row["converted_low"] <= row["true_probability"] <= row["converted_high"], row
+    # Converted and lost never add to more than everyone, at any day.
+    assert (table["converted"] + table["lost"] <= 1 + 1e-12).all()
+    assert (
+        table.filter(pl.col("stage") == "end to end")["entered"][0]
+        == synthetic.stage_events["opportunity_id"].n_unique()
+    )
+
+
+def test_historical_win_probability_knows_how_long_a_deal_has_waited() -> None:
+    from funnelmodels.funnel import historical_win_probability
+
+    spec = FunnelSpec(stages=("lead", "won"), horizon_days=30)
+    rows = [
+        (1, 1, "lead", "2025-01-01"), (1, 1, "won", "2025-01-06"),  # won after 5 days
+        (2, 2, "lead", "2025-01-01"), (2, 2, "won", "2025-01-21"),  # won after 20
+        (3, 3, "lead", "2025-01-01"), (3, 3, "lost", "2025-01-11"),  # lost after 10
+        (4, 4, "lead", "2025-01-01"), (4, 4, "lost", "2025-02-10"),  # lost after 40
+        (5, 5, "lead", "2025-03-01"),  # open, waited 15 days on Mar 16
+        (6, 6, "lead", "2025-02-19"),  # open, waited 25 days
+    ]  # fmt: skip
+    events = (
+        pl.DataFrame(rows, schema=["opportunity_id", "customer_id", "stage", "entered_at"], orient="row")
+        .with_columns(pl.col("entered_at").str.to_datetime("%Y-%m-%d"))
+        .lazy()
+    )
+    as_of = datetime(2025, 3, 16)
+    history = build_transitions(events, spec, end=as_of)
+    opened = history.filter(pl.col("opportunity_id").is_in([5, 6])).sort("opportunity_id").collect()
+    win = historical_win_probability(history, opened, spec, end=as_of, as_of=as_of)
+    # Curves (5 and 6 censored at 15 and 25): C(5) = 1/6; L(10) = 5/6·1/5 = 1/6; C(20) = 1/6 + 2/3·1/3 = 7/18;
+    # L(40) = 1/6 + 4/9 = 11/18. Ever converted: 7/18.
+    # Waited 15: (7/18 − 1/6) / (1 − 1/6 − 1/6) = 1/3 — of the deals that waited 15 days, one in three won.
+    # Waited 25: (7/18 − 7/18) / (8/18) = 0 — no deal that waited 25 days ever won.
+    assert win == pytest.approx([1 / 3, 0.0])
+
+
+def test_funnel_summary_says_when_every_row_is_still_within_its_horizon(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from funnelmodels.config import load_config
+    from funnelmodels.data.io import Dataset
+    from funnelmodels.funnel import funnel_summary
+
+    events = _events().collect()
+    customers = pl.DataFrame({"customer_id": list(range(1, 8)), "created_at": [datetime(2025, 1, 1)] * 7})
+    config = load_config(tmp_path)
+    dataset = Dataset(config=config, tables={"customers": customers, "stage_events": events})
+    summary = funnel_summary(dataset, horizon_days=400)  # a horizon longer than the data
+    lead = summary["segments"][0]["stages"][0]
+    assert (lead["entered"], lead["observed"], lead["rate"]) == (8, 0, None)
+    assert "every one of the 8 entries is still within its 400-day horizon" in lead["note"]
+    curves = {(r["stage"], r["day"]): r for r in summary["segments"][0]["cumulative"]}
+    assert curves[("lead", 30.0)]["converted"] > 0  # the cumulative view still answers

@@ -24,7 +24,7 @@ from funnelmodels.data import schema as s
 from funnelmodels.data.io import ROW
 from funnelmodels.errors import DataValidationError, Problem
 
-__all__ = ["Rule", "dataset_summary", "validate_tables"]
+__all__ = ["Rule", "data_warnings", "dataset_summary", "validate_tables"]
 
 _MAX_EXAMPLES = 5
 
@@ -277,9 +277,15 @@ def dataset_summary(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> dic
 
     Returns
     -------
-    ``{"tables": {name: {"rows", "first", "last"}}, "stages": {stage: count}, "missing": [...]}``.
+    ``{"tables": {name: {"rows", "first", "last"}}, "stages": {stage: count}, "missing": [...],
+    "warnings": [...]}``: warnings are valid data that will likely mislead (e.g. no ``lost`` event).
     """
-    out: dict[str, Any] = {"tables": {}, "stages": {}, "missing": [n for n in s.SCHEMAS if n not in tables]}
+    out: dict[str, Any] = {
+        "tables": {},
+        "stages": {},
+        "missing": [n for n in s.SCHEMAS if n not in tables],
+        "warnings": data_warnings(tables, spec),
+    }
     for name, frame in tables.items():
         time = frame[_TIME[name]]
         out["tables"][name] = {"rows": frame.height, "first": str(time.min()), "last": str(time.max())}
@@ -287,4 +293,21 @@ def dataset_summary(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> dic
         counts = tables["stage_events"][s.STAGE].value_counts()
         by_stage = dict(zip(counts[s.STAGE].to_list(), counts["count"].to_list(), strict=True))
         out["stages"] = {stage: int(by_stage.get(stage, 0)) for stage in spec.all_stages}
+    return out
+
+
+def data_warnings(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> list[str]:
+    """Valid data that will likely give misleading numbers, said in words."""
+    out = []
+    events = tables.get("stage_events")
+    if events is not None and spec.stale_after_days is None and not (events[s.STAGE] == spec.lost).any():
+        open_share = 1 - events.filter(pl.col(s.STAGE) == spec.won)[s.OPPORTUNITY_ID].n_unique() / max(
+            events[s.OPPORTUNITY_ID].n_unique(), 1
+        )
+        out.append(
+            f"stage_events.stage: no opportunity was ever '{spec.lost}' ({100 * open_share:.0f}% never won). Many "
+            "CRM exports do not record losses: a lead that goes cold just stops. Without a rule every such lead "
+            "stays open forever and keeps its win probability. Set stale_after_days under [funnel] in "
+            "funnel.toml (e.g. 180: no event for 180 days means lost)."
+        )
     return out

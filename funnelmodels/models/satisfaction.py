@@ -35,6 +35,7 @@ from funnelmodels.models.base import (
     IMPORTANCE_ROWS,
     FeatureEncoder,
     design_matrix,
+    design_notes,
     design_plan,
     importance_rows,
     lightgbm_threads,
@@ -63,6 +64,10 @@ LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "num_boost_round": 1000,
     "early_stopping_rounds": 50,
 }
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _ordinal_proba(eta: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -232,8 +237,9 @@ class SatisfactionModel:
         Returns
         -------
         DataFrame ``term, coef, ci_low, ci_high, p_value, unit, coef_per_unit, per_unit_low,
-        per_unit_high``: ``coef`` per standard deviation (comparable across features, the
-        key-driver view), ``coef_per_unit`` per unit of the feature (or of log(1+x)).
+        per_unit_high, note``: ``coef`` per standard deviation (comparable across features, the
+        key-driver view), ``coef_per_unit`` per unit of the feature (or of log(1+x)). Values that
+        cannot be computed are null, and ``note`` says why.
         """
         if self.engine != "ordinal":
             raise ModelError("coefficients come from the ordinal engine; this model is LightGBM.")
@@ -243,21 +249,27 @@ class SatisfactionModel:
         rows = []
         for j, term in enumerate(plan["terms"]):
             scale = sds.get(term, 1.0)
-            coef, low, high = self.state["beta"][j], self.state["ci_low"][j], self.state["ci_high"][j]
+            coef, low, high, p_value = (_finite(self.state[key][j]) for key in ("beta", "ci_low", "ci_high", "pvalues"))
             rows.append(
                 {
                     "term": term,
                     "coef": coef,
                     "ci_low": low,
                     "ci_high": high,
-                    "p_value": self.state["pvalues"][j],
+                    "p_value": p_value,
                     "unit": units[term],
-                    "coef_per_unit": coef / scale,
-                    "per_unit_low": low / scale,
-                    "per_unit_high": high / scale,
+                    "coef_per_unit": None if coef is None else coef / scale,
+                    "per_unit_low": None if low is None else low / scale,
+                    "per_unit_high": None if high is None else high / scale,
+                    "note": ""
+                    if low is not None and high is not None
+                    else "no interval: the data barely tells this term apart from others",
                 }
             )
-        return pl.DataFrame(rows).sort(pl.col("coef").abs(), descending=True)
+        schema = {c: pl.Float64 for c in ("coef", "ci_low", "ci_high", "p_value")} | {"unit": pl.String}
+        schema |= {c: pl.Float64 for c in ("coef_per_unit", "per_unit_low", "per_unit_high")}
+        rows_frame = pl.DataFrame(rows, schema={"term": pl.String, **schema, "note": pl.String})
+        return rows_frame.sort(pl.col("coef").abs(), descending=True, nulls_last=True)
 
     def importance(self, frame: pl.DataFrame, *, max_rows: int | None = IMPORTANCE_ROWS) -> pl.DataFrame:
         """Key drivers: mean |contribution| per feature and its direction on ``frame``.
@@ -342,15 +354,30 @@ def _fit_ordinal(frame: pl.DataFrame, encoder: FeatureEncoder, target: Target) -
     plan = design_plan(frame, encoder)
     X = design_matrix(frame, plan)
     codes = np.searchsorted(np.asarray(levels), y)
-    notes = []
+    where = f"ordinal model of {target.upper()}"
+    notes = design_notes(plan, where=where)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = _ordered_logit(OrderedModel)(codes, X, distr="logit").fit(method="bfgs", disp=False, maxiter=2000)
-    notes += [f"ordinal {target}: {w.message}" for w in caught if "converge" in str(w.message).lower()]
+    settled = bool(result.mle_retvals.get("converged", True)) and not any(
+        "converge" in str(w.message).lower() for w in caught
+    )
+    if not settled:
+        notes.append(
+            f"{where}: the fit did not settle within 2,000 steps of its optimiser; the coefficients are those of "
+            "the last step and may be off in the second digit. Read the key drivers for direction and rough size."
+        )
     k = X.shape[1]
     params = np.asarray(result.params)
     thresholds = np.cumsum(np.r_[params[k], np.exp(params[k + 1 :])])
     ci = np.asarray(result.conf_int(alpha=0.05))
+    unsure = [plan["terms"][j] for j in range(k) if not (np.isfinite(ci[j, 0]) and np.isfinite(ci[j, 1]))]
+    if unsure:
+        notes.append(
+            f"{where}: no interval could be computed for {', '.join(repr(t) for t in unsure)} (the data barely "
+            "tells these terms apart from others); their coefficients are shown without one and should not be "
+            "read on their own."
+        )
     return {
         "plan": plan,
         "beta": params[:k].tolist(),

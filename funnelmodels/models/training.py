@@ -21,7 +21,15 @@ from funnelmodels.data.io import Dataset
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import OutOfTimeSplit, out_of_time_split
 from funnelmodels.features import AS_OF, build_features, build_transition_features, extra_features, feature_columns
-from funnelmodels.funnel import OPPORTUNITY_START, SNAPSHOT_DAYS, add_snapshots, build_transitions, data_end
+from funnelmodels.funnel import (
+    AGE_BANDS,
+    OPPORTUNITY_START,
+    SNAPSHOT_DAYS,
+    add_snapshots,
+    age_band,
+    build_transitions,
+    data_end,
+)
 from funnelmodels.models.conversion import ENGINES, Engine, StageConversionModel, metrics_table
 from funnelmodels.models.satisfaction import (
     LEVELS,
@@ -50,12 +58,6 @@ ORACLE = "oracle"
 
 BASE_RATE_SHIFT = 0.05
 """A test-period base rate this far (in probability) from training's is said in words."""
-AGE_BANDS = (
-    (0.0, 30.0, "≤30 days"),
-    (30.0, 90.0, "31–90 days"),
-    (90.0, 180.0, "91–180 days"),
-    (180.0, None, ">180 days"),
-)
 
 
 @dataclass(frozen=True)
@@ -130,11 +132,8 @@ class ConversionTraining:
         """
         rows = self.snapshots if self.snapshots.height else self.test
         p = self.models[engine].predict_proba(rows)
-        days = rows[s.DAYS_IN_STAGE_SO_FAR]
-        band = pl.lit("on entry")
-        for low, high, label in reversed(AGE_BANDS):
-            inside = (days > low) if high is None else ((days > low) & (days <= high))
-            band = pl.when(inside).then(pl.lit(label)).otherwise(band)
+        days = pl.col(s.DAYS_IN_STAGE_SO_FAR)
+        band = pl.when(days == 0).then(pl.lit("on entry")).otherwise(age_band(days))
         order = ["on entry", *(label for *_, label in AGE_BANDS)]
         return (
             rows.select(band.alias("days_in_stage"), pl.col("converted").cast(pl.Float64))
@@ -227,7 +226,7 @@ def train_conversion(
 
     Steps: transition rows and snapshots with features → out-of-time split by as_of (the
     boundaries from the entry rows: train, validation, test) → fit each engine (LightGBM chooses
-    its rounds and calibration on the validation slice, then is refitted on train + validation)
+    its number of rounds on the validation slice, then is refitted on train + validation)
     → metrics per stage and overall on the test period's entry rows, with the oracle (the
     generator's true probabilities) when the dataset has ground truth.
     """
@@ -294,7 +293,7 @@ def cross_validate_conversion(
     random split lets a model learn from contacts made *after* the ones it is tested on, which
     flatters it whenever the world drifts (prices, campaigns, the economy). Papers often report
     it, so it is here to compare like with like. In each fold, 15% of the training rows (at
-    random, stratified) are held back for early stopping and calibration.
+    random, stratified) are held back for early stopping.
 
     Returns
     -------

@@ -113,3 +113,31 @@ def test_coefficients_are_written(tmp_path: Path) -> None:
 def test_bad_size_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         generate_dataset(0)
+
+
+def test_unrecorded_losses_leave_leads_quietly_open() -> None:
+    data = generate_dataset(1_500, seed=4, unrecorded_losses=1.0)
+    events, outcomes = data.stage_events, data.ground_truth["opportunities"]
+    assert events.filter(pl.col("stage") == "lost").height == 0  # no loss is ever recorded
+    lost = outcomes.filter(pl.col("outcome") == "lost")
+    assert lost.height > 500 and not lost["loss_recorded"].any()
+    # A truly lost opportunity has no event at or after the moment it was lost.
+    after = events.join(lost.select("opportunity_id", "closed_at"), on="opportunity_id").filter(
+        pl.col("entered_at") >= pl.col("closed_at")
+    )
+    assert after.height == 0
+    # Won ones are recorded as won, at the time the truth says.
+    won = outcomes.filter(pl.col("outcome") == "won").join(events.filter(pl.col("stage") == "won"), on="opportunity_id")
+    assert won.height == outcomes.filter(pl.col("outcome") == "won").height
+    assert (won["closed_at"] == won["entered_at"]).all()
+    # Half recorded: about half of the losses show up as 'lost' events.
+    half = generate_dataset(1_500, seed=4, unrecorded_losses=0.5)
+    truth = half.ground_truth["opportunities"].filter(pl.col("outcome") == "lost")
+    recorded = half.stage_events.filter(pl.col("stage") == "lost").height
+    assert recorded == truth["loss_recorded"].sum() and 0.4 < recorded / truth.height < 0.6
+
+
+def test_the_default_data_has_no_outcome_truth_and_records_every_loss(synthetic: SyntheticData) -> None:
+    assert set(synthetic.ground_truth) == {"conversion", "satisfaction"}
+    with pytest.raises(ValueError, match="unrecorded_losses must be a share from 0 to 1"):
+        generate_dataset(10, unrecorded_losses=1.5)

@@ -24,17 +24,6 @@ def trained(synthetic_dir: Path) -> ConversionTraining:
     return train_conversion(load_dataset(synthetic_dir), seed=0)
 
 
-@pytest.mark.slow
-def test_lightgbm_is_near_the_oracle_beats_logit_and_is_calibrated(tmp_path: Path) -> None:
-    write_dataset(generate_dataset(20_000, seed=3), tmp_path)
-    result = train_conversion(load_dataset(tmp_path), seed=0)
-    overall = {r["engine"]: r for r in result.metrics.filter(pl.col("stage") == "all").iter_rows(named=True)}
-    assert overall["oracle"]["roc_auc"] - overall["lightgbm"]["roc_auc"] <= 0.01
-    assert overall["lightgbm"]["roc_auc"] > overall["logit"]["roc_auc"]
-    assert overall["lightgbm"]["ece"] < 0.02
-    assert overall["lightgbm"]["n"] > 4000
-
-
 def test_metrics_cover_engines_stages_and_oracle(trained: ConversionTraining) -> None:
     m = trained.metrics
     assert set(m["engine"]) == {"lightgbm", "logit", "oracle"}
@@ -210,3 +199,171 @@ def test_importance_on_a_sample_ranks_like_the_whole(trained: ConversionTraining
     whole = model.importance(rows, max_rows=None)
     part = model.importance(rows, max_rows=rows.height // 2)
     assert whole["feature"].head(3).to_list() == part["feature"].head(3).to_list()
+
+
+# --- the logit on real categories and real columns ---------------------------------------------
+
+
+def _stage_rows(n: int, seed: int, **columns: object) -> pl.DataFrame:
+    """Observed lead-stage rows with a numeric signal ``x`` and the given extra columns."""
+    x = np.random.default_rng([seed, 1]).normal(0, 1, n)  # a stream of its own, independent of the caller's
+    frame = pl.DataFrame({"stage": ["lead"] * n, "censored": [False] * n, "x": x})
+    return frame.with_columns(**{k: pl.Series(k, v) for k, v in columns.items()})  # type: ignore[arg-type]
+
+
+def _assert_every_odds_ratio_is_finite(model: StageConversionModel) -> pl.DataFrame:
+    table = model.odds_ratios()
+    assert table.height > 0
+    for column in ("odds_ratio", "or_low", "or_high", "p_value"):
+        values = table[column].drop_nulls().to_numpy()
+        assert np.isfinite(values).all(), column
+    assert table.filter(pl.col("odds_ratio").is_null() & (pl.col("note") == "")).height == 0
+    return table
+
+
+def test_logit_pools_a_500_level_category_into_other() -> None:
+    rng = np.random.default_rng(1)
+    n = 20_000
+    # 500 accounts, a few big and a long tail (Zipf), each with its own small effect.
+    weights = 1 / np.arange(1, 501) ** 1.1
+    account = rng.choice(500, n, p=weights / weights.sum())
+    effect = rng.normal(0, 0.3, 500)[account]
+    frame = _stage_rows(n, 1, account=[f"acct-{a:03d}" for a in account])
+    y = rng.random(n) < 1 / (1 + np.exp(-(0.8 * frame["x"].to_numpy() + effect)))
+    frame = frame.with_columns(pl.Series("converted", y))
+
+    model = StageConversionModel.fit(frame, engine="logit", features=["x", "account"])
+
+    table = _assert_every_odds_ratio_is_finite(model)
+    levels = table.filter(pl.col("term").str.starts_with("account = "))
+    assert 1 <= levels.height <= 31  # at most 30 own levels, plus 'other'
+    assert "account = other" in levels["term"].to_list()
+    assert levels["coef"].abs().max() < 3  # no −21 from a level that never converted
+    plan = model.state["stages"]["lead"]["plan"]["categorical"][0]
+    counts = frame.group_by("account").agg(pl.len(), pl.col("converted").sum().alias("k"))
+    # Every level with its own term has ≥ 30 rows and ≥ 5 conversions and non-conversions.
+    own = counts.filter(pl.col("account").is_in(plan["levels"]))
+    assert (own["len"] >= 30).all() and (own["k"] >= 5).all() and ((own["len"] - own["k"]) >= 5).all()
+    note = " ".join(model.metadata["notes"])
+    assert f"{plan['pooled_levels']:,} level(s) of 'account'" in note and "pooled as 'other'" in note
+    # The strong numeric signal is still read right: about exp(0.8) per SD.
+    x = table.filter(pl.col("term") == "x").row(0, named=True)
+    assert 1.9 < x["odds_ratio"] < 2.6
+
+
+def test_logit_with_perfectly_collinear_purchase_columns() -> None:
+    """One order per customer: total = mean = largest. The plain likelihood cannot tell them apart."""
+    rng = np.random.default_rng(2)
+    n = 4_000
+    spend = np.round(np.exp(rng.normal(4, 0.6, n)), 2)
+    frame = _stage_rows(n, 2, monetary_total=spend, monetary_mean=spend, monetary_max=spend, frequency=[1] * n)
+    logit = 0.7 * frame["x"].to_numpy() + 0.5 * (np.log1p(spend) - 4)
+    frame = frame.with_columns(pl.Series("converted", rng.random(n) < 1 / (1 + np.exp(-logit))))
+
+    model = StageConversionModel.fit(
+        frame, engine="logit", features=["x", "monetary_total", "monetary_mean", "monetary_max", "frequency"]
+    )
+
+    table = _assert_every_odds_ratio_is_finite(model)
+    fitted = model.state["stages"]["lead"]
+    assert fitted["penalised"]
+    notes = " ".join(model.metadata["notes"])
+    assert "carry no information beyond the other terms" in notes and "read their odds ratios together" in notes
+    assert "could not be trusted" in notes and "Check mle_retvals" not in notes
+    # The spend effect is shared between the three copies; together they carry it (+0.5 per log unit).
+    spend_terms = table.filter(pl.col("term").str.contains("monetary"))
+    per_sd = spend_terms["coef"].sum()
+    assert 0.15 < per_sd < 0.45  # 0.5 × SD of log spend (0.6) = 0.3
+    p = model.predict_proba(frame)
+    assert np.isfinite(p).all()
+
+
+def test_logit_with_a_separating_feature() -> None:
+    rng = np.random.default_rng(3)
+    n = 3_000
+    frame = _stage_rows(n, 3)
+    base = rng.random(n) < 1 / (1 + np.exp(-frame["x"].to_numpy()))
+    flag = rng.random(n) < 0.1
+    # Every flagged row converts: the flag separates the outcomes.
+    frame = frame.with_columns(pl.Series("flag", flag.astype(float)), pl.Series("converted", base | flag))
+
+    model = StageConversionModel.fit(frame, engine="logit", features=["x", "flag"])
+
+    table = _assert_every_odds_ratio_is_finite(model)
+    assert table["or_high"].max() < 1e6
+    flag_row = table.filter(pl.col("term") == "flag").row(0, named=True)
+    assert flag_row["odds_ratio"] > 3 and "penalised fit" in flag_row["note"]
+    notes = " ".join(model.metadata["notes"])
+    assert "separates converted from not converted" in notes and "mild penalty" in notes
+
+
+def test_ordinal_model_says_what_it_left_out_when_columns_are_collinear() -> None:
+    from funnelmodels.models.satisfaction import SatisfactionModel
+
+    rng = np.random.default_rng(4)
+    n = 3_000
+    spend = np.round(np.exp(rng.normal(4, 0.6, n)), 2)
+    latent = 0.6 * rng.normal(0, 1, n) + 0.4 * (np.log1p(spend) - 4) + rng.logistic(0, 1, n)
+    frame = pl.DataFrame(
+        {
+            "x": rng.normal(0, 1, n),
+            "monetary_total": spend,
+            "monetary_mean": spend,
+            "monetary_max": spend,
+            "csat": 1 + np.searchsorted([-2.6, -1.4, -0.1, 1.7], latent),
+        }
+    )
+    model = SatisfactionModel.fit(
+        frame, engine="ordinal", features=["x", "monetary_total", "monetary_mean", "monetary_max"]
+    )
+    table = model.coefficients()
+    assert table.height == 2  # x and one copy of spend
+    assert table.select(pl.col("ci_low", "ci_high").is_not_null().all()).row(0) == (True, True)
+    assert np.isfinite(table["ci_low"].to_numpy()).all() and np.isfinite(table["ci_high"].to_numpy()).all()
+    notes = " ".join(model.metadata["notes"])
+    assert "'log(1+monetary_mean)'" in notes and "carry no information beyond the other terms" in notes
+
+
+# --- honest out-of-time training and time-aware scoring ---------------------------------------
+
+
+def test_lightgbm_is_refitted_on_train_and_validation(trained: ConversionTraining) -> None:
+    model = trained.models["lightgbm"]
+    split = trained.split
+    observed_before_test = int((split.train | split.validation).sum())
+    assert model.state["refit_rows"] == observed_before_test
+    assert model.metadata["train_rows"] + model.metadata["validation_rows"] == observed_before_test
+    # Without the refit the booster never sees the validation slice, and predicts differently.
+    kept = StageConversionModel.fit(
+        trained.history, validation=trained.test, params={"refit": False}, seed=0, spec=model.spec
+    )
+    refit = StageConversionModel.fit(trained.history, validation=trained.test, seed=0, spec=model.spec)
+    assert "refit_rows" not in kept.state and refit.state["refit_rows"] == trained.history.height + trained.test.height
+    assert not np.allclose(kept.predict_proba(trained.test), refit.predict_proba(trained.test))
+
+
+def test_a_lead_that_has_waited_long_is_not_scored_like_a_fresh_one(tmp_path: Path) -> None:
+    """Cold leads (losses never recorded): the longer a lead has waited, the lower its win probability."""
+    write_dataset(generate_dataset(4_000, seed=5, unrecorded_losses=1.0), tmp_path)
+    data = load_dataset(tmp_path)
+    model = train_conversion(data, seed=0, engines=("lightgbm",)).models["lightgbm"]
+    scored = score_open_opportunities(data, model, datetime(2026, 1, 1))
+    leads = scored.filter(pl.col("stage") == "lead")
+    fresh = leads.filter(pl.col("days_in_stage_so_far") <= 14)["win_probability"].mean()
+    stale = leads.filter(pl.col("days_in_stage_so_far") > 180)["win_probability"].mean()
+    assert leads.filter(pl.col("days_in_stage_so_far") > 180).height > 100  # cold leads pile up
+    assert stale < fresh / 10, (fresh, stale)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 3, 5])
+def test_lightgbm_is_within_a_point_of_the_oracle_on_several_seeds(tmp_path: Path, seed: int) -> None:
+    write_dataset(generate_dataset(20_000, seed=seed), tmp_path)
+    result = train_conversion(load_dataset(tmp_path), seed=0)
+    overall = {r["engine"]: r for r in result.metrics.filter(pl.col("stage") == "all").iter_rows(named=True)}
+    assert overall["oracle"]["roc_auc"] - overall["lightgbm"]["roc_auc"] <= 0.01
+    assert overall["lightgbm"]["roc_auc"] > overall["logit"]["roc_auc"]
+    # ECE on ~4,300 rows is mostly noise: the true probabilities themselves score 0.012–0.023 on
+    # seeds 1–8. LightGBM stays within a point of the truth's own ECE.
+    assert overall["lightgbm"]["ece"] <= overall["oracle"]["ece"] + 0.01
+    assert overall["lightgbm"]["n"] > 4000
