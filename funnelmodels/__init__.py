@@ -19,9 +19,12 @@ from funnelmodels.funnel import (
     build_transitions,
     cohort_table,
     conversion_table,
+    cumulative_conversion,
+    cumulative_conversion_table,
     end_to_end_rate,
     time_to_convert_table,
 )
+from funnelmodels.models.backtest import backtest_pipeline
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.satisfaction import SatisfactionModel
 from funnelmodels.models.training import (
@@ -48,12 +51,15 @@ __all__ = [
     "SyntheticData",
     "add_segments",
     "at_risk_customers",
+    "backtest_pipeline",
     "build_features",
     "build_transition_features",
     "build_transitions",
     "cohort_table",
     "conversion_table",
     "cross_validate_conversion",
+    "cumulative_conversion",
+    "cumulative_conversion_table",
     "end_to_end_rate",
     "generate_dataset",
     "load_config",

@@ -40,6 +40,7 @@ import polars as pl
 
 from funnelmodels.config import FunnelSpec
 from funnelmodels.data import schema as s
+from funnelmodels.data.io import Dataset
 from funnelmodels.errors import ConfigError
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "build_transitions",
     "cohort_table",
     "conversion_table",
+    "cumulative_conversion",
     "cumulative_conversion_table",
     "data_end",
     "end_to_end_rate",
@@ -682,6 +684,17 @@ def historical_win_probability(
     return win
 
 
+def cumulative_conversion(
+    dataset: Dataset, *, days: Sequence[float] = CUMULATIVE_DAYS, by: str | None = None
+) -> pl.DataFrame:
+    """:func:`cumulative_conversion_table` of a dataset's stage events, up to the data's end."""
+    events = dataset.lazy("stage_events")
+    end = data_end(events)
+    return cumulative_conversion_table(
+        build_transitions(events, dataset.spec, end=end), dataset.spec, end=end, days=days, by=by
+    )
+
+
 def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
@@ -736,7 +749,6 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
     "stale_after_days", "stale_losses"}``; ``observed`` is the rate's denominator (entries whose
     horizon is over) and ``note`` says so when every entry of a stage is still within it.
     """
-    from funnelmodels.data.io import Dataset
     from funnelmodels.features import add_segments
 
     assert isinstance(dataset, Dataset)

@@ -29,6 +29,7 @@ __all__ = [
     "number",
     "percent",
     "plot_coefficients",
+    "plot_cumulative_conversion",
     "plot_funnel",
     "plot_importance",
     "plot_lift",
@@ -248,6 +249,38 @@ def plot_funnel(conversion: pl.DataFrame) -> Figure:
     ax.set_xlabel("Opportunities that entered the stage")
     ax.set_xlim(0, conversion["entered"].max() * 1.8)  # type: ignore[operator]
     ax.set_title("Funnel: entries and stage conversion within the horizon")
+    return fig
+
+
+def plot_cumulative_conversion(table: pl.DataFrame, *, won: str = "won") -> Figure:
+    """Share converted and share lost by day, per stage and end to end, with 95% bands.
+
+    Parameters
+    ----------
+    table : :func:`funnelmodels.funnel.cumulative_conversion_table` read at many days
+        (``stage, day, converted, converted_low, converted_high, lost, lost_low, lost_high``).
+    """
+    curves = table.filter(pl.col("day").is_not_null())
+    stages = curves["stage"].unique(maintain_order=True).to_list()
+    fig, axes = plt.subplots(1, len(stages), figsize=(2.3 * len(stages) + 1, 3.2), layout="constrained", sharey=True)
+    for ax, stage in zip(np.atleast_1d(axes), stages, strict=True):
+        rows = curves.filter(pl.col("stage") == stage)
+        day = rows["day"].to_numpy()
+        for name, color, label in (
+            ("converted", BLUE, "converted" if stage != "end to end" else won),
+            ("lost", RED, "lost"),
+        ):
+            low = rows[f"{name}_low"].fill_null(rows[name]).to_numpy().astype(float)
+            high = rows[f"{name}_high"].fill_null(rows[name]).to_numpy().astype(float)
+            ax.fill_between(day, low, high, color=color, alpha=0.2, step="post")
+            ax.step(day, rows[name].to_numpy().astype(float), where="post", color=color, label=label)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.set_title(stage, fontsize=10)
+        ax.set_xlabel("Days after entering")
+        ax.yaxis.set_major_formatter(PercentFormatter(1))
+        ax.legend(frameon=False, fontsize=8)
+    np.atleast_1d(axes)[0].set_ylabel("Share of entries")
+    fig.suptitle("What share converts, and how fast (lost as a competing outcome)", fontsize=11)
     return fig
 
 

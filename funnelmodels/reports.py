@@ -341,6 +341,7 @@ class SalesReport:
     year_over_year: pl.DataFrame
     segments: pl.DataFrame | None
     funnel: pl.DataFrame | None
+    cumulative: pl.DataFrame | None
     time_to_close: dict[str, Any] | None
     pipeline: pl.DataFrame | None
     attainment: pl.DataFrame | None
@@ -365,6 +366,7 @@ def sales_performance(
     from funnelmodels.funnel import (
         build_transitions,
         conversion_table,
+        cumulative_conversion_table,
         data_end,
         stale_losses,
         time_to_close,
@@ -410,11 +412,12 @@ def sales_performance(
         segments = sales_kpi_table(
             tx, ev, period=period_length, by=segment, won=dataset.spec.won, lost=dataset.spec.lost
         ).filter(pl.col("period") == chosen)
-    funnel = pipeline = close = None
+    funnel = pipeline = close = cumulative = None
     if events is not None:
         end = datetime.combine(_period_end(chosen, period_length), datetime.min.time())
         transitions = build_transitions(events, dataset.spec, end=end)
         funnel = conversion_table(transitions, dataset.spec)
+        cumulative = cumulative_conversion_table(transitions, dataset.spec, end=end)
         close = time_to_close(events, dataset.spec, end=end)
         pipeline = _pipeline(dataset, end, model_dir, notes)
     goals = None
@@ -423,7 +426,9 @@ def sales_performance(
         if not path.is_file():
             raise ConfigError(f"targets_file {targets_file!r} does not exist.")
         goals = attainment(kpis, pl.read_csv(path)).filter(pl.col("period") == chosen)
-    return SalesReport(chosen, period_length, kpis, changes, yoy, segments, funnel, close, pipeline, goals, notes)
+    return SalesReport(
+        chosen, period_length, kpis, changes, yoy, segments, funnel, cumulative, close, pipeline, goals, notes
+    )
 
 
 def _data_end(transactions: pl.LazyFrame | None, events: pl.LazyFrame | None) -> date | None:

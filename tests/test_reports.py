@@ -31,8 +31,8 @@ def test_every_report_writes_html_notebook_manifest_and_tables(
     rendered: dict[str, ReportRun], synthetic_dir: Path
 ) -> None:
     expected_tables = {
-        "sales_performance": {"kpis", "changes", "year_over_year", "segments", "funnel", "pipeline"},
-        "stage_conversion": {"metrics", "importance", "odds_ratios"},
+        "sales_performance": {"kpis", "changes", "year_over_year", "segments", "funnel", "cumulative", "pipeline"},
+        "stage_conversion": {"metrics", "importance", "odds_ratios", "waiting", "cumulative"},
         "customer_satisfaction": {"trend", "metrics", "coefficients", "at_risk"},
     }
     fingerprint = load_dataset(synthetic_dir).fingerprint()

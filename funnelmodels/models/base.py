@@ -223,7 +223,7 @@ def design_plan(
         med = float(np.median(raw[~missing]))
         filled = np.where(missing, med, raw)
         sd = float(filled.std())
-        if sd == 0:
+        if sd <= 1e-12 * max(1.0, abs(float(filled.mean()))):  # constant (up to rounding): no information
             continue
         indicator = bool(0 < missing.sum() < raw.size)
         numeric.append((name, med, float(filled.mean()), sd, indicator, log))
@@ -247,18 +247,36 @@ def design_plan(
     plan: dict[str, Any] = {"coding": coding, "numeric": numeric, "categorical": categorical}
     X = design_matrix(frame, plan)
     independent = [j - 1 for j in _independent(np.column_stack([np.ones(frame.height), X]))[1:]]
-    dropped = [terms[j] for j in range(len(terms)) if j not in independent]
+    dropped = [j for j in range(len(terms)) if j not in independent]
+    copies = _copies(X, dropped, independent)
     keep = independent if coding == "reference" else list(range(len(terms)))
     if coding == "every level":
         # A full set of level columns always sums to the constant: that is the coding, not a duplicate.
         references = {f"{e['name']} = {e['reference']}" for e in categorical}
-        dropped = [t for t in dropped if t not in references]
+        dropped = [j for j in dropped if terms[j] not in references]
     return plan | {
         "keep": keep,
         "terms": [terms[j] for j in keep],
         "owners": [owners[j] for j in keep],
-        "dropped": dropped,
+        "dropped": [terms[j] for j in dropped],
+        "copies": {terms[j]: terms[k] for j, k in copies.items() if j in dropped},
     }
+
+
+def _copies(X: np.ndarray, dropped: Sequence[int], kept: Sequence[int]) -> dict[int, int]:
+    """Dropped columns that are exact copies (up to scale and shift) of one kept column: {dropped: kept}."""
+    if not dropped or not kept:
+        return {}
+    centred = X - X.mean(axis=0)
+    norms = np.linalg.norm(centred, axis=0)
+    unit = centred / np.where(norms > 0, norms, 1.0)
+    out = {}
+    for j in dropped:
+        corr = np.abs(unit[:, list(kept)].T @ unit[:, j])
+        best = int(np.argmax(corr))
+        if norms[j] > 0 and corr[best] > 1 - 1e-9:
+            out[j] = int(kept[best])
+    return out
 
 
 def design_matrix(frame: pl.DataFrame, plan: Mapping[str, Any]) -> np.ndarray:
@@ -304,8 +322,21 @@ def design_notes(plan: Mapping[str, Any], *, where: str) -> list[str]:
                 f"have too few rows or outcomes for an odds ratio of their own (each needs {MIN_LEVEL_ROWS} rows and "
                 f"{MIN_LEVEL_OUTCOMES} of each outcome; at most {MAX_LEVELS} levels) and are {fate}."
             )
-    if plan.get("dropped"):
-        shown = ", ".join(repr(t) for t in plan["dropped"][:8]) + (" …" if len(plan["dropped"]) > 8 else "")
+    copies = plan.get("copies", {})
+    if copies:
+        pairs = "; ".join(f"{t!r} = {k!r}" for t, k in list(copies.items())[:8]) + (" …" if len(copies) > 8 else "")
+        notes.append(
+            f"{where}: some terms are exact copies of others in the training rows ({pairs}; e.g. with one order "
+            "per customer total = mean = largest, or the same customers missing several values). "
+            + (
+                "The penalised fit shares their effect evenly between the copies."
+                if plan.get("coding") == "every level"
+                else "Each copy was left out; its effect shows in the term it copies."
+            )
+        )
+    entangled = [t for t in plan.get("dropped", []) if t not in copies]
+    if entangled:
+        shown = ", ".join(repr(t) for t in entangled[:8]) + (" …" if len(entangled) > 8 else "")
         if plan.get("coding") == "every level":
             fate = (
                 "the penalised fit shares the effect evenly among the terms that carry it, so read their odds "
@@ -314,8 +345,9 @@ def design_notes(plan: Mapping[str, Any], *, where: str) -> list[str]:
         else:
             fate = "they were left out; their effect shows in the terms they duplicate"
         notes.append(
-            f"{where}: {shown} carry no information beyond the other terms in the training rows (exact "
-            f"combinations of them, e.g. with one order per customer total = mean = largest); {fate}."
+            f"{where}: {shown} carry no information beyond several other terms together in the training rows "
+            f"(each is an exact combination of them, e.g. a month whose economic figures were the same all "
+            f"month); {fate}."
         )
     return notes
 

@@ -316,8 +316,12 @@ def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -
     where = f"logit, stage {stage!r}"
     plan = design_plan(frame, encoder, exclude=(s.STAGE,), target=y)
     fitted: dict[str, Any] | None = None
-    if plan["dropped"]:
-        problem = "some terms duplicate others in the training rows, so the plain fit cannot tell their effects apart"
+    entangled = [t for t in plan["dropped"] if t not in plan["copies"]]
+    if entangled:
+        problem = (
+            "some terms are combinations of several others in the training rows, so the plain fit cannot tell "
+            "their effects apart and its answer would depend on which ones it left out"
+        )
     else:
         fitted, problem = _plain_logit(_with_constant(design_matrix(frame, plan)), y.astype(float), plan["terms"])
     notes = []

@@ -101,6 +101,19 @@ class ConversionTraining:
             out = out.with_columns(self.test["true_probability"].alias(f"p_{ORACLE}"))
         return out
 
+    def describe_split(self) -> str:
+        """Which rows trained, chose the rounds and tested the models, in one sentence (markdown)."""
+        split = self.split
+        snapshots = self.snapshots.height - self.test.height
+        return (
+            f"The models learnt from every transition before **{split.test_start:%Y-%m-%d}** "
+            f"({self.history.height:,} stage entries, plus snapshots of the opportunities still open some days "
+            f"later); LightGBM chose its number of rounds on the entries from **{split.validation_start:%Y-%m-%d}** "
+            f"(trained without them first, then refitted on all). They are tested on the {self.test.height:,} stage "
+            f"entries from {split.test_start:%Y-%m-%d} on"
+            + (f" (and {snapshots:,} snapshots of open opportunities, below)." if snapshots > 0 else ".")
+        )
+
     def base_rates(self) -> dict[str, float]:
         """Conversion rate of the entry rows the models learnt from and of the test period's."""
         train = float(self.history["converted"].mean()) if self.history.height else math.nan  # type: ignore[arg-type]
@@ -135,16 +148,17 @@ class ConversionTraining:
         days = pl.col(s.DAYS_IN_STAGE_SO_FAR)
         band = pl.when(days == 0).then(pl.lit("on entry")).otherwise(age_band(days))
         order = ["on entry", *(label for *_, label in AGE_BANDS)]
-        return (
-            rows.select(band.alias("days_in_stage"), pl.col("converted").cast(pl.Float64))
-            .with_columns(pl.Series("p", p))
-            .group_by("days_in_stage")
-            .agg(
-                pl.len().alias("rows"),
-                pl.col("converted").mean().alias("observed_rate"),
-                pl.col("p").mean().alias("mean_predicted"),
-            )
-            .sort(pl.col("days_in_stage").replace_strict(order, range(len(order))))
+        labels = rows.select(band.alias("b"))["b"].to_numpy()
+        y = rows["converted"].cast(pl.Float64).to_numpy()
+        # Means in numpy, in row order: a parallel group-by may add floats in another order each run.
+        present = [label for label in order if (labels == label).any()]
+        return pl.DataFrame(
+            {
+                "days_in_stage": present,
+                "rows": [int((labels == label).sum()) for label in present],
+                "observed_rate": [float(y[labels == label].mean()) for label in present],
+                "mean_predicted": [float(p[labels == label].mean()) for label in present],
+            }
         )
 
 
@@ -197,7 +211,8 @@ def transition_frame(
         # The generator's probabilities are those of the entry rows.
         truth = truth.with_columns(pl.lit(0.0).alias(s.DAYS_IN_STAGE_SO_FAR))
         frame = frame.join(truth, on=[s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, s.DAYS_IN_STAGE_SO_FAR], how="left")
-    return frame
+    # One order on every run, whatever the joins did: the models are fitted in row order.
+    return frame.sort(AS_OF, s.OPPORTUNITY_ID, s.STAGE, "entry", s.DAYS_IN_STAGE_SO_FAR)
 
 
 def _ground_truth(dataset: Dataset) -> pl.DataFrame | None:

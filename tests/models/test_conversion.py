@@ -266,14 +266,18 @@ def test_logit_with_perfectly_collinear_purchase_columns() -> None:
 
     table = _assert_every_odds_ratio_is_finite(model)
     fitted = model.state["stages"]["lead"]
-    assert fitted["penalised"]
+    assert not fitted["penalised"]  # copies are left out; the rest is a plain fit
+    assert fitted["plan"]["copies"] == {
+        "log(1+monetary_mean)": "log(1+monetary_total)",
+        "log(1+monetary_max)": "log(1+monetary_total)",
+    }
     notes = " ".join(model.metadata["notes"])
-    assert "carry no information beyond the other terms" in notes and "read their odds ratios together" in notes
-    assert "could not be trusted" in notes and "Check mle_retvals" not in notes
-    # The spend effect is shared between the three copies; together they carry it (+0.5 per log unit).
+    assert "'log(1+monetary_mean)' = 'log(1+monetary_total)'" in notes and "Each copy was left out" in notes
+    assert "Check mle_retvals" not in notes and "nan" not in notes.lower()
+    # The spend effect shows once: +0.5 per log unit, 0.5 × SD of log spend (0.6) = 0.3 per SD.
     spend_terms = table.filter(pl.col("term").str.contains("monetary"))
-    per_sd = spend_terms["coef"].sum()
-    assert 0.15 < per_sd < 0.45  # 0.5 × SD of log spend (0.6) = 0.3
+    assert spend_terms["term"].to_list() == ["log(1+monetary_total)"]
+    assert 0.2 < spend_terms["coef"][0] < 0.4
     p = model.predict_proba(frame)
     assert np.isfinite(p).all()
 
@@ -321,7 +325,7 @@ def test_ordinal_model_says_what_it_left_out_when_columns_are_collinear() -> Non
     assert table.select(pl.col("ci_low", "ci_high").is_not_null().all()).row(0) == (True, True)
     assert np.isfinite(table["ci_low"].to_numpy()).all() and np.isfinite(table["ci_high"].to_numpy()).all()
     notes = " ".join(model.metadata["notes"])
-    assert "'log(1+monetary_mean)'" in notes and "carry no information beyond the other terms" in notes
+    assert "'log(1+monetary_mean)' = 'log(1+monetary_total)'" in notes and "Each copy was left out" in notes
 
 
 # --- honest out-of-time training and time-aware scoring ---------------------------------------
