@@ -21,6 +21,7 @@ user's own files and column names onto the canonical tables::
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -31,11 +32,14 @@ from typing import Any, Literal
 from funnelmodels.errors import ConfigError
 
 __all__ = [
+    "AGGREGATIONS",
     "CONFIG_FILE",
     "DEFAULT_STAGES",
     "DatasetConfig",
     "Derivation",
+    "FileSource",
     "FunnelSpec",
+    "Lookup",
     "TableSource",
     "load_config",
 ]
@@ -109,8 +113,25 @@ class FunnelSpec:
 
 
 @dataclass(frozen=True)
-class TableSource:
-    """Where one canonical table comes from and how to read it."""
+class Derivation:
+    """How to make a column a file lacks (``[tables.X.derive]`` in funnel.toml).
+
+    One of: ``"row_number"`` (1, 2, 3, … in file order: an order or customer id); a constant
+    ``{ value = "phone" }``; a copy ``{ from = "Col" }``; or values translated
+    ``{ from = "y", map = { yes = "won", no = "lost" } }`` (values not listed become empty, or
+    stay as they are with ``others = "keep"``).
+    """
+
+    kind: Literal["row_number", "value", "copy", "map"]
+    source: str | None = None
+    value: str | None = None
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    keep_others: bool = False
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """One file feeding a canonical table: how to read it, which rows to take, how to map it."""
 
     path: Path
     format: str = "csv"
@@ -120,21 +141,75 @@ class TableSource:
     decimal_comma: bool = False
     datetime_format: str | None = None
     derive: Mapping[str, Derivation] = field(default_factory=dict)
+    keep: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Rows to take: a column's value (spaces trimmed) must be one of the listed ones."""
+    drop_empty: tuple[str, ...] = ()
+    """Rows to skip: any of these columns empty."""
+
+
+Aggregation = Literal["first", "sum", "min", "max", "mean", "count"]
+AGGREGATIONS: tuple[Aggregation, ...] = ("first", "sum", "min", "max", "mean", "count")
 
 
 @dataclass(frozen=True)
-class Derivation:
-    """How to make a column a file lacks (``[tables.X.derive]`` in funnel.toml).
+class Lookup:
+    """Columns taken from another file by key, aggregated per key (``[[tables.X.lookups]]``).
 
-    One of: ``"row_number"`` (1, 2, 3, … in file order: an order or customer id); a constant
-    ``{ value = "phone" }``; a copy ``{ from = "Col" }``; or values translated
-    ``{ from = "y", map = { yes = "won", no = "lost" } }`` (values not listed become empty).
+    ``on`` maps a column of the table (canonical, or the file's own) to the lookup file's key
+    column; ``columns`` maps each column to fill (or replace) to ``(aggregation, file column)``.
     """
 
-    kind: Literal["row_number", "value", "copy", "map"]
-    source: str | None = None
-    value: str | None = None
-    mapping: Mapping[str, str] = field(default_factory=dict)
+    file: FileSource
+    on: Mapping[str, str]
+    columns: Mapping[str, tuple[Aggregation, str]]
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """Where one canonical table comes from: one or more files (stacked), then lookups.
+
+    ``one_row_per`` merges rows that share that column's value into one (for a customers file
+    with one row per customer *and order*): the earliest ``created_at``, else the first value.
+    """
+
+    sources: tuple[FileSource, ...]
+    lookups: tuple[Lookup, ...] = ()
+    one_row_per: str | None = None
+
+    @property
+    def main(self) -> FileSource:
+        """The first (often the only) file."""
+        return self.sources[0]
+
+    @property
+    def path(self) -> Path:
+        """The first file's path."""
+        return self.main.path
+
+    @property
+    def format(self) -> str:
+        """The first file's format."""
+        return self.main.format
+
+    @property
+    def columns(self) -> Mapping[str, str]:
+        """The first file's column mapping."""
+        return self.main.columns
+
+    @property
+    def separator(self) -> str:
+        """The first file's separator."""
+        return self.main.separator
+
+    @property
+    def datetime_format(self) -> str | None:
+        """The first file's date format."""
+        return self.main.datetime_format
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file the table reads: its sources, then its lookups."""
+        return tuple(dict.fromkeys([*(f.path for f in self.sources), *(lk.file.path for lk in self.lookups)]))
 
 
 @dataclass(frozen=True)
@@ -146,9 +221,17 @@ class DatasetConfig:
     tables: Mapping[str, TableSource]
     config_file: Path | None = None
 
+    @property
+    def name(self) -> str:
+        """How messages name the dataset: its funnel.toml, else its folder (never just '.')."""
+        return str(self.config_file if self.config_file is not None else self.root.resolve())
 
-_TABLE_KEYS = ("path", "format", "columns", "separator", "encoding", "decimal_comma", "datetime_format", "derive")
-_DERIVE_KEYS = ("from", "map", "value")
+
+_READ_KEYS = ("path", "format", "separator", "encoding", "decimal_comma", "datetime_format", "keep", "drop_empty")
+_SOURCE_KEYS = (*_READ_KEYS, "columns", "derive")
+_TABLE_KEYS = (*_SOURCE_KEYS, "sources", "lookups", "one_row_per")
+_LOOKUP_KEYS = (*_READ_KEYS, "on", "columns")
+_DERIVE_KEYS = ("from", "map", "value", "others")
 _FUNNEL_KEYS = ("stages", "lost", "horizon_days", "stale_after_days")
 
 
@@ -181,7 +264,7 @@ def _discover_tables(root: Path) -> dict[str, TableSource]:
         for fmt in ("parquet", "csv"):
             candidate = root / f"{name}.{fmt}"
             if candidate.is_file():
-                tables[name] = TableSource(path=candidate, format=fmt)
+                tables[name] = TableSource(sources=(FileSource(path=candidate, format=fmt),))
                 break
     return tables
 
@@ -191,17 +274,25 @@ def _config_from_toml(file: Path) -> DatasetConfig:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{file} is not UTF-8 text; save funnel.toml as UTF-8.") from None
     _check_keys(raw, ("funnel", "tables"), where=str(file))
-    funnel = raw.get("funnel", {})
+    funnel = _section(raw.get("funnel", {}), where=f"{file} [funnel]")
     _check_keys(funnel, _FUNNEL_KEYS, where=f"{file} [funnel]")
+    stages = funnel.get("stages", DEFAULT_STAGES)
+    if not isinstance(stages, list | tuple) or not all(isinstance(x, str) for x in stages):
+        raise ConfigError(f'{file} [funnel] stages must be a list of names, e.g. ["lead", "won"]; received {stages!r}.')
+    lost = funnel.get("lost", "lost")
+    if not isinstance(lost, str):
+        raise ConfigError(f"{file} [funnel] lost must be a stage name (text); received {lost!r}.")
     spec = FunnelSpec(
-        stages=tuple(funnel.get("stages", DEFAULT_STAGES)),
-        lost=funnel.get("lost", "lost"),
+        stages=tuple(stages),
+        lost=lost,
         horizon_days=funnel.get("horizon_days", 90),
         stale_after_days=funnel.get("stale_after_days"),
     )
     root = file.parent
-    tables_raw = raw.get("tables", {})
+    tables_raw = _section(raw.get("tables", {}), where=f"{file} [tables]")
     _check_keys(tables_raw, TABLE_NAMES, where=f"{file} [tables]")
     # Tables funnel.toml does not mention are still found by their canonical file names.
     tables = _discover_tables(root) | {
@@ -210,38 +301,162 @@ def _config_from_toml(file: Path) -> DatasetConfig:
     return DatasetConfig(root=root, spec=spec, tables=tables, config_file=file)
 
 
+def _section(value: Any, *, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a table of keys (a [section] in funnel.toml); received {value!r}.")
+    return value
+
+
 def _table_source(name: str, entry: Any, *, root: Path, file: Path) -> TableSource:
     where = f"{file} [tables.{name}]"
-    if not isinstance(entry, dict):
-        raise ConfigError(f'{where} must be a table with at least a path = "..." entry.')
+    entry = _section(entry, where=where)
     _check_keys(entry, _TABLE_KEYS, where=where)
-    if "path" in entry:
-        path = (root / entry["path"]).resolve()
-    elif name in (found := _discover_tables(root)):
-        path = found[name].path  # only reading options given: the canonical file beside funnel.toml
-    else:
-        raise ConfigError(
-            f'{where} has no path and there is no {name}.csv or {name}.parquet beside it; add path = "your_file.csv".'
+    if "sources" in entry:
+        own = [k for k in _SOURCE_KEYS if k in entry]
+        if own:
+            raise ConfigError(
+                f"{where} has sources and also {', '.join(own)}: with [[tables.{name}.sources]], put each "
+                "file's path, columns and options in its own sources entry."
+            )
+        listed = entry["sources"]
+        if not isinstance(listed, list) or not listed:
+            raise ConfigError(f"{where}.sources must be one or more [[tables.{name}.sources]] entries.")
+        sources = tuple(
+            _file_source(name, item, root=root, where=f"{where} sources #{i + 1}", keys=_SOURCE_KEYS)
+            for i, item in enumerate(listed)
         )
+    else:
+        sources = (_file_source(name, entry, root=root, where=where, keys=_TABLE_KEYS),)
+    lookups_raw = entry.get("lookups", [])
+    if not isinstance(lookups_raw, list):
+        raise ConfigError(f"{where}.lookups must be [[tables.{name}.lookups]] entries.")
+    lookups = tuple(_lookup(item, root=root, where=f"{where} lookups #{i + 1}") for i, item in enumerate(lookups_raw))
+    one_row_per = entry.get("one_row_per")
+    if one_row_per is not None and not isinstance(one_row_per, str):
+        raise ConfigError(f"{where}.one_row_per must be a column name; received {one_row_per!r}.")
+    return TableSource(sources=sources, lookups=lookups, one_row_per=one_row_per)
+
+
+def _file_source(name: str, entry: Any, *, root: Path, where: str, keys: Sequence[str]) -> FileSource:
+    entry = _section(entry, where=where)
+    _check_keys(entry, keys, where=where)
+    path = _path(name, entry, root=root, where=where)
+    columns = entry.get("columns", {})
+    if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+        raise ConfigError(f"{where}.columns maps canonical names to your column names, all text; received {columns!r}.")
+    derive = _section(entry.get("derive", {}), where=f"{where}.derive")
+    return FileSource(
+        path=path,
+        columns=dict(columns),
+        derive={column: _derivation(column, rule, where=f"{where}.derive") for column, rule in derive.items()},
+        **_read_options(entry, path, where=where),
+    )
+
+
+def _lookup(entry: Any, *, root: Path, where: str) -> Lookup:
+    entry = _section(entry, where=where)
+    _check_keys(entry, _LOOKUP_KEYS, where=where)
+    if "path" not in entry:
+        raise ConfigError(f'{where} needs path = "the_file.csv" (the file to look values up in).')
+    path = _path("lookup", entry, root=root, where=where)
+    on = entry.get("on")
+    if not isinstance(on, dict) or not on or not all(isinstance(v, str) for v in on.values()):
+        raise ConfigError(
+            f"{where}.on must say which column of the table matches which column of the file, e.g. "
+            f'on = {{ order_id = "order_id" }}; received {on!r}.'
+        )
+    columns_raw = _section(entry.get("columns", {}), where=f"{where}.columns")
+    if not columns_raw:
+        raise ConfigError(f'{where}.columns must name at least one column to fill, e.g. amount = {{ sum = "value" }}.')
+    columns: dict[str, tuple[Aggregation, str]] = {}
+    for target, rule in columns_raw.items():
+        if isinstance(rule, str):
+            columns[target] = ("first", rule)
+            continue
+        if not isinstance(rule, dict) or len(rule) != 1:
+            raise ConfigError(
+                f"{where}.columns.{target} must be a column name or one aggregation such as "
+                f'{{ sum = "value" }} ({", ".join(AGGREGATIONS)}); received {rule!r}.'
+            )
+        ((how, column),) = rule.items()
+        if how not in AGGREGATIONS or not isinstance(column, str):
+            close = difflib.get_close_matches(str(how), AGGREGATIONS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"{where}.columns.{target}: {how!r} is not an aggregation of a column.{hint} "
+                f'Use one of {", ".join(AGGREGATIONS)}, e.g. {{ sum = "value" }}.'
+            )
+        columns[target] = (how, column)
+    file = FileSource(path=path, **_read_options(entry, path, where=where))
+    return Lookup(file=file, on=dict(on), columns=columns)
+
+
+def _path(name: str, entry: Mapping[str, Any], *, root: Path, where: str) -> Path:
+    if "path" in entry:
+        if not isinstance(entry["path"], str) or not entry["path"].strip():
+            raise ConfigError(
+                f'{where} path must be a file name, e.g. path = "customers.csv"; received {entry["path"]!r}.'
+            )
+        return (root / entry["path"]).resolve()
+    if name in (found := _discover_tables(root)):
+        return found[name].path  # only reading options given: the canonical file beside funnel.toml
+    raise ConfigError(
+        f'{where} has no path and there is no {name}.csv or {name}.parquet beside it; add path = "your_file.csv".'
+    )
+
+
+def _read_options(entry: Mapping[str, Any], path: Path, *, where: str) -> dict[str, Any]:
     fmt = entry.get("format") or ("parquet" if path.suffix.lower() == ".parquet" else "csv")
     if fmt not in _FORMATS:
         raise ConfigError(f"{where} format must be one of {', '.join(_FORMATS)}; received {fmt!r}.")
-    columns = entry.get("columns", {})
-    if not all(isinstance(v, str) for v in columns.values()):
-        raise ConfigError(f"{where}.columns maps canonical names to your column names, all text; received {columns!r}.")
-    derive = {
-        column: _derivation(column, rule, where=f"{where}.derive") for column, rule in entry.get("derive", {}).items()
+    separator = entry.get("separator", ",")
+    if not isinstance(separator, str) or len(separator) != 1:
+        raise ConfigError(f'{where} separator must be one character, e.g. separator = ";"; received {separator!r}.')
+    encoding = entry.get("encoding", "utf8")
+    if not isinstance(encoding, str) or not _known_encoding(encoding):
+        raise ConfigError(
+            f'{where} encoding must be a name such as "utf8", "latin-1" or "cp1252"; received {encoding!r}.'
+        )
+    decimal_comma = entry.get("decimal_comma", False)
+    if not isinstance(decimal_comma, bool):
+        raise ConfigError(f"{where} decimal_comma must be true or false (without quotes); received {decimal_comma!r}.")
+    datetime_format = entry.get("datetime_format")
+    if datetime_format is not None and (not isinstance(datetime_format, str) or "%" not in datetime_format):
+        raise ConfigError(
+            f'{where} datetime_format must be a strftime pattern such as "%d/%m/%Y"; received {datetime_format!r}.'
+        )
+    keep = entry.get("keep", {})
+    if not isinstance(keep, dict) or not all(
+        isinstance(v, list) and all(isinstance(x, str | int | float) for x in v) for v in keep.values()
+    ):
+        raise ConfigError(
+            f'{where} keep takes each column\'s allowed values, e.g. keep = {{ deal_stage = ["Won", "Lost"] }}; '
+            f"received {keep!r}."
+        )
+    drop_empty = entry.get("drop_empty", [])
+    if not isinstance(drop_empty, list) or not all(isinstance(x, str) for x in drop_empty):
+        raise ConfigError(
+            f'{where} drop_empty is a list of columns, e.g. drop_empty = ["close_date"]; received {drop_empty!r}.'
+        )
+    return {
+        "format": fmt,
+        "separator": separator,
+        "encoding": encoding,
+        "decimal_comma": decimal_comma,
+        "datetime_format": datetime_format,
+        "keep": {str(k): tuple(str(x) for x in v) for k, v in keep.items()},
+        "drop_empty": tuple(drop_empty),
     }
-    return TableSource(
-        path=path,
-        format=fmt,
-        columns=dict(columns),
-        derive=derive,
-        separator=entry.get("separator", ","),
-        encoding=entry.get("encoding", "utf8"),
-        decimal_comma=bool(entry.get("decimal_comma", False)),
-        datetime_format=entry.get("datetime_format"),
-    )
+
+
+def _known_encoding(name: str) -> bool:
+    if name in ("utf8", "utf8-lossy"):
+        return True
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
 
 
 def _derivation(column: str, rule: Any, *, where: str) -> Derivation:
@@ -253,13 +468,22 @@ def _derivation(column: str, rule: Any, *, where: str) -> Derivation:
             return Derivation("value", value=str(rule["value"]))
         if isinstance(rule.get("from"), str) and "value" not in rule:
             mapping = rule.get("map")
-            if mapping is None:
+            others = rule.get("others", "empty")
+            if others not in ("empty", "keep"):
+                raise ConfigError(f'{where}.{column}.others must be "empty" or "keep"; received {others!r}.')
+            if mapping is None and "others" not in rule:
                 return Derivation("copy", source=rule["from"])
             if isinstance(mapping, dict):
-                return Derivation("map", source=rule["from"], mapping={str(k): str(v) for k, v in mapping.items()})
+                return Derivation(
+                    "map",
+                    source=rule["from"],
+                    mapping={str(k): str(v) for k, v in mapping.items()},
+                    keep_others=others == "keep",
+                )
     raise ConfigError(
         f'{where}.{column} must be "row_number", {{ value = "…" }}, {{ from = "column" }} or '
-        f'{{ from = "column", map = {{ yes = "won", no = "lost" }} }}; received {rule!r}.'
+        f'{{ from = "column", map = {{ yes = "won", no = "lost" }} }} (with others = "keep" to keep unlisted '
+        f"values); received {rule!r}."
     )
 
 

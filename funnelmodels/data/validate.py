@@ -2,7 +2,9 @@
 
 Rules are polars expressions that are true on a *bad* row, so every rule of
 every table is evaluated in one pass and every problem is reported together
-(table, column, rule, how many rows, up to five examples).
+(table, column, rule, how many rows, up to five examples). Each broken rule is a
+:class:`Finding`: the problem to report and the rows behind it, so the same checks can
+either stop a load or, with ``drop_invalid``, set the rows aside with their reason.
 
 Why not pandera? Its polars backend would cover the single-column rules, but it
 imports pandas (about 4.6 s of import on a 2-core machine against 0.9 s for
@@ -13,7 +15,7 @@ hand-written anyway. Plain expressions keep one message format for all rules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,10 +23,18 @@ import polars as pl
 
 from funnelmodels.config import FunnelSpec
 from funnelmodels.data import schema as s
-from funnelmodels.data.io import ROW
+from funnelmodels.data.schema import FILE, ROW
 from funnelmodels.errors import DataValidationError, Problem
 
-__all__ = ["Rule", "data_warnings", "dataset_summary", "validate_tables"]
+__all__ = [
+    "Finding",
+    "Rule",
+    "Validated",
+    "data_warnings",
+    "dataset_summary",
+    "missing_customers_problem",
+    "validate_tables",
+]
 
 _MAX_EXAMPLES = 5
 
@@ -66,9 +76,7 @@ def _rules(table: str, spec: FunnelSpec, columns: list[str]) -> list[Rule]:
         for c in schema.columns
         if not c.nullable and c.name in columns
     ]
-    if table == "surveys" and s.CSAT not in columns and s.NPS not in columns:
-        not_null.append(Rule(s.CSAT, "surveys need a csat or an nps column", pl.lit(True)))
-    elif table == "surveys":
+    if table == "surveys" and (s.CSAT in columns or s.NPS in columns):
         scores = [col(c).is_null() for c in (s.CSAT, s.NPS) if c in columns]
         not_null.append(Rule(s.CSAT, "a survey needs a csat or an nps score", pl.all_horizontal(scores)))
     # A null never breaks a range rule: nullable columns may be empty.
@@ -76,36 +84,121 @@ def _rules(table: str, spec: FunnelSpec, columns: list[str]) -> list[Rule]:
     return not_null + ranged
 
 
+@dataclass(frozen=True)
+class Finding:
+    """A broken rule: the problem to report and the rows behind it (``_row[, _file], reason``)."""
+
+    problem: Problem
+    rows: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class Validated:
+    """Tables that passed (bad rows set aside when asked), and the rows set aside per table."""
+
+    tables: dict[str, pl.DataFrame]
+    rejected: dict[str, pl.DataFrame]
+
+
 def validate_tables(
-    tables: Mapping[str, pl.DataFrame], spec: FunnelSpec, *, source: str = ""
-) -> dict[str, pl.DataFrame]:
-    """Check every rule of the data contract on parsed tables.
+    tables: Mapping[str, pl.DataFrame],
+    spec: FunnelSpec,
+    *,
+    source: str = "",
+    problems: Sequence[Problem] = (),
+    unparsed: Mapping[str, pl.DataFrame] | None = None,
+    drop_invalid: bool = False,
+) -> Validated:
+    """Check every rule of the data contract on parsed tables, all tables at once.
 
     Parameters
     ----------
-    tables : parsed canonical tables (from :func:`funnelmodels.data.io.read_table`), each with ``_row``.
+    tables : parsed canonical tables (from :func:`funnelmodels.data.files.read_table`), each
+        with ``_row`` (and ``_file`` when built from several files).
     spec : the funnel the stage events must follow.
+    problems : problems found while reading (a missing column, an unreadable file, values that
+        could not be parsed), reported together with these.
+    unparsed : per table, the rows whose values could not be parsed (``_row[, _file], reason``).
+    drop_invalid : set rows that break a rule aside instead of failing (problems about whole
+        tables still fail). Rows go in order — bad values and duplicates, then rows that refer
+        to a customer unknown or set aside, then every event of an opportunity whose events
+        break the stage order — so what remains passes every rule.
 
     Returns
     -------
-    The same tables without the helper ``_row`` column, ids made consistent
-    across tables, sorted by their time column.
+    :class:`Validated`: the tables without helper columns, ids consistent across tables, sorted
+    by their time column; and per table the rows set aside, each with ``row[, file], reason``.
 
     Raises
     ------
-    DataValidationError with every problem of every table.
+    DataValidationError with every problem of every table (in drop mode, only those about
+    whole tables).
     """
     tables = _unify_id_types(dict(tables))
-    problems: list[Problem] = []
+    whole = [p for p in problems if not p.n_rows]
+    if not drop_invalid:
+        # A value that could not be parsed is reported once, as such, not again as an empty value.
+        checked = {
+            name: frame.join(unparsed[name], on=_keys(frame), how="anti", maintain_order="left")
+            if unparsed and name in unparsed
+            else frame
+            for name, frame in tables.items()
+        }
+        row_level = [f.problem for _, f in _row_findings(checked, spec)]
+        later = [f.problem for step in _STEPS[1:] for _, f in step(tables, spec)]
+        found = [p for p in problems if p.n_rows] + row_level + later
+        if whole or found:
+            raise DataValidationError([*whole, *found], source=source)
+        return Validated({name: _finish(name, frame) for name, frame in tables.items()}, {})
+    if whole:
+        raise DataValidationError(whole, source=source)
+    rejected: dict[str, list[pl.DataFrame]] = {name: [] for name in tables}
+    for name, rows in (unparsed or {}).items():
+        if name in tables:
+            tables[name], set_aside = _set_aside(tables[name], rows)
+            rejected[name].append(set_aside)
+    # In order: each step sees what the steps before left, so what remains passes every rule.
+    for step in _STEPS:
+        for table, finding in step(tables, spec):
+            tables[table], set_aside = _set_aside(tables[table], finding.rows)
+            rejected[table].append(set_aside)
+    out = {name: _finish(name, frame) for name, frame in tables.items()}
+    return Validated(out, {name: _merge_reasons(parts) for name, parts in rejected.items() if parts})
+
+
+def _row_findings(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> list[tuple[str, Finding]]:
+    out = []
     for name, frame in tables.items():
-        problems.extend(_rule_problems(name, frame, spec))
-        problems.extend(_duplicate_problems(name, frame))
-    problems.extend(_reference_problems(tables))
-    if "stage_events" in tables:
-        problems.extend(_stage_order_problems(tables["stage_events"], spec))
-    if problems:
-        raise DataValidationError(problems, source=source)
-    return {name: _finish(name, frame) for name, frame in tables.items()}
+        out += [(name, f) for f in _rule_findings(name, frame, spec)]
+        out += [(name, f) for f in _duplicate_findings(name, frame)]
+    return out
+
+
+def _stage_findings(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> list[tuple[str, Finding]]:
+    if "stage_events" not in tables:
+        return []
+    return [("stage_events", f) for f in _stage_order_findings(tables["stage_events"], spec)]
+
+
+def _keys(frame: pl.DataFrame) -> list[str]:
+    return [ROW, *([FILE] if FILE in frame.columns else [])]
+
+
+def _set_aside(frame: pl.DataFrame, rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``frame`` without ``rows`` (matched on row and file), and those rows with their reasons."""
+    keys = _keys(frame)
+    reasons = rows.group_by(keys, maintain_order=True).agg(pl.col("reason").unique(maintain_order=True).str.join("; "))
+    kept = frame.join(reasons, on=keys, how="anti", maintain_order="left")
+    gone = frame.join(reasons, on=keys, how="inner", maintain_order="left")
+    return kept, gone
+
+
+def _merge_reasons(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    frame = pl.concat(parts, how="diagonal_relaxed").rename({ROW: "row"})
+    if FILE in frame.columns:
+        frame = frame.rename({FILE: "file"})
+    front = ["row", *(["file"] if "file" in frame.columns else []), "reason"]
+    return frame.select(*front, *[c for c in frame.columns if c not in front]).sort(front[:-1])
 
 
 _SORT_KEYS = {
@@ -117,7 +210,8 @@ _SORT_KEYS = {
 
 
 def _finish(name: str, frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.sort([*_SORT_KEYS[name], ROW]).drop(ROW)
+    helpers = [c for c in (ROW, FILE) if c in frame.columns]
+    return frame.sort([c for c in _SORT_KEYS[name] if c in frame.columns] + helpers).drop(helpers)
 
 
 def _unify_id_types(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
@@ -130,8 +224,10 @@ def _unify_id_types(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
 
 def _examples(frame: pl.DataFrame, name: str, extra: list[str]) -> list[dict[str, Any]]:
     keys = [k for k in s.SCHEMAS[name].key if k in frame.columns][:1]
-    cols = list(dict.fromkeys([ROW, *keys, *[c for c in extra if c in frame.columns]]))
+    cols = list(dict.fromkeys([*_keys(frame), *keys, *[c for c in extra if c in frame.columns]]))
     rows = frame.select(cols).head(_MAX_EXAMPLES).rename({ROW: "row"})
+    if FILE in rows.columns:
+        rows = rows.rename({FILE: "file"})
     return [_plain(r) for r in rows.iter_rows(named=True)]
 
 
@@ -139,78 +235,95 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (str(v) if hasattr(v, "isoformat") else v) for k, v in row.items()}
 
 
-def _rule_problems(name: str, frame: pl.DataFrame, spec: FunnelSpec) -> list[Problem]:
+def _reason_rows(bad: pl.DataFrame, reason: str | pl.Expr) -> pl.DataFrame:
+    text = pl.lit(reason) if isinstance(reason, str) else reason
+    return bad.select(*_keys(bad), text.cast(pl.String).alias("reason"))
+
+
+def _rule_findings(name: str, frame: pl.DataFrame, spec: FunnelSpec) -> list[Finding]:
     rules = _rules(name, spec, frame.columns)
     if not rules:
         return []
     counts = frame.select([r.bad.sum().alias(str(i)) for i, r in enumerate(rules)]).row(0)
-    problems = []
+    findings = []
     for rule, count in zip(rules, counts, strict=True):
         if count:
             bad = frame.filter(rule.bad)
-            problems.append(Problem(name, rule.column, rule.text, int(count), _examples(bad, name, [rule.column])))
-    return problems
+            problem = Problem(name, rule.column, rule.text, int(count), _examples(bad, name, [rule.column]))
+            findings.append(Finding(problem, _reason_rows(bad, f"{rule.column}: {rule.text}")))
+    return findings
 
 
-def _duplicate_problems(name: str, frame: pl.DataFrame) -> list[Problem]:
+def _table_key(name: str, frame: pl.DataFrame) -> list[str]:
     key = list(s.SCHEMAS[name].key)
+    # Two answers of one customer at one moment are two surveys when they are about different orders.
+    if name == "surveys" and s.ORDER_ID in frame.columns:
+        key.append(s.ORDER_ID)
+    return key
+
+
+def _duplicate_findings(name: str, frame: pl.DataFrame) -> list[Finding]:
+    key = _table_key(name, frame)
     if not all(k in frame.columns for k in key):
         return []
     dupes = frame.filter(pl.struct(key).is_duplicated())
     if dupes.height == 0:
         return []
     what = "id" if len(key) == 1 else f"combination of {', '.join(key)}"
-    return [
-        Problem(
-            name,
-            key[0],
-            f"duplicate {what}: each must appear once",
-            dupes.height,
-            _examples(dupes.sort(key), name, key),
-        )
-    ]
+    examples = _examples(dupes.sort(key), name, key)
+    problem = Problem(name, key[0], f"duplicate {what}: each must appear once", dupes.height, examples)
+    # All but the first of each key (in file order) are set aside, saying which row they repeat.
+    ordered = dupes.sort(_keys(dupes)).with_columns(pl.col(ROW).first().over(key).alias("_first"))
+    later = ordered.filter(~pl.struct(key).is_first_distinct())
+    reasons = _reason_rows(later, pl.format(f"duplicate {what}: repeats row {{}}", pl.col("_first")))
+    return [Finding(problem, reasons)]
 
 
-def _reference_problems(tables: Mapping[str, pl.DataFrame]) -> list[Problem]:
+def _reference_findings(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> list[tuple[str, Finding]]:
     if "customers" not in tables:
-        needing = [n for n in ("stage_events", "surveys") if n in tables]
-        if needing:
-            return [
-                Problem(
-                    "customers",
-                    "",
-                    f"the customers table is missing, but {', '.join(needing)} refer to customers; "
-                    "add customers.csv/.parquet (customer_id, created_at, …)",
-                )
-            ]
         return []
     known = tables["customers"].select(s.CUSTOMER_ID)
-    problems = []
+    findings = []
     for name in ("transactions", "stage_events", "surveys"):
         if name not in tables:
             continue
         orphans = tables[name].join(known, on=s.CUSTOMER_ID, how="anti")
         if orphans.height:
-            problems.append(
-                Problem(
-                    name,
-                    s.CUSTOMER_ID,
-                    "refers to customers that are not in the customers table",
-                    orphans.height,
-                    _examples(orphans, name, [s.CUSTOMER_ID]),
-                )
-            )
-    return problems
+            rule = "refers to customers that are not in the customers table"
+            problem = Problem(name, s.CUSTOMER_ID, rule, orphans.height, _examples(orphans, name, [s.CUSTOMER_ID]))
+            reason = pl.format("customer_id {} is not in the customers table", pl.col(s.CUSTOMER_ID))
+            findings.append((name, Finding(problem, _reason_rows(orphans, reason))))
+    return findings
 
 
-def _stage_order_problems(events: pl.DataFrame, spec: FunnelSpec) -> list[Problem]:
+def missing_customers_problem(tables: Sequence[str]) -> Problem | None:
+    """The problem of tables that refer to customers when there is no customers table."""
+    needing = [n for n in ("stage_events", "surveys") if n in tables]
+    if "customers" in tables or not needing:
+        return None
+    return Problem(
+        "customers",
+        "",
+        f"the customers table is missing, but {', '.join(needing)} refer to customers; "
+        "add customers.csv/.parquet (customer_id, created_at, …)",
+    )
+
+
+def _stage_order_findings(events: pl.DataFrame, spec: FunnelSpec) -> list[Finding]:
     known = events.filter(pl.col(s.STAGE).is_in(list(spec.all_stages)))
     rank = pl.col(s.STAGE).replace_strict(
         list(spec.all_stages), list(range(len(spec.all_stages))), return_dtype=pl.Int32
     )
     known = known.with_columns(rank.alias("_rank"))
     terminal = pl.col("_rank") >= len(spec.stages) - 1
-    problems = []
+    shown = [s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT]
+
+    def every_event_of(bad: pl.DataFrame, reason: str) -> pl.DataFrame:
+        # A broken history makes every event of the opportunity doubtful: all of them go aside.
+        opportunities = bad.select(s.OPPORTUNITY_ID).unique()
+        return _reason_rows(events.join(opportunities, on=s.OPPORTUNITY_ID, how="semi"), reason)
+
+    findings = []
     # Nothing may happen to an opportunity after it is won or lost.
     closed = (
         known.filter(terminal)
@@ -221,47 +334,51 @@ def _stage_order_problems(events: pl.DataFrame, spec: FunnelSpec) -> list[Proble
         (pl.col(s.ENTERED_AT) > pl.col("_closed")) | (terminal & (pl.col("_closings") > 1))
     )
     if after.height:
-        problems.append(
-            Problem(
-                "stage_events",
-                s.STAGE,
-                f"events after the opportunity was closed ({spec.won} or {spec.lost} must be its last event, once)",
-                after.height,
-                _examples(after.sort(s.OPPORTUNITY_ID), "stage_events", [s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT]),
+        rule = f"events after the opportunity was closed ({spec.won} or {spec.lost} must be its last event, once)"
+        examples = _examples(after.sort(s.OPPORTUNITY_ID), "stage_events", shown)
+        findings.append(
+            Finding(
+                Problem("stage_events", s.STAGE, rule, after.height, examples),
+                every_event_of(after, f"the opportunity has {rule}"),
             )
         )
     # First entries must follow the funnel order (re-entering an earlier stage later is allowed).
     first = (
         known.filter(~terminal | (pl.col(s.STAGE) == spec.won))
         .group_by(s.OPPORTUNITY_ID, "_rank")
-        .agg(pl.col(s.ENTERED_AT).min(), pl.col(s.STAGE).first(), pl.col(ROW).min())
+        .agg(pl.col(s.ENTERED_AT).min(), pl.col(s.STAGE).first(), *[pl.col(c).min() for c in _keys(known)])
         .sort(s.OPPORTUNITY_ID, "_rank")
         .with_columns(pl.col(s.ENTERED_AT).shift(1).over(s.OPPORTUNITY_ID).alias("_previous"))
     )
     backwards = first.filter(pl.col(s.ENTERED_AT) < pl.col("_previous"))
     if backwards.height:
-        problems.append(
-            Problem(
-                "stage_events",
-                s.ENTERED_AT,
-                "stage events out of order: a later stage was entered before an earlier one",
-                backwards.height,
-                _examples(backwards, "stage_events", [s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT]),
+        rule = "stage events out of order: a later stage was entered before an earlier one"
+        findings.append(
+            Finding(
+                Problem(
+                    "stage_events", s.ENTERED_AT, rule, backwards.height, _examples(backwards, "stage_events", shown)
+                ),
+                every_event_of(backwards, f"the opportunity has {rule}"),
             )
         )
-    owners = events.group_by(s.OPPORTUNITY_ID).agg(pl.col(s.CUSTOMER_ID).n_unique().alias("_owners"), pl.col(ROW).min())
+    owners = events.group_by(s.OPPORTUNITY_ID).agg(
+        pl.col(s.CUSTOMER_ID).n_unique().alias("_owners"), *[pl.col(c).min() for c in _keys(events)]
+    )
     shared = owners.filter(pl.col("_owners") > 1)
     if shared.height:
-        problems.append(
-            Problem(
-                "stage_events",
-                s.CUSTOMER_ID,
-                "an opportunity must belong to one customer; these have several",
-                shared.height,
-                _examples(shared, "stage_events", [s.OPPORTUNITY_ID]),
-            )
+        rule = "an opportunity must belong to one customer; these have several"
+        examples = _examples(shared, "stage_events", [s.OPPORTUNITY_ID])
+        findings.append(
+            Finding(Problem("stage_events", s.CUSTOMER_ID, rule, shared.height, examples), every_event_of(shared, rule))
         )
-    return problems
+    return findings
+
+
+_STEPS: tuple[Callable[[Mapping[str, pl.DataFrame], FunnelSpec], list[tuple[str, Finding]]], ...] = (
+    _row_findings,
+    _reference_findings,
+    _stage_findings,
+)
 
 
 _TIME = {
