@@ -23,6 +23,7 @@ from funnelmodels.errors import FunnelModelsError
 __all__ = ["main"]
 
 DEMO_DIR = Path("data") / "demo"
+DROP_INVALID_HELP = "set rows that break a rule aside, with the reason, and go on with the rest"
 DEMO_CUSTOMERS = 5_000
 DEMO_SEED = 42
 
@@ -90,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     val.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
     val.add_argument("--json", action="store_true", help="print the summary as JSON")
+    val.add_argument("--drop-invalid", action="store_true", help=DROP_INVALID_HELP)
+    val.add_argument(
+        "--rejected-dir",
+        type=Path,
+        default=Path("rejected"),
+        metavar="DIR",
+        help="with --drop-invalid: where the rows set aside go, one CSV per table (default %(default)s)",
+    )
     val.set_defaults(run=_cmd_validate)
 
     fun = commands.add_parser(
@@ -104,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
         "--horizon-days", type=_positive_int, metavar="N", help="days a stage has to convert (default: the dataset's)"
     )
     fun.add_argument("--json", action="store_true", help="print the same as JSON")
+    fun.add_argument(
+        "--drop-invalid", action="store_true", help=DROP_INVALID_HELP.split(" (")[0] + " (counted, not written)"
+    )
     fun.set_defaults(run=_cmd_funnel)
 
     train = commands.add_parser(
@@ -130,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     train.add_argument("--horizon-days", type=_positive_int, metavar="N", help="days a stage has to convert")
+    train.add_argument("--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (MODEL_DIR/rejected/)")
     train.set_defaults(run=_cmd_train)
 
     score = commands.add_parser(
@@ -156,6 +169,9 @@ def _parser() -> argparse.ArgumentParser:
         choices=("lightgbm", "logit", "ordinal"),
         help="which model (default lightgbm for conversion, ordinal for satisfaction)",
     )
+    score.add_argument(
+        "--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (FILE's folder, <name>_rejected/)"
+    )
     score.set_defaults(run=_cmd_score)
 
     rep = commands.add_parser(
@@ -178,6 +194,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a notebook parameter, e.g. -p period 2026-06 -p data_dir data/demo (repeatable)",
     )
     rep.add_argument("--with-code", action="store_true", help="also write report_with_code.html (analyst view)")
+    rep.add_argument(
+        "--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (the report's folder, rejected/)"
+    )
     rep.add_argument("--reports-dir", type=Path, default=Path("reports"), help="output root (default %(default)s)")
     rep.add_argument(
         "--notebooks-dir",
@@ -260,13 +279,31 @@ def _cmd_validate(args: argparse.Namespace, progress: _Progress) -> int:
     from funnelmodels.data.validate import dataset_summary
 
     progress(f"loading {args.data}")
-    dataset = load_dataset(args.data)
-    summary = dataset_summary(dataset.tables, dataset.spec)
+    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
+    summary = dataset_summary(dataset.tables, dataset.spec) | {
+        "notes": list(dataset.notes),
+        "set_aside": {name: frame.height for name, frame in dataset.rejected.items() if frame.height},
+    }
+    written = _write_rejected(dataset, args.rejected_dir) if args.drop_invalid else []
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary | {"rejected_files": [str(p) for p in written]}, indent=2))
     else:
         _print_summary(summary, args.data)
+        _print_rejected(dataset, written)
     return 0
+
+
+def _write_rejected(dataset: Any, folder: Path) -> list[Path]:
+    from funnelmodels.data.io import write_rejected
+
+    return write_rejected(dataset, folder)
+
+
+def _print_rejected(dataset: Any, written: Sequence[Path]) -> None:
+    for line in dataset.rejected_summary():
+        print(f"  set aside: {line}")
+    if written:
+        print(f"  rows set aside, with the reason: {', '.join(str(p) for p in written)}")
 
 
 def _print_summary(summary: dict[str, Any], data: Path) -> None:
@@ -275,6 +312,8 @@ def _print_summary(summary: dict[str, Any], data: Path) -> None:
         print(f"  {name:<13} {info['rows']:>11,} rows  {info['first'][:10]} … {info['last'][:10]}")
     if summary["missing"]:
         print(f"  not present:  {', '.join(summary['missing'])}")
+    for note in summary.get("notes", []):
+        print(f"  note: {note}")
     if summary["stages"]:
         print("  stages:       " + ", ".join(f"{k} {v:,}" for k, v in summary["stages"].items()))
     for warning in summary.get("warnings", []):
@@ -286,7 +325,9 @@ def _cmd_funnel(args: argparse.Namespace, progress: _Progress) -> int:
     from funnelmodels.funnel import funnel_summary
 
     progress(f"loading {args.data}")
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
+    for line in dataset.rejected_summary():
+        progress(f"set aside: {line}")
     progress("building stage transitions")
     summary = funnel_summary(dataset, by=args.by, horizon_days=args.horizon_days)
     if args.json:
@@ -365,12 +406,12 @@ def _print_cumulative(rows: list[dict[str, Any]], summary: dict[str, Any]) -> No
 
 
 def _cmd_train(args: argparse.Namespace, progress: _Progress) -> int:
-    from funnelmodels.data.io import atomic_dir, load_dataset
+    from funnelmodels.data.io import atomic_dir, load_dataset, write_rejected
     from funnelmodels.models.base import write_json
     from funnelmodels.models.training import train_conversion, train_satisfaction
 
     progress(f"loading {args.data}")
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
     conversion = satisfaction = None
     if args.target in ("all", "conversion"):
         progress("conversion: features, lightgbm and logit on an out-of-time split")
@@ -388,8 +429,11 @@ def _cmd_train(args: argparse.Namespace, progress: _Progress) -> int:
             for engine, smodel in satisfaction.models.items():
                 smodel.save(staging / "satisfaction" / engine)
             report["satisfaction"] = _satisfaction_report(satisfaction)
+        report["data"] = {"notes": list(dataset.notes), "set_aside": dataset.rejected_summary()}
+        written = write_rejected(dataset, staging / "rejected")
         write_json(staging / "metrics.json", report)
     progress(f"wrote {args.out}")
+    _print_rejected(dataset, [args.out / "rejected" / p.name for p in written])
     if conversion is not None:
         print("Stage conversion (out of time)")
         _print_metrics(conversion.metrics)
@@ -466,7 +510,7 @@ def _cmd_score(args: argparse.Namespace, progress: _Progress) -> int:
     if args.out.suffix not in (".parquet", ".csv"):
         raise ModelError(f"--out must end in .parquet or .csv; received {args.out.name!r}.")
     progress(f"loading {args.data}")
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
     if args.target == "satisfaction":
         scored = _score_satisfaction(args, dataset, progress)
         likely = int((scored["p_low"] > 0.5).sum())
@@ -482,6 +526,8 @@ def _cmd_score(args: argparse.Namespace, progress: _Progress) -> int:
     write_table(scored, args.out)
     print(summary)
     print(f"wrote {args.out}")
+    written = _write_rejected(dataset, args.out.parent / f"{args.out.stem}_rejected") if dataset.rejected else []
+    _print_rejected(dataset, written)
     return 0
 
 
@@ -573,6 +619,8 @@ def _cmd_report(args: argparse.Namespace, progress: _Progress) -> int:
     if args.all == bool(args.name):
         raise ConfigError("name one report, or use --all for every report.")
     params = dict(args.parameter)
+    if args.drop_invalid:
+        params["drop_invalid"] = "true"
     names = REPORT_NAMES if args.all else (args.name,)
     runs = _run_reports(
         names, params, with_code=args.with_code, root=args.reports_dir, progress=progress, notebooks=args.notebooks_dir

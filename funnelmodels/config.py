@@ -145,6 +145,8 @@ class FileSource:
     """Rows to take: a column's value (spaces trimmed) must be one of the listed ones."""
     drop_empty: tuple[str, ...] = ()
     """Rows to skip: any of these columns empty."""
+    drop_columns: tuple[str, ...] = ()
+    """Columns of the file not to carry into the table (fields known only after the outcome)."""
 
 
 Aggregation = Literal["first", "sum", "min", "max", "mean", "count"]
@@ -162,6 +164,8 @@ class Lookup:
     file: FileSource
     on: Mapping[str, str]
     columns: Mapping[str, tuple[Aggregation, str]]
+    replace: bool = True
+    """False: fill only the cells that are empty (a list price where a deal has no value yet)."""
 
 
 @dataclass(frozen=True)
@@ -228,9 +232,9 @@ class DatasetConfig:
 
 
 _READ_KEYS = ("path", "format", "separator", "encoding", "decimal_comma", "datetime_format", "keep", "drop_empty")
-_SOURCE_KEYS = (*_READ_KEYS, "columns", "derive")
+_SOURCE_KEYS = (*_READ_KEYS, "columns", "derive", "drop_columns")
 _TABLE_KEYS = (*_SOURCE_KEYS, "sources", "lookups", "one_row_per")
-_LOOKUP_KEYS = (*_READ_KEYS, "on", "columns")
+_LOOKUP_KEYS = (*_READ_KEYS, "on", "columns", "replace")
 _DERIVE_KEYS = ("from", "map", "value", "others")
 _FUNNEL_KEYS = ("stages", "lost", "horizon_days", "stale_after_days")
 
@@ -345,9 +349,15 @@ def _file_source(name: str, entry: Any, *, root: Path, where: str, keys: Sequenc
     if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
         raise ConfigError(f"{where}.columns maps canonical names to your column names, all text; received {columns!r}.")
     derive = _section(entry.get("derive", {}), where=f"{where}.derive")
+    drop_columns = entry.get("drop_columns", [])
+    if not isinstance(drop_columns, list) or not all(isinstance(x, str) for x in drop_columns):
+        raise ConfigError(
+            f'{where} drop_columns is a list of columns, e.g. drop_columns = ["close_date"]; received {drop_columns!r}.'
+        )
     return FileSource(
         path=path,
         columns=dict(columns),
+        drop_columns=tuple(drop_columns),
         derive={column: _derivation(column, rule, where=f"{where}.derive") for column, rule in derive.items()},
         **_read_options(entry, path, where=where),
     )
@@ -387,8 +397,11 @@ def _lookup(entry: Any, *, root: Path, where: str) -> Lookup:
                 f'Use one of {", ".join(AGGREGATIONS)}, e.g. {{ sum = "value" }}.'
             )
         columns[target] = (how, column)
+    replace = entry.get("replace", True)
+    if not isinstance(replace, bool):
+        raise ConfigError(f"{where}.replace must be true or false (without quotes); received {replace!r}.")
     file = FileSource(path=path, **_read_options(entry, path, where=where))
-    return Lookup(file=file, on=dict(on), columns=columns)
+    return Lookup(file=file, on=dict(on), columns=columns, replace=replace)
 
 
 def _path(name: str, entry: Mapping[str, Any], *, root: Path, where: str) -> Path:

@@ -20,7 +20,7 @@ import polars as pl
 
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
-from funnelmodels.funnel import OPPORTUNITY_START, with_stale_losses
+from funnelmodels.funnel import OPPORTUNITY_START, opportunity_columns, with_stale_losses
 
 __all__ = [
     "AS_OF",
@@ -278,12 +278,26 @@ def feature_columns(
 
 
 def extra_features(dataset: Dataset) -> list[str]:
-    """Customer columns beyond the canonical ones (a CRM's own demographics): features too."""
-    if not dataset.has("customers"):
-        return []
-    canonical = set(s.SCHEMAS["customers"].names)
-    names = dataset.lazy("customers").collect_schema().names()
-    return [c for c in names if c not in canonical and not c.startswith("_")]
+    """A dataset's own columns used as features too: customers columns beyond the canonical ones
+    (a CRM's firmographics) and stage-event columns beyond them (an opportunity's product, …).
+
+    Numbers and text only: a date column is not a feature as it is (its meaning depends on
+    the moment it is read at).
+    """
+    out: list[str] = []
+    if dataset.has("customers"):
+        schema = dataset.lazy("customers").collect_schema()
+        canonical = set(s.SCHEMAS["customers"].names)
+        out += [c for c, t in schema.items() if c not in canonical and not c.startswith("_") and _usable(t)]
+    if dataset.has("stage_events"):
+        schema = dataset.lazy("stage_events").collect_schema()
+        own = [c for c in opportunity_columns(schema.names()) if c not in (s.AMOUNT, s.SOURCE)]
+        out += [c for c in own if _usable(schema[c]) and c not in out]
+    return out
+
+
+def _usable(dtype: pl.DataType) -> bool:
+    return dtype.is_numeric() or dtype == pl.Boolean or dtype in (pl.String, pl.Categorical)
 
 
 def categorical_features(frame: pl.DataFrame, features: Sequence[str]) -> tuple[str, ...]:

@@ -57,6 +57,7 @@ __all__ = [
     "end_to_end_rate",
     "funnel_summary",
     "historical_win_probability",
+    "opportunity_columns",
     "stale_losses",
     "time_to_close",
     "time_to_convert_table",
@@ -199,7 +200,7 @@ def build_transitions(
     stage_events = with_stale_losses(stage_events, spec, end=end)
     horizon_us = horizon * _US_PER_DAY
     rank = _rank_expr(spec)
-    extra = [c for c in (s.AMOUNT, s.SOURCE) if c in stage_events.collect_schema().names()]
+    extra = opportunity_columns(stage_events.collect_schema().names())
     # Sorted by opportunity, the group logic is shifts and forward fills (window functions
     # over a million opportunities cost seconds).
     opp = pl.col(s.OPPORTUNITY_ID)
@@ -319,6 +320,15 @@ def add_snapshots(
         .drop("_k", "_low", "_width", "_offset")
     )
     return pl.concat([entries, snapshots], how="vertical_relaxed")
+
+
+def opportunity_columns(names: Sequence[str]) -> list[str]:
+    """The stage-event columns a transition row carries beyond the canonical ones: ``amount``,
+    ``source`` and a CRM's own opportunity fields (product, segment, …), as on the entry's event."""
+    canonical = set(s.STAGE_EVENTS.names) - {s.AMOUNT, s.SOURCE}
+    optional = [c for c in (s.AMOUNT, s.SOURCE) if c in names]
+    own = [c for c in names if c not in canonical and c not in optional and not c.startswith("_")]
+    return [*optional, *own]
 
 
 def _within(column: str, horizon_us: int) -> pl.Expr:

@@ -19,11 +19,11 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import polars as pl
 
@@ -31,11 +31,16 @@ from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset, atomic_dir
 from funnelmodels.errors import ConfigError, ReportError
 
+T = TypeVar("T")
+
 __all__ = [
     "REPORTS",
+    "Attempt",
     "ReportRun",
     "SalesReport",
+    "attempt",
     "check_period",
+    "data_notes",
     "environment_summary",
     "run_report",
     "sales_performance",
@@ -282,6 +287,24 @@ def save_tables(output_dir: str, **tables: pl.DataFrame) -> None:
         flat.write_csv(folder / f"{name}.csv")
 
 
+def data_notes(dataset: Dataset, output_dir: str = "") -> str:
+    """Markdown on how the data was loaded: rows filtered, looked up or merged by funnel.toml, and
+    rows set aside by ``drop_invalid`` (written to ``output_dir/rejected/<table>.csv`` with the
+    reason). Empty when there is nothing to say."""
+    from funnelmodels.data.io import write_rejected
+
+    lines = [f"- {note}" for note in dataset.notes]
+    set_aside = dataset.rejected_summary()
+    if set_aside:
+        where = ""
+        if output_dir:
+            written = write_rejected(dataset, Path(output_dir) / "rejected")
+            where = " They are in " + ", ".join(f"`rejected/{p.name}`" for p in written) + ", with the reason."
+        lines += [f"- **Set aside** — {line}" for line in set_aside]
+        lines.append(f"- Rows that break a rule were set aside and the report uses the rest.{where}")
+    return ("**The data as loaded**\n\n" + "\n".join(lines)) if lines else ""
+
+
 def environment_summary() -> str:
     """HTML footer: package versions, Python and git commit (what made this report)."""
     from funnelmodels.models.base import package_versions
@@ -332,13 +355,18 @@ def check_period(value: str, period_length: str, available: pl.Series, data_end:
 
 @dataclass(frozen=True)
 class SalesReport:
-    """Everything the sales-performance report shows, computed by :func:`sales_performance`."""
+    """Everything the sales-performance report shows, computed by :func:`sales_performance`.
 
-    period: date
+    A section the data cannot give is None, and ``missing`` holds one sentence per such
+    section (``sales``, ``revenue``, ``segments``, ``funnel``, ``pipeline``) saying what is
+    missing and how to add it.
+    """
+
+    period: date | None
     period_length: str
-    kpis: pl.DataFrame
-    changes: pl.DataFrame
-    year_over_year: pl.DataFrame
+    kpis: pl.DataFrame | None
+    changes: pl.DataFrame | None
+    year_over_year: pl.DataFrame | None
     segments: pl.DataFrame | None
     funnel: pl.DataFrame | None
     cumulative: pl.DataFrame | None
@@ -346,6 +374,7 @@ class SalesReport:
     pipeline: pl.DataFrame | None
     attainment: pl.DataFrame | None
     notes: list[str]
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 def sales_performance(
@@ -360,27 +389,31 @@ def sales_performance(
     """The sales-performance measurement of one period: KPIs, changes, segments, funnel, pipeline.
 
     The pipeline forecast is the open deals' amount × win probability: from the model in
-    ``model_dir`` (its conversion/lightgbm part) when given, else from the historical stage
-    conversion rates (the product of the rates from each deal's stage on).
+    ``model_dir`` (its conversion/lightgbm part) when given, else from history (what past deals
+    that had waited as long in the same stage went on to do). Sections the data cannot give are
+    left empty with a sentence in ``missing``; the default segment ``region`` is skipped, with a
+    sentence, when the customers table has no such column.
     """
-    from funnelmodels.funnel import (
-        build_transitions,
-        conversion_table,
-        cumulative_conversion_table,
-        data_end,
-        stale_losses,
-        time_to_close,
-        with_stale_losses,
-    )
+    from funnelmodels.funnel import data_end, stale_losses, with_stale_losses
     from funnelmodels.kpis import attainment, kpi_changes, sales_kpi_table
 
-    notes = []
+    notes: list[str] = []
+    missing: dict[str, str] = {}
     transactions = dataset.lazy("transactions") if dataset.has("transactions") else None
     events = dataset.lazy("stage_events") if dataset.has("stage_events") else None
     if transactions is None:
-        notes.append("No transactions table: revenue, orders and customer counts are not shown.")
+        missing["revenue"] = (
+            "No transactions table: revenue, orders, average sale and new and returning customers need one "
+            "(order_id, customer_id, ordered_at, amount; add transactions.csv or map it in funnel.toml)."
+        )
     if events is None:
-        notes.append("No stage_events table: win rate, funnel and pipeline are not shown.")
+        missing["funnel"] = missing["pipeline"] = (
+            "No stage_events table: win rate, funnel and pipeline need one (opportunity_id, customer_id, stage, "
+            "entered_at; add stage_events.csv or map it in funnel.toml)."
+        )
+    if transactions is None and events is None:
+        missing["sales"] = "No sales figures: they need a transactions or a stage_events table."
+        return SalesReport(None, period_length, None, None, None, None, None, None, None, None, None, notes, missing)
     if events is not None and dataset.spec.stale_after_days:
         stale = stale_losses(events, dataset.spec, end=data_end(events)).select(pl.len()).collect().item()
         notes.append(
@@ -390,36 +423,24 @@ def sales_performance(
     # Win rates count the losses the stale rule infers, in the period they happen.
     closed = with_stale_losses(events, dataset.spec) if events is not None else None
     kpis = sales_kpi_table(transactions, closed, period=period_length, won=dataset.spec.won, lost=dataset.spec.lost)
-    chosen = check_period(period, period_length, kpis["period"], _data_end(transactions, events))
+    last_day = _data_end(transactions, events)
+    chosen = check_period(period, period_length, kpis["period"], last_day)
+    if last_day is not None and _period_end(chosen, period_length) > last_day:
+        notes.append(
+            f"The {period_length} starting {chosen} is not complete: the data ends on "
+            f"{last_day - timedelta(days=1)}. Its figures cover part of it, and its changes compare part of a "
+            f"{period_length} with a whole one."
+        )
     kpis = kpis.filter(pl.col("period") <= chosen)
     changes = kpi_changes(kpis).filter(pl.col("period") == chosen)
     lag = {"month": 12, "quarter": 4, "week": 52, "day": 365, "year": 1}[period_length]
     yoy = kpi_changes(kpis, lag=lag).filter(pl.col("period") == chosen)
-    segments = None
-    if segment and dataset.has("customers") and transactions is not None:
-        customers = dataset.lazy("customers")
-        if segment not in customers.collect_schema().names():
-            raise ConfigError(
-                f"segment {segment!r} is not a customers column; available: "
-                f"{', '.join(c for c in customers.collect_schema().names() if c != s.CUSTOMER_ID)}."
-            )
-        tx = transactions.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
-        ev = (
-            closed.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
-            if closed is not None
-            else None
-        )
-        segments = sales_kpi_table(
-            tx, ev, period=period_length, by=segment, won=dataset.spec.won, lost=dataset.spec.lost
-        ).filter(pl.col("period") == chosen)
-    funnel = pipeline = close = cumulative = None
+    segments = _segment_table(dataset, transactions, closed, segment, period_length, chosen, missing)
+    funnel = cumulative = close = pipeline = None
     if events is not None:
-        end = datetime.combine(_period_end(chosen, period_length), datetime.min.time())
-        transitions = build_transitions(events, dataset.spec, end=end)
-        funnel = conversion_table(transitions, dataset.spec)
-        cumulative = cumulative_conversion_table(transitions, dataset.spec, end=end)
-        close = time_to_close(events, dataset.spec, end=end)
-        pipeline = _pipeline(dataset, end, model_dir, notes)
+        funnel, cumulative, close, pipeline = _funnel_and_pipeline(
+            dataset, events, chosen, period_length, model_dir, notes, missing
+        )
     goals = None
     if targets_file:
         path = Path(targets_file)
@@ -427,8 +448,149 @@ def sales_performance(
             raise ConfigError(f"targets_file {targets_file!r} does not exist.")
         goals = attainment(kpis, pl.read_csv(path)).filter(pl.col("period") == chosen)
     return SalesReport(
-        chosen, period_length, kpis, changes, yoy, segments, funnel, cumulative, close, pipeline, goals, notes
+        chosen, period_length, kpis, changes, yoy, segments, funnel, cumulative, close, pipeline, goals, notes, missing
     )
+
+
+def _segment_table(
+    dataset: Dataset,
+    transactions: pl.LazyFrame | None,
+    closed: pl.LazyFrame | None,
+    segment: str,
+    period_length: str,
+    chosen: date,
+    missing: dict[str, str],
+) -> pl.DataFrame | None:
+    from funnelmodels.kpis import sales_kpi_table
+
+    if not segment:
+        return None
+    if not dataset.has("customers") or transactions is None:
+        missing["segments"] = "No segment table: it needs a customers table and a transactions table."
+        return None
+    customers = dataset.lazy("customers")
+    names = [c for c in customers.collect_schema().names() if c != s.CUSTOMER_ID]
+    if segment not in names:
+        if segment == DEFAULT_SEGMENT:
+            missing["segments"] = (
+                f"No segment table: the customers table has no {segment} column; pass -p segment COLUMN "
+                f"(one of {', '.join(names)})."
+            )
+            return None
+        raise ConfigError(
+            f"segment {segment!r} is not a customers column{_did_you_mean(segment, names)}; "
+            f"available: {', '.join(names)}."
+        )
+    tx = transactions.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
+    ev = (
+        closed.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
+        if closed is not None
+        else None
+    )
+    labelled = [f.with_columns(segment_label(pl.col(segment))) if f is not None else None for f in (tx, ev)]
+    table = sales_kpi_table(
+        labelled[0], labelled[1], period=period_length, by=segment, won=dataset.spec.won, lost=dataset.spec.lost
+    )
+    return table.filter(pl.col("period") == chosen)
+
+
+def _funnel_and_pipeline(
+    dataset: Dataset,
+    events: pl.LazyFrame,
+    chosen: date,
+    period_length: str,
+    model_dir: str,
+    notes: list[str],
+    missing: dict[str, str],
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame | None]:
+    from funnelmodels.errors import ModelError
+    from funnelmodels.funnel import build_transitions, conversion_table, cumulative_conversion_table, time_to_close
+
+    end = datetime.combine(_period_end(chosen, period_length), datetime.min.time())
+    transitions = build_transitions(events, dataset.spec, end=end)
+    funnel = conversion_table(transitions, dataset.spec)
+    cumulative = cumulative_conversion_table(transitions, dataset.spec, end=end)
+    close = time_to_close(events, dataset.spec, end=end)
+    pipeline = None
+    try:
+        pipeline = _pipeline(dataset, end, model_dir, notes)
+    except ModelError as exc:
+        missing["pipeline"] = f"No pipeline forecast at {end:%Y-%m-%d}: {exc}"
+    if s.AMOUNT not in events.collect_schema().names():
+        if pipeline is not None:
+            pipeline = pipeline.drop("pipeline_amount", "expected_revenue")
+        missing["pipeline_value"] = (
+            "The stage events have no deal value (stage_events.amount): the pipeline counts deals and their win "
+            "probability but cannot say what they are worth; add amount to stage_events for its value."
+        )
+    return funnel, cumulative, close, pipeline
+
+
+@dataclass(frozen=True)
+class Attempt(Generic[T]):
+    """A report section's value, or — when the data cannot give it — a sentence saying why.
+
+    ``warnings`` holds what the call warned about (e.g. possible leakage), in words, for the
+    report to show instead of a stray stderr block.
+    """
+
+    value: T | None
+    note: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+_TABLE_HINTS = {
+    "customers": "customer_id, created_at",
+    "transactions": "order_id, customer_id, ordered_at, amount",
+    "stage_events": "opportunity_id, customer_id, stage, entered_at",
+    "surveys": "customer_id, responded_at, csat or nps",
+}
+
+
+def attempt(function: Callable[..., T], *args: Any, **kwargs: Any) -> Attempt[T]:
+    """Run a section's package call; if the data cannot give it, keep the reason as a sentence.
+
+    Only data-dependent failures become sentences — a table the dataset lacks, too few rows for a
+    model (:class:`DataValidationError`, :class:`ModelError`); a wrong parameter still fails the run.
+    """
+    import warnings
+
+    from funnelmodels.errors import DataValidationError, ModelError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = function(*args, **kwargs)
+        said = tuple(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+        return Attempt(value, warnings=said)
+    except DataValidationError as exc:
+        needed = [p.table for p in exc.problems if p.rule.startswith("this step needs the")]
+        if needed:
+            table = needed[0]
+            return Attempt(
+                None,
+                f"No {table} table: this section needs one ({_TABLE_HINTS.get(table, 'see the data contract')}; "
+                f"add {table}.csv or map it in funnel.toml).",
+            )
+        return Attempt(None, f"Not shown: {exc}")
+    except ModelError as exc:
+        return Attempt(None, f"Not shown: {exc}")
+
+
+DEFAULT_SEGMENT = "region"
+MISSING_LABEL = "(missing)"
+
+
+def segment_label(column: pl.Expr) -> pl.Expr:
+    """A segment's values as text, an empty value shown as ``(missing)`` (not as a value 'unknown')."""
+    return column.cast(pl.String).fill_null(MISSING_LABEL)
+
+
+def _did_you_mean(name: str, options: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _data_end(transactions: pl.LazyFrame | None, events: pl.LazyFrame | None) -> date | None:
@@ -453,6 +615,7 @@ def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str])
     from funnelmodels.models.training import open_opportunities
 
     opened = open_opportunities(dataset, end)
+    amount = pl.col(s.AMOUNT) if s.AMOUNT in opened.columns else pl.lit(None, dtype=pl.Float64)
     if model_dir:
         from funnelmodels.models.conversion import StageConversionModel
         from funnelmodels.models.training import score_open_opportunities
@@ -466,7 +629,7 @@ def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str])
         history = build_transitions(dataset.lazy("stage_events"), dataset.spec, end=end)
         win = historical_win_probability(history, opened, dataset.spec, end=end, as_of=end)
         scored = opened.with_columns(pl.Series("win_probability", win)).with_columns(
-            (pl.col(s.AMOUNT) * pl.col("win_probability")).alias("expected_value")
+            (amount * pl.col("win_probability")).alias("expected_value")
         )
         method = (
             "history: for each deal, what past deals that had waited as long in the same stage went on to do, "
@@ -474,12 +637,14 @@ def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str])
         )
     notes.append(f"Pipeline forecast at {end:%Y-%m-%d} from {method}.")
     order = {st: i for i, st in enumerate(dataset.spec.open_stages)}
+    amount = pl.col(s.AMOUNT) if s.AMOUNT in scored.columns else pl.lit(None, dtype=pl.Float64)
     return (
         scored.group_by(s.STAGE)
         .agg(
             pl.len().alias("open_deals"),
-            pl.col(s.AMOUNT).sum().alias("pipeline_amount"),
+            amount.sum().alias("pipeline_amount"),
             pl.col("win_probability").mean().alias("mean_win_probability"),
+            pl.col("win_probability").sum().alias("expected_wins"),
             pl.col("expected_value").sum().alias("expected_revenue"),
         )
         .sort(pl.col(s.STAGE).replace_strict(order, default=99))
@@ -505,6 +670,7 @@ class SatisfactionOverview:
     change_text: str
     segments: pl.DataFrame | None
     as_of: datetime
+    segment_note: str = ""
 
 
 def satisfaction_overview(
@@ -539,14 +705,28 @@ def satisfaction_overview(
                     f"({verdict}, p = {c['p_value']:.3f})"
                 )
         text = f"Latest {period_length} ({last}) against the one before:\n\n" + "\n".join(parts)
-    segments = None
-    if segment and dataset.has("customers"):
-        names = dataset.lazy("customers").collect_schema().names()
+    segments, segment_note = None, ""
+    if segment and not dataset.has("customers"):
+        segment_note = "No segment table: it needs a customers table."
+    elif segment:
+        names = [c for c in dataset.lazy("customers").collect_schema().names() if c != s.CUSTOMER_ID]
         if segment not in names:
-            raise ConfigError(f"segment {segment!r} is not a customers column; available: {', '.join(names)}.")
-        joined = surveys.join(dataset.lazy("customers").select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
-        # Segments over the last twelve months: per-period segment cells are too small to read.
-        year_ago = end.replace(year=end.year - 1)
-        recent = joined.filter(pl.col(s.RESPONDED_AT) >= year_ago).with_columns(pl.lit(year_ago).alias(s.RESPONDED_AT))
-        segments = satisfaction_table(recent, period="year", by=segment).drop("period")
-    return SatisfactionOverview(trend, change, text, segments, end)
+            if segment != DEFAULT_SEGMENT:
+                raise ConfigError(
+                    f"segment {segment!r} is not a customers column{_did_you_mean(segment, names)}; "
+                    f"available: {', '.join(names)}."
+                )
+            segment_note = (
+                f"No segment table: the customers table has no {segment} column; pass -p segment COLUMN "
+                f"(one of {', '.join(names)})."
+            )
+        else:
+            customers = dataset.lazy("customers").select(s.CUSTOMER_ID, segment_label(pl.col(segment)))
+            joined = surveys.join(customers, on=s.CUSTOMER_ID, how="left")
+            # Segments over the last twelve months: per-period segment cells are too small to read.
+            year_ago = end - timedelta(days=365)
+            recent = joined.filter(pl.col(s.RESPONDED_AT) >= year_ago).with_columns(
+                pl.lit(year_ago).alias(s.RESPONDED_AT)
+            )
+            segments = satisfaction_table(recent, period="year", by=segment).drop("period")
+    return SatisfactionOverview(trend, change, text, segments, end, segment_note)

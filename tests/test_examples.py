@@ -233,3 +233,96 @@ def test_bank_out_of_time_auc_is_at_least_a_plain_models(bank: Path) -> None:
     # The test period converts at 31% against under 10% before it: said in words, not left to an ECE.
     note = result.base_rate_note()
     assert note is not None and "The test period converts at 30.8%" in note
+
+
+CRM = SHARED_DATA / "crm_sales_opportunities"
+needs_crm = pytest.mark.skipif(
+    not CRM.is_dir(), reason="../shared/data/crm_sales_opportunities is not beside the checkout"
+)
+
+
+def _crm_by_hand() -> dict[str, object]:
+    """The CRM example's funnel counted with the standard library, by the rules its funnel.toml states."""
+    with (CRM / "sales_pipeline.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    engaged = [r for r in rows if r["engage_date"] and r["account"]]
+    closed = [r for r in rows if r["deal_stage"] in ("Won", "Lost")]
+    day = lambda text: datetime.strptime(text, "%Y-%m-%d")  # noqa: E731
+    end = max([day(r["engage_date"]) for r in engaged] + [day(r["close_date"]) for r in closed])
+    horizon = 180
+    observed = [r for r in engaged if (end - day(r["engage_date"])).days >= horizon]
+    converted = [
+        r
+        for r in observed
+        if r["deal_stage"] == "Won" and (day(r["close_date"]) - day(r["engage_date"])).days <= horizon
+    ]
+    return {
+        "rows": len(rows),
+        "engaged": len(engaged),
+        "won": sum(r["deal_stage"] == "Won" for r in rows),
+        "lost": sum(r["deal_stage"] == "Lost" for r in rows),
+        "observed": len(observed),
+        "converted": len(converted),
+        "gtxpro": sum(r["product"] == "GTXPro" for r in engaged),
+        "open_with_account": sum(r["deal_stage"] == "Engaging" and bool(r["account"]) for r in rows),
+    }
+
+
+@needs_crm
+def test_crm_export_is_mapped_by_funnel_toml_alone_and_counts_agree() -> None:
+    from funnelmodels.funnel import build_transitions, conversion_table
+
+    data = load_dataset(EXAMPLES / "crm" / "funnel.toml")
+    want = _crm_by_hand()
+    events = data.tables["stage_events"]
+    counts = dict(events["stage"].value_counts().iter_rows())
+    assert counts == {"Engaging": want["engaged"], "Won": want["won"], "Lost": want["lost"]}
+    assert (want["engaged"], want["won"], want["lost"]) == (7_212, 4_238, 2_473)
+    # The loader says what it left out and why: 500 Prospecting deals without a date, 1,088 open
+    # deals without an account.
+    notes = " ".join(data.notes)
+    assert "500 rows of sales_pipeline.csv left out: engage_date is empty" in notes
+    assert "1,088 rows of sales_pipeline.csv left out: account is empty" in notes
+    # GTXPro is spelt as products.csv spells it, so every deal finds its series and list price.
+    engaging = events.filter(pl.col("stage") == "Engaging")
+    assert engaging.filter(pl.col("product") == "GTX Pro").height == want["gtxpro"] > 0
+    assert engaging["series"].null_count() == 0 and engaging["amount"].null_count() == 0
+    assert "deal_stage" not in events.columns and "close_value" not in events.columns  # leaky fields dropped
+    # Accounts are customers from their first engagement; all 85 have one.
+    customers = data.tables["customers"]
+    assert customers.height == 85 and customers["created_at"].null_count() == 0
+    # The funnel's counts are the plain counts of the same rules.
+    table = conversion_table(build_transitions(data.lazy("stage_events"), data.spec), data.spec).row(0, named=True)
+    assert (table["entered"], table["observed"], table["converted"]) == (
+        want["engaged"],
+        want["observed"],
+        want["converted"],
+    )
+    # Revenue: the won deals.
+    assert data.tables["transactions"].height == want["won"]
+
+
+@needs_crm
+@pytest.mark.slow
+def test_crm_example_renders_every_report(tmp_path: Path) -> None:
+    config = EXAMPLES / "crm" / "funnel.toml"
+    args = ["--quiet", "report", "--all", "-p", "data_dir", str(config), "-p", "segment", "sector"]
+
+    assert main([*args, "--reports-dir", str(tmp_path)]) == 0
+
+    sales = (tmp_path / "sales_performance" / "latest" / "report.html").read_text(encoding="utf-8")
+    assert "1,088 rows of sales_pipeline.csv left out: account is empty" in sales
+    assert "No surveys table" in (tmp_path / "customer_satisfaction" / "latest" / "report.html").read_text()
+    segments = pl.read_csv(tmp_path / "sales_performance" / "latest" / "tables" / "segments.csv")
+    assert set(segments["sector"]) <= {
+        "technolgy",
+        "medical",
+        "retail",
+        "software",
+        "marketing",
+        "finance",
+        "entertainment",
+        "telecommunications",
+        "services",
+        "employment",
+    }

@@ -142,7 +142,13 @@ def _read_source(source: FileSource, schema: TableSchema, *, many: bool) -> Tabl
     if problems:
         return TableRead(None, problems, notes)
     raw, problems = _derive(raw, source, schema)
+    unknown = [c for c in source.drop_columns if c not in raw.columns]
+    problems += [
+        Problem(schema.name, c, f"drop_columns names a column {source.path.name} lacks{_did_you_mean(c, raw.columns)}")
+        for c in unknown
+    ]
     if not problems:
+        raw = raw.drop(list(source.drop_columns))
         raw, problems, mapping_notes = _apply_mapping(raw, source, schema)
         notes.extend(mapping_notes)
     if problems:
@@ -499,13 +505,25 @@ def _apply_lookup(
         pl.col(mine).cast(pl.String).str.strip_chars().alias(k) for k, mine in zip(keys, lookup.on, strict=True)
     )
     joined = left.join(aggregated, on=keys, how="left", maintain_order="left")
-    matched = joined.select(pl.col(f"_value_{next(iter(lookup.columns))}").is_not_null().sum()).item()
-    notes.append(
-        f"{schema.name}: {', '.join(lookup.columns)} looked up in {name} by {', '.join(lookup.on)}: "
-        f"{matched:,} of {frame.height:,} rows matched"
-        + (f"; {frame.height - matched:,} found nothing there" if matched < frame.height else "")
+    first = next(iter(lookup.columns))
+    matched = joined.select(pl.col(f"_value_{first}").is_not_null().sum()).item()
+    if not lookup.replace and first in frame.columns:
+        filled = joined.select((pl.col(first).is_null() & pl.col(f"_value_{first}").is_not_null()).sum()).item()
+        empty = frame[first].null_count()
+        notes.append(
+            f"{schema.name}: {', '.join(lookup.columns)} filled from {name} by {', '.join(lookup.on)} where empty: "
+            f"{filled:,} of {empty:,} empty values filled"
+        )
+    else:
+        notes.append(
+            f"{schema.name}: {', '.join(lookup.columns)} looked up in {name} by {', '.join(lookup.on)}: "
+            f"{matched:,} of {frame.height:,} rows matched"
+            + (f"; {frame.height - matched:,} found nothing there" if matched < frame.height else "")
+        )
+    out = joined.with_columns(
+        (pl.col(f"_value_{t}") if lookup.replace or t not in frame.columns else pl.coalesce(t, f"_value_{t}")).alias(t)
+        for t in lookup.columns
     )
-    out = joined.with_columns(pl.col(f"_value_{t}").alias(t) for t in lookup.columns)
     return out.drop(*keys, *(f"_value_{t}" for t in lookup.columns)), problems, notes
 
 

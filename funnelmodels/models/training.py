@@ -248,7 +248,12 @@ def train_conversion(
     frame = transition_frame(dataset, horizon_days=horizon_days, snapshots=snapshots)
     observed = frame.filter(~pl.col("censored"))
     if observed.height == 0:
-        raise ModelError("no stage transition has an observed outcome yet (all are censored); nothing to learn from.")
+        horizon = horizon_days or dataset.spec.horizon_days
+        raise ModelError(
+            f"every stage entry is still within its {horizon}-day horizon, so no outcome is known yet and there is "
+            "nothing to learn from; the models need stage entries older than the horizon (a longer history, or a "
+            "shorter horizon_days)."
+        )
     entries = observed[s.DAYS_IN_STAGE_SO_FAR] == 0
     split, train, validation, test, meta = _split_by_time(dataset, observed, test_share, entries=entries)
     spec = dataset.spec if horizon_days is None else replace(dataset.spec, horizon_days=horizon_days)
@@ -543,7 +548,9 @@ def at_risk_customers(
     ``p_low`` (P(CSAT ≤ 2) or P(NPS ≤ 6)), highest first; the ``top`` rows (all if None).
     """
     if not dataset.has("transactions"):
-        raise ModelError("the at-risk list scores customers active in the transactions table, which is missing.")
+        raise ModelError(
+            "the at-risk list needs the transactions table: it scores the customers who bought in the last year."
+        )
     orders = dataset.lazy("transactions")
     start = as_of - timedelta(days=active_days)
     active = (
