@@ -40,6 +40,7 @@ __all__ = [
     "FileSource",
     "FunnelSpec",
     "Lookup",
+    "SatisfactionScale",
     "TableSource",
     "load_config",
 ]
@@ -110,6 +111,87 @@ class FunnelSpec:
     def rank(self, stage: str) -> int:
         """Position of ``stage`` in the funnel (``lost`` ranks after ``won``)."""
         return self.all_stages.index(stage)
+
+
+@dataclass(frozen=True)
+class SatisfactionScale:
+    """The CSAT scale a dataset uses (``[satisfaction]`` in funnel.toml): 1–5 unless it says otherwise.
+
+    ``satisfied_from``: scores from here up count as satisfied (default: the top two of a scale
+    with four or more scores, the top one otherwise); ``low_up_to``: scores up to here count as
+    low, for the at-risk list (the bottom two, or the bottom one); ``labels``: words for scores,
+    used by the reports (a yes/no survey mapped to 0/1 reads "satisfied" / "not satisfied").
+    """
+
+    lowest: int = 1
+    highest: int = 5
+    satisfied: int | None = None
+    """``satisfied_from`` as given (None: the default)."""
+    low: int | None = None
+    """``low_up_to`` as given (None: the default)."""
+    labels: Mapping[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("lowest", "highest"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(
+                    f"[satisfaction] csat must be two whole numbers, lowest and highest; received {value!r}."
+                )
+        if self.highest <= self.lowest:
+            raise ConfigError(
+                f"[satisfaction] csat = [{self.lowest}, {self.highest}]: the highest score must be above the lowest."
+            )
+        for name in ("satisfied_from", "low_up_to"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not self.lowest <= value <= self.highest:
+                raise ConfigError(
+                    f"[satisfaction] {name} must be a score from {self.lowest} to {self.highest}; received {value!r}."
+                )
+
+    @property
+    def satisfied_from(self) -> int:
+        """Scores from here up count as satisfied: the top two of a scale of four or more, else the top."""
+        if self.satisfied is not None:
+            return self.satisfied
+        return self.highest - 1 if self.highest - self.lowest >= 3 else self.highest
+
+    @property
+    def low_up_to(self) -> int:
+        """Scores up to here count as low: the bottom two of a scale of four or more, else the bottom."""
+        if self.low is not None:
+            return self.low
+        return self.lowest + 1 if self.highest - self.lowest >= 3 else self.lowest
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """Every score of the scale, lowest first."""
+        return tuple(range(self.lowest, self.highest + 1))
+
+    def words(self, score: int) -> str:
+        """A score as the reports write it: its label, else the number."""
+        return self.labels.get(score, str(score))
+
+    @property
+    def name(self) -> str:
+        """``CSAT 1–5``, or ``CSAT (not satisfied / satisfied)`` for a labelled yes/no scale."""
+        if self.labels and len(self.levels) == 2:
+            return f"CSAT ({self.words(self.lowest)} / {self.words(self.highest)})"
+        return f"CSAT {self.lowest}–{self.highest}"
+
+    @property
+    def satisfied_words(self) -> str:
+        """``4–5``, or the label of the top score."""
+        if self.satisfied_from == self.highest:
+            return self.words(self.highest)
+        return f"{self.satisfied_from}–{self.highest}"
+
+    @property
+    def low_words(self) -> str:
+        """``1–2``, or the label of the bottom score."""
+        if self.low_up_to == self.lowest:
+            return self.words(self.lowest)
+        return f"{self.lowest}–{self.low_up_to}"
 
 
 @dataclass(frozen=True)
@@ -224,6 +306,7 @@ class DatasetConfig:
     spec: FunnelSpec
     tables: Mapping[str, TableSource]
     config_file: Path | None = None
+    scale: SatisfactionScale = field(default_factory=SatisfactionScale)
 
     @property
     def name(self) -> str:
@@ -280,7 +363,7 @@ def _config_from_toml(file: Path) -> DatasetConfig:
         raise ConfigError(f"{file} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{file} is not UTF-8 text; save funnel.toml as UTF-8.") from None
-    _check_keys(raw, ("funnel", "tables"), where=str(file))
+    _check_keys(raw, ("funnel", "tables", "satisfaction"), where=str(file))
     funnel = _section(raw.get("funnel", {}), where=f"{file} [funnel]")
     _check_keys(funnel, _FUNNEL_KEYS, where=f"{file} [funnel]")
     stages = funnel.get("stages", DEFAULT_STAGES)
@@ -302,7 +385,33 @@ def _config_from_toml(file: Path) -> DatasetConfig:
     tables = _discover_tables(root) | {
         name: _table_source(name, entry, root=root, file=file) for name, entry in tables_raw.items()
     }
-    return DatasetConfig(root=root, spec=spec, tables=tables, config_file=file)
+    scale = _scale(
+        _section(raw.get("satisfaction", {}), where=f"{file} [satisfaction]"), where=f"{file} [satisfaction]"
+    )
+    return DatasetConfig(root=root, spec=spec, tables=tables, config_file=file, scale=scale)
+
+
+def _scale(entry: dict[str, Any], *, where: str) -> SatisfactionScale:
+    _check_keys(entry, ("csat", "satisfied_from", "low_up_to", "labels"), where=where)
+    bounds = entry.get("csat", [1, 5])
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        raise ConfigError(f"{where} csat must be [lowest, highest], e.g. csat = [1, 7]; received {bounds!r}.")
+    labels_raw = _section(entry.get("labels", {}), where=f"{where} labels")
+    labels = {}
+    for key, text in labels_raw.items():
+        if not str(key).lstrip("-").isdigit() or not isinstance(text, str):
+            raise ConfigError(
+                f'{where} labels map scores to words, e.g. labels = {{ 0 = "no", 1 = "yes" }}; '
+                f"received {key!r} = {text!r}."
+            )
+        labels[int(key)] = text
+    return SatisfactionScale(
+        lowest=bounds[0],
+        highest=bounds[1],
+        satisfied=entry.get("satisfied_from"),
+        low=entry.get("low_up_to"),
+        labels=labels,
+    )
 
 
 def _section(value: Any, *, where: str) -> dict[str, Any]:

@@ -53,6 +53,9 @@ PURCHASES = (
 )
 SATISFACTION = ("last_csat", "mean_csat", "last_nps", "survey_count")
 OPPORTUNITIES = ("prior_opportunities", "prior_wins", "prior_losses")
+ORDER_CONTEXT = ("order_amount", "order_category", "days_since_order", "days_late", "delivered")
+"""Features of the order a survey is about (surveys.order_id): as known when the survey was answered."""
+ORDER_PREFIX = "order_"
 STAGE_CONTEXT = (
     "stage",
     "days_since_opportunity_start",
@@ -61,7 +64,7 @@ STAGE_CONTEXT = (
     "deal_amount",
     "source",
 )
-CATEGORICAL_FEATURES = ("gender", "region", "stage", "source")
+CATEGORICAL_FEATURES = ("gender", "region", "stage", "source", "order_category")
 
 
 def _days(expr: pl.Expr) -> pl.Expr:
@@ -198,6 +201,50 @@ def _add_opportunity_history(
     return out.with_columns(pl.col(c).fill_null(0) for c in OPPORTUNITIES)
 
 
+def _add_order_context(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.LazyFrame:
+    """The order a row is about, as known at its as_of: amount, category, age, lateness, delivery.
+
+    ``days_late``: delivered − promised once delivered before as_of, else as_of − promised
+    (negative while not yet due); ``delivered``: 1 if delivered before as_of. A delivery after
+    as_of is not seen (the leakage guard). The transactions' own columns come as ``order_<name>``.
+    """
+    names = transactions.collect_schema()
+    canonical = set(s.SCHEMAS["transactions"].names)
+    own = [c for c, t in names.items() if c not in canonical and not c.startswith("_") and _usable(t)]
+    taken = set(rows.collect_schema().names())
+    optional = [c for c in (s.CATEGORY, s.PROMISED_AT, s.DELIVERED_AT) if c in names]
+    orders = transactions.select(
+        pl.col(s.ORDER_ID).alias("_order"),
+        pl.col(s.ORDERED_AT).alias("_ordered_at"),
+        pl.col(s.AMOUNT).alias("order_amount"),
+        *[pl.col(c).alias(f"_{c}") for c in optional],
+        *[pl.col(c).alias(f"{ORDER_PREFIX}{c}") for c in own if f"{ORDER_PREFIX}{c}" not in taken],
+    )
+    as_of = pl.col(AS_OF)
+    seen = pl.col("_ordered_at") < as_of
+    exprs = [
+        pl.when(seen).then(pl.col("order_amount")).alias("order_amount"),
+        pl.when(seen).then(_days(as_of - pl.col("_ordered_at"))).alias("days_since_order"),
+    ]
+    if s.CATEGORY in optional:
+        exprs.append(pl.when(seen).then(pl.col(f"_{s.CATEGORY}")).alias("order_category"))
+    if s.PROMISED_AT in optional and s.DELIVERED_AT in optional:
+        delivered = (pl.col(f"_{s.DELIVERED_AT}") < as_of).fill_null(False)
+        late_until = pl.when(delivered).then(pl.col(f"_{s.DELIVERED_AT}")).otherwise(as_of)
+        exprs += [
+            pl.when(seen).then(_days(late_until - pl.col(f"_{s.PROMISED_AT}"))).alias("days_late"),
+            pl.when(seen).then(delivered.cast(pl.Int8)).alias("delivered"),
+        ]
+    joined = rows.join(
+        orders.with_columns(pl.col("_order").cast(rows.collect_schema()[s.ORDER_ID])),
+        left_on=s.ORDER_ID,
+        right_on="_order",
+        how="left",
+    )
+    helpers = ["_ordered_at", *(f"_{c}" for c in optional)]
+    return joined.with_columns(exprs).drop(helpers)
+
+
 def build_features(
     dataset: Dataset,
     rows: pl.LazyFrame,
@@ -215,8 +262,10 @@ def build_features(
     (``age, gender, income, region, product_knowledge, tenure_days``), purchases
     (``recency_days, frequency, monetary_total, monetary_mean, monetary_max,
     distinct_categories, spend_90d, spend_365d, refund_count, refund_amount``),
-    satisfaction (``last_csat, mean_csat, last_nps, survey_count``) and opportunity
-    history (``prior_opportunities, prior_wins, prior_losses``).
+    satisfaction (``last_csat, mean_csat, last_nps, survey_count``), opportunity
+    history (``prior_opportunities, prior_wins, prior_losses``) and, for rows about an order
+    (an ``order_id`` column), the order's context (:data:`ORDER_CONTEXT` and ``order_<column>``
+    for the transactions' own columns).
     """
     out = rows.with_row_index("_row_order")
     if dataset.has("customers"):
@@ -230,6 +279,8 @@ def build_features(
         out = _add_purchases(out, dataset.lazy("transactions"))
     if dataset.has("surveys"):
         out = _add_satisfaction(out, dataset.lazy("surveys"))
+    if dataset.has("transactions") and s.ORDER_ID in out.collect_schema().names():
+        out = _add_order_context(out, dataset.lazy("transactions"))
     if dataset.has("stage_events"):
         # Losses the stale rule infers count as earlier losses once they happened.
         events = with_stale_losses(dataset.lazy("stage_events"), dataset.spec)
@@ -272,7 +323,7 @@ def feature_columns(
     ``extra``: the dataset's own customer columns (:func:`extra_features`), appended.
     """
     names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
-    wanted = (*DEMOGRAPHIC, *PURCHASES, *SATISFACTION, *OPPORTUNITIES, *STAGE_CONTEXT)
+    wanted = (*DEMOGRAPHIC, *PURCHASES, *SATISFACTION, *OPPORTUNITIES, *ORDER_CONTEXT, *STAGE_CONTEXT)
     known = [c for c in wanted if c in names and c not in exclude]
     return known + [c for c in extra if c in names and c not in exclude and c not in known]
 
@@ -293,6 +344,14 @@ def extra_features(dataset: Dataset) -> list[str]:
         schema = dataset.lazy("stage_events").collect_schema()
         own = [c for c in opportunity_columns(schema.names()) if c not in (s.AMOUNT, s.SOURCE)]
         out += [c for c in own if _usable(schema[c]) and c not in out]
+    if dataset.has("transactions"):
+        schema = dataset.lazy("transactions").collect_schema()
+        canonical = set(s.SCHEMAS["transactions"].names)
+        out += [
+            f"{ORDER_PREFIX}{c}"
+            for c, t in schema.items()
+            if c not in canonical and not c.startswith("_") and _usable(t)
+        ]
     return out
 
 

@@ -40,19 +40,23 @@ def _period_expr(column: str, period: str) -> pl.Expr:
     return pl.col(column).dt.truncate(PERIODS[period]).dt.date().alias("period")
 
 
-def satisfaction_table(surveys: pl.LazyFrame, *, period: str = "month", by: str | None = None) -> pl.DataFrame:
+def satisfaction_table(
+    surveys: pl.LazyFrame, *, period: str = "month", by: str | None = None, satisfied_from: int = 4
+) -> pl.DataFrame:
     """CSAT and NPS per period (and segment) with 95% intervals.
 
     Parameters
     ----------
     surveys : LazyFrame ``responded_at, csat and/or nps[, by]``.
     period : day, week, month, quarter or year.
+    satisfied_from : the lowest CSAT that counts as satisfied (4 on a 1–5 scale).
 
     Returns
     -------
     DataFrame ``period[, by], csat_n, csat_mean, csat_low, csat_high, satisfied_share,
     satisfied_low, satisfied_high, nps_n, promoters, detractors, nps, nps_low, nps_high``
-    (NPS in points, −100 to 100).
+    (NPS in points, −100 to 100); the CSAT columns only when there is a csat column, the NPS
+    ones only when there is an nps column.
     """
     names = surveys.collect_schema().names()
     csat = pl.col(s.CSAT) if s.CSAT in names else pl.lit(None, dtype=pl.Int64)
@@ -65,7 +69,7 @@ def satisfaction_table(surveys: pl.LazyFrame, *, period: str = "month", by: str 
             pl.col("_csat").count().alias("csat_n"),
             pl.col("_csat").mean().alias("csat_mean"),
             pl.col("_csat").std().alias("_csat_sd"),
-            (pl.col("_csat") >= 4).sum().alias("_satisfied"),
+            (pl.col("_csat") >= satisfied_from).sum().alias("_satisfied"),
             pl.col("_nps").count().alias("nps_n"),
             (pl.col("_nps") >= 9).sum().alias("promoters"),
             (pl.col("_nps") <= 6).sum().alias("detractors"),
@@ -73,8 +77,7 @@ def satisfaction_table(surveys: pl.LazyFrame, *, period: str = "month", by: str 
         .sort(keys)
         .collect(engine="in-memory")
     )
-    return _with_intervals(table).select(
-        *keys,
+    csat_columns = [
         "csat_n",
         "csat_mean",
         "csat_low",
@@ -82,12 +85,10 @@ def satisfaction_table(surveys: pl.LazyFrame, *, period: str = "month", by: str 
         "satisfied_share",
         "satisfied_low",
         "satisfied_high",
-        "nps_n",
-        "promoters",
-        "detractors",
-        "nps",
-        "nps_low",
-        "nps_high",
+    ]
+    nps_columns = ["nps_n", "promoters", "detractors", "nps", "nps_low", "nps_high"]
+    return _with_intervals(table).select(
+        *keys, *(csat_columns if s.CSAT in names else []), *(nps_columns if s.NPS in names else [])
     )
 
 
@@ -115,7 +116,11 @@ def _with_intervals(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def satisfaction_change(
-    surveys: pl.LazyFrame, *, before: tuple[datetime, datetime], after: tuple[datetime, datetime]
+    surveys: pl.LazyFrame,
+    *,
+    before: tuple[datetime, datetime],
+    after: tuple[datetime, datetime],
+    satisfied_from: int = 4,
 ) -> dict[str, dict[str, float]]:
     """Change of CSAT mean, share satisfied and NPS between two periods, with tests.
 
@@ -143,8 +148,8 @@ def satisfaction_change(
         if x.size > 1 and y.size > 1:
             test = stats.ttest_ind(y, x, equal_var=False)
             out["csat_mean"] = _change(x.mean(), y.mean(), float(test.pvalue))
-            p1, p2 = (x >= 4).mean(), (y >= 4).mean()
-            pooled = ((x >= 4).sum() + (y >= 4).sum()) / (x.size + y.size)
+            p1, p2 = (x >= satisfied_from).mean(), (y >= satisfied_from).mean()
+            pooled = ((x >= satisfied_from).sum() + (y >= satisfied_from).sum()) / (x.size + y.size)
             se = math.sqrt(pooled * (1 - pooled) * (1 / x.size + 1 / y.size))
             out["satisfied_share"] = _change(p1, p2, _two_sided(p2 - p1, se))
     if s.NPS in a.columns:

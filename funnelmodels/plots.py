@@ -359,19 +359,20 @@ def plot_coefficients(table: pl.DataFrame, *, top: int = 14) -> Figure:
     return fig
 
 
-def plot_satisfaction_trend(table: pl.DataFrame) -> Figure:
-    """CSAT mean and NPS per period with 95% interval bands."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+def plot_satisfaction_trend(table: pl.DataFrame, *, csat_label: str = "CSAT (1–5), mean") -> Figure:
+    """CSAT mean and NPS per period with 95% interval bands (one panel per measure present)."""
+    panels = [
+        (mean, low, high, label, color)
+        for mean, low, high, label, color in (
+            ("csat_mean", "csat_low", "csat_high", csat_label, BLUE),
+            ("nps", "nps_low", "nps_high", "NPS (points)", ORANGE),
+        )
+        if mean in table.columns
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), layout="constrained", squeeze=False)
     periods = [str(p)[:7] for p in table["period"]]
     x = np.arange(len(periods))
-    for ax, (mean, low, high, label, color) in zip(
-        (left, right),
-        (
-            ("csat_mean", "csat_low", "csat_high", "CSAT (1–5), mean", BLUE),
-            ("nps", "nps_low", "nps_high", "NPS (points)", ORANGE),
-        ),
-        strict=True,
-    ):
+    for ax, (mean, low, high, label, color) in zip(axes[0], panels, strict=True):
         ax.spines[["top", "right"]].set_visible(False)
         ax.fill_between(
             x,
@@ -386,8 +387,7 @@ def plot_satisfaction_trend(table: pl.DataFrame) -> Figure:
         ax.set_xlabel("Period")
         ax.set_ylabel(label)
         ax.legend(frameon=False, fontsize=8)
-    left.set_title("Customer satisfaction")
-    right.set_title("Net promoter score")
+        ax.set_title("Customer satisfaction" if mean == "csat_mean" else "Net promoter score")
     return fig
 
 

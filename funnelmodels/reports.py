@@ -680,7 +680,8 @@ def satisfaction_overview(
     from funnelmodels.kpis import satisfaction_change, satisfaction_table
 
     surveys = dataset.lazy("surveys")
-    trend = satisfaction_table(surveys, period=period_length)
+    scale = dataset.config.scale
+    trend = satisfaction_table(surveys, period=period_length, satisfied_from=scale.satisfied_from)
     if trend.height == 0:
         raise ReportError("the surveys table has no responses.")
     last = trend["period"][-1]
@@ -689,19 +690,21 @@ def satisfaction_overview(
     change: dict[str, dict[str, float]] = {}
     text = "Only one period of surveys: no change to report."
     if len(starts) > 1:
-        change = satisfaction_change(surveys, before=(starts[-2], starts[-1]), after=(starts[-1], end))
+        change = satisfaction_change(
+            surveys, before=(starts[-2], starts[-1]), after=(starts[-1], end), satisfied_from=scale.satisfied_from
+        )
         parts = []
         for key, label, unit in (
-            ("csat_mean", "CSAT mean", ""),
-            ("satisfied_share", "Share satisfied (4–5)", "%"),
+            ("csat_mean", f"{scale.name} mean", ""),
+            ("satisfied_share", f"Share satisfied ({scale.satisfied_words})", "%"),
             ("nps", "NPS", " pts"),
         ):
             if key in change:
                 c = change[key]
-                scale = 100 if unit == "%" else 1
+                factor = 100 if unit == "%" else 1
                 verdict = "a significant change" if c["p_value"] < 0.05 else "no significant change"
                 parts.append(
-                    f"- **{label}**: {scale * c['before']:.2f}{unit} → {scale * c['after']:.2f}{unit} "
+                    f"- **{label}**: {factor * c['before']:.2f}{unit} → {factor * c['after']:.2f}{unit} "
                     f"({verdict}, p = {c['p_value']:.3f})"
                 )
         text = f"Latest {period_length} ({last}) against the one before:\n\n" + "\n".join(parts)
@@ -728,5 +731,7 @@ def satisfaction_overview(
             recent = joined.filter(pl.col(s.RESPONDED_AT) >= year_ago).with_columns(
                 pl.lit(year_ago).alias(s.RESPONDED_AT)
             )
-            segments = satisfaction_table(recent, period="year", by=segment).drop("period")
+            segments = satisfaction_table(recent, period="year", by=segment, satisfied_from=scale.satisfied_from).drop(
+                "period"
+            )
     return SatisfactionOverview(trend, change, text, segments, end, segment_note)

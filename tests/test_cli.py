@@ -150,7 +150,7 @@ def trained_cli(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 def test_train_then_score(synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]) -> None:
     models, printed = trained_cli
     assert "oracle" in printed and "Satisfaction: csat" in printed
-    assert set(json.loads((models / "metrics.json").read_text())) == {"conversion", "satisfaction"}
+    assert set(json.loads((models / "metrics.json").read_text())) == {"conversion", "satisfaction", "data"}
     metrics = json.loads((models / "metrics.json").read_text())["conversion"]
     assert {r["engine"] for r in metrics["metrics"]} == {"lightgbm", "logit", "oracle"}
     assert set(metrics["gap_to_oracle_roc_auc"]) == {"lightgbm", "logit"}
@@ -176,7 +176,7 @@ def test_failed_train_leaves_the_model_folder_untouched(tmp_path: Path) -> None:
         frame.write_csv(tmp_path / f"{name}.csv")
     result = run("train", str(tmp_path), "--out", str(models))
     assert result.returncode == 1
-    assert "observed" in result.stderr and "Traceback" not in result.stderr
+    assert "still within its 90-day horizon" in result.stderr and "Traceback" not in result.stderr
     assert [p.name for p in models.iterdir()] == ["keep.txt"]
     assert not (tmp_path / ".models.partial").exists()
 
@@ -237,7 +237,11 @@ def test_satisfaction_train_score_and_missing_surveys(
     )
     assert result.returncode == 0, result.stderr
     risk = pl.read_parquet(out)
-    assert risk["p_low"].is_sorted(descending=True) and risk.height > 100
+    # Customers within the range of answers the model learnt from first, each group by risk.
+    assert risk["in_range"].is_sorted(descending=True) and risk.height > 100
+    for group in risk.partition_by("in_range"):
+        assert group["p_low"].is_sorted(descending=True)
+    assert (risk.filter(~pl.col("in_range"))["note"].str.starts_with("out of range: last order")).all()
     no_surveys = tmp_path / "no_surveys"
     no_surveys.mkdir()
     for name in ("customers", "transactions", "stage_events"):
@@ -248,7 +252,7 @@ def test_satisfaction_train_score_and_missing_surveys(
     result = run("--quiet", "train", str(no_surveys), "--out", str(tmp_path / "m3"))
     assert result.returncode == 0, result.stderr
     assert "satisfaction not trained: the dataset has no surveys table" in result.stdout
-    assert set(json.loads((tmp_path / "m3" / "metrics.json").read_text())) == {"conversion"}
+    assert set(json.loads((tmp_path / "m3" / "metrics.json").read_text())) == {"conversion", "data"}
 
 
 def test_report_command_refuses_bad_parameters_and_keeps_earlier_reports(synthetic_dir: Path, tmp_path: Path) -> None:

@@ -122,7 +122,13 @@ def load_dataset(data_dir: str | Path, *, drop_invalid: bool = False) -> Dataset
             unparsed[name] = read.unparsed
     problems.extend(_whole_table_problems(config, tables))
     validated = validate_tables(
-        tables, config.spec, source=config.name, problems=problems, unparsed=unparsed, drop_invalid=drop_invalid
+        tables,
+        config.spec,
+        source=config.name,
+        problems=problems,
+        unparsed=unparsed,
+        drop_invalid=drop_invalid,
+        scale=config.scale,
     )
     return Dataset(config=config, tables=validated.tables, notes=tuple(notes), rejected=validated.rejected)
 

@@ -34,6 +34,8 @@ ORDER_ID = "order_id"
 ORDERED_AT = "ordered_at"
 AMOUNT = "amount"
 CATEGORY = "category"
+PROMISED_AT = "promised_at"
+DELIVERED_AT = "delivered_at"
 OPPORTUNITY_ID = "opportunity_id"
 STAGE = "stage"
 ENTERED_AT = "entered_at"
@@ -106,6 +108,8 @@ TRANSACTIONS = TableSchema(
         ColumnSpec(ORDERED_AT, "datetime"),
         ColumnSpec(AMOUNT, "float"),
         ColumnSpec(CATEGORY, "str", required=False, nullable=True),
+        ColumnSpec(PROMISED_AT, "datetime", required=False, nullable=True),
+        ColumnSpec(DELIVERED_AT, "datetime", required=False, nullable=True),
     ),
     key=(ORDER_ID,),
 )
@@ -130,6 +134,7 @@ SURVEYS = TableSchema(
         ColumnSpec(RESPONDED_AT, "datetime"),
         ColumnSpec(CSAT, "int", required=False, nullable=True),
         ColumnSpec(NPS, "int", required=False, nullable=True),
+        ColumnSpec(ORDER_ID, "id", required=False, nullable=True),
     ),
     key=(CUSTOMER_ID, RESPONDED_AT),
 )

@@ -63,6 +63,9 @@ SATISFACTION_BETA = {
     "region_central": -0.15,
 }
 CSAT_CUTS = (-2.6, -1.4, -0.1, 1.7)
+LATE_EFFECT = -0.8
+"""Effect on latent satisfaction of each day an order is late (as known when answering)."""
+PROMISED_DAYS = 5
 NPS_CUTS = (-3.6, -3.0, -2.4, -1.8, -1.2, -0.6, 0.0, 0.6, 1.3, 2.2)
 
 # Conversion: logit p = intercept[stage] + scale[stage] * score(x) (+ stage-specific terms).
@@ -122,6 +125,8 @@ def generate_dataset(
     end: datetime = DEFAULT_END,
     orders_per_year: float = 13.5,
     unrecorded_losses: float = 0.0,
+    late_deliveries: bool = False,
+    survey_lag_days: tuple[float, float] = (1.0, 10.0),
     progress: Callable[[str], None] | None = None,
 ) -> SyntheticData:
     """Generate a reproducible synthetic dataset with its ground truth.
@@ -136,6 +141,11 @@ def generate_dataset(
         the lead goes cold and simply stops, as in many CRM exports. The default 0 records
         every loss. With a share above 0, ``ground_truth["opportunities"]`` says how each
         opportunity really ended.
+    late_deliveries : give orders a promised and a delivered date (``promised_at``,
+        ``delivered_at``), tie each survey to the order it is about (``order_id``) and let late
+        deliveries lower satisfaction (:data:`LATE_EFFECT` per day late, as known when answering).
+        The other tables are the same as without it.
+    survey_lag_days : surveys are answered this many days (uniform) after the order.
 
     Returns
     -------
@@ -157,9 +167,14 @@ def generate_dataset(
     customers = _customers(rng, n_customers, t0, t1)
     say("transactions")
     transactions = _transactions(rng, customers, t1, orders_per_year)
+    if late_deliveries:
+        # A stream of its own, so that every other table is the same as without deliveries.
+        transactions = _deliveries(rng.spawn(1)[0], transactions)
     history = _History.build(transactions)
     say(f"surveys (from {transactions.height:,} transactions)")
-    surveys, sat_truth = _surveys(rng, customers, transactions, history, t1)
+    surveys, sat_truth = _surveys(
+        rng, customers, transactions, history, t1, lag=survey_lag_days, about_orders=late_deliveries
+    )
     say("opportunities and stage events")
     events, conv_truth, outcomes = _opportunities(rng, customers, history, surveys, t1, unrecorded_losses)
     truth = {"conversion": conv_truth, "satisfaction": sat_truth}
@@ -346,21 +361,54 @@ def _ordinal_probabilities(eta: np.ndarray, cuts: tuple[float, ...]) -> np.ndarr
     return np.diff(cdf, axis=1)
 
 
+def _deliveries(rng: np.random.Generator, transactions: pl.DataFrame) -> pl.DataFrame:
+    """Promised and delivered dates of the orders (not of refunds): most on time, a third late."""
+    positive = (transactions[s.AMOUNT] > 0).to_numpy()
+    ordered = transactions[s.ORDERED_AT].dt.epoch("s").to_numpy()
+    promised = ordered + PROMISED_DAYS * DAY
+    late = np.where(rng.random(ordered.size) < 0.4, rng.gamma(2.0, 3.0, ordered.size), -rng.uniform(0, 2, ordered.size))
+    delivered = promised + (late * DAY).astype(np.int64)
+    keep = pl.Series(positive)
+    return transactions.with_columns(
+        pl.when(keep).then(_seconds_to_datetime(promised)).alias(s.PROMISED_AT),
+        pl.when(keep).then(_seconds_to_datetime(delivered)).alias(s.DELIVERED_AT),
+    )
+
+
+def days_late_known(promised: np.ndarray, delivered: np.ndarray, moment: np.ndarray) -> np.ndarray:
+    """Days an order is late as known at ``moment`` (seconds): delivered − promised once delivered,
+    else moment − promised (negative while it is not yet due). The features use the same rule."""
+    known = delivered <= moment
+    return (np.where(known, delivered, moment) - promised) / DAY
+
+
 def _surveys(
-    rng: np.random.Generator, customers: pl.DataFrame, transactions: pl.DataFrame, history: _History, t1: int
+    rng: np.random.Generator,
+    customers: pl.DataFrame,
+    transactions: pl.DataFrame,
+    history: _History,
+    t1: int,
+    *,
+    lag: tuple[float, float],
+    about_orders: bool,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     orders = transactions.filter(pl.col(s.AMOUNT) > 0)
     asked = orders.filter(pl.Series(rng.random(orders.height) < 0.12))
-    responded = asked[s.ORDERED_AT].dt.epoch("s").to_numpy() + (rng.uniform(1, 10, asked.height) * DAY).astype(np.int64)
+    responded = asked[s.ORDERED_AT].dt.epoch("s").to_numpy() + (rng.uniform(*lag, asked.height) * DAY).astype(np.int64)
     who = asked[s.CUSTOMER_ID].to_numpy()
     keep = responded <= t1
-    who, responded = who[keep], responded[keep]
+    who, responded, asked = who[keep], responded[keep], asked.filter(pl.Series(keep))
     past = history.at(who, responded)
     terms = _demographic_terms(customers, who - 1)
     terms["prior_refunds"] = past["_refunds"].to_numpy().astype(float)
     terms["log1p_prior_orders"] = np.log1p(past["_orders"].to_numpy())
     terms["product_knowledge"] = terms["product_knowledge"] - 2.5
     eta = _linear(SATISFACTION_BETA, terms)
+    if s.PROMISED_AT in asked.columns:
+        late = days_late_known(
+            asked[s.PROMISED_AT].dt.epoch("s").to_numpy(), asked[s.DELIVERED_AT].dt.epoch("s").to_numpy(), responded
+        )
+        eta = eta + LATE_EFFECT * np.maximum(late, 0.0)
     latent = eta + rng.logistic(0.0, 1.0, eta.size)
     csat = 1 + np.searchsorted(np.asarray(CSAT_CUTS), latent)
     nps = np.searchsorted(np.asarray(NPS_CUTS), latent)
@@ -372,6 +420,7 @@ def _surveys(
             s.RESPONDED_AT: _seconds_to_datetime(responded),
             s.CSAT: pl.Series(_with_missing(rng, csat, 0.05), dtype=pl.Int64),
             s.NPS: pl.Series(_with_missing(rng, nps, 0.10), dtype=pl.Int64),
+            s.ORDER_ID: asked[s.ORDER_ID],
             "latent": eta,
             **{f"p_csat_{k + 1}": p_csat[:, k] for k in range(5)},
             "p_promoter": p_nps[:, 9:].sum(axis=1),
@@ -382,8 +431,9 @@ def _surveys(
     frame = frame.filter(pl.col(s.CSAT).is_not_null() | pl.col(s.NPS).is_not_null())
     frame = frame.unique([s.CUSTOMER_ID, s.RESPONDED_AT], keep="first", maintain_order=True)
     frame = frame.sort(s.RESPONDED_AT, s.CUSTOMER_ID)
-    surveys = frame.select(s.CUSTOMER_ID, s.RESPONDED_AT, s.CSAT, s.NPS)
-    truth = frame.drop(s.CSAT, s.NPS)
+    columns = [s.CUSTOMER_ID, s.RESPONDED_AT, s.CSAT, s.NPS, *([s.ORDER_ID] if about_orders else [])]
+    surveys = frame.select(columns)
+    truth = frame.drop(s.CSAT, s.NPS, *([] if about_orders else [s.ORDER_ID]))
     return surveys, truth
 
 
@@ -533,6 +583,39 @@ def _opportunities(
         .sort(s.OPPORTUNITY_ID)
     )
     return stage_events, conversion, outcomes
+
+
+def true_satisfaction(
+    data: SyntheticData, customer_ids: np.ndarray, moment: datetime, order_ids: np.ndarray
+) -> np.ndarray:
+    """The generator's latent satisfaction (its linear predictor) of a survey answered at ``moment``
+    by each customer about the given order: the truth an at-risk list is judged against.
+
+    ``P(CSAT ≤ 2)`` is then the sum of the first two of :func:`_ordinal_probabilities` at
+    :data:`CSAT_CUTS`; see :func:`true_low_satisfaction`.
+    """
+    who = np.asarray(customer_ids, dtype=np.int64)
+    when = np.full(who.size, int(moment.timestamp()), dtype=np.int64)
+    past = _History.build(data.transactions).at(who, when)
+    terms = _demographic_terms(data.customers, who - 1)
+    terms["prior_refunds"] = past["_refunds"].to_numpy().astype(float)
+    terms["log1p_prior_orders"] = np.log1p(past["_orders"].to_numpy())
+    terms["product_knowledge"] = terms["product_knowledge"] - 2.5
+    eta = _linear(SATISFACTION_BETA, terms)
+    if s.PROMISED_AT in data.transactions.columns:
+        orders = pl.DataFrame({s.ORDER_ID: np.asarray(order_ids, dtype=np.int64)}).join(
+            data.transactions.select(s.ORDER_ID, s.PROMISED_AT, s.DELIVERED_AT), on=s.ORDER_ID, how="left"
+        )
+        late = days_late_known(
+            orders[s.PROMISED_AT].dt.epoch("s").to_numpy(), orders[s.DELIVERED_AT].dt.epoch("s").to_numpy(), when
+        )
+        eta = eta + LATE_EFFECT * np.maximum(np.nan_to_num(late), 0.0)
+    return eta
+
+
+def true_low_satisfaction(eta: np.ndarray) -> np.ndarray:
+    """The generator's P(CSAT ≤ 2) for latent satisfactions ``eta``."""
+    return _ordinal_probabilities(np.asarray(eta, dtype=float), CSAT_CUTS)[:, :2].sum(axis=1)
 
 
 def write_dataset(data: SyntheticData, out: str | Path, *, fmt: str = "parquet") -> list[Path]:

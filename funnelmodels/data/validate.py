@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-from funnelmodels.config import FunnelSpec
+from funnelmodels.config import FunnelSpec, SatisfactionScale
 from funnelmodels.data import schema as s
 from funnelmodels.data.schema import FILE, ROW
 from funnelmodels.errors import DataValidationError, Problem
@@ -48,7 +48,8 @@ class Rule:
     bad: pl.Expr
 
 
-def _rules(table: str, spec: FunnelSpec, columns: list[str]) -> list[Rule]:
+def _rules(table: str, spec: FunnelSpec, columns: list[str], scale: SatisfactionScale | None = None) -> list[Rule]:
+    scale = scale or SatisfactionScale()
     col = pl.col
     rules: dict[str, list[Rule]] = {
         "customers": [
@@ -66,7 +67,12 @@ def _rules(table: str, spec: FunnelSpec, columns: list[str]) -> list[Rule]:
             Rule(s.AMOUNT, "deal value must be 0 or more", col(s.AMOUNT) < 0),
         ],
         "surveys": [
-            Rule(s.CSAT, "must be a whole number from 1 to 5", ~col(s.CSAT).is_between(1, 5)),
+            Rule(
+                s.CSAT,
+                f"must be a whole number from {scale.lowest} to {scale.highest}"
+                + (" (the scale [satisfaction] csat in funnel.toml says)" if scale.levels != (1, 2, 3, 4, 5) else ""),
+                ~col(s.CSAT).is_between(scale.lowest, scale.highest),
+            ),
             Rule(s.NPS, "must be a whole number from 0 to 10", ~col(s.NPS).is_between(0, 10)),
         ],
     }
@@ -108,6 +114,7 @@ def validate_tables(
     problems: Sequence[Problem] = (),
     unparsed: Mapping[str, pl.DataFrame] | None = None,
     drop_invalid: bool = False,
+    scale: SatisfactionScale | None = None,
 ) -> Validated:
     """Check every rule of the data contract on parsed tables, all tables at once.
 
@@ -144,7 +151,7 @@ def validate_tables(
             else frame
             for name, frame in tables.items()
         }
-        row_level = [f.problem for _, f in _row_findings(checked, spec)]
+        row_level = [f.problem for _, f in _row_findings(checked, spec, scale)]
         later = [f.problem for step in _STEPS[1:] for _, f in step(tables, spec)]
         found = [p for p in problems if p.n_rows] + row_level + later
         if whole or found:
@@ -158,7 +165,8 @@ def validate_tables(
             tables[name], set_aside = _set_aside(tables[name], rows)
             rejected[name].append(set_aside)
     # In order: each step sees what the steps before left, so what remains passes every rule.
-    for step in _STEPS:
+    steps = (lambda t, sp: _row_findings(t, sp, scale), *_STEPS[1:])
+    for step in steps:
         for table, finding in step(tables, spec):
             tables[table], set_aside = _set_aside(tables[table], finding.rows)
             rejected[table].append(set_aside)
@@ -166,10 +174,12 @@ def validate_tables(
     return Validated(out, {name: _merge_reasons(parts) for name, parts in rejected.items() if parts})
 
 
-def _row_findings(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> list[tuple[str, Finding]]:
+def _row_findings(
+    tables: Mapping[str, pl.DataFrame], spec: FunnelSpec, scale: SatisfactionScale | None = None
+) -> list[tuple[str, Finding]]:
     out = []
     for name, frame in tables.items():
-        out += [(name, f) for f in _rule_findings(name, frame, spec)]
+        out += [(name, f) for f in _rule_findings(name, frame, spec, scale)]
         out += [(name, f) for f in _duplicate_findings(name, frame)]
     return out
 
@@ -240,8 +250,10 @@ def _reason_rows(bad: pl.DataFrame, reason: str | pl.Expr) -> pl.DataFrame:
     return bad.select(*_keys(bad), text.cast(pl.String).alias("reason"))
 
 
-def _rule_findings(name: str, frame: pl.DataFrame, spec: FunnelSpec) -> list[Finding]:
-    rules = _rules(name, spec, frame.columns)
+def _rule_findings(
+    name: str, frame: pl.DataFrame, spec: FunnelSpec, scale: SatisfactionScale | None = None
+) -> list[Finding]:
+    rules = _rules(name, spec, frame.columns, scale)
     if not rules:
         return []
     counts = frame.select([r.bad.sum().alias(str(i)) for i, r in enumerate(rules)]).row(0)
@@ -293,6 +305,33 @@ def _reference_findings(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) ->
             problem = Problem(name, s.CUSTOMER_ID, rule, orphans.height, _examples(orphans, name, [s.CUSTOMER_ID]))
             reason = pl.format("customer_id {} is not in the customers table", pl.col(s.CUSTOMER_ID))
             findings.append((name, Finding(problem, _reason_rows(orphans, reason))))
+    surveys = tables.get("surveys")
+    if surveys is not None and s.ORDER_ID in surveys.columns:
+        about = surveys.filter(pl.col(s.ORDER_ID).is_not_null())
+        orders = tables.get("transactions")
+        known_orders = (
+            orders.select(s.ORDER_ID, pl.col(s.CUSTOMER_ID).alias("_buyer"))
+            if orders is not None
+            else pl.DataFrame(schema={s.ORDER_ID: about.schema[s.ORDER_ID], "_buyer": about.schema[s.CUSTOMER_ID]})
+        )
+        matched = about.join(
+            known_orders.with_columns(pl.col(s.ORDER_ID).cast(about.schema[s.ORDER_ID])), on=s.ORDER_ID, how="left"
+        )
+        unknown = matched.filter(pl.col("_buyer").is_null())
+        if unknown.height:
+            rule = "refers to orders that are not in the transactions table"
+            problem = Problem("surveys", s.ORDER_ID, rule, unknown.height, _examples(unknown, "surveys", [s.ORDER_ID]))
+            reason = pl.format("order_id {} is not in the transactions table", pl.col(s.ORDER_ID))
+            findings.append(("surveys", Finding(problem, _reason_rows(unknown, reason))))
+        other = matched.filter(
+            pl.col("_buyer").is_not_null() & (pl.col("_buyer").cast(pl.String) != pl.col(s.CUSTOMER_ID).cast(pl.String))
+        )
+        if other.height:
+            rule = "the order belongs to another customer"
+            problem = Problem(
+                "surveys", s.ORDER_ID, rule, other.height, _examples(other, "surveys", [s.ORDER_ID, s.CUSTOMER_ID])
+            )
+            findings.append(("surveys", Finding(problem, _reason_rows(other, f"order_id: {rule}"))))
     return findings
 
 

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from funnelmodels.config import SatisfactionScale
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import expected_calibration_error
@@ -41,6 +42,7 @@ from funnelmodels.models.base import (
     lightgbm_threads,
     package_versions,
     read_model,
+    reason_text,
     top_reasons,
     unit_labels,
     write_model,
@@ -52,7 +54,9 @@ SatisfactionEngine = Literal["ordinal", "lightgbm"]
 SATISFACTION_ENGINES: tuple[SatisfactionEngine, ...] = ("ordinal", "lightgbm")
 Target = Literal["csat", "nps"]
 LEVELS: dict[str, tuple[int, ...]] = {"csat": (1, 2, 3, 4, 5), "nps": tuple(range(11))}
-FORMAT_VERSION = 1
+"""The default scales; a dataset's ``[satisfaction] csat`` sets its own (:class:`SatisfactionScale`)."""
+NPS_SCALE = SatisfactionScale(lowest=0, highest=10, satisfied=9, low=6)
+FORMAT_VERSION = 2
 MIN_RESPONSES = 100
 
 LIGHTGBM_DEFAULTS: dict[str, Any] = {
@@ -64,6 +68,26 @@ LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "num_boost_round": 1000,
     "early_stopping_rounds": 50,
 }
+
+
+OWN_ANSWERS = {"last_csat": (2, 4), "mean_csat": (2, 4), "last_nps": (6, 9)}
+"""A customer's own earlier answers: at or below the first value it is low, at or above the second high."""
+
+
+def _against_own_answers(frame: pl.DataFrame, names: Sequence[str], contributions: np.ndarray) -> np.ndarray:
+    """Where a contribution runs against the customer's own answer: a low answer pushing satisfaction
+    up, a high one pushing it down."""
+    out = np.zeros(contributions.shape, dtype=bool)
+    for j, name in enumerate(names):
+        if name not in OWN_ANSWERS:
+            continue
+        low, high = OWN_ANSWERS[name]
+        value = frame[name].cast(pl.Float64).to_numpy()
+        with np.errstate(invalid="ignore"):
+            out[:, j] = ((value <= low) & (contributions[:, j] > 1e-9)) | (
+                (value >= high) & (contributions[:, j] < -1e-9)
+            )
+    return out
 
 
 def _finite(value: float | None) -> float | None:
@@ -105,8 +129,18 @@ class SatisfactionModel:
 
     @property
     def levels(self) -> tuple[int, ...]:
-        """The score levels, lowest first."""
-        return LEVELS[self.target]
+        """The score levels the model gives probabilities to (those seen in training), lowest first."""
+        return tuple(self.state["levels"])
+
+    @property
+    def satisfied_from(self) -> int:
+        """Scores from here up count as satisfied."""
+        return int(self.state["satisfied_from"])
+
+    @property
+    def low_up_to(self) -> int:
+        """Scores up to here count as low (the at-risk list's P(low))."""
+        return int(self.state["low_up_to"])
 
     @classmethod
     def fit(
@@ -120,6 +154,7 @@ class SatisfactionModel:
         params: Mapping[str, Any] | None = None,
         seed: int = 0,
         metadata: Mapping[str, Any] | None = None,
+        scale: SatisfactionScale | None = None,
     ) -> SatisfactionModel:
         """Fit on survey rows with features and the ``target`` score (rows without it are skipped).
 
@@ -127,6 +162,8 @@ class SatisfactionModel:
         ----------
         train : DataFrame ``<features>, csat and/or nps``.
         validation : later rows for LightGBM's early stopping; the ordinal model fits on both.
+        scale : the CSAT scale (default 1–5); NPS is always 0–10. The models give probabilities to
+            the scores seen in training; a score of the scale nobody gave is said in ``notes``.
         """
         from funnelmodels.features import categorical_features, feature_columns
 
@@ -138,11 +175,27 @@ class SatisfactionModel:
         features = list(features) if features is not None else feature_columns(train, exclude=(s.STAGE,))
         encoder = FeatureEncoder.fit(train, features, categorical_features(train, features))
         params = dict(params or {})
+        scale = NPS_SCALE if target == "nps" else (scale or SatisfactionScale())
+        seen = sorted({int(v) for v in pl.concat([train, validation])[target].to_list()})
+        unused = [v for v in scale.levels if v not in seen]
+        scale_state = {
+            "levels": seen,
+            "satisfied_from": scale.satisfied_from,
+            "low_up_to": scale.low_up_to,
+            "scale": [scale.lowest, scale.highest],
+        }
         booster = None
         if engine == "ordinal":
-            state = _fit_ordinal(pl.concat([train, validation]), encoder, target)
+            state = _fit_ordinal(pl.concat([train, validation]), encoder, target, seen)
         else:
-            state, booster = _fit_lightgbm(train, validation, encoder, target, params, seed)
+            state, booster = _fit_lightgbm(train, validation, encoder, target, params, seed, seen)
+        state = state | scale_state
+        if unused:
+            state["notes"] = [
+                *state.get("notes", []),
+                f"nobody gave {target.upper()} {', '.join(map(str, unused))} in the training answers: the models give "
+                "those scores no probability.",
+            ]
         meta = {
             "format_version": FORMAT_VERSION,
             "seed": seed,
@@ -165,6 +218,10 @@ class SatisfactionModel:
             return _ordinal_proba(X @ np.asarray(self.state["beta"]), np.asarray(self.state["thresholds"]))
         return np.asarray(self._booster.predict(self.encoder.matrix(frame))).reshape(frame.height, -1)
 
+    def low_share(self, proba: np.ndarray) -> np.ndarray:
+        """P(a low score): up to :attr:`low_up_to` (CSAT 1–2 by default; NPS 0–6, a detractor)."""
+        return proba[:, np.asarray(self.levels) <= self.low_up_to].sum(axis=1)
+
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """Expected score of each row."""
         return self.predict_proba(frame) @ np.asarray(self.levels, dtype=float)
@@ -176,14 +233,16 @@ class SatisfactionModel:
             [
                 {
                     "engine": self.engine,
-                    **ordinal_metrics(rows[self.target].to_numpy(), self.predict_proba(rows), self.target),
+                    **ordinal_metrics(
+                        rows[self.target].to_numpy(), self.predict_proba(rows), self.levels, self.satisfied_from
+                    ),
                 }
             ]
         )
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
-        """Per feature, its push on the latent satisfaction (ordinal) or on the expected score's
-        log-odds of the top two levels against the rest (LightGBM): positive = more satisfied."""
+        """Per feature, its push on the latent satisfaction (ordinal) or on the log-odds of the
+        satisfied scores against the others (LightGBM): positive = more satisfied."""
         names = list(self.encoder.names)
         out = np.zeros((frame.height, len(names)))
         if self.engine == "ordinal":
@@ -195,39 +254,53 @@ class SatisfactionModel:
         contrib = np.asarray(self._booster.predict(self.encoder.matrix(frame), pred_contrib=True))
         k = len(self.levels)
         per_class = contrib.reshape(frame.height, k, len(names) + 1)[:, :, :-1]
-        # Softmax contributions per class; satisfied (top two) minus the mean of the others.
-        top = per_class[:, -2:, :].mean(axis=1)
-        rest = per_class[:, :-2, :].mean(axis=1)
-        return top - rest
+        # Softmax contributions per class; the satisfied scores' mean minus the others'.
+        satisfied = np.asarray(self.levels) >= self.satisfied_from
+        if satisfied.all() or not satisfied.any():
+            satisfied = np.arange(k) >= k - 1
+        return per_class[:, satisfied, :].mean(axis=1) - per_class[:, ~satisfied, :].mean(axis=1)
 
     def explain(self, frame: pl.DataFrame, *, k: int = 3) -> pl.DataFrame:
         """Per row: expected score, P(low), and the strongest reasons down and up, in words.
 
+        A reason about the customer's own earlier answer that runs against it (a last CSAT of 1
+        said to raise satisfaction: the model weighing it against other things) is left out of
+        the lists and named in ``left_out``.
+
         Returns
         -------
-        DataFrame ``expected_score, p_low, reasons_down, reasons_up``; ``p_low`` is
+        DataFrame ``expected_score, p_low, reasons_down, reasons_up, left_out``; ``p_low`` is
         P(CSAT ≤ 2) or P(NPS ≤ 6, a detractor).
         """
         proba = self.predict_proba(frame)
-        reasons = top_reasons(self.contributions(frame), self.encoder.names, frame, k=k)
+        contributions = self.contributions(frame)
+        against = _against_own_answers(frame, self.encoder.names, contributions)
+        reasons = top_reasons(np.where(against, 0.0, contributions), self.encoder.names, frame, k=k)
         words = {"raises odds": "raises satisfaction", "lowers odds": "lowers satisfaction"}
 
         def reword(items: list[str]) -> list[str]:
             return [next((t.replace(a, b) for a, b in words.items() if t.endswith(a)), t) for t in items]
 
-        low = 2 if self.target == "csat" else 7
+        names = list(self.encoder.names)
+        values = frame.select(names).rows()
+        left_out = [
+            [reword([reason_text(names[j], row[j], contributions[i, j])])[0] for j in np.flatnonzero(against[i])]
+            for i, row in enumerate(values)
+        ]
         return pl.DataFrame(
             {
                 "expected_score": proba @ np.asarray(self.levels, dtype=float),
-                "p_low": proba[:, :low].sum(axis=1),
+                "p_low": self.low_share(proba),
                 "reasons_down": [reword(r["down"]) for r in reasons],
                 "reasons_up": [reword(r["up"]) for r in reasons],
+                "left_out": left_out,
             },
             schema={
                 "expected_score": pl.Float64,
                 "p_low": pl.Float64,
                 "reasons_down": pl.List(pl.String),
                 "reasons_up": pl.List(pl.String),
+                "left_out": pl.List(pl.String),
             },
         )
 
@@ -339,23 +412,23 @@ class SatisfactionModel:
         )
 
 
-def _fit_ordinal(frame: pl.DataFrame, encoder: FeatureEncoder, target: Target) -> dict[str, Any]:
+def _fit_ordinal(frame: pl.DataFrame, encoder: FeatureEncoder, target: Target, levels: Sequence[int]) -> dict[str, Any]:
     from statsmodels.miscmodels.ordinal_model import OrderedModel
 
-    levels = LEVELS[target]
     y = frame[target].to_numpy()
-    present = sorted(set(y.tolist()))
-    if present != list(levels):
-        missing = sorted(set(levels) - set(present))
-        raise ModelError(
-            f"no {target} responses at levels {missing}; the ordinal model needs every level "
-            f"{levels[0]}–{levels[-1]} at least once in training."
-        )
     plan = design_plan(frame, encoder)
     X = design_matrix(frame, plan)
     codes = np.searchsorted(np.asarray(levels), y)
     where = f"ordinal model of {target.upper()}"
     notes = design_notes(plan, where=where)
+    plan, X, left_out = drop_entangled(plan, X)
+    if left_out:
+        shown = "; ".join(f"{t!r} moves with {w!r} (VIF {v:.0f})" for t, w, v in left_out[:6])
+        notes.append(
+            f"{where}: terms that move together this closely cannot be told apart by the data, and their "
+            f"coefficients would swing in opposite directions; one of each such pair is left out ({shown}; "
+            f"variance inflation above {MAX_VIF:g}). Its effect shows in the term it moves with."
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = _ordered_logit(OrderedModel)(codes, X, distr="logit").fit(method="bfgs", disp=False, maxiter=2000)
@@ -388,6 +461,38 @@ def _fit_ordinal(frame: pl.DataFrame, encoder: FeatureEncoder, target: Target) -
         "converged": bool(result.mle_retvals.get("converged", True)),
         "notes": notes,
     }
+
+
+MAX_VIF = 20.0
+"""A term whose variance inflation factor exceeds this is entangled with others (severe: 10 is the
+common warning level; at 10 the generator's own driver, log(1+frequency), would go)."""
+
+
+def drop_entangled(
+    plan: Mapping[str, Any], X: np.ndarray
+) -> tuple[dict[str, Any], np.ndarray, list[tuple[str, str, float]]]:
+    """Leave out, one at a time, the term with the largest variance inflation above :data:`MAX_VIF`.
+
+    Returns the plan and design without them, and for each one left out ``(term, the term it
+    moves with most, its VIF)``. A key-driver table needs coefficients that mean something on
+    their own; two terms that move together get opposite, unstable ones.
+    """
+    plan = dict(plan)
+    keep, terms, owners = list(plan["keep"]), list(plan["terms"]), list(plan["owners"])
+    left_out = []
+    while X.shape[1] >= 2:
+        corr = np.corrcoef(X, rowvar=False)
+        vif = np.diag(np.linalg.pinv(corr))
+        worst = int(np.argmax(vif))
+        if not np.isfinite(vif[worst]) or vif[worst] <= MAX_VIF:
+            break
+        partner = int(np.argmax(np.where(np.arange(len(terms)) == worst, -1, np.abs(corr[worst]))))
+        left_out.append((terms[worst], terms[partner], float(vif[worst])))
+        X = np.delete(X, worst, axis=1)
+        for listed in (keep, terms, owners):
+            listed.pop(worst)
+    plan.update(keep=keep, terms=terms, owners=owners, entangled=[t for t, _, _ in left_out])
+    return plan, X, left_out
 
 
 def _ordered_logit(base: type) -> type:
@@ -438,10 +543,11 @@ def _fit_lightgbm(
     target: Target,
     params: Mapping[str, Any],
     seed: int,
+    seen: Sequence[int],
 ) -> tuple[dict[str, Any], Any]:
     import lightgbm as lgb
 
-    levels = np.asarray(LEVELS[target])
+    levels = np.asarray(seen)
     merged = {**LIGHTGBM_DEFAULTS, "num_threads": lightgbm_threads(), **params}
     rounds, patience = int(merged.pop("num_boost_round")), int(merged.pop("early_stopping_rounds"))
     merged |= {
@@ -474,25 +580,26 @@ def _fit_lightgbm(
     return {"model": text, "best_iteration": best}, lgb.Booster(model_str=text)
 
 
-def ordinal_metrics(y: np.ndarray, proba: np.ndarray, target: Target) -> dict[str, float]:
+def ordinal_metrics(y: np.ndarray, proba: np.ndarray, levels: Sequence[int], satisfied_from: int) -> dict[str, float]:
     """Accuracy of predicted score distributions against observed scores.
 
     Returns
     -------
     ``n, mae`` (expected score vs observed), ``within_one`` (share whose most likely level is
     within one of the observed), ``rps`` (ranked probability score, 0 best), ``log_loss``,
-    ``spearman`` (expected vs observed), ``ece_satisfied`` (calibration of P(top two levels)).
+    ``spearman`` (expected vs observed), ``ece_satisfied`` (calibration of P(satisfied)). Scores
+    outside ``levels`` (not seen in training) get the probability of the nearest level below.
     """
     from scipy.stats import spearmanr
 
-    levels = np.asarray(LEVELS[target])
+    scores = np.asarray(levels)
     y = np.asarray(y)
-    codes = np.searchsorted(levels, y)
-    expected = proba @ levels
-    mode = levels[proba.argmax(axis=1)]
-    observed_cdf = (np.arange(levels.size)[None, :] >= codes[:, None]).astype(float)
-    rps = ((np.cumsum(proba, axis=1) - observed_cdf)[:, :-1] ** 2).sum(axis=1) / (levels.size - 1)
-    satisfied = y >= levels[-2]
+    codes = np.clip(np.searchsorted(scores, y, side="right") - 1, 0, scores.size - 1)
+    expected = proba @ scores
+    mode = scores[proba.argmax(axis=1)]
+    observed_cdf = (np.arange(scores.size)[None, :] >= codes[:, None]).astype(float)
+    rps = ((np.cumsum(proba, axis=1) - observed_cdf)[:, :-1] ** 2).sum(axis=1) / (scores.size - 1)
+    satisfied = y >= satisfied_from
     rho = spearmanr(expected, y).statistic if np.ptp(expected) > 1e-9 and np.ptp(y) > 0 else math.nan
     return {
         "n": int(y.size),
@@ -501,5 +608,7 @@ def ordinal_metrics(y: np.ndarray, proba: np.ndarray, target: Target) -> dict[st
         "rps": float(rps.mean()),
         "log_loss": float(-np.log(np.clip(proba[np.arange(y.size), codes], 1e-12, 1)).mean()),
         "spearman": float(rho),
-        "ece_satisfied": expected_calibration_error(satisfied.astype(int), proba[:, -2:].sum(axis=1)),
+        "ece_satisfied": expected_calibration_error(
+            satisfied.astype(int), proba[:, scores >= satisfied_from].sum(axis=1)
+        ),
     }

@@ -514,65 +514,129 @@ def train_satisfaction(
     frame = frame.filter(pl.col(target).is_not_null())
     split, train, validation, test, meta = _split_by_time(dataset, frame, test_share)
     features = feature_columns(frame, exclude=(s.STAGE,), extra=extra_features(dataset))
+    meta = meta | {"response_lag": response_lag(pl.concat([train, validation]))}
     models: dict[str, SatisfactionModel] = {
         engine: SatisfactionModel.fit(
-            train, validation=validation, engine=engine, target=target, features=features, seed=seed, metadata=meta
+            train,
+            validation=validation,
+            engine=engine,
+            target=target,
+            features=features,
+            seed=seed,
+            metadata=meta,
+            scale=dataset.config.scale,
         )
         for engine in engines
     }
+    first = next(iter(models.values()))
+    levels, satisfied_from = first.levels, first.satisfied_from
     y = test[target].to_numpy()
     rows: list[dict[str, object]] = [
-        {"engine": name, **ordinal_metrics(y, m.predict_proba(test), target)} for name, m in models.items()
+        {"engine": name, **ordinal_metrics(y, m.predict_proba(test), levels, satisfied_from)}
+        for name, m in models.items()
     ]
-    levels = np.asarray(LEVELS[target])
     history = pl.concat([train, validation])[target].to_numpy()
     naive = np.array([(history == level).mean() for level in levels])
-    rows.append({"engine": "naive", **ordinal_metrics(y, np.tile(naive, (test.height, 1)), target)})
+    rows.append({"engine": "naive", **ordinal_metrics(y, np.tile(naive, (test.height, 1)), levels, satisfied_from)})
     truth = [f"p_csat_{k}" for k in levels]
     has_truth = all(c in test.columns for c in truth) and test.select(truth).null_count().sum_horizontal()[0] == 0
-    if target == "csat" and has_truth:
-        rows.append({"engine": ORACLE, **ordinal_metrics(y, test.select(truth).to_numpy(), target)})
+    if target == "csat" and tuple(levels) == LEVELS["csat"] and has_truth:
+        rows.append({"engine": ORACLE, **ordinal_metrics(y, test.select(truth).to_numpy(), levels, satisfied_from)})
     return SatisfactionTraining(models, target, split, pl.concat([train, validation]), test, pl.DataFrame(rows))
+
+
+def response_lag(frame: pl.DataFrame) -> dict[str, Any]:
+    """How long after an order the training surveys were answered: what a score "now" may rely on.
+
+    The days since the order a survey is about (``days_since_order``), else since the customer's
+    last order (``recency_days``): median and 95th percentile.
+    """
+    column = "days_since_order" if "days_since_order" in frame.columns else "recency_days"
+    if column not in frame.columns or frame[column].drop_nulls().len() == 0:
+        return {"column": None, "median": None, "p95": None}
+    values = frame[column].drop_nulls()
+    return {"column": column, "median": float(values.median()), "p95": float(values.quantile(0.95))}  # type: ignore[arg-type]
 
 
 def at_risk_customers(
     dataset: Dataset, model: SatisfactionModel, as_of: datetime, *, active_days: int = 365, top: int | None = 50
 ) -> pl.DataFrame:
-    """Customers most likely to give a low score now, with the reasons.
+    """Customers most likely to give a low score if asked now about their last order, with the reasons.
 
-    Scores every customer who bought in the ``active_days`` before ``as_of``.
+    Every customer who bought in the ``active_days`` before ``as_of`` is scored as a survey answered
+    at ``as_of`` about their last order. The model only learnt from surveys answered within a few
+    weeks of an order (``model.metadata["response_lag"]``): a customer whose last order is older
+    than the 95th percentile of those lags is *out of range* — listed after the others, with a
+    note, not ranked as if the model knew. Reasons that run against the customer's own last
+    answer (a last CSAT of 1 said to raise satisfaction) are left out, and the note says so.
 
     Returns
     -------
-    DataFrame ``customer_id, p_low, expected_score, reasons_down, reasons_up`` sorted by
-    ``p_low`` (P(CSAT ≤ 2) or P(NPS ≤ 6)), highest first; the ``top`` rows (all if None).
+    DataFrame ``customer_id, p_low, expected_score, in_range, days_since_order, last_csat,
+    reasons_down, reasons_up, note`` — in-range customers first, by ``p_low`` (P(score in the
+    scale's bottom levels)) highest first; the ``top`` rows (all if None).
     """
     if not dataset.has("transactions"):
         raise ModelError(
             "the at-risk list needs the transactions table: it scores the customers who bought in the last year."
         )
-    orders = dataset.lazy("transactions")
     start = as_of - timedelta(days=active_days)
-    active = (
-        orders.filter(pl.col(s.ORDERED_AT).is_between(start, as_of, closed="left"))
-        .select(s.CUSTOMER_ID)
-        .unique()
+    last_orders = (
+        dataset.lazy("transactions")
+        .filter(pl.col(s.ORDERED_AT).is_between(start, as_of, closed="left") & (pl.col(s.AMOUNT) > 0))
+        .sort(s.ORDERED_AT, s.ORDER_ID)
+        .group_by(s.CUSTOMER_ID)
+        .agg(pl.col(s.ORDER_ID).last())
         .sort(s.CUSTOMER_ID)
         .with_columns(pl.lit(as_of).alias(AS_OF))
     )
-    rows = build_features(dataset, active).collect(engine="in-memory")
+    rows = build_features(dataset, last_orders).collect(engine="in-memory")
     if rows.height == 0:
         raise ModelError(f"no customer bought in the {active_days} days before {as_of}; nobody to score.")
+    lag = model.metadata.get("response_lag", {}) or {}
+    column = lag.get("column") or ("days_since_order" if "days_since_order" in rows.columns else "recency_days")
+    waited = rows[column] if column in rows.columns else pl.Series([None] * rows.height, dtype=pl.Float64)
+    in_range = (
+        (waited <= lag["p95"]).fill_null(False) if lag.get("p95") is not None else pl.Series([True] * rows.height)
+    )
     # Probabilities for everyone (cheap), reasons (TreeSHAP, costly) only for the rows returned.
     levels = np.asarray(model.levels, dtype=float)
     proba = model.predict_proba(rows)
-    low = proba[:, : (2 if model.target == "csat" else 7)].sum(axis=1)
-    ranked = rows.with_columns(pl.Series("_p_low", low), pl.Series("_expected", proba @ levels)).sort(
-        "_p_low", s.CUSTOMER_ID, descending=[True, False]
-    )
+    ranked = rows.with_columns(
+        pl.Series("p_low", model.low_share(proba)),
+        pl.Series("expected_score", proba @ levels),
+        in_range.alias("in_range"),
+        waited.alias("_waited"),
+    ).sort("in_range", "p_low", s.CUSTOMER_ID, descending=[True, True, False])
     if top:
         ranked = ranked.head(top)
     explained = model.explain(ranked)
-    return pl.concat([ranked.select(s.CUSTOMER_ID), explained], how="horizontal").select(
-        s.CUSTOMER_ID, "p_low", "expected_score", "reasons_down", "reasons_up"
+    notes = _at_risk_notes(ranked, explained, lag)
+    last_csat = (
+        ranked["last_csat"] if "last_csat" in ranked.columns else pl.Series([None] * ranked.height, dtype=pl.Float64)
     )
+    return ranked.select(s.CUSTOMER_ID, "p_low", "expected_score", "in_range").with_columns(
+        ranked["_waited"].alias("days_since_order"),
+        last_csat.alias("last_csat"),
+        explained["reasons_down"],
+        explained["reasons_up"],
+        pl.Series("note", notes, dtype=pl.String),
+    )
+
+
+def _at_risk_notes(ranked: pl.DataFrame, explained: pl.DataFrame, lag: dict[str, Any]) -> list[str]:
+    notes = []
+    for row, dropped in zip(ranked.iter_rows(named=True), explained["left_out"].to_list(), strict=True):
+        parts = []
+        if not row["in_range"] and lag.get("p95") is not None:
+            waited = row["_waited"]
+            parts.append(
+                f"out of range: last order {waited:.0f} days ago; the model learnt from answers given within "
+                f"{lag['p95']:.0f} days of an order"
+                if waited is not None
+                else "out of range: no order to ask about"
+            )
+        if dropped:
+            parts.append(f"left out a reason that runs against the customer's own answer ({'; '.join(dropped)})")
+        notes.append("; ".join(parts))
+    return notes

@@ -60,7 +60,7 @@ def test_engines_beat_the_naive_baseline(satisfaction: SatisfactionTraining) -> 
 def test_ordinal_metrics_by_hand() -> None:
     # Two responses (1 and 5); the model puts all mass on 3 for both.
     proba = np.array([[0, 0, 1.0, 0, 0], [0, 0, 1.0, 0, 0]])
-    m = ordinal_metrics(np.array([1, 5]), proba, "csat")
+    m = ordinal_metrics(np.array([1, 5]), proba, (1, 2, 3, 4, 5), 4)
     assert m["mae"] == 2.0
     assert m["within_one"] == 0.0
     # RPS of y=1: CDFs (0,0,1,1) vs (1,1,1,1) → 2/4; of y=5: (0,0,1,1) vs (0,0,0,0) → 2/4.
