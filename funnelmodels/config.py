@@ -35,6 +35,7 @@ __all__ = [
     "AGGREGATIONS",
     "CONFIG_FILE",
     "DEFAULT_STAGES",
+    "CountingRules",
     "DatasetConfig",
     "Derivation",
     "FileSource",
@@ -195,6 +196,25 @@ class SatisfactionScale:
 
 
 @dataclass(frozen=True)
+class CountingRules:
+    """How transactions count in the sales KPIs (``[kpis]`` in funnel.toml).
+
+    ``zero_amounts``: a purchase of 0 (a free sample, a voucher) is ``"not an order"`` (the
+    default: neither an order nor a day the customer bought) or an ``"order"``. ``refunds``:
+    negative amounts are ``"subtract"``-ed from net revenue (the default) or ``"ignore"``-d.
+    """
+
+    zero_amounts: Literal["not an order", "order"] = "not an order"
+    refunds: Literal["subtract", "ignore"] = "subtract"
+
+    def __post_init__(self) -> None:
+        if self.zero_amounts not in ("not an order", "order"):
+            raise ConfigError(f'[kpis] zero_amounts must be "not an order" or "order"; received {self.zero_amounts!r}.')
+        if self.refunds not in ("subtract", "ignore"):
+            raise ConfigError(f'[kpis] refunds must be "subtract" or "ignore"; received {self.refunds!r}.')
+
+
+@dataclass(frozen=True)
 class Derivation:
     """How to make a column a file lacks (``[tables.X.derive]`` in funnel.toml).
 
@@ -307,6 +327,7 @@ class DatasetConfig:
     tables: Mapping[str, TableSource]
     config_file: Path | None = None
     scale: SatisfactionScale = field(default_factory=SatisfactionScale)
+    counting: CountingRules = field(default_factory=CountingRules)
 
     @property
     def name(self) -> str:
@@ -363,7 +384,7 @@ def _config_from_toml(file: Path) -> DatasetConfig:
         raise ConfigError(f"{file} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{file} is not UTF-8 text; save funnel.toml as UTF-8.") from None
-    _check_keys(raw, ("funnel", "tables", "satisfaction"), where=str(file))
+    _check_keys(raw, ("funnel", "tables", "satisfaction", "kpis"), where=str(file))
     funnel = _section(raw.get("funnel", {}), where=f"{file} [funnel]")
     _check_keys(funnel, _FUNNEL_KEYS, where=f"{file} [funnel]")
     stages = funnel.get("stages", DEFAULT_STAGES)
@@ -388,7 +409,10 @@ def _config_from_toml(file: Path) -> DatasetConfig:
     scale = _scale(
         _section(raw.get("satisfaction", {}), where=f"{file} [satisfaction]"), where=f"{file} [satisfaction]"
     )
-    return DatasetConfig(root=root, spec=spec, tables=tables, config_file=file, scale=scale)
+    kpis = _section(raw.get("kpis", {}), where=f"{file} [kpis]")
+    _check_keys(kpis, ("zero_amounts", "refunds"), where=f"{file} [kpis]")
+    counting = CountingRules(**kpis)
+    return DatasetConfig(root=root, spec=spec, tables=tables, config_file=file, scale=scale, counting=counting)
 
 
 def _scale(entry: dict[str, Any], *, where: str) -> SatisfactionScale:

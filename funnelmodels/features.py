@@ -477,8 +477,8 @@ def add_segments(dataset: Dataset, transitions: pl.LazyFrame) -> pl.LazyFrame:
     Returns
     -------
     ``transitions`` plus, where the data allows: ``region, gender`` and every other
-    customers column, ``age_band`` (18–29, 30–44, 45–59, 60+, unknown), ``income_band``
-    (<40k, 40–60k, 60–90k, 90k+, unknown) and ``customer_type`` (new, or returning when the
+    customers column, ``age_band`` (18–29, 30–44, 45–59, 60+, (missing)), ``income_band``
+    (<40k, 40–60k, 60–90k, 90k+, (missing)) and ``customer_type`` (new, or returning when the
     customer bought before the opportunity started).
     """
     out = transitions
@@ -515,4 +515,4 @@ def _band(value: pl.Expr, breaks: list[float], labels: list[str]) -> pl.Expr:
     expr = pl.lit(labels[-1])
     for upper, label in reversed(list(zip(breaks, labels, strict=False))):
         expr = pl.when(value < upper).then(pl.lit(label)).otherwise(expr)
-    return pl.when(value.is_null()).then(pl.lit("unknown")).otherwise(expr)
+    return pl.when(value.is_null()).then(pl.lit("(missing)")).otherwise(expr)

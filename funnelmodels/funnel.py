@@ -774,7 +774,8 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
             raise ConfigError(
                 f"--by {by!r} is not a column of this dataset; available: {', '.join(sorted(available))}."
             )
-        transitions = transitions.with_columns(pl.col(by).cast(pl.String).fill_null("unknown"))
+        # An empty value is "(missing)", never confused with a value "unknown" in the data.
+        transitions = transitions.with_columns(pl.col(by).cast(pl.String).fill_null("(missing)"))
     transitions = transitions.collect(engine="in-memory").lazy()
     rates = conversion_table(transitions, spec, by=by)
     medians = time_to_convert_table(transitions, spec, by=by, quantiles=(0.5,))

@@ -17,6 +17,7 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
+from funnelmodels.config import CountingRules
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ConfigError
 
@@ -24,6 +25,7 @@ __all__ = [
     "PERIODS",
     "SALES_KPIS",
     "attainment",
+    "counting_notes",
     "kpi_changes",
     "sales_kpi_table",
     "satisfaction_change",
@@ -199,6 +201,7 @@ def sales_kpi_table(
     by: str | None = None,
     won: str = "won",
     lost: str = "lost",
+    rules: CountingRules | None = None,
 ) -> pl.DataFrame:
     """The sales-performance measures per period (and segment).
 
@@ -213,6 +216,8 @@ def sales_kpi_table(
     transactions : LazyFrame ``customer_id, ordered_at, amount[, by]`` (None: no sales columns).
     stage_events : LazyFrame ``opportunity_id, stage, entered_at[, by]`` (None: no win columns).
     by : a segment column present in the frames, e.g. ``"region"``.
+    rules : how purchases of 0 and refunds count (:class:`funnelmodels.config.CountingRules`;
+        default: a 0 is not an order, refunds are subtracted).
 
     Returns
     -------
@@ -222,7 +227,7 @@ def sales_kpi_table(
     keys = ["period", *([by] if by else [])]
     parts = []
     if transactions is not None:
-        parts.append(_sales_part(transactions, period, keys))
+        parts.append(_sales_part(transactions, period, keys, rules or CountingRules()))
     if stage_events is not None:
         closed = stage_events.filter(pl.col(s.STAGE).is_in([won, lost])).with_columns(
             _period_expr(s.ENTERED_AT, period)
@@ -249,14 +254,17 @@ def sales_kpi_table(
     return table.sort(keys).select(*keys, *SALES_KPIS)
 
 
-def _sales_part(transactions: pl.LazyFrame, period: str, keys: list[str]) -> pl.DataFrame:
+def _sales_part(transactions: pl.LazyFrame, period: str, keys: list[str], rules: CountingRules) -> pl.DataFrame:
+    purchase = pl.col(s.AMOUNT) >= 0 if rules.zero_amounts == "order" else pl.col(s.AMOUNT) > 0
+    if rules.refunds == "ignore":
+        transactions = transactions.filter(pl.col(s.AMOUNT) >= 0)
     first = (
-        transactions.filter(pl.col(s.AMOUNT) > 0)
+        transactions.filter(purchase)
         .group_by(s.CUSTOMER_ID)
         .agg(pl.col(s.ORDERED_AT).min().dt.truncate(PERIODS[period]).dt.date().alias("_first_period"))
     )
     frame = transactions.with_columns(_period_expr(s.ORDERED_AT, period)).join(first, on=s.CUSTOMER_ID, how="left")
-    positive = pl.col(s.AMOUNT) > 0
+    positive = purchase
     buyer = pl.when(positive).then(pl.col(s.CUSTOMER_ID))
     return (
         frame.group_by(keys)
@@ -368,3 +376,30 @@ def attainment(table: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
     return goals.join(long.with_columns(pl.col("value").cast(pl.Float64)), on=["period", "kpi"], how="left").select(
         "period", "kpi", "value", "target", (pl.col("value") / pl.col("target")).alias("attainment")
     )
+
+
+def counting_notes(transactions: pl.LazyFrame, rules: CountingRules) -> list[str]:
+    """How many transactions the counting rules affect, in words (for the sales report)."""
+    counts = (
+        transactions.select(
+            (pl.col(s.AMOUNT) == 0).sum().alias("zero"),
+            (pl.col(s.AMOUNT) < 0).sum().alias("refunds"),
+            pl.col(s.AMOUNT).filter(pl.col(s.AMOUNT) < 0).sum().alias("refunded"),
+        )
+        .collect(engine="in-memory")
+        .row(0, named=True)
+    )
+    notes = []
+    if counts["zero"]:
+        fate = "count as orders" if rules.zero_amounts == "order" else "are not counted as orders or purchases"
+        notes.append(
+            f'{counts["zero"]:,} transactions of 0 {fate} (zero_amounts = "{rules.zero_amounts}" under [kpis] in '
+            "funnel.toml)."
+        )
+    if counts["refunds"]:
+        fate = "are subtracted from net revenue" if rules.refunds == "subtract" else "are left out of revenue"
+        notes.append(
+            f"{counts['refunds']:,} refunds (negative amounts, {-counts['refunded']:,.2f} in all) {fate} "
+            f'(refunds = "{rules.refunds}" under [kpis] in funnel.toml).'
+        )
+    return notes

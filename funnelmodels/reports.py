@@ -46,6 +46,7 @@ __all__ = [
     "sales_performance",
     "satisfaction_overview",
     "save_tables",
+    "scoring_moment",
 ]
 
 REPORTS = ("sales_performance", "stage_conversion", "customer_satisfaction")
@@ -395,7 +396,7 @@ def sales_performance(
     sentence, when the customers table has no such column.
     """
     from funnelmodels.funnel import data_end, stale_losses, with_stale_losses
-    from funnelmodels.kpis import attainment, kpi_changes, sales_kpi_table
+    from funnelmodels.kpis import attainment, counting_notes, kpi_changes, sales_kpi_table
 
     notes: list[str] = []
     missing: dict[str, str] = {}
@@ -422,7 +423,12 @@ def sales_performance(
         )
     # Win rates count the losses the stale rule infers, in the period they happen.
     closed = with_stale_losses(events, dataset.spec) if events is not None else None
-    kpis = sales_kpi_table(transactions, closed, period=period_length, won=dataset.spec.won, lost=dataset.spec.lost)
+    rules = dataset.config.counting
+    if transactions is not None:
+        notes.extend(counting_notes(transactions, rules))
+    kpis = sales_kpi_table(
+        transactions, closed, period=period_length, won=dataset.spec.won, lost=dataset.spec.lost, rules=rules
+    )
     last_day = _data_end(transactions, events)
     chosen = check_period(period, period_length, kpis["period"], last_day)
     if last_day is not None and _period_end(chosen, period_length) > last_day:
@@ -489,7 +495,13 @@ def _segment_table(
     )
     labelled = [f.with_columns(segment_label(pl.col(segment))) if f is not None else None for f in (tx, ev)]
     table = sales_kpi_table(
-        labelled[0], labelled[1], period=period_length, by=segment, won=dataset.spec.won, lost=dataset.spec.lost
+        labelled[0],
+        labelled[1],
+        period=period_length,
+        by=segment,
+        won=dataset.spec.won,
+        lost=dataset.spec.lost,
+        rules=dataset.config.counting,
     )
     return table.filter(pl.col("period") == chosen)
 
@@ -573,7 +585,7 @@ def attempt(function: Callable[..., T], *args: Any, **kwargs: Any) -> Attempt[T]
                 f"add {table}.csv or map it in funnel.toml).",
             )
         return Attempt(None, f"Not shown: {exc}")
-    except ModelError as exc:
+    except (ModelError, ReportError) as exc:
         return Attempt(None, f"Not shown: {exc}")
 
 
@@ -651,6 +663,17 @@ def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str])
     )
 
 
+def scoring_moment(dataset: Dataset) -> datetime:
+    """The moment after the data: midnight after the last dated row of any table."""
+    from funnelmodels.data.validate import dataset_summary
+
+    lasts = [t["last"] for t in dataset_summary(dataset.tables, dataset.spec)["tables"].values() if t["last"] != "None"]
+    if not lasts:
+        raise ReportError("no table has dates: there is no 'now' to score at.")
+    last = datetime.fromisoformat(max(lasts))
+    return datetime.combine(last.date() + timedelta(days=1), datetime.min.time())
+
+
 def dataset_window(dataset: Dataset) -> str:
     """``first … last`` dates over the dataset's tables, for report headers."""
     from funnelmodels.data.validate import dataset_summary
@@ -681,6 +704,11 @@ def satisfaction_overview(
 
     surveys = dataset.lazy("surveys")
     scale = dataset.config.scale
+    if s.RESPONDED_AT not in surveys.collect_schema().names():
+        raise ReportError(
+            "the surveys have no dates (no responded_at column): there is no trend to show; add the answer's date "
+            "to show one."
+        )
     trend = satisfaction_table(surveys, period=period_length, satisfied_from=scale.satisfied_from)
     if trend.height == 0:
         raise ReportError("the surveys table has no responses.")

@@ -427,3 +427,22 @@ def test_funnel_summary_says_when_every_row_is_still_within_its_horizon(tmp_path
     assert "every one of the 8 entries is still within its 400-day horizon" in lead["note"]
     curves = {(r["stage"], r["day"]): r for r in summary["segments"][0]["cumulative"]}
     assert curves[("lead", 30.0)]["converted"] > 0  # the cumulative view still answers
+
+
+def test_an_empty_segment_value_is_missing_not_a_value_called_unknown(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from funnelmodels.config import load_config
+    from funnelmodels.data.io import Dataset
+    from funnelmodels.funnel import funnel_summary
+
+    events = _events().collect()
+    customers = pl.DataFrame(
+        {
+            "customer_id": list(range(1, 8)),
+            "created_at": [datetime(2025, 1, 1)] * 7,
+            "plan": ["gold", "unknown", None, "gold", "unknown", None, "gold"],
+        }
+    )
+    dataset = Dataset(config=load_config(tmp_path), tables={"customers": customers, "stage_events": events})
+    summary = funnel_summary(dataset, by="plan")
+    # Opportunities 3 and 6 have no plan; 2 and 5 a plan the CRM calls "unknown": two different segments.
+    assert sorted(b["segment"] for b in summary["segments"]) == ["(missing)", "gold", "unknown"]

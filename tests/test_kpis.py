@@ -151,3 +151,42 @@ def test_attainment_against_targets() -> None:
     assert a["attainment"].to_list() == [0.5, 0.5]
     with pytest.raises(ConfigError, match="unknown KPIs \\['revenue'\\]"):
         attainment(t, targets.with_columns(pl.lit("revenue").alias("kpi")))
+
+
+def test_counting_rules_for_purchases_of_zero_and_refunds() -> None:
+    from funnelmodels.config import CountingRules
+    from funnelmodels.kpis import counting_notes, sales_kpi_table
+
+    # Customer 4 takes a free sample (0) in February and buys nothing else.
+    sample = pl.DataFrame(
+        {"customer_id": [4], "ordered_at": [datetime(2025, 2, 10)], "amount": [0.0], "region": ["north"]}
+    )
+    rows = pl.concat([_transactions().collect(), sample]).lazy()
+
+    default = sales_kpi_table(rows, period="month")
+    # The default: a 0 is not an order and not a purchase; refunds are subtracted (March: −20).
+    assert default["orders"].to_list() == [1, 2, 2]
+    assert default["active_customers"].to_list() == [1, 1, 2]
+    assert default["net_revenue"].to_list() == [100.0, 60.0, -20.0]
+
+    counted = sales_kpi_table(rows, period="month", rules=CountingRules(zero_amounts="order", refunds="ignore"))
+    # February gains an order, a new account and an active customer; the average sale falls to 60 / 3 = 20.
+    assert counted["orders"].to_list() == [1, 3, 2]
+    assert counted["new_accounts"].to_list() == [1, 2, 1]
+    assert counted["average_sale"][1] == pytest.approx(20.0)
+    # March without the refund: 50 + 30 = 80.
+    assert counted["net_revenue"].to_list() == [100.0, 60.0, 80.0]
+
+    notes = counting_notes(rows, CountingRules())
+    assert notes[0].startswith(
+        '1 transactions of 0 are not counted as orders or purchases (zero_amounts = "not an order"'
+    )
+    assert notes[1].startswith("1 refunds (negative amounts, 100.00 in all) are subtracted from net revenue")
+    with pytest.raises(ConfigError, match='zero_amounts must be "not an order" or "order"'):
+        CountingRules(zero_amounts="maybe")  # type: ignore[arg-type]
+
+
+def test_no_nps_columns_without_nps() -> None:
+    table = satisfaction_table(_surveys().drop("nps"), period="month")
+    assert "nps" not in table.columns and "promoters" not in table.columns
+    assert "csat_mean" in table.columns

@@ -131,7 +131,7 @@ SURVEYS = TableSchema(
     name="surveys",
     columns=(
         ColumnSpec(CUSTOMER_ID, "id"),
-        ColumnSpec(RESPONDED_AT, "datetime"),
+        ColumnSpec(RESPONDED_AT, "datetime", required=False),
         ColumnSpec(CSAT, "int", required=False, nullable=True),
         ColumnSpec(NPS, "int", required=False, nullable=True),
         ColumnSpec(ORDER_ID, "id", required=False, nullable=True),

@@ -443,7 +443,7 @@ def dataset_summary(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> dic
         "warnings": data_warnings(tables, spec),
     }
     for name, frame in tables.items():
-        time = frame[_TIME[name]]
+        time = frame[_TIME[name]] if _TIME[name] in frame.columns else pl.Series([None], dtype=pl.Datetime("us"))
         out["tables"][name] = {"rows": frame.height, "first": str(time.min()), "last": str(time.max())}
     if "stage_events" in tables:
         counts = tables["stage_events"][s.STAGE].value_counts()

@@ -20,7 +20,14 @@ from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import OutOfTimeSplit, out_of_time_split
-from funnelmodels.features import AS_OF, build_features, build_transition_features, extra_features, feature_columns
+from funnelmodels.features import (
+    AS_OF,
+    DEMOGRAPHIC,
+    build_features,
+    build_transition_features,
+    extra_features,
+    feature_columns,
+)
 from funnelmodels.funnel import (
     AGE_BANDS,
     OPPORTUNITY_START,
@@ -216,15 +223,10 @@ def transition_frame(
 
 
 def _ground_truth(dataset: Dataset) -> pl.DataFrame | None:
-    for fmt in ("parquet", "csv"):
-        path = Path(dataset.config.root) / "ground_truth" / f"conversion.{fmt}"
-        if path.is_file():
-            reader = pl.read_parquet if fmt == "parquet" else pl.read_csv
-            truth = reader(path)
-            return truth.select(
-                s.OPPORTUNITY_ID, s.STAGE, pl.col(s.ENTERED_AT).cast(pl.Datetime("us")), "true_probability"
-            )
-    return None
+    truth = read_ground_truth(dataset, "conversion")
+    if truth is None:
+        return None
+    return truth.select(s.OPPORTUNITY_ID, s.STAGE, pl.col(s.ENTERED_AT).cast(pl.Datetime("us")), "true_probability")
 
 
 def train_conversion(
@@ -447,15 +449,22 @@ class SatisfactionTraining:
 
     models: dict[str, SatisfactionModel]
     target: str
-    split: OutOfTimeSplit
+    split: OutOfTimeSplit | None
     train: pl.DataFrame
     test: pl.DataFrame
     metrics: pl.DataFrame
+    evaluation: str = "out of time"
+    """How the test rows were chosen: "out of time", or "random" when the surveys have no dates."""
 
     def verdict(self) -> str:
         """One paragraph on how the engines compare on the ranked probability score, and why."""
         rps = {r["engine"]: r["rps"] for r in self.metrics.iter_rows(named=True)}
         lines = []
+        if self.evaluation == "random":
+            lines.append(
+                f"The surveys have no dates, so the models use the customers' own columns only and are judged on "
+                f"a random {self.test.height:,} answers (not on a later period: nothing is later than anything)."
+            )
         if "lightgbm" in rps and "naive" in rps:
             beat = "beats" if rps["lightgbm"] < rps["naive"] else "does not beat"
             lines.append(f"LightGBM {beat} the naive baseline (RPS {rps['lightgbm']:.4f} vs {rps['naive']:.4f}).")
@@ -483,14 +492,40 @@ class SatisfactionTraining:
 
 
 def survey_frame(dataset: Dataset) -> pl.DataFrame:
-    """Every survey response with point-in-time features at its responded_at (truth joined on synthetic data)."""
-    surveys = dataset.lazy("surveys").with_columns(pl.col(s.RESPONDED_AT).alias(AS_OF))
-    frame = build_features(dataset, surveys).collect(engine="in-memory")
-    path = Path(dataset.config.root) / "ground_truth" / "satisfaction.parquet"
-    if path.is_file():
-        truth = pl.read_parquet(path).with_columns(pl.col(s.RESPONDED_AT).cast(pl.Datetime("us")))
-        frame = frame.join(truth, on=[s.CUSTOMER_ID, s.RESPONDED_AT], how="left")
+    """Every survey response with point-in-time features at its responded_at (truth joined on synthetic data).
+
+    Surveys without dates (no responded_at column) get the customers' own columns only: nothing
+    can be said about what was known when they were answered.
+    """
+    surveys = dataset.lazy("surveys")
+    if s.RESPONDED_AT not in surveys.collect_schema().names():
+        if not dataset.has("customers"):
+            return surveys.collect(engine="in-memory")
+        customers = dataset.lazy("customers")
+        columns = [c for c in (*DEMOGRAPHIC, *extra_features(dataset)) if c in customers.collect_schema().names()]
+        return surveys.join(customers.select(s.CUSTOMER_ID, *columns), on=s.CUSTOMER_ID, how="left").collect(
+            engine="in-memory"
+        )
+    frame = build_features(dataset, surveys.with_columns(pl.col(s.RESPONDED_AT).alias(AS_OF))).collect(
+        engine="in-memory"
+    )
+    truth = read_ground_truth(dataset, "satisfaction")
+    if truth is not None:
+        truth = truth.with_columns(pl.col(s.RESPONDED_AT).cast(pl.Datetime("us")))
+        frame = frame.join(truth.drop(s.ORDER_ID, strict=False), on=[s.CUSTOMER_ID, s.RESPONDED_AT], how="left")
     return frame
+
+
+def read_ground_truth(dataset: Dataset, name: str) -> pl.DataFrame | None:
+    """The generator's ``ground_truth/<name>`` (Parquet or CSV) beside a dataset, or None."""
+    for fmt, reader in (("parquet", pl.read_parquet), ("csv", pl.read_csv)):
+        path = Path(dataset.config.root) / "ground_truth" / f"{name}.{fmt}"
+        if path.is_file():
+            frame = reader(path)
+            return frame.with_columns(
+                pl.col(c).str.to_datetime() for c, t in frame.schema.items() if t == pl.String and c.endswith("_at")
+            )
+    return None
 
 
 def train_satisfaction(
@@ -512,7 +547,20 @@ def train_satisfaction(
     frame = survey_frame(dataset)
     check_target(frame, target)
     frame = frame.filter(pl.col(target).is_not_null())
-    split, train, validation, test, meta = _split_by_time(dataset, frame, test_share)
+    evaluation = "out of time"
+    if AS_OF in frame.columns:
+        split, train, validation, test, meta = _split_by_time(dataset, frame, test_share)
+    else:
+        # No dates: nothing is "later" than anything; a random split is the only one possible.
+        evaluation, split = "random", None
+        fold = stratified_folds(frame[target].to_numpy(), 20, seed)
+        test_n, valid_n = round(20 * test_share), 3
+        train, validation, test = (
+            frame.filter(pl.Series(fold >= test_n + valid_n)),
+            frame.filter(pl.Series((fold >= test_n) & (fold < test_n + valid_n))),
+            frame.filter(pl.Series(fold < test_n)),
+        )
+        meta = {"data_fingerprint": dataset.fingerprint(), "evaluation": "random split (the surveys have no dates)"}
     features = feature_columns(frame, exclude=(s.STAGE,), extra=extra_features(dataset))
     meta = meta | {"response_lag": response_lag(pl.concat([train, validation]))}
     models: dict[str, SatisfactionModel] = {
@@ -542,7 +590,9 @@ def train_satisfaction(
     has_truth = all(c in test.columns for c in truth) and test.select(truth).null_count().sum_horizontal()[0] == 0
     if target == "csat" and tuple(levels) == LEVELS["csat"] and has_truth:
         rows.append({"engine": ORACLE, **ordinal_metrics(y, test.select(truth).to_numpy(), levels, satisfied_from)})
-    return SatisfactionTraining(models, target, split, pl.concat([train, validation]), test, pl.DataFrame(rows))
+    return SatisfactionTraining(
+        models, target, split, pl.concat([train, validation]), test, pl.DataFrame(rows), evaluation
+    )
 
 
 def response_lag(frame: pl.DataFrame) -> dict[str, Any]:
