@@ -175,6 +175,12 @@ CASES = [
         "toml-typo", _toml('[tables.customers]\npath = "customers.csv"\nseperator = ";"\n'), r"Did you mean 'separator'"
     ),
     Case("one-stage-funnel", _toml('[funnel]\nstages = ["won"]\n'), r"\[funnel\] stages needs at least two stages"),
+    Case(
+        "misspelt-column",
+        _toml('[tables.customers]\npath = "customers.csv"\n[tables.customers.columns]\ncreated_at = "Created_At"\n'),
+        r"customers\.created_at: funnel\.toml maps it to column 'Created_At', which customers\.csv lacks "
+        r"\(did you mean 'created_at'\?\) \(its columns: customer_id, created_at",
+    ),
     # --- models and reports
     Case("foreign-model", _foreign_model, r"satisfaction.*conversion|conversion.*satisfaction"),
     Case("as-of-before-data", _as_of_before_data, r"as_of 2001-01-01.* before any stage event"),

@@ -87,10 +87,15 @@ def test_cdnow_monthly_kpis_match_a_hand_count() -> None:
 @pytest.mark.slow
 def test_cdnow_report_renders_through_the_command_line(tmp_path: Path) -> None:
     config = EXAMPLES / "cdnow" / "funnel.toml"
-    args = ["--quiet", "report", "sales_performance", "-p", "data_dir", str(config), "-p", "period", "1998-06"]
+    args = ["--quiet", "report", "--all", "-p", "data_dir", str(config), "-p", "period", "1998-06"]
 
     assert main([*args, "--reports-dir", str(tmp_path)]) == 0
 
+    # Every report renders; those that need tables CDNOW lacks say so.
+    stage = (tmp_path / "stage_conversion" / "latest" / "report.html").read_text(encoding="utf-8")
+    assert "No stage_events table" in stage
+    satisfaction = (tmp_path / "customer_satisfaction" / "latest" / "report.html").read_text(encoding="utf-8")
+    assert "No surveys table" in satisfaction
     folder = tmp_path / "sales_performance" / "1998-06"
     page = (folder / "report.html").read_text(encoding="utf-8")
     assert "Every period" in page and "No stage_events table: win rate, funnel and pipeline need one" in page
@@ -138,9 +143,13 @@ def test_bank_contacts_become_a_dated_one_step_funnel(bank: Path) -> None:
 @needs_bank
 @pytest.mark.slow
 def test_bank_model_reaches_the_published_auc_on_random_folds(bank: Path, tmp_path: Path) -> None:
-    args = ["--quiet", "report", "stage_conversion", "-p", "data_dir", str(bank), "-p", "random_folds", "5"]
+    args = ["--quiet", "report", "--all", "-p", "data_dir", str(bank), "-p", "random_folds", "5"]
 
     assert main([*args, "--reports-dir", str(tmp_path)]) == 0
+    # The other reports render too, saying what the bank's data lacks.
+    satisfaction = (tmp_path / "customer_satisfaction" / "latest" / "report.html").read_text(encoding="utf-8")
+    assert "No surveys table" in satisfaction
+    assert (tmp_path / "sales_performance" / "latest" / "tables" / "funnel.csv").is_file()
 
     tables = tmp_path / "stage_conversion" / "latest" / "tables"
     folds = pl.read_csv(tables / "random_folds.csv")

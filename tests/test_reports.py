@@ -33,7 +33,7 @@ def test_every_report_writes_html_notebook_manifest_and_tables(
     expected_tables = {
         "sales_performance": {"kpis", "changes", "year_over_year", "segments", "funnel", "cumulative", "pipeline"},
         "stage_conversion": {"metrics", "importance", "odds_ratios", "waiting", "cumulative"},
-        "customer_satisfaction": {"trend", "metrics", "coefficients", "at_risk"},
+        "customer_satisfaction": {"trend", "metrics", "coefficients", "drivers", "at_risk"},
     }
     fingerprint = load_dataset(synthetic_dir).fingerprint()
     for name, run in rendered.items():
@@ -183,3 +183,17 @@ def test_nbval_runs_every_notebook_on_small_data(synthetic_dir: Path, tmp_path: 
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert re.search(r"\d+ passed", result.stdout)
+
+
+@pytest.mark.slow
+def test_satisfaction_report_names_late_delivery_as_the_top_driver(tmp_path: Path) -> None:
+    from funnelmodels.data.synthetic import generate_dataset, write_dataset
+
+    write_dataset(generate_dataset(4_000, seed=1, late_deliveries=True), tmp_path / "data")
+    run = run_report("customer_satisfaction", {"data_dir": str(tmp_path / "data")}, reports_dir=tmp_path / "r")
+    tables = run.folder / "tables"
+    import polars as pl
+
+    assert pl.read_csv(tables / "drivers.csv")["feature"][0] == "days_late"  # LightGBM
+    assert pl.read_csv(tables / "coefficients.csv")["term"][0] == "days_late"  # the ordinal model
+    assert "days_late" in run.html.read_text(encoding="utf-8")
