@@ -771,8 +771,12 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
         transitions = add_segments(dataset, transitions)
         available = [c for c in transitions.collect_schema().names() if c not in _NOT_SEGMENTS]
         if by not in available:
+            import difflib
+
+            close = difflib.get_close_matches(by, available, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"--by {by!r} is not a column of this dataset; available: {', '.join(sorted(available))}."
+                f"--by {by!r} is not a column of this dataset{hint}; available: {', '.join(sorted(available))}."
             )
         # An empty value is "(missing)", never confused with a value "unknown" in the data.
         transitions = transitions.with_columns(pl.col(by).cast(pl.String).fill_null("(missing)"))

@@ -126,7 +126,7 @@ def test_validate_warns_when_no_opportunity_is_ever_lost(tmp_path: Path) -> None
 def test_funnel_bad_input_is_refused_clearly(synthetic_dir: Path, tmp_path: Path) -> None:
     result = run("funnel", str(synthetic_dir), "--by", "regoin")
     assert result.returncode == 1
-    assert "--by 'regoin' is not a column of this dataset; available:" in result.stderr
+    assert "--by 'regoin' is not a column of this dataset (did you mean 'region'?); available:" in result.stderr
     assert "region" in result.stderr and "customer_type" in result.stderr
     result = run("funnel", str(synthetic_dir), "--horizon-days", "0")
     assert result.returncode == 2

@@ -244,3 +244,17 @@ def test_won_and_lost_together_is_refused(write_tables: Writer) -> None:
     [problem] = _problems(write_tables, _broken(stage_events=events))
     assert problem.startswith("stage_events.stage: events after the opportunity was closed")
     assert "(2 rows" in problem
+
+
+def test_two_answers_at_one_moment_are_two_surveys_when_about_different_orders(write_tables: Writer) -> None:
+    tables = tiny_tables()
+    twice = pl.DataFrame(
+        {"customer_id": [1, 1], "responded_at": ["2025-01-15", "2025-01-15"], "csat": [4, 2], "order_id": [10, 11]}
+    )
+    assert load_dataset(write_tables(tables | {"surveys": twice}, "a")).tables["surveys"].height == 2
+    same = twice.with_columns(pl.Series("order_id", [10, 10]))
+    [problem] = _problems(write_tables, tables | {"surveys": same})
+    assert problem.startswith("surveys.customer_id: duplicate combination of customer_id, responded_at, order_id")
+    elsewhere = twice.with_columns(pl.Series("order_id", [10, 12]))  # order 12 belongs to customer 2
+    [problem] = _problems(write_tables, tables | {"surveys": elsewhere})
+    assert problem.startswith("surveys.order_id: the order belongs to another customer")
