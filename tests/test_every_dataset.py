@@ -6,6 +6,7 @@ must exit 0 and each report must say, in words, what is missing and how to add i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -43,33 +44,43 @@ def _one_month(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     return tables | {
         name: tables[name].filter(pl.col(column).is_between(datetime(2026, 6, 1), datetime(2026, 6, 30, 23, 59)))
         for name, column in june.items()
+        if name in tables
     }
 
 
+def _without(*names: str) -> Callable[[dict[str, pl.DataFrame]], dict[str, pl.DataFrame]]:
+    return lambda t: {k: v for k, v in t.items() if k not in names}
+
+
+def _sparse(t: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """No deal value, no region, and no opportunity ever recorded as lost."""
+    events = t["stage_events"].drop("amount").filter(pl.col("stage") != "lost")
+    return t | {"stage_events": events, "customers": t["customers"].drop("region")}
+
+
+# Cases that do not interfere share a dataset (each report run costs seconds).
 CASES = {
-    "no-deal-amount": (lambda t: t | {"stage_events": t["stage_events"].drop("amount")}, ""),
-    "no-transactions": (lambda t: {k: v for k, v in t.items() if k != "transactions"}, ""),
-    "no-surveys": (lambda t: {k: v for k, v in t.items() if k != "surveys"}, ""),
-    "no-stage-events": (lambda t: {k: v for k, v in t.items() if k != "stage_events"}, ""),
-    "no-lost-events": (lambda t: t | {"stage_events": t["stage_events"].filter(pl.col("stage") != "lost")}, ""),
-    "one-stage": (_one_stage, '[funnel]\nstages = ["contact", "won"]\n'),
-    "one-month": (_one_month, ""),
-    "no-region": (lambda t: t | {"customers": t["customers"].drop("region")}, ""),
+    "no-deal-amount, no-region, no-lost-events": (_sparse, ""),
+    "no-transactions, one-stage": (
+        lambda t: _one_stage(_without("transactions")(t)),
+        '[funnel]\nstages = ["contact", "won"]\n',
+    ),
+    "no-surveys, one-month": (lambda t: _one_month(_without("surveys")(t)), ""),
+    "no-stage-events": (_without("stage_events"), ""),
 }
 
 # What each report must say instead of the section it cannot show.
 SAYS = {
-    "no-deal-amount": {"sales_performance": "no deal value (stage_events.amount)"},
-    "no-transactions": {
-        "sales_performance": "No transactions table",
-        "customer_satisfaction": "needs the transactions table",
+    "no-deal-amount, no-region, no-lost-events": {
+        "sales_performance": ["no deal value (stage_events.amount)", "no region column"],
+        "customer_satisfaction": ["no region column"],
     },
-    "no-surveys": {"customer_satisfaction": "No surveys table"},
-    "no-stage-events": {"sales_performance": "No stage_events table", "stage_conversion": "No stage_events table"},
-    "no-lost-events": {},
-    "one-stage": {},
-    "one-month": {"stage_conversion": "still within", "customer_satisfaction": "Only one period"},
-    "no-region": {"sales_performance": "no region column", "customer_satisfaction": "no region column"},
+    "no-transactions, one-stage": {
+        "sales_performance": ["No transactions table"],
+        "customer_satisfaction": ["needs the transactions table"],
+    },
+    "no-surveys, one-month": {"stage_conversion": ["still within"], "customer_satisfaction": ["No surveys table"]},
+    "no-stage-events": {"sales_performance": ["No stage_events table"], "stage_conversion": ["No stage_events table"]},
 }
 
 
@@ -77,13 +88,14 @@ SAYS = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_report_renders_on_a_valid_dataset(case: str, base: dict[str, pl.DataFrame], tmp_path: Path) -> None:
     change, toml = CASES[case]
-    root = _write(tmp_path / case, change(base), toml)
+    root = _write(tmp_path / "data", change(base), toml)
     load_dataset(root)  # the dataset is valid
 
     code = main(["--quiet", "report", "--all", "-p", "data_dir", str(root), "--reports-dir", str(tmp_path / "r")])
 
     assert code == 0, case
-    for report, sentence in SAYS[case].items():
+    for report, sentences in SAYS[case].items():
         folder = next((tmp_path / "r" / report).iterdir())
         page = (folder / "report.html").read_text(encoding="utf-8")
-        assert sentence in page, (case, report, sentence)
+        for sentence in sentences:
+            assert sentence in page, (case, report, sentence)
