@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from funnelmodels.errors import ModelError
+from funnelmodels.settings import collect
 
 __all__ = [
     "LEAKAGE_AUC",
@@ -190,7 +191,7 @@ def single_feature_auc(values: np.ndarray, y: np.ndarray, strata: np.ndarray | N
             (pl.col("rank_sum") - pl.col("p") * (pl.col("p") + 1) / 2).sum().alias("u"),
             (pl.col("p") * pl.col("n")).sum().alias("pairs"),
         )
-        .collect(engine="in-memory")
+        .pipe(collect)
     )
     u, pairs = per_stratum.row(0)
     if not pairs:

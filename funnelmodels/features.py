@@ -21,6 +21,7 @@ import polars as pl
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.funnel import OPPORTUNITY_START, opportunity_columns, with_stale_losses
+from funnelmodels.settings import collect, collect_all
 
 __all__ = [
     "AS_OF",
@@ -128,7 +129,7 @@ def _purchase_history(transactions: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.Lazy
 def _add_purchases(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.LazyFrame:
     # Materialise the running totals once: three look-ups use them.
     orders, refunds = (
-        frame.lazy() for frame in pl.collect_all(list(_purchase_history(transactions)), engine="in-memory")
+        frame.lazy() for frame in collect_all(_purchase_history(transactions))
     )
     spend = orders.select(s.CUSTOMER_ID, "_t", "monetary_total")
     out = _asof(rows, orders)
@@ -402,7 +403,7 @@ def rfm_summary(
     if observation_end is not None:
         end = observation_end.date() if isinstance(observation_end, datetime) else observation_end
         days = days.filter(pl.col("_day") <= end)
-    frame = _by_customer_and_day(days.collect(engine="in-memory"), customer_col)
+    frame = _by_customer_and_day(days.pipe(collect), customer_col)
     # Sorted by customer and day, every customer and every purchase day is a run of rows:
     # flags and running sums replace a group-by over (customer, day) pairs (≈ one per row).
     customer, day = pl.col(customer_col), pl.col("_day")
@@ -445,7 +446,7 @@ def rfm_summary(
             *monetary,
         )
         .sort(customer_col)
-        .collect(engine="in-memory")
+        .pipe(collect)
     )
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import warnings
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -42,6 +41,8 @@ from funnelmodels.config import FunnelSpec
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.errors import ConfigError
+from funnelmodels.settings import collect
+from funnelmodels.stats import cumulative_incidence, km_quantile, wilson
 
 __all__ = [
     "AGE_BANDS",
@@ -116,7 +117,7 @@ TRANSITION_COLUMNS = (
 
 def data_end(stage_events: pl.LazyFrame) -> datetime:
     """The data's end: the last stage event's time (used when no as_of is given)."""
-    value = stage_events.select(pl.col(s.ENTERED_AT).max()).collect(engine="in-memory").item()
+    value = stage_events.select(pl.col(s.ENTERED_AT).max()).pipe(collect).item()
     if value is None:
         raise ConfigError("stage_events has no entered_at values; cannot tell where the data ends.")
     return value
@@ -336,12 +337,6 @@ def _within(column: str, horizon_us: int) -> pl.Expr:
     return (elapsed.dt.total_microseconds() <= horizon_us).fill_null(False)
 
 
-def _wilson(successes: np.ndarray, trials: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    from statsmodels.stats.proportion import proportion_confint
-
-    low, high = proportion_confint(successes, np.maximum(trials, 1), alpha=1 - confidence, method="wilson")
-    empty = trials == 0
-    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
 
 
 def conversion_table(
@@ -374,11 +369,11 @@ def conversion_table(
             (pl.col(CONVERTED) & ~pl.col(CENSORED)).sum().alias("converted"),
             pl.col(CENSORED).sum().alias("censored"),
         )
-        .collect(engine="in-memory")
+        .pipe(collect)
     )
     order = pl.col(s.STAGE).replace_strict(list(spec.all_stages), range(len(spec.all_stages)), default=99)
     counts = counts.sort([*([by] if by else []), order], nulls_last=True)
-    low, high = _wilson(counts["converted"].to_numpy(), counts["observed"].to_numpy(), confidence)
+    low, high = wilson(counts["converted"].to_numpy(), counts["observed"].to_numpy(), confidence)
     table = counts.with_columns(
         (pl.col("observed") - pl.col("converted")).alias("dropped"),
         (pl.col("converted") / pl.col("observed")).fill_nan(None).alias("rate"),
@@ -464,7 +459,7 @@ def time_to_convert_table(
             _days(pl.col(LOST_AT) - pl.col(s.ENTERED_AT)),
             pl.col(DAYS_IN_STAGE),
         ).alias("_time"),
-    ).collect(engine="in-memory")
+    ).pipe(collect)
     rows = []
     for key, group in frame.group_by(keys, maintain_order=True):
         times = group["_time"].to_numpy().astype(float)
@@ -472,7 +467,7 @@ def time_to_convert_table(
         base = dict(zip(keys, key, strict=True)) | {"n": group.height, "events": int(events.sum())}
         fit = sm.SurvfuncRight(np.maximum(times, 0.0), events) if events.sum() else None
         for q in quantiles:
-            rows.append(base | {"q": q} | _km_quantile(fit, q, confidence))
+            rows.append(base | {"q": q} | km_quantile(fit, q, confidence))
     schema = {k: frame.schema[k] for k in keys} | {
         "n": pl.Int64,
         "events": pl.Int64,
@@ -486,85 +481,12 @@ def time_to_convert_table(
     return table.select(*keys, "q", "days", "days_low", "days_high", "n", "events")
 
 
-def _km_quantile(fit: object, q: float, confidence: float) -> dict[str, float | None]:
-    if fit is None:
-        return {"days": None, "days_low": None, "days_high": None}
-    days = fit.quantile(q)  # type: ignore[attr-defined]
-    # statsmodels takes log(-log(S)) at S = 1 inside the interval; the warning it gives there is noise.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        low, high = fit.quantile_ci(q, alpha=1 - confidence)  # type: ignore[attr-defined]
-    return {
-        k: (None if v is None or not np.isfinite(v) else float(v))
-        for k, v in zip(("days", "days_low", "days_high"), (days, low, high), strict=True)
-    }
 
 
 CUMULATIVE_DAYS = (30, 60, 90, 180, 365)
 END_TO_END = "end to end"
 
 
-def cumulative_incidence(
-    times: np.ndarray, causes: np.ndarray, at: Sequence[float], *, confidence: float = 0.95, intervals: bool = True
-) -> dict[str, np.ndarray]:
-    """Aalen–Johansen cumulative incidence of two competing events, with 95% intervals.
-
-    Parameters
-    ----------
-    times : days from the start to the event or to censoring.
-    causes : 1 = the event of interest (converted / won), 2 = the competing one (lost), 0 = censored.
-    at : days at which to read the curves.
-    intervals : False skips the intervals (null), for reading the curves at many days.
-
-    Returns
-    -------
-    ``{"at_risk", "converted", "converted_low", "converted_high", "lost", "lost_low", "lost_high"}``,
-    one value per ``at``. The variance is the delta-method (Greenwood-type) estimator of
-    Collett, *Modelling Survival Data in Medical Research*, 3rd ed., §12.3; intervals are taken
-    on the log(−log) scale so they stay within [0, 1]. Before the first event an estimate is 0
-    and its interval is null.
-    """
-    from scipy.stats import norm
-
-    times = np.asarray(times, dtype=float)
-    causes = np.asarray(causes, dtype=int)
-    days = np.asarray(at, dtype=float)
-    events = causes > 0
-    event_times, slot = np.unique(times[events], return_inverse=True)
-    order = np.sort(times)
-    n = (times.size - np.searchsorted(order, event_times, side="left")).astype(float)
-    d1 = np.bincount(slot, weights=(causes[events] == 1).astype(float), minlength=event_times.size)
-    d2 = np.bincount(slot, weights=(causes[events] == 2).astype(float), minlength=event_times.size)
-    d = d1 + d2
-    survival = np.cumprod(1 - d / np.maximum(n, 1))
-    lagged = np.r_[1.0, survival[:-1]]
-    z = float(norm.ppf(0.5 + confidence / 2))
-    out: dict[str, np.ndarray] = {"at_risk": (times.size - np.searchsorted(order, days, side="left")).astype(float)}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tie_term = np.where(n > d, d / (n * (n - d)), 0.0)
-        for name, dk in (("converted", d1), ("lost", d2)):
-            curve = np.cumsum(lagged * dk / np.maximum(n, 1))
-            k = np.searchsorted(event_times, days, side="right")  # events at or before each day
-            value = np.where(k > 0, curve[np.maximum(k - 1, 0)], 0.0)
-            out[name] = value
-            if not intervals:
-                out[f"{name}_low"] = out[f"{name}_high"] = np.full(days.size, np.nan)
-                continue
-            variance = np.zeros(days.size)
-            for i, (ki, f) in enumerate(zip(k, value, strict=True)):
-                gap = f - curve[:ki]
-                variance[i] = np.sum(
-                    gap**2 * tie_term[:ki]
-                    + lagged[:ki] ** 2 * dk[:ki] * (n[:ki] - dk[:ki]) / n[:ki] ** 3
-                    - 2 * gap * lagged[:ki] * dk[:ki] / n[:ki] ** 2
-                )
-            log_f = np.log(value)
-            se = np.sqrt(np.maximum(variance, 0.0)) / (value * np.abs(log_f))
-            inner = np.log(-log_f)
-            defined = (value > 0) & (value < 1)
-            out[f"{name}_low"] = np.where(defined, np.exp(-np.exp(inner + z * se)), np.nan)
-            out[f"{name}_high"] = np.where(defined, np.exp(-np.exp(inner - z * se)), np.nan)
-    return out
 
 
 def _competing_times(transitions: pl.LazyFrame, end: datetime) -> pl.LazyFrame:
@@ -627,7 +549,7 @@ def cumulative_conversion_table(
             *keys, pl.lit(END_TO_END).alias(s.STAGE), "_time", "_cause"
         ),
     }
-    frame = pl.concat([f.collect(engine="in-memory") for f in frames.values()], how="vertical_relaxed")
+    frame = pl.concat([f.pipe(collect) for f in frames.values()], how="vertical_relaxed")
     rows = []
     for key, group in frame.group_by([*keys, s.STAGE], maintain_order=True):
         times, causes = group["_time"].to_numpy(), group["_cause"].to_numpy()
@@ -667,7 +589,7 @@ def historical_win_probability(
     transitions : history from :func:`build_transitions` with ``end`` (rows up to it).
     opened : open opportunities ``stage, entered_at`` at ``as_of``.
     """
-    table = _competing_times(transitions, end).select(s.STAGE, "_time", "_cause").collect(engine="in-memory")
+    table = _competing_times(transitions, end).select(s.STAGE, "_time", "_cause").pipe(collect)
     stages = list(spec.open_stages)
     ever: dict[str, float] = {}
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -738,7 +660,7 @@ def cohort_table(transitions: pl.LazyFrame, spec: FunnelSpec) -> pl.DataFrame:
             (pl.col("won") / (pl.col("won") + pl.col("lost"))).fill_nan(None).alias("win_rate"),
         )
         .sort("cohort")
-        .collect(engine="in-memory")
+        .pipe(collect)
     )
 
 
@@ -780,7 +702,7 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
             )
         # An empty value is "(missing)", never confused with a value "unknown" in the data.
         transitions = transitions.with_columns(pl.col(by).cast(pl.String).fill_null("(missing)"))
-    transitions = transitions.collect(engine="in-memory").lazy()
+    transitions = transitions.pipe(collect).lazy()
     rates = conversion_table(transitions, spec, by=by)
     medians = time_to_convert_table(transitions, spec, by=by, quantiles=(0.5,))
     cumulative = cumulative_conversion_table(transitions, spec, end=end, by=by)
@@ -819,7 +741,7 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
             r[s.STAGE]: r["p_value"]
             for r in rates.unique(s.STAGE, keep="first", maintain_order=True).iter_rows(named=True)
         }
-    stale = stale_losses(events, spec, end=end).select(pl.len()).collect(engine="in-memory").item()
+    stale = stale_losses(events, spec, end=end).select(pl.len()).pipe(collect).item()
     return {
         "by": by,
         "horizon_days": horizon,
@@ -872,12 +794,12 @@ def time_to_close(
         )
         .with_columns(_days(pl.coalesce("_won", "_lost", pl.lit(end)) - pl.col("_start")).alias("_days"))
         .sort(s.OPPORTUNITY_ID)
-        .collect(engine="in-memory")
+        .pipe(collect)
     )
     won = per_opp["_won"].is_not_null().to_numpy().astype(int)
     out: dict[str, float | int | None] = {"opportunities": per_opp.height, "won": int(won.sum())}
     if not won.sum():
         return out | {"median_days": None, "median_low": None, "median_high": None}
     fit = sm.SurvfuncRight(np.maximum(per_opp["_days"].to_numpy(), 0.0), won)
-    q = _km_quantile(fit, 0.5, confidence)
+    q = km_quantile(fit, 0.5, confidence)
     return out | {"median_days": q["days"], "median_low": q["days_low"], "median_high": q["days_high"]}

@@ -20,6 +20,8 @@ import polars as pl
 from funnelmodels.config import CountingRules
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ConfigError
+from funnelmodels.settings import collect
+from funnelmodels.stats import Z95, two_sided
 
 __all__ = [
     "PERIODS",
@@ -33,7 +35,6 @@ __all__ = [
 ]
 
 PERIODS = {"day": "1d", "week": "1w", "month": "1mo", "quarter": "1q", "year": "1y"}
-Z95 = 1.959963984540054
 
 
 def _period_expr(column: str, period: str) -> pl.Expr:
@@ -77,7 +78,7 @@ def satisfaction_table(
             (pl.col("_nps") <= 6).sum().alias("detractors"),
         )
         .sort(keys)
-        .collect(engine="in-memory")
+        .pipe(collect)
     )
     csat_columns = [
         "csat_n",
@@ -139,9 +140,7 @@ def satisfaction_change(
     from scipy import stats
 
     def window(bounds: tuple[datetime, datetime]) -> pl.DataFrame:
-        return surveys.filter(pl.col(s.RESPONDED_AT).is_between(bounds[0], bounds[1], closed="left")).collect(
-            engine="in-memory"
-        )
+        return surveys.filter(pl.col(s.RESPONDED_AT).is_between(bounds[0], bounds[1], closed="left")).pipe(collect)
 
     a, b = window(before), window(after)
     out: dict[str, dict[str, float]] = {}
@@ -153,12 +152,12 @@ def satisfaction_change(
             p1, p2 = (x >= satisfied_from).mean(), (y >= satisfied_from).mean()
             pooled = ((x >= satisfied_from).sum() + (y >= satisfied_from).sum()) / (x.size + y.size)
             se = math.sqrt(pooled * (1 - pooled) * (1 / x.size + 1 / y.size))
-            out["satisfied_share"] = _change(p1, p2, _two_sided(p2 - p1, se))
+            out["satisfied_share"] = _change(p1, p2, two_sided(p2 - p1, se))
     if s.NPS in a.columns:
         x, y = a[s.NPS].drop_nulls().to_numpy(), b[s.NPS].drop_nulls().to_numpy()
         if x.size and y.size:
             (n1, v1), (n2, v2) = _nps(x), _nps(y)
-            out["nps"] = _change(100 * n1, 100 * n2, _two_sided(n2 - n1, math.sqrt(v1 + v2)))
+            out["nps"] = _change(100 * n1, 100 * n2, two_sided(n2 - n1, math.sqrt(v1 + v2)))
     return out
 
 
@@ -168,10 +167,6 @@ def _nps(scores: np.ndarray) -> tuple[float, float]:
     return float(score), float((plus + minus - score**2) / scores.size)
 
 
-def _two_sided(diff: float, se: float) -> float:
-    from scipy.stats import norm
-
-    return float(2 * norm.sf(abs(diff) / se)) if se > 0 else math.nan
 
 
 def _change(before: float, after: float, p_value: float) -> dict[str, float]:
@@ -235,7 +230,7 @@ def sales_kpi_table(
         parts.append(
             closed.group_by(keys)
             .agg((pl.col(s.STAGE) == won).sum().alias("won"), (pl.col(s.STAGE) == lost).sum().alias("lost"))
-            .collect(engine="in-memory")
+            .pipe(collect)
         )
     if not parts:
         raise ConfigError("sales KPIs need a transactions or a stage_events table.")
@@ -280,7 +275,7 @@ def _sales_part(transactions: pl.LazyFrame, period: str, keys: list[str], rules:
             buyer.drop_nulls().n_unique().alias("active_customers"),
         )
         .with_columns(pl.col("average_sale").fill_nan(None))
-        .collect(engine="in-memory")
+        .pipe(collect)
     )
 
 
@@ -344,7 +339,7 @@ def _rate_test(row: dict[str, object], kpi: str) -> dict[str, float | None]:
     se_pooled = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
     return {
-        "p_value": _two_sided(p2 - p1, se_pooled),
+        "p_value": two_sided(p2 - p1, se_pooled),
         "change_low": p2 - p1 - Z95 * se,
         "change_high": p2 - p1 + Z95 * se,
     }
@@ -386,7 +381,7 @@ def counting_notes(transactions: pl.LazyFrame, rules: CountingRules) -> list[str
             (pl.col(s.AMOUNT) < 0).sum().alias("refunds"),
             pl.col(s.AMOUNT).filter(pl.col(s.AMOUNT) < 0).sum().alias("refunded"),
         )
-        .collect(engine="in-memory")
+        .pipe(collect)
         .row(0, named=True)
     )
     notes = []

@@ -17,7 +17,6 @@ import json
 import platform
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +29,8 @@ import polars as pl
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset, atomic_dir
 from funnelmodels.errors import ConfigError, ReportError
+from funnelmodels.provenance import MODEL_PACKAGES, REPORT_PACKAGES, environment, git_commit, package_versions
+from funnelmodels.settings import collect
 
 T = TypeVar("T")
 
@@ -214,19 +215,6 @@ def _render(executed: Path, out: Path, *, with_code: bool) -> None:
     out.write_text(body, encoding="utf-8")
 
 
-def _git_commit() -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            cwd=Path(__file__).resolve().parent,
-            check=False,
-        )
-    except OSError:
-        return None
-    return done.stdout.strip() or None
 
 
 def _declared_default(notebook: Path, key: str, base: Path) -> str | None:
@@ -241,8 +229,6 @@ def _manifest(
 ) -> dict[str, Any]:
     from funnelmodels.config import load_config
     from funnelmodels.data.io import fingerprint_files
-    from funnelmodels.models.base import package_versions
-
     fingerprint = None
     if data_dir:
         try:
@@ -255,25 +241,15 @@ def _manifest(
         "parameters": dict(params),
         "data_dir": data_dir,
         "data_fingerprint_sha256": fingerprint,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "python": platform.python_version(),
-        "packages": package_versions() | _more_versions(),
+        "packages": package_versions(MODEL_PACKAGES + REPORT_PACKAGES),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
         "duration_seconds": round(seconds, 2),
     }
 
 
-def _more_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for pkg in ("papermill", "nbconvert", "matplotlib"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 
 def save_tables(output_dir: str, **tables: pl.DataFrame) -> None:
@@ -308,13 +284,7 @@ def data_notes(dataset: Dataset, output_dir: str = "") -> str:
 
 def environment_summary() -> str:
     """HTML footer: package versions, Python and git commit (what made this report)."""
-    from funnelmodels.models.base import package_versions
-
-    items = (
-        package_versions()
-        | _more_versions()
-        | {"python": platform.python_version(), "git commit": _git_commit() or "unknown"}
-    )
+    items = environment()
     cells = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in items.items())
     return f'<details><summary>Environment</summary><table class="fm-table">{cells}</table></details>'
 
@@ -609,9 +579,9 @@ def _data_end(transactions: pl.LazyFrame | None, events: pl.LazyFrame | None) ->
     """The day after the last recorded activity: a period ending by then is complete."""
     ends = []
     if transactions is not None:
-        ends.append(transactions.select(pl.col(s.ORDERED_AT).max()).collect(engine="in-memory").item())
+        ends.append(transactions.select(pl.col(s.ORDERED_AT).max()).pipe(collect).item())
     if events is not None:
-        ends.append(events.select(pl.col(s.ENTERED_AT).max()).collect(engine="in-memory").item())
+        ends.append(events.select(pl.col(s.ENTERED_AT).max()).pipe(collect).item())
     ends = [e for e in ends if e is not None]
     return (max(ends) + timedelta(days=1)).date() if ends else None
 

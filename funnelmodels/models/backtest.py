@@ -21,6 +21,7 @@ from funnelmodels.errors import ModelError
 from funnelmodels.funnel import AGE_BANDS, OPPORTUNITY_START, age_band, with_stale_losses
 from funnelmodels.models.conversion import Engine
 from funnelmodels.models.training import score_open_opportunities, train_conversion
+from funnelmodels.settings import collect
 
 __all__ = ["PipelineBacktest", "backtest_pipeline", "dataset_before"]
 
@@ -62,7 +63,7 @@ def _wins_after(dataset: Dataset, moment: datetime) -> pl.DataFrame:
         events.filter((pl.col(s.STAGE) == dataset.spec.won) & (pl.col(s.ENTERED_AT) >= moment))
         .select(s.OPPORTUNITY_ID, pl.lit(True).alias("won"))
         .unique(s.OPPORTUNITY_ID)
-        .collect(engine="in-memory")
+        .pipe(collect)
     )
 
 

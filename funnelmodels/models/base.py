@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +24,6 @@ __all__ = [
     "design_matrix",
     "design_notes",
     "design_plan",
-    "package_versions",
     "read_json",
     "read_model",
     "reason_text",
@@ -465,20 +462,6 @@ def top_reasons(
 IMPORTANCE_ROWS = 10_000
 
 
-def lightgbm_threads() -> int:
-    """LightGBM's thread count: ``FUNNELMODELS_THREADS`` if set, else 2 (the reference machine's cores).
-
-    Set it to 1 when several fits share the cores (parallel test workers, reports run side by
-    side): OpenMP threads that outnumber the cores wait on each other.
-    """
-    value = os.environ.get("FUNNELMODELS_THREADS", "2")
-    try:
-        threads = int(value)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        raise ModelError(f"FUNNELMODELS_THREADS must be a whole number of 1 or more; received {value!r}.")
-    return threads
 
 
 def importance_rows(frame: pl.DataFrame, max_rows: int | None = IMPORTANCE_ROWS) -> pl.DataFrame:
@@ -493,15 +476,6 @@ def importance_rows(frame: pl.DataFrame, max_rows: int | None = IMPORTANCE_ROWS)
     return frame.with_row_index("_i").sample(max_rows, seed=0).sort("_i").drop("_i")
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape a model's numbers."""
-    out = {}
-    for name in ("funnelmodels", "polars", "numpy", "lightgbm", "statsmodels", "scikit-learn"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 def _clean(value: Any) -> Any:

@@ -46,13 +46,13 @@ from funnelmodels.models.base import (
     design_notes,
     design_plan,
     importance_rows,
-    lightgbm_threads,
-    package_versions,
     read_model,
     top_reasons,
     unit_labels,
     write_model,
 )
+from funnelmodels.provenance import package_versions
+from funnelmodels.settings import lightgbm_threads
 
 __all__ = ["ENGINES", "StageConversionModel"]
 

@@ -39,14 +39,14 @@ from funnelmodels.models.base import (
     design_notes,
     design_plan,
     importance_rows,
-    lightgbm_threads,
-    package_versions,
     read_model,
     reason_text,
     top_reasons,
     unit_labels,
     write_model,
 )
+from funnelmodels.provenance import package_versions
+from funnelmodels.settings import lightgbm_threads
 
 __all__ = ["SATISFACTION_ENGINES", "SatisfactionModel", "ordinal_metrics"]
 

@@ -47,6 +47,7 @@ from funnelmodels.models.satisfaction import (
     check_target,
     ordinal_metrics,
 )
+from funnelmodels.settings import collect
 
 __all__ = [
     "ConversionTraining",
@@ -212,7 +213,7 @@ def transition_frame(
     end = data_end(events)
     transitions = build_transitions(events, dataset.spec, horizon_days=horizon_days, end=end)
     rows = add_snapshots(transitions, dataset.spec, end=end, horizon_days=horizon_days, days=snapshots or ())
-    frame = build_transition_features(dataset, rows).collect(engine="in-memory")
+    frame = build_transition_features(dataset, rows).pipe(collect)
     truth = _ground_truth(dataset)
     if truth is not None and (horizon_days is None or horizon_days == dataset.spec.horizon_days):
         # The generator's probabilities are those of the entry rows.
@@ -350,7 +351,7 @@ def cross_validate_conversion(
 
 def check_as_of(events: pl.LazyFrame, as_of: datetime) -> None:
     """Refuse a scoring moment before the first stage event or far beyond the data's end."""
-    first = events.select(pl.col(s.ENTERED_AT).min()).collect(engine="in-memory").item()
+    first = events.select(pl.col(s.ENTERED_AT).min()).pipe(collect).item()
     if first is None or as_of <= first:
         raise ModelError(f"as_of {as_of} is before any stage event (the data starts {first}); nothing is open yet.")
     end = data_end(events)
@@ -367,9 +368,7 @@ def open_opportunities(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
     """
     events = dataset.lazy("stage_events")
     check_as_of(events, as_of)
-    transitions = build_transitions(events.filter(pl.col(s.ENTERED_AT) < as_of), dataset.spec, end=as_of).collect(
-        engine="in-memory"
-    )
+    transitions = build_transitions(events.filter(pl.col(s.ENTERED_AT) < as_of), dataset.spec, end=as_of).pipe(collect)
     last = transitions.sort(s.ENTERED_AT).group_by(s.OPPORTUNITY_ID, maintain_order=True).last()
     # Still open: nothing after the last non-terminal entry (no exit, not lost).
     return last.filter(pl.col("exited_at").is_null() & pl.col("lost_at").is_null())
@@ -393,9 +392,7 @@ def score_open_opportunities(dataset: Dataset, model: StageConversionModel, as_o
     opened = open_opportunities(dataset, as_of)
     if opened.height == 0:
         raise ModelError(f"no opportunity is open at {as_of}.")
-    rows = build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(AS_OF))).collect(
-        engine="in-memory"
-    )
+    rows = build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(AS_OF))).pipe(collect)
     stages = list(model.spec.open_stages)
     current = rows[s.STAGE].to_numpy()
     p_now = model.predict_proba(rows)
@@ -500,15 +497,11 @@ def survey_frame(dataset: Dataset) -> pl.DataFrame:
     surveys = dataset.lazy("surveys")
     if s.RESPONDED_AT not in surveys.collect_schema().names():
         if not dataset.has("customers"):
-            return surveys.collect(engine="in-memory")
+            return surveys.pipe(collect)
         customers = dataset.lazy("customers")
         columns = [c for c in (*DEMOGRAPHIC, *extra_features(dataset)) if c in customers.collect_schema().names()]
-        return surveys.join(customers.select(s.CUSTOMER_ID, *columns), on=s.CUSTOMER_ID, how="left").collect(
-            engine="in-memory"
-        )
-    frame = build_features(dataset, surveys.with_columns(pl.col(s.RESPONDED_AT).alias(AS_OF))).collect(
-        engine="in-memory"
-    )
+        return surveys.join(customers.select(s.CUSTOMER_ID, *columns), on=s.CUSTOMER_ID, how="left").pipe(collect)
+    frame = build_features(dataset, surveys.with_columns(pl.col(s.RESPONDED_AT).alias(AS_OF))).pipe(collect)
     truth = read_ground_truth(dataset, "satisfaction")
     if truth is not None:
         truth = truth.with_columns(pl.col(s.RESPONDED_AT).cast(pl.Datetime("us")))
@@ -640,7 +633,7 @@ def at_risk_customers(
         .sort(s.CUSTOMER_ID)
         .with_columns(pl.lit(as_of).alias(AS_OF))
     )
-    rows = build_features(dataset, last_orders).collect(engine="in-memory")
+    rows = build_features(dataset, last_orders).pipe(collect)
     if rows.height == 0:
         raise ModelError(f"no customer bought in the {active_days} days before {as_of}; nobody to score.")
     lag = model.metadata.get("response_lag", {}) or {}
