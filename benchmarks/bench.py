@@ -227,7 +227,7 @@ def pandas_rfm_frame(tx, events):  # type: ignore[no-untyped-def]
 def _rfm_summary(data: Path) -> dict[str, float]:
     import polars as pl
 
-    from funnelmodels.features import rfm_summary
+    from funnelmodels.rfm import rfm_summary
 
     tx = pl.read_parquet(data / "transactions.parquet", columns=["customer_id", "ordered_at", "amount"])
     return _timed(lambda: rfm_summary(tx).height)

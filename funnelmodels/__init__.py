@@ -14,16 +14,8 @@ from funnelmodels.errors import (
     ReportError,
 )
 from funnelmodels.evaluation import LeakageWarning
-from funnelmodels.features import add_segments, build_features, build_transition_features, rfm_summary
-from funnelmodels.funnel import (
-    build_transitions,
-    cohort_table,
-    conversion_table,
-    cumulative_conversion,
-    cumulative_conversion_table,
-    end_to_end_rate,
-    time_to_convert_table,
-)
+from funnelmodels.features import build_features, build_transition_features
+from funnelmodels.funnel import build_transitions
 from funnelmodels.models.backtest import backtest_pipeline
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.satisfaction import SatisfactionModel
@@ -35,6 +27,16 @@ from funnelmodels.models.training import (
     train_conversion,
     train_satisfaction,
 )
+from funnelmodels.rates import (
+    cohort_table,
+    conversion_table,
+    cumulative_conversion,
+    cumulative_conversion_table,
+    end_to_end_rate,
+    time_to_convert_table,
+)
+from funnelmodels.rfm import rfm_summary
+from funnelmodels.segments import add_segments
 
 __all__ = [
     "ConfigError",

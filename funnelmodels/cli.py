@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import threading
@@ -18,7 +19,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from funnelmodels.errors import FunnelModelsError
+import polars as pl
+
+from funnelmodels.data import schema as s
+from funnelmodels.data.io import Dataset
+from funnelmodels.errors import ConfigError, FunnelModelsError, did_you_mean
+from funnelmodels.frames import collect
+from funnelmodels.funnel import build_transitions, data_end, stale_losses
+from funnelmodels.rates import conversion_table, cumulative_conversion_table, end_to_end_rate, time_to_convert_table
+from funnelmodels.segments import segment_label
 
 __all__ = ["main"]
 
@@ -321,8 +330,8 @@ def _print_summary(summary: dict[str, Any], data: Path) -> None:
 
 
 def _cmd_funnel(args: argparse.Namespace, progress: _Progress) -> int:
+    from funnelmodels.cli import funnel_summary
     from funnelmodels.data.io import load_dataset
-    from funnelmodels.funnel import funnel_summary
 
     progress(f"loading {args.data}")
     dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
@@ -632,3 +641,102 @@ def _cmd_report(args: argparse.Namespace, progress: _Progress) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int | None = None) -> dict[str, object]:
+    """The funnel at a glance, as plain data (what ``funnelmodels funnel`` prints).
+
+    Parameters
+    ----------
+    dataset : a loaded :class:`funnelmodels.data.io.Dataset` with stage_events.
+    by : a segment column (see :data:`funnelmodels.features.SEGMENTS`, or any customers column).
+
+    Returns
+    -------
+    ``{"by", "horizon_days", "end", "first_stage", "won", "segments": [{"segment", "stages":
+    [{stage, entered, observed, converted, rate, rate_low, rate_high, median_days,
+    median_days_low, median_days_high, note}], "end_to_end": {rate, rate_low, rate_high},
+    "cumulative": [rows of :func:`cumulative_conversion_table`]}], "tests": {stage: p_value},
+    "stale_after_days", "stale_losses"}``; ``observed`` is the rate's denominator (entries whose
+    horizon is over) and ``note`` says so when every entry of a stage is still within it.
+    """
+    from funnelmodels.segments import add_segments
+
+    assert isinstance(dataset, Dataset)
+    spec = dataset.spec
+    events = dataset.lazy("stage_events")
+    end = data_end(events)
+    horizon = spec.horizon_days if horizon_days is None else horizon_days
+    transitions = build_transitions(events, spec, horizon_days=horizon, end=end)
+    if by:
+        transitions = add_segments(dataset, transitions)
+        available = [c for c in transitions.collect_schema().names() if c not in _NOT_SEGMENTS]
+        if by not in available:
+            hint = did_you_mean(by, available)
+            raise ConfigError(
+                f"--by {by!r} is not a column of this dataset{hint}; available: {', '.join(sorted(available))}."
+            )
+        transitions = transitions.with_columns(segment_label(pl.col(by)))
+    transitions = transitions.pipe(collect).lazy()
+    rates = conversion_table(transitions, spec, by=by)
+    medians = time_to_convert_table(transitions, spec, by=by, quantiles=(0.5,))
+    cumulative = cumulative_conversion_table(transitions, spec, end=end, by=by)
+    table = rates.join(medians.drop("q", "n", "events"), on=[by, s.STAGE] if by else [s.STAGE], how="left")
+    segments = []
+    for key, group in table.group_by([by] if by else pl.lit(True), maintain_order=True):
+        stages = [
+            {
+                "stage": r[s.STAGE],
+                "entered": r["entered"],
+                "observed": r["observed"],
+                "converted": r["converted"],
+                "rate": r["rate"],
+                "rate_low": r["rate_low"],
+                "rate_high": r["rate_high"],
+                "median_days": r["days"],
+                "median_days_low": r["days_low"],
+                "median_days_high": r["days_high"],
+                "note": _censored_note(r["entered"], r["observed"], horizon),
+            }
+            for r in group.iter_rows(named=True)
+        ]
+        e2e = {k: (None if math.isnan(v) else v) for k, v in end_to_end_rate(group, spec).items()}
+        curves = cumulative.filter(pl.col(by) == key[0]) if by else cumulative
+        segments.append(
+            {
+                "segment": key[0] if by else None,
+                "stages": stages,
+                "end_to_end": e2e,
+                "cumulative": curves.drop(*([by] if by else [])).to_dicts(),
+            }
+        )
+    tests = {}
+    if by:
+        tests = {
+            r[s.STAGE]: r["p_value"]
+            for r in rates.unique(s.STAGE, keep="first", maintain_order=True).iter_rows(named=True)
+        }
+    stale = stale_losses(events, spec, end=end).select(pl.len()).pipe(collect).item()
+    return {
+        "by": by,
+        "horizon_days": horizon,
+        "stale_after_days": spec.stale_after_days,
+        "stale_losses": stale,
+        "end": end,
+        "first_stage": spec.stages[0],
+        "won": spec.won,
+        "segments": segments,
+        "tests": tests,
+    }
+
+
+_NOT_SEGMENTS = {*s.TRANSITION_COLUMNS, s.AMOUNT, s.AGE, s.INCOME}
+
+
+def _censored_note(entered: int, observed: int, horizon: int) -> str | None:
+    if entered and not observed:
+        return (
+            f"every one of the {entered:,} entries is still within its {horizon}-day horizon, so there is no "
+            "rate yet; the cumulative conversion uses them as far as they have been watched"
+        )
+    return None

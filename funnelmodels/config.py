@@ -22,14 +22,15 @@ user's own files and column names onto the canonical tables::
 from __future__ import annotations
 
 import codecs
-import difflib
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from funnelmodels.errors import ConfigError
+import polars as pl
+
+from funnelmodels.errors import ConfigError, closest
 
 __all__ = [
     "AGGREGATIONS",
@@ -112,6 +113,18 @@ class FunnelSpec:
     def rank(self, stage: str) -> int:
         """Position of ``stage`` in the funnel (``lost`` ranks after ``won``)."""
         return self.all_stages.index(stage)
+
+    def stage_order(self, column: pl.Expr, *, order: Sequence[str] | None = None) -> pl.Expr:
+        """Each value's position in the funnel, as an Int32 expression (for sorting and comparing).
+
+        ``order`` defaults to :attr:`all_stages` (``lost`` after ``won``); a table can give its
+        own labels around the stages, e.g. ``("all", *spec.open_stages)``. A value not in the
+        order comes after every one in it.
+        """
+        labels = list(self.all_stages if order is None else order)
+        return column.cast(pl.String).replace_strict(
+            labels, list(range(len(labels))), default=len(labels), return_dtype=pl.Int32
+        )
 
 
 @dataclass(frozen=True)
@@ -523,8 +536,8 @@ def _lookup(entry: Any, *, root: Path, where: str) -> Lookup:
             )
         ((how, column),) = rule.items()
         if how not in AGGREGATIONS or not isinstance(column, str):
-            close = difflib.get_close_matches(str(how), AGGREGATIONS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            match = closest(str(how), AGGREGATIONS)
+            hint = f" Did you mean {match!r}?" if match else ""
             raise ConfigError(
                 f"{where}.columns.{target}: {how!r} is not an aggregation of a column.{hint} "
                 f'Use one of {", ".join(AGGREGATIONS)}, e.g. {{ sum = "value" }}.'
@@ -636,6 +649,6 @@ def _derivation(column: str, rule: Any, *, where: str) -> Derivation:
 def _check_keys(section: Mapping[str, Any], allowed: Sequence[str], *, where: str) -> None:
     for key in section:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            match = closest(key, allowed)
+            hint = f" Did you mean {match!r}?" if match else ""
             raise ConfigError(f"{where} has an unknown key {key!r}.{hint} Allowed keys: {', '.join(allowed)}.")

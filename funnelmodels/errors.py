@@ -7,7 +7,8 @@ non-zero exit instead of a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "ModelError",
     "Problem",
     "ReportError",
+    "closest",
+    "did_you_mean",
 ]
 
 
@@ -85,3 +88,15 @@ class DataValidationError(FunnelModelsError):
         if self.source:
             head += f" in {self.source}"
         return head + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+
+
+def closest(name: str, options: Iterable[str]) -> str | None:
+    """The option most like ``name`` (a likely typo of it), or None."""
+    close = difflib.get_close_matches(str(name), [o for o in options if not o.startswith("_")], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the option most like ``name``, or an empty string."""
+    match = closest(name, options)
+    return f" (did you mean {match!r}?)" if match else ""

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from funnelmodels.errors import ModelError
-from funnelmodels.settings import collect
+from funnelmodels.frames import collect
 
 __all__ = [
     "LEAKAGE_AUC",

@@ -14,65 +14,24 @@ grows with the number of rows, not with rows times history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
 
 import polars as pl
 
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
-from funnelmodels.funnel import OPPORTUNITY_START, opportunity_columns, with_stale_losses
-from funnelmodels.settings import collect, collect_all
+from funnelmodels.frames import as_days, collect_all
+from funnelmodels.funnel import opportunity_columns, with_stale_losses
 
 __all__ = [
-    "AS_OF",
-    "CATEGORICAL_FEATURES",
-    "SEGMENTS",
-    "add_segments",
     "build_features",
     "build_transition_features",
     "categorical_features",
     "extra_features",
     "feature_columns",
-    "rfm_summary",
 ]
 
-AS_OF = s.AS_OF
-_US_PER_DAY = 86_400_000_000
 
-DEMOGRAPHIC = ("age", "gender", "income", "region", "product_knowledge", "tenure_days")
-PURCHASES = (
-    "recency_days",
-    "frequency",
-    "monetary_total",
-    "monetary_mean",
-    "monetary_max",
-    "distinct_categories",
-    "spend_90d",
-    "spend_365d",
-    "refund_count",
-    "refund_amount",
-)
-SATISFACTION = ("last_csat", "mean_csat", "last_nps", "survey_count")
-OPPORTUNITIES = ("prior_opportunities", "prior_wins", "prior_losses")
-ORDER_CONTEXT = ("order_amount", "order_category", "days_since_order", "days_late", "delivered")
-"""Features of the order a survey is about (surveys.order_id): as known when the survey was answered."""
-ORDER_PREFIX = "order_"
-STAGE_CONTEXT = (
-    "stage",
-    "days_since_opportunity_start",
-    s.DAYS_IN_STAGE_SO_FAR,
-    "stage_entry",
-    "deal_amount",
-    "source",
-)
-CATEGORICAL_FEATURES = ("gender", "region", "stage", "source", "order_category")
-
-
-def _days(expr: pl.Expr) -> pl.Expr:
-    return expr.dt.total_microseconds() / _US_PER_DAY
-
-
-def _asof(left: pl.LazyFrame, right: pl.LazyFrame, *, on: str = AS_OF) -> pl.LazyFrame:
+def _asof(left: pl.LazyFrame, right: pl.LazyFrame, *, on: str = s.AS_OF) -> pl.LazyFrame:
     """Attach the last right row strictly before each left row's time, per customer."""
     # Joins do not promise to keep row order, so sort here, where order matters.
     return (
@@ -128,21 +87,19 @@ def _purchase_history(transactions: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.Lazy
 
 def _add_purchases(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.LazyFrame:
     # Materialise the running totals once: three look-ups use them.
-    orders, refunds = (
-        frame.lazy() for frame in collect_all(_purchase_history(transactions))
-    )
+    orders, refunds = (frame.lazy() for frame in collect_all(_purchase_history(transactions)))
     spend = orders.select(s.CUSTOMER_ID, "_t", "monetary_total")
     out = _asof(rows, orders)
     out = _asof(out, refunds)
     for days in (90, 365):
         window_start = f"_start_{days}"
-        out = out.with_columns((pl.col(AS_OF) - pl.duration(days=days)).alias(window_start))
+        out = out.with_columns((pl.col(s.AS_OF) - pl.duration(days=days)).alias(window_start))
         out = _asof(out, spend.rename({"monetary_total": f"_before_{days}"}), on=window_start)
         out = out.with_columns(
             (pl.col("monetary_total").fill_null(0.0) - pl.col(f"_before_{days}").fill_null(0.0)).alias(f"spend_{days}d")
         ).drop(window_start, f"_before_{days}")
     return out.with_columns(
-        _days(pl.col(AS_OF) - pl.col("_last_order")).alias("recency_days"),
+        as_days(pl.col(s.AS_OF) - pl.col("_last_order")).alias("recency_days"),
         pl.col("frequency").fill_null(0),
         pl.col("monetary_total").fill_null(0.0),
         (pl.col("monetary_total") / pl.col("frequency")).alias("monetary_mean"),
@@ -196,10 +153,10 @@ def _add_opportunity_history(
         )
     )
     # Other opportunities opened strictly before this one started; for plain as_of rows, before as_of.
-    key = OPPORTUNITY_START if OPPORTUNITY_START in rows.collect_schema().names() else AS_OF
+    key = s.OPPORTUNITY_START if s.OPPORTUNITY_START in rows.collect_schema().names() else s.AS_OF
     out = _asof(rows, starts, on=key)
     out = _asof(out, closed)
-    return out.with_columns(pl.col(c).fill_null(0) for c in OPPORTUNITIES)
+    return out.with_columns(pl.col(c).fill_null(0) for c in s.OPPORTUNITIES)
 
 
 def _add_order_context(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.LazyFrame:
@@ -219,13 +176,13 @@ def _add_order_context(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.Laz
         pl.col(s.ORDERED_AT).alias("_ordered_at"),
         pl.col(s.AMOUNT).alias("order_amount"),
         *[pl.col(c).alias(f"_{c}") for c in optional],
-        *[pl.col(c).alias(f"{ORDER_PREFIX}{c}") for c in own if f"{ORDER_PREFIX}{c}" not in taken],
+        *[pl.col(c).alias(f"{s.ORDER_PREFIX}{c}") for c in own if f"{s.ORDER_PREFIX}{c}" not in taken],
     )
-    as_of = pl.col(AS_OF)
+    as_of = pl.col(s.AS_OF)
     seen = pl.col("_ordered_at") < as_of
     exprs = [
         pl.when(seen).then(pl.col("order_amount")).alias("order_amount"),
-        pl.when(seen).then(_days(as_of - pl.col("_ordered_at"))).alias("days_since_order"),
+        pl.when(seen).then(as_days(as_of - pl.col("_ordered_at"))).alias("days_since_order"),
     ]
     if s.CATEGORY in optional:
         exprs.append(pl.when(seen).then(pl.col(f"_{s.CATEGORY}")).alias("order_category"))
@@ -233,7 +190,7 @@ def _add_order_context(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.Laz
         delivered = (pl.col(f"_{s.DELIVERED_AT}") < as_of).fill_null(False)
         late_until = pl.when(delivered).then(pl.col(f"_{s.DELIVERED_AT}")).otherwise(as_of)
         exprs += [
-            pl.when(seen).then(_days(late_until - pl.col(f"_{s.PROMISED_AT}"))).alias("days_late"),
+            pl.when(seen).then(as_days(late_until - pl.col(f"_{s.PROMISED_AT}"))).alias("days_late"),
             pl.when(seen).then(delivered.cast(pl.Int8)).alias("delivered"),
         ]
     joined = rows.join(
@@ -265,17 +222,17 @@ def build_features(
     distinct_categories, spend_90d, spend_365d, refund_count, refund_amount``),
     satisfaction (``last_csat, mean_csat, last_nps, survey_count``), opportunity
     history (``prior_opportunities, prior_wins, prior_losses``) and, for rows about an order
-    (an ``order_id`` column), the order's context (:data:`ORDER_CONTEXT` and ``order_<column>``
-    for the transactions' own columns).
+    (an ``order_id`` column), the order's context (``schema.ORDER_CONTEXT`` and
+    ``order_<column>`` for the transactions' own columns).
     """
     out = rows.with_row_index("_row_order")
     if dataset.has("customers"):
         customers = dataset.lazy("customers")
         present = customers.collect_schema().names()
         taken = out.collect_schema().names()
-        keep = [c for c in (*DEMOGRAPHIC, *extra_features(dataset)) if c in present and c not in taken]
+        keep = [c for c in (*s.DEMOGRAPHIC, *extra_features(dataset)) if c in present and c not in taken]
         out = out.join(customers.select(s.CUSTOMER_ID, s.CREATED_AT, *keep), on=s.CUSTOMER_ID, how="left")
-        out = out.with_columns(_days(pl.col(AS_OF) - pl.col(s.CREATED_AT)).alias("tenure_days")).drop(s.CREATED_AT)
+        out = out.with_columns(as_days(pl.col(s.AS_OF) - pl.col(s.CREATED_AT)).alias("tenure_days")).drop(s.CREATED_AT)
     if dataset.has("transactions"):
         out = _add_purchases(out, dataset.lazy("transactions"))
     if dataset.has("surveys"):
@@ -305,12 +262,12 @@ def build_transition_features(dataset: Dataset, transitions: pl.LazyFrame) -> pl
     deal_amount`` (and ``stage``, ``source`` as they are), all as of ``as_of``.
     """
     names = transitions.collect_schema().names()
-    as_of = pl.col(AS_OF) if AS_OF in names else pl.col(s.ENTERED_AT)
+    as_of = pl.col(s.AS_OF) if s.AS_OF in names else pl.col(s.ENTERED_AT)
     context = [
-        as_of.alias(AS_OF),
-        _days(as_of - pl.col(OPPORTUNITY_START)).alias("days_since_opportunity_start"),
-        _days(as_of - pl.col(s.ENTERED_AT)).alias(s.DAYS_IN_STAGE_SO_FAR),
-        pl.col("entry").alias("stage_entry"),
+        as_of.alias(s.AS_OF),
+        as_days(as_of - pl.col(s.OPPORTUNITY_START)).alias("days_since_opportunity_start"),
+        as_days(as_of - pl.col(s.ENTERED_AT)).alias(s.DAYS_IN_STAGE_SO_FAR),
+        pl.col(s.ENTRY).alias("stage_entry"),
         (pl.col(s.AMOUNT) if s.AMOUNT in names else pl.lit(None, dtype=pl.Float64)).alias("deal_amount"),
     ]
     return build_features(dataset, transitions.with_columns(context))
@@ -324,7 +281,7 @@ def feature_columns(
     ``extra``: the dataset's own customer columns (:func:`extra_features`), appended.
     """
     names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
-    wanted = (*DEMOGRAPHIC, *PURCHASES, *SATISFACTION, *OPPORTUNITIES, *ORDER_CONTEXT, *STAGE_CONTEXT)
+    wanted = (*s.DEMOGRAPHIC, *s.PURCHASES, *s.SATISFACTION, *s.OPPORTUNITIES, *s.ORDER_CONTEXT, *s.STAGE_CONTEXT)
     known = [c for c in wanted if c in names and c not in exclude]
     return known + [c for c in extra if c in names and c not in exclude and c not in known]
 
@@ -349,7 +306,7 @@ def extra_features(dataset: Dataset) -> list[str]:
         schema = dataset.lazy("transactions").collect_schema()
         canonical = set(s.SCHEMAS["transactions"].names)
         out += [
-            f"{ORDER_PREFIX}{c}"
+            f"{s.ORDER_PREFIX}{c}"
             for c, t in schema.items()
             if c not in canonical and not c.startswith("_") and _usable(t)
         ]
@@ -363,157 +320,4 @@ def _usable(dtype: pl.DataType) -> bool:
 def categorical_features(frame: pl.DataFrame, features: Sequence[str]) -> tuple[str, ...]:
     """The features treated as categories: the known ones and any text column."""
     text = (pl.String, pl.Categorical, pl.Enum)
-    return tuple(c for c in features if c in CATEGORICAL_FEATURES or isinstance(frame[c].dtype, text))
-
-
-def rfm_summary(
-    transactions: pl.LazyFrame | pl.DataFrame,
-    *,
-    observation_end: date | datetime | None = None,
-    customer_col: str = s.CUSTOMER_ID,
-    time_col: str = s.ORDERED_AT,
-    amount_col: str | None = s.AMOUNT,
-) -> pl.DataFrame:
-    """Customer RFM summary with the definitions of ``lifetimes`` and ``pymc-marketing``.
-
-    The same numbers as ``lifetimes.utils.summary_data_from_transaction_data`` (freq ``"D"``)
-    and ``pymc_marketing.clv.utils.rfm_summary``, so BG/NBD and Gamma-Gamma fits can start
-    from it: purchases are counted per calendar day, the first purchase day is not a repeat.
-    Rows are taken as given (refunds, if present, count into the day's total, as there).
-
-    Parameters
-    ----------
-    transactions : ``customer_id, ordered_at[, amount]`` (names set by the ``*_col`` arguments);
-        ``ordered_at`` a Date or Datetime.
-    observation_end : the day the observation ends (default: the last purchase day); later
-        purchases are ignored.
-    amount_col : the money column, or ``None`` for no ``monetary_value``.
-
-    Returns
-    -------
-    DataFrame ``customer_id, frequency, recency, T[, monetary_value]`` sorted by customer:
-    frequency = purchase days − 1; recency = days from the first to the last purchase day;
-    T = days from the first purchase day to ``observation_end``; monetary_value = mean
-    daily total over the repeat days (0 without repeats).
-    """
-    amount = pl.col(amount_col).cast(pl.Float64) if amount_col else pl.lit(0.0)
-    days = transactions.lazy().select(
-        pl.col(customer_col), pl.col(time_col).cast(pl.Date).alias("_day"), amount.alias("_amount")
-    )
-    if observation_end is not None:
-        end = observation_end.date() if isinstance(observation_end, datetime) else observation_end
-        days = days.filter(pl.col("_day") <= end)
-    frame = _by_customer_and_day(days.pipe(collect), customer_col)
-    # Sorted by customer and day, every customer and every purchase day is a run of rows:
-    # flags and running sums replace a group-by over (customer, day) pairs (≈ one per row).
-    customer, day = pl.col(customer_col), pl.col("_day")
-    new_customer = (customer != customer.shift(1)).fill_null(True)
-    new_day = new_customer | (day != day.shift(1)).fill_null(True)
-    first_day = pl.when(new_customer).then(day).forward_fill()
-    per_customer = (
-        frame.lazy()
-        .with_columns(
-            new_customer.cum_sum().alias("_customer"),
-            new_day.alias("_new_day"),
-            pl.when(day == first_day).then(pl.lit(0.0)).otherwise(pl.col("_amount")).alias("_repeat_amount"),
-        )
-        .group_by("_customer")
-        .agg(
-            customer.first(),
-            day.first().alias("_first"),
-            day.last().alias("_last"),
-            (pl.col("_new_day").sum() - 1).cast(pl.Int64).alias("frequency"),
-            pl.col("_repeat_amount").sum().alias("_repeat_total"),
-        )
-    )
-    end_expr = pl.lit(end, dtype=pl.Date) if observation_end is not None else pl.col("_last").max()
-    monetary = (
-        [
-            pl.when(pl.col("frequency") > 0)
-            .then(pl.col("_repeat_total") / pl.col("frequency"))
-            .otherwise(0.0)
-            .alias("monetary_value")
-        ]
-        if amount_col
-        else []
-    )
-    return (
-        per_customer.select(
-            customer_col,
-            "frequency",
-            (pl.col("_last") - pl.col("_first")).dt.total_days().cast(pl.Float64).alias("recency"),
-            (end_expr - pl.col("_first")).dt.total_days().cast(pl.Float64).alias("T"),
-            *monetary,
-        )
-        .sort(customer_col)
-        .pipe(collect)
-    )
-
-
-def _by_customer_and_day(frame: pl.DataFrame, customer_col: str) -> pl.DataFrame:
-    """``frame`` ordered by customer, then day, sorting only as much as needed (file order kept within a day)."""
-    customer, day = pl.col(customer_col), pl.col("_day")
-    in_order = frame.select(
-        ((customer > customer.shift(1)) | ((customer == customer.shift(1)) & (day >= day.shift(1))))
-        .fill_null(True)
-        .all()
-    ).item()
-    if in_order:  # e.g. an export ordered by customer (CDNOW)
-        return frame
-    if frame["_day"].is_sorted():  # a log in time order: a stable sort on one key suffices
-        return frame.sort(customer_col, maintain_order=True)
-    return frame.sort(customer_col, "_day", maintain_order=True)
-
-
-SEGMENTS = ("region", "gender", "age_band", "income_band", "customer_type", "source")
-
-
-def add_segments(dataset: Dataset, transitions: pl.LazyFrame) -> pl.LazyFrame:
-    """Add the segment columns analysts break the funnel down by.
-
-    Parameters
-    ----------
-    transitions : LazyFrame ``customer_id, opportunity_start, …`` (from build_transitions).
-
-    Returns
-    -------
-    ``transitions`` plus, where the data allows: ``region, gender`` and every other
-    customers column, ``age_band`` (18–29, 30–44, 45–59, 60+, (missing)), ``income_band``
-    (<40k, 40–60k, 60–90k, 90k+, (missing)) and ``customer_type`` (new, or returning when the
-    customer bought before the opportunity started).
-    """
-    out = transitions
-    names = out.collect_schema().names()
-    if dataset.has("customers"):
-        customers = dataset.lazy("customers")
-        extra = [c for c in customers.collect_schema().names() if c not in names and c != s.CREATED_AT]
-        out = out.join(customers.select(s.CUSTOMER_ID, *extra), on=s.CUSTOMER_ID, how="left")
-        cols = customers.collect_schema().names()
-        if s.AGE in cols:
-            out = out.with_columns(
-                _band(pl.col(s.AGE), [30, 45, 60], ["18–29", "30–44", "45–59", "60+"]).alias("age_band")
-            )
-        if s.INCOME in cols:
-            labels = ["<40k", "40–60k", "60–90k", "90k+"]
-            out = out.with_columns(_band(pl.col(s.INCOME), [40_000, 60_000, 90_000], labels).alias("income_band"))
-    if dataset.has("transactions"):
-        first = (
-            dataset.lazy("transactions")
-            .filter(pl.col(s.AMOUNT) > 0)
-            .group_by(s.CUSTOMER_ID)
-            .agg(pl.col(s.ORDERED_AT).min().alias("_first_order"))
-        )
-        returning = (pl.col("_first_order") < pl.col(OPPORTUNITY_START)).fill_null(False)
-        out = (
-            out.join(first, on=s.CUSTOMER_ID, how="left")
-            .with_columns(pl.when(returning).then(pl.lit("returning")).otherwise(pl.lit("new")).alias("customer_type"))
-            .drop("_first_order")
-        )
-    return out
-
-
-def _band(value: pl.Expr, breaks: list[float], labels: list[str]) -> pl.Expr:
-    expr = pl.lit(labels[-1])
-    for upper, label in reversed(list(zip(breaks, labels, strict=False))):
-        expr = pl.when(value < upper).then(pl.lit(label)).otherwise(expr)
-    return pl.when(value.is_null()).then(pl.lit("(missing)")).otherwise(expr)
+    return tuple(c for c in features if c in s.CATEGORICAL_FEATURES or isinstance(frame[c].dtype, text))

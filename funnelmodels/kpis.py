@@ -20,7 +20,7 @@ import polars as pl
 from funnelmodels.config import CountingRules
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ConfigError
-from funnelmodels.settings import collect
+from funnelmodels.frames import collect
 from funnelmodels.stats import Z95, two_sided
 
 __all__ = [
@@ -165,8 +165,6 @@ def _nps(scores: np.ndarray) -> tuple[float, float]:
     plus, minus = (scores >= 9).mean(), (scores <= 6).mean()
     score = plus - minus
     return float(score), float((plus + minus - score**2) / scores.size)
-
-
 
 
 def _change(before: float, after: float, p_value: float) -> dict[str, float]:

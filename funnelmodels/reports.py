@@ -28,9 +28,10 @@ import polars as pl
 
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset, atomic_dir
-from funnelmodels.errors import ConfigError, ReportError
+from funnelmodels.errors import ConfigError, ReportError, did_you_mean
+from funnelmodels.frames import collect
 from funnelmodels.provenance import MODEL_PACKAGES, REPORT_PACKAGES, environment, git_commit, package_versions
-from funnelmodels.settings import collect
+from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
 
 T = TypeVar("T")
 
@@ -215,8 +216,6 @@ def _render(executed: Path, out: Path, *, with_code: bool) -> None:
     out.write_text(body, encoding="utf-8")
 
 
-
-
 def _declared_default(notebook: Path, key: str, base: Path) -> str | None:
     import papermill as pm
 
@@ -229,6 +228,7 @@ def _manifest(
 ) -> dict[str, Any]:
     from funnelmodels.config import load_config
     from funnelmodels.data.io import fingerprint_files
+
     fingerprint = None
     if data_dir:
         try:
@@ -248,8 +248,6 @@ def _manifest(
         "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
         "duration_seconds": round(seconds, 2),
     }
-
-
 
 
 def save_tables(output_dir: str, **tables: pl.DataFrame) -> None:
@@ -454,7 +452,7 @@ def _segment_table(
             )
             return None
         raise ConfigError(
-            f"segment {segment!r} is not a customers column{_did_you_mean(segment, names)}; "
+            f"segment {segment!r} is not a customers column{did_you_mean(segment, names)}; "
             f"available: {', '.join(names)}."
         )
     tx = transactions.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
@@ -486,7 +484,8 @@ def _funnel_and_pipeline(
     missing: dict[str, str],
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame | None]:
     from funnelmodels.errors import ModelError
-    from funnelmodels.funnel import build_transitions, conversion_table, cumulative_conversion_table, time_to_close
+    from funnelmodels.funnel import build_transitions
+    from funnelmodels.rates import conversion_table, cumulative_conversion_table, time_to_close
 
     end = datetime.combine(_period_end(chosen, period_length), datetime.min.time())
     transitions = build_transitions(events, dataset.spec, end=end)
@@ -559,22 +558,6 @@ def attempt(function: Callable[..., T], *args: Any, **kwargs: Any) -> Attempt[T]
         return Attempt(None, f"Not shown: {exc}")
 
 
-DEFAULT_SEGMENT = "region"
-MISSING_LABEL = "(missing)"
-
-
-def segment_label(column: pl.Expr) -> pl.Expr:
-    """A segment's values as text, an empty value shown as ``(missing)`` (not as a value 'unknown')."""
-    return column.cast(pl.String).fill_null(MISSING_LABEL)
-
-
-def _did_you_mean(name: str, options: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, options, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _data_end(transactions: pl.LazyFrame | None, events: pl.LazyFrame | None) -> date | None:
     """The day after the last recorded activity: a period ending by then is complete."""
     ends = []
@@ -606,30 +589,30 @@ def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str])
         scored = score_open_opportunities(dataset, model, end)
         method = "LightGBM model"
     else:
-        from funnelmodels.funnel import build_transitions, historical_win_probability
+        from funnelmodels.funnel import build_transitions
+        from funnelmodels.rates import historical_win_probability
 
         history = build_transitions(dataset.lazy("stage_events"), dataset.spec, end=end)
         win = historical_win_probability(history, opened, dataset.spec, end=end, as_of=end)
-        scored = opened.with_columns(pl.Series("win_probability", win)).with_columns(
-            (amount * pl.col("win_probability")).alias("expected_value")
+        scored = opened.with_columns(pl.Series(s.WIN_PROBABILITY, win)).with_columns(
+            (amount * pl.col(s.WIN_PROBABILITY)).alias(s.EXPECTED_VALUE)
         )
         method = (
             "history: for each deal, what past deals that had waited as long in the same stage went on to do, "
             "times the share of each later stage's entries that converted"
         )
     notes.append(f"Pipeline forecast at {end:%Y-%m-%d} from {method}.")
-    order = {st: i for i, st in enumerate(dataset.spec.open_stages)}
     amount = pl.col(s.AMOUNT) if s.AMOUNT in scored.columns else pl.lit(None, dtype=pl.Float64)
     return (
         scored.group_by(s.STAGE)
         .agg(
             pl.len().alias("open_deals"),
             amount.sum().alias("pipeline_amount"),
-            pl.col("win_probability").mean().alias("mean_win_probability"),
-            pl.col("win_probability").sum().alias("expected_wins"),
-            pl.col("expected_value").sum().alias("expected_revenue"),
+            pl.col(s.WIN_PROBABILITY).mean().alias("mean_win_probability"),
+            pl.col(s.WIN_PROBABILITY).sum().alias("expected_wins"),
+            pl.col(s.EXPECTED_VALUE).sum().alias("expected_revenue"),
         )
-        .sort(pl.col(s.STAGE).replace_strict(order, default=99))
+        .sort(dataset.spec.stage_order(pl.col(s.STAGE)))
     )
 
 
@@ -714,7 +697,7 @@ def satisfaction_overview(
         if segment not in names:
             if segment != DEFAULT_SEGMENT:
                 raise ConfigError(
-                    f"segment {segment!r} is not a customers column{_did_you_mean(segment, names)}; "
+                    f"segment {segment!r} is not a customers column{did_you_mean(segment, names)}; "
                     f"available: {', '.join(names)}."
                 )
             segment_note = (

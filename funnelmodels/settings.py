@@ -1,35 +1,12 @@
-"""Run-time settings read from the environment, and the one way frames are collected.
-
-Nothing here is read at import time: each setting is read when it is used, so a notebook or a
-test can change the environment first.
-"""
+"""Run-time settings read from the environment when they are used (so a notebook or a test can set them first)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-
-import polars as pl
 
 from funnelmodels.errors import ModelError
 
-__all__ = ["collect", "collect_all", "lightgbm_threads"]
-
-ENGINE = "in-memory"
-
-
-def collect(frame: pl.LazyFrame) -> pl.DataFrame:
-    """Collect a LazyFrame with polars' in-memory engine.
-
-    The default streaming engine adds floats in a varying order, so two runs on the same data
-    could differ in the last digits; a report must be reproducible to the byte.
-    """
-    return frame.collect(engine=ENGINE)
-
-
-def collect_all(frames: Sequence[pl.LazyFrame]) -> list[pl.DataFrame]:
-    """Collect several LazyFrames at once (shared parts computed once), with the same engine as `collect`."""
-    return pl.collect_all(list(frames), engine=ENGINE)
+__all__ = ["lightgbm_threads"]
 
 
 def lightgbm_threads() -> int:

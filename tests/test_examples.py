@@ -279,7 +279,8 @@ def _crm_by_hand() -> dict[str, object]:
 
 @needs_crm
 def test_crm_export_is_mapped_by_funnel_toml_alone_and_counts_agree() -> None:
-    from funnelmodels.funnel import build_transitions, conversion_table
+    from funnelmodels.funnel import build_transitions
+    from funnelmodels.rates import conversion_table
 
     data = load_dataset(EXAMPLES / "crm" / "funnel.toml")
     want = _crm_by_hand()

@@ -166,7 +166,7 @@ def test_features_reproduce_the_generators_true_probabilities(synthetic_dir: Pat
 
 
 def test_segments_bands_and_new_versus_returning(tiny: Dataset) -> None:
-    from funnelmodels.features import add_segments
+    from funnelmodels.segments import add_segments
 
     transitions = build_transitions(tiny.lazy("stage_events"), tiny.spec)
     seg = add_segments(tiny, transitions).collect().sort("opportunity_id", "entered_at")

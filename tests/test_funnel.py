@@ -9,13 +9,8 @@ import polars as pl
 import pytest
 
 from funnelmodels.config import FunnelSpec
-from funnelmodels.funnel import (
-    build_transitions,
-    cohort_table,
-    conversion_table,
-    end_to_end_rate,
-    time_to_convert_table,
-)
+from funnelmodels.funnel import build_transitions
+from funnelmodels.rates import cohort_table, conversion_table, end_to_end_rate, time_to_convert_table
 
 SPEC = FunnelSpec(horizon_days=30)
 END = datetime(2025, 6, 30)
@@ -198,7 +193,7 @@ def test_rates_agree_with_the_generators_truth(synthetic_dir) -> None:  # type: 
 
 
 def test_time_to_close_by_kaplan_meier() -> None:
-    from funnelmodels.funnel import time_to_close
+    from funnelmodels.rates import time_to_close
 
     # Opportunity 1 won after 69 days (01-01 → 03-11); 2 lost after 10; 3 lost after 28; 4 open 121 days;
     # 5 open 10 days; 6 lost after 5; 7 lost after 3. One event among 7: S(69) = 1 − 1/2 (two still at risk:
@@ -324,7 +319,7 @@ def test_snapshots_see_open_rows_again_with_labels_as_of_then(transitions: pl.La
 
 
 def test_cumulative_incidence_by_hand() -> None:
-    from funnelmodels.funnel import cumulative_incidence
+    from funnelmodels.stats import cumulative_incidence
 
     # Six entries: converted at 2 and 5, lost at 3 and 8, censored at 3 and 10.
     # t=2: 6 at risk → C = 1/6, S = 5/6.  t=3: 5 at risk, one lost → L = 5/6·1/5 = 1/6, S = 2/3.
@@ -342,7 +337,7 @@ def test_cumulative_incidence_by_hand() -> None:
 
 def test_cumulative_incidence_intervals_cover_the_truth() -> None:
     """Competing exponential risks with known curves: the 95% intervals cover about 95% of the time."""
-    from funnelmodels.funnel import cumulative_incidence
+    from funnelmodels.stats import cumulative_incidence
 
     rng = np.random.default_rng(0)
     rate_won, rate_lost, day = 0.02, 0.01, 60.0
@@ -366,7 +361,8 @@ def test_cumulative_incidence_intervals_cover_the_truth() -> None:
 def test_cumulative_conversion_covers_the_generators_all_time_conversion(synthetic) -> None:  # type: ignore[no-untyped-def]
     """The generator converts within the horizon or never: a stage's all-time conversion is the mean
     true probability of every row that entered it, the recent (censored) ones included."""
-    from funnelmodels.funnel import cumulative_conversion_table, data_end
+    from funnelmodels.rates import cumulative_conversion_table
+    from funnelmodels.funnel import data_end
 
     events = synthetic.stage_events.lazy()
     end = data_end(events)
@@ -385,7 +381,7 @@ def test_cumulative_conversion_covers_the_generators_all_time_conversion(synthet
 
 
 def test_historical_win_probability_knows_how_long_a_deal_has_waited() -> None:
-    from funnelmodels.funnel import historical_win_probability
+    from funnelmodels.rates import historical_win_probability
 
     spec = FunnelSpec(stages=("lead", "won"), horizon_days=30)
     rows = [
@@ -415,7 +411,7 @@ def test_historical_win_probability_knows_how_long_a_deal_has_waited() -> None:
 def test_funnel_summary_says_when_every_row_is_still_within_its_horizon(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from funnelmodels.config import load_config
     from funnelmodels.data.io import Dataset
-    from funnelmodels.funnel import funnel_summary
+    from funnelmodels.cli import funnel_summary
 
     events = _events().collect()
     customers = pl.DataFrame({"customer_id": list(range(1, 8)), "created_at": [datetime(2025, 1, 1)] * 7})
@@ -432,7 +428,7 @@ def test_funnel_summary_says_when_every_row_is_still_within_its_horizon(tmp_path
 def test_an_empty_segment_value_is_missing_not_a_value_called_unknown(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from funnelmodels.config import load_config
     from funnelmodels.data.io import Dataset
-    from funnelmodels.funnel import funnel_summary
+    from funnelmodels.cli import funnel_summary
 
     events = _events().collect()
     customers = pl.DataFrame(

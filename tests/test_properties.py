@@ -15,7 +15,8 @@ from funnelmodels.config import DatasetConfig, FunnelSpec
 from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.errors import DataValidationError
 from funnelmodels.features import build_features
-from funnelmodels.funnel import build_transitions, conversion_table
+from funnelmodels.funnel import build_transitions
+from funnelmodels.rates import conversion_table
 from funnelmodels.kpis import sales_kpi_table
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from conftest import SHARED_DATA
 
-from funnelmodels.features import rfm_summary
+from funnelmodels.rfm import rfm_summary
 
 CDNOW = SHARED_DATA / "cdnow" / "CDNOW_master.csv"
 

@@ -13,15 +13,13 @@ per ``one_row_per``. Every step that removes or changes rows says so in ``notes`
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from funnelmodels.config import FileSource, Lookup, TableSource
 from funnelmodels.data.schema import CREATED_AT, FILE, ROW, ColumnSpec, TableSchema
-from funnelmodels.errors import Problem
+from funnelmodels.errors import Problem, did_you_mean
 
 __all__ = ["TableRead", "read_file", "read_table"]
 
@@ -144,7 +142,7 @@ def _read_source(source: FileSource, schema: TableSchema, *, many: bool) -> Tabl
     raw, problems = _derive(raw, source, schema)
     unknown = [c for c in source.drop_columns if c not in raw.columns]
     problems += [
-        Problem(schema.name, c, f"drop_columns names a column {source.path.name} lacks{_did_you_mean(c, raw.columns)}")
+        Problem(schema.name, c, f"drop_columns names a column {source.path.name} lacks{did_you_mean(c, raw.columns)}")
         for c in unknown
     ]
     if not problems:
@@ -170,7 +168,7 @@ def _filter_rows(raw: pl.DataFrame, source: FileSource, table: str) -> tuple[pl.
                     table,
                     column,
                     f"funnel.toml filters on column {column!r}, which {source.path.name} lacks"
-                    f"{_did_you_mean(column, raw.columns)} (its columns: {', '.join(_file_columns(raw))})",
+                    f"{did_you_mean(column, raw.columns)} (its columns: {', '.join(_file_columns(raw))})",
                 )
             )
     if problems:
@@ -195,14 +193,6 @@ def _filter_rows(raw: pl.DataFrame, source: FileSource, table: str) -> tuple[pl.
     return raw, problems, notes
 
 
-def _did_you_mean(name: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, [o for o in options if o not in (ROW, FILE)], n=1, cutoff=0.6)
-    if not close:
-        lowered = {o.lower(): o for o in options}
-        close = [lowered[name.lower()]] if name.lower() in lowered else []
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _derive(raw: pl.DataFrame, source: FileSource, schema: TableSchema) -> tuple[pl.DataFrame, list[Problem]]:
     """Add the columns funnel.toml derives (``[tables.X.derive]``) from the file's own columns."""
     problems: list[Problem] = []
@@ -214,7 +204,7 @@ def _derive(raw: pl.DataFrame, source: FileSource, schema: TableSchema) -> tuple
                     schema.name,
                     column,
                     f"funnel.toml derives it from column {rule.source!r}, which {source.path.name} lacks"
-                    f"{_did_you_mean(rule.source, raw.columns)} (its columns: {', '.join(_file_columns(raw))})",
+                    f"{did_you_mean(rule.source, raw.columns)} (its columns: {', '.join(_file_columns(raw))})",
                 )
             )
             continue
@@ -250,7 +240,7 @@ def _apply_mapping(
                 Problem(
                     schema.name,
                     canonical,
-                    f"funnel.toml maps an unknown column{_did_you_mean(canonical, schema.names)}; {schema.name} "
+                    f"funnel.toml maps an unknown column{did_you_mean(canonical, schema.names)}; {schema.name} "
                     f"columns are {', '.join(schema.names)}",
                 )
             )
@@ -260,7 +250,7 @@ def _apply_mapping(
                     schema.name,
                     canonical,
                     f"funnel.toml maps it to column {theirs!r}, which {source.path.name} lacks"
-                    f"{_did_you_mean(theirs, raw.columns)} (its columns: {', '.join(_file_columns(raw))})",
+                    f"{did_you_mean(theirs, raw.columns)} (its columns: {', '.join(_file_columns(raw))})",
                 )
             )
         elif canonical in source.derive:
@@ -467,7 +457,7 @@ def _apply_lookup(
                     schema.name,
                     mine,
                     f"a lookup in {name} matches on {mine!r}, which the table lacks"
-                    f"{_did_you_mean(mine, frame.columns)} (its columns: {', '.join(_file_columns(frame))})",
+                    f"{did_you_mean(mine, frame.columns)} (its columns: {', '.join(_file_columns(frame))})",
                 )
             )
         if theirs not in raw.columns:
@@ -476,7 +466,7 @@ def _apply_lookup(
                     schema.name,
                     mine,
                     f"the lookup matches {mine!r} with column {theirs!r}, which {name} lacks"
-                    f"{_did_you_mean(theirs, raw.columns)} (its columns: {', '.join(raw.columns)})",
+                    f"{did_you_mean(theirs, raw.columns)} (its columns: {', '.join(raw.columns)})",
                 )
             )
     for target, (_, column) in lookup.columns.items():
@@ -486,7 +476,7 @@ def _apply_lookup(
                     schema.name,
                     target,
                     f"the lookup takes it from column {column!r}, which {name} lacks"
-                    f"{_did_you_mean(column, raw.columns)} (its columns: {', '.join(raw.columns)})",
+                    f"{did_you_mean(column, raw.columns)} (its columns: {', '.join(raw.columns)})",
                 )
             )
     if problems:
@@ -559,7 +549,7 @@ def _one_row_per(frame: pl.DataFrame, key: str, table: str) -> tuple[pl.DataFram
     """Merge rows that share ``key``: the earliest ``created_at``, else the first value given."""
     if key not in frame.columns:
         return frame, Problem(
-            table, key, f"one_row_per names {key!r}, which the table lacks{_did_you_mean(key, frame.columns)}"
+            table, key, f"one_row_per names {key!r}, which the table lacks{did_you_mean(key, frame.columns)}"
         )
     rows = frame.height
     aggregations = [

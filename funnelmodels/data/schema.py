@@ -52,6 +52,82 @@ AS_OF = "as_of"
 DAYS_IN_STAGE_SO_FAR = "days_in_stage_so_far"
 """Days an open opportunity has already spent in its stage at ``as_of`` (0 on entering it)."""
 
+MISSING_LABEL = "(missing)"
+"""How an empty value of a segment or a category is shown: never confused with a value 'unknown' in the data."""
+
+# Stage-transition rows (funnel.build_transitions): one row per stage entry of an opportunity.
+ENTRY = "entry"
+"""1 for an opportunity's first entry into a stage, 2 for its re-entry, …"""
+EXITED_AT = "exited_at"
+NEXT_STAGE = "next_stage"
+CONVERTED = "converted"
+"""The target: the stage moved on to the next one within the horizon."""
+CONVERTED_AT = "converted_at"
+LOST_AT = "lost_at"
+CENSORED = "censored"
+"""The outcome is not known yet: the horizon had not passed by the data's end."""
+DAYS_IN_STAGE = "days_in_stage"
+DAYS_TO_CONVERT = "days_to_convert"
+OPPORTUNITY_START = "opportunity_start"
+TRANSITION_COLUMNS = (
+    OPPORTUNITY_ID,
+    CUSTOMER_ID,
+    STAGE,
+    ENTRY,
+    ENTERED_AT,
+    EXITED_AT,
+    NEXT_STAGE,
+    CONVERTED,
+    CONVERTED_AT,
+    LOST_AT,
+    CENSORED,
+    DAYS_IN_STAGE,
+    DAYS_TO_CONVERT,
+    OPPORTUNITY_START,
+)
+
+# Feature columns (features.build_features), by where they come from.
+DEMOGRAPHIC = (AGE, GENDER, INCOME, REGION, PRODUCT_KNOWLEDGE, "tenure_days")
+PURCHASES = (
+    "recency_days",
+    "frequency",
+    "monetary_total",
+    "monetary_mean",
+    "monetary_max",
+    "distinct_categories",
+    "spend_90d",
+    "spend_365d",
+    "refund_count",
+    "refund_amount",
+)
+SATISFACTION = ("last_csat", "mean_csat", "last_nps", "survey_count")
+OPPORTUNITIES = ("prior_opportunities", "prior_wins", "prior_losses")
+ORDER_CONTEXT = ("order_amount", "order_category", "days_since_order", "days_late", "delivered")
+"""Features of the order a survey is about (surveys.order_id): as known when the survey was answered."""
+ORDER_PREFIX = "order_"
+"""Prefix of a transactions column copied as a feature of the order a survey is about."""
+STAGE_CONTEXT = (
+    STAGE,
+    "days_since_opportunity_start",
+    DAYS_IN_STAGE_SO_FAR,
+    "stage_entry",
+    "deal_amount",
+    SOURCE,
+)
+CATEGORICAL_FEATURES = (GENDER, REGION, STAGE, SOURCE, "order_category")
+
+# Output columns of the scores (models.predict).
+P_NEXT_STAGE = "p_next_stage"
+WIN_PROBABILITY = "win_probability"
+EXPECTED_VALUE = "expected_value"
+REASONS_UP = "reasons_up"
+REASONS_DOWN = "reasons_down"
+P_LOW = "p_low"
+"""P(a score in the satisfaction scale's bottom levels)."""
+EXPECTED_SCORE = "expected_score"
+IN_RANGE = "in_range"
+"""The customer's last order is as recent as the surveys the model learnt from."""
+
 
 @dataclass(frozen=True)
 class ColumnSpec:

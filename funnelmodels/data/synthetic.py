@@ -39,7 +39,7 @@ from funnelmodels.config import DEFAULT_STAGES, FunnelSpec
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import write_table
 
-__all__ = ["SyntheticData", "generate_dataset", "write_dataset"]
+__all__ = ["SyntheticData", "generate_dataset", "oracle_auc", "read_ground_truth", "write_dataset"]
 
 DEFAULT_START = datetime(2024, 7, 1)
 DEFAULT_END = datetime(2026, 6, 30, 23, 59, 59)
@@ -524,8 +524,8 @@ def _opportunities(
                 pl.lit(stage).alias(s.STAGE),
                 "_t",
                 pl.Series("true_probability", p),
-                pl.Series("converted", converts & observed),
-                (pl.col("_t") + HORIZON_DAYS * DAY > t1).alias("censored"),
+                pl.Series(s.CONVERTED, converts & observed),
+                (pl.col("_t") + HORIZON_DAYS * DAY > t1).alias(s.CENSORED),
             )
         )
         moved = active.with_columns(pl.Series("_t", next_t)).filter(pl.Series(observed))
@@ -566,7 +566,7 @@ def _opportunities(
         pl.concat(truth)
         .with_columns(pl.from_epoch("_t", time_unit="s").alias(s.ENTERED_AT))
         .drop("_t")
-        .select(s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, "true_probability", "converted", "censored")
+        .select(s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, "true_probability", s.CONVERTED, s.CENSORED)
         .sort(s.ENTERED_AT, s.OPPORTUNITY_ID)
     )
     ends = pl.concat(closed).with_columns(pl.from_epoch("_closed", time_unit="s").alias("closed_at")).drop("_closed")
@@ -648,11 +648,11 @@ def oracle_auc(conversion_truth: pl.DataFrame) -> dict[str, float]:
 
     The best any model can do on this data; the generator aims for 0.65-0.85.
     """
-    observed = conversion_truth.filter(~pl.col("censored"))
+    observed = conversion_truth.filter(~pl.col(s.CENSORED))
     out = {}
     for stage in DEFAULT_STAGES[:-1]:
         rows = observed.filter(pl.col(s.STAGE) == stage)
-        out[stage] = _auc(rows["true_probability"], rows["converted"])
+        out[stage] = _auc(rows["true_probability"], rows[s.CONVERTED])
     return out
 
 
@@ -664,3 +664,15 @@ def _auc(score: pl.Series, label: pl.Series) -> float:
     ranks = score.rank("average")
     rank_sum = float(ranks.filter(label).sum())
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def read_ground_truth(folder: str | Path, name: str) -> pl.DataFrame | None:
+    """The generator's ``ground_truth/<name>`` (Parquet or CSV) in a dataset folder, or None."""
+    for fmt, reader in (("parquet", pl.read_parquet), ("csv", pl.read_csv)):
+        path = Path(folder) / "ground_truth" / f"{name}.{fmt}"
+        if path.is_file():
+            frame = reader(path)
+            return frame.with_columns(
+                pl.col(c).str.to_datetime() for c, t in frame.schema.items() if t == pl.String and c.endswith("_at")
+            )
+    return None

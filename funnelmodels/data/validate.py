@@ -350,9 +350,7 @@ def missing_customers_problem(tables: Sequence[str]) -> Problem | None:
 
 def _stage_order_findings(events: pl.DataFrame, spec: FunnelSpec) -> list[Finding]:
     known = events.filter(pl.col(s.STAGE).is_in(list(spec.all_stages)))
-    rank = pl.col(s.STAGE).replace_strict(
-        list(spec.all_stages), list(range(len(spec.all_stages))), return_dtype=pl.Int32
-    )
+    rank = spec.stage_order(pl.col(s.STAGE))
     known = known.with_columns(rank.alias("_rank"))
     terminal = pl.col("_rank") >= len(spec.stages) - 1
     shown = [s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT]

@@ -18,10 +18,11 @@ import polars as pl
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.errors import ModelError
-from funnelmodels.funnel import AGE_BANDS, OPPORTUNITY_START, age_band, with_stale_losses
+from funnelmodels.frames import collect
+from funnelmodels.funnel import with_stale_losses
 from funnelmodels.models.conversion import Engine
 from funnelmodels.models.training import score_open_opportunities, train_conversion
-from funnelmodels.settings import collect
+from funnelmodels.segments import AGE_BANDS, age_band
 
 __all__ = ["PipelineBacktest", "backtest_pipeline", "dataset_before"]
 
@@ -95,7 +96,7 @@ def backtest_pipeline(
         scored = scored.with_columns(
             pl.col("won").fill_null(False),
             pl.lit(moment).alias("moment"),
-            ((pl.lit(moment) - pl.col(OPPORTUNITY_START)).dt.total_seconds() / 86_400).alias("age_days"),
+            ((pl.lit(moment) - pl.col(s.OPPORTUNITY_START)).dt.total_seconds() / 86_400).alias("age_days"),
         )
         scored_all.append(scored)
         amount = pl.col(s.AMOUNT).fill_null(0.0)
@@ -104,21 +105,21 @@ def backtest_pipeline(
                 pl.lit(moment).alias("moment"),
                 pl.len().alias("open_deals"),
                 amount.sum().alias("pipeline_amount"),
-                pl.col("expected_value").fill_null(0.0).sum().alias("expected_value"),
+                pl.col(s.EXPECTED_VALUE).fill_null(0.0).sum().alias(s.EXPECTED_VALUE),
                 amount.filter(pl.col("won")).sum().alias("realised_value"),
-                pl.col("win_probability").sum().alias("expected_wins"),
+                pl.col(s.WIN_PROBABILITY).sum().alias("expected_wins"),
                 pl.col("won").sum().alias("realised_wins"),
             )
         )
     scored = pl.concat(scored_all, how="vertical_relaxed")
-    table = pl.concat(summaries).with_columns((pl.col("expected_value") / pl.col("realised_value")).alias("ratio"))
+    table = pl.concat(summaries).with_columns((pl.col(s.EXPECTED_VALUE) / pl.col("realised_value")).alias("ratio"))
     order = [label for *_, label in AGE_BANDS]
     by_age = (
         scored.with_columns(age_band(pl.col("age_days")).alias("age"))
         .group_by("moment", "age")
         .agg(
             pl.len().alias("deals"),
-            pl.col("win_probability").mean().alias("mean_win_probability"),
+            pl.col(s.WIN_PROBABILITY).mean().alias("mean_win_probability"),
             pl.col("won").sum().alias("wins"),
         )
         .sort("moment", pl.col("age").replace_strict(order, range(len(order))))

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
 
 __all__ = [
@@ -125,7 +126,6 @@ MIN_LEVEL_OUTCOMES = 5
 MAX_LEVELS = 30
 """At most this many levels of one category get their own term (the most frequent); the rest is 'other'."""
 OTHER = "other"
-MISSING_LEVEL = "(missing)"
 
 
 def _numeric_values(frame: pl.DataFrame, name: str, log: bool) -> np.ndarray:
@@ -134,7 +134,7 @@ def _numeric_values(frame: pl.DataFrame, name: str, log: bool) -> np.ndarray:
 
 
 def _category_values(frame: pl.DataFrame, name: str) -> np.ndarray:
-    return frame[name].cast(pl.String).fill_null(MISSING_LEVEL).to_numpy()
+    return frame[name].cast(pl.String).fill_null(s.MISSING_LABEL).to_numpy()
 
 
 def _category_plan(values: np.ndarray, target: np.ndarray | None, name: str) -> dict[str, Any] | None:
@@ -462,8 +462,6 @@ def top_reasons(
 IMPORTANCE_ROWS = 10_000
 
 
-
-
 def importance_rows(frame: pl.DataFrame, max_rows: int | None = IMPORTANCE_ROWS) -> pl.DataFrame:
     """At most ``max_rows`` rows of ``frame`` (a seeded random sample, in their order) for importance.
 
@@ -474,8 +472,6 @@ def importance_rows(frame: pl.DataFrame, max_rows: int | None = IMPORTANCE_ROWS)
     if max_rows is None or frame.height <= max_rows:
         return frame
     return frame.with_row_index("_i").sample(max_rows, seed=0).sort("_i").drop("_i")
-
-
 
 
 def _clean(value: Any) -> Any:

@@ -38,7 +38,6 @@ from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import LEAKAGE_AUC, LeakageWarning, binary_metrics, suspected_leaks
 from funnelmodels.features import categorical_features
-from funnelmodels.funnel import CONVERTED
 from funnelmodels.models.base import (
     IMPORTANCE_ROWS,
     FeatureEncoder,
@@ -304,7 +303,7 @@ def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -
     level is the reference, where the optimiser stopped); the stage is then refitted with every
     category level coded and a ridge penalty (:data:`RIDGE_LAMBDA`), which has one answer.
     """
-    y = frame[CONVERTED].cast(pl.Int8).to_numpy()
+    y = frame[s.CONVERTED].cast(pl.Int8).to_numpy()
     positives = int(y.sum())
     base = {"stage": stage, "n": int(y.size), "positives": positives, "base_rate": float(y.mean()) if y.size else 0.0}
     if y.size < MIN_STAGE_ROWS or min(positives, y.size - positives) < MIN_STAGE_OUTCOMES:
@@ -529,10 +528,10 @@ class StageConversionModel:
         return pl.DataFrame(
             {
                 "probability": self.predict_proba(frame),
-                "reasons_up": [r["up"] for r in reasons],
-                "reasons_down": [r["down"] for r in reasons],
+                s.REASONS_UP: [r["up"] for r in reasons],
+                s.REASONS_DOWN: [r["down"] for r in reasons],
             },
-            schema={"probability": pl.Float64, "reasons_up": pl.List(pl.String), "reasons_down": pl.List(pl.String)},
+            schema={"probability": pl.Float64, s.REASONS_UP: pl.List(pl.String), s.REASONS_DOWN: pl.List(pl.String)},
         )
 
     def importance(self, frame: pl.DataFrame, *, max_rows: int | None = IMPORTANCE_ROWS) -> pl.DataFrame:
@@ -698,7 +697,7 @@ def _usable_features(train: pl.DataFrame, features: list[str]) -> tuple[list[str
     if s.ENTERED_AT in train.columns:
         keys.append(pl.col(s.ENTERED_AT).dt.truncate("1mo").cast(pl.String))
     strata = train.select(pl.concat_str(keys, separator="|")).to_series().to_numpy() if keys else None
-    for name, auc in suspected_leaks(train, kept, CONVERTED, strata=strata).items():
+    for name, auc in suspected_leaks(train, kept, s.CONVERTED, strata=strata).items():
         message = (
             f"possible leakage: feature {name!r} alone predicts conversion with ROC AUC {auc:.3f} "
             f"(> {LEAKAGE_AUC}, among rows of the same stage and month). Is it known before the outcome? "
@@ -710,7 +709,7 @@ def _usable_features(train: pl.DataFrame, features: list[str]) -> tuple[list[str
 
 
 def _observed(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.filter(~pl.col("censored")) if "censored" in frame.columns else frame
+    return frame.filter(~pl.col(s.CENSORED)) if s.CENSORED in frame.columns else frame
 
 
 def _fit_lightgbm(
@@ -731,8 +730,8 @@ def _fit_lightgbm(
     """
     import lightgbm as lgb
 
-    X, y = encoder.matrix(train), train[CONVERTED].cast(pl.Int8).to_numpy()
-    Xv, yv = encoder.matrix(validation), validation[CONVERTED].cast(pl.Int8).to_numpy()
+    X, y = encoder.matrix(train), train[s.CONVERTED].cast(pl.Int8).to_numpy()
+    Xv, yv = encoder.matrix(validation), validation[s.CONVERTED].cast(pl.Int8).to_numpy()
     # Rounds (and calibration) are chosen on the validation slice's entry rows, the rows the
     # model is judged on; snapshots of open rows train the model but do not steer the choice.
     judged = (
@@ -797,7 +796,7 @@ def _fit_lightgbm(
 
 def _base_log_odds(rows: pl.DataFrame) -> dict[str, float]:
     """Log-odds of conversion per stage (shrunk a little towards 50%), and ``_mean`` over the rows."""
-    per_stage = rows.group_by(s.STAGE).agg(pl.col(CONVERTED).sum().alias("k"), pl.len().alias("n"))
+    per_stage = rows.group_by(s.STAGE).agg(pl.col(s.CONVERTED).sum().alias("k"), pl.len().alias("n"))
     out = {
         str(stage): float(_logit(np.array([(k + 1) / (n + 2)]))[0])
         for stage, k, n in per_stage.select(s.STAGE, "k", "n").iter_rows()
@@ -823,7 +822,7 @@ def _stage_offsets(frame: pl.DataFrame, offsets: Mapping[str, float]) -> np.ndar
 
 def metrics_table(rows: pl.DataFrame, p: np.ndarray, *, label: str) -> pl.DataFrame:
     """Metrics of predictions ``p`` on ``rows`` per stage and overall, labelled ``engine = label``."""
-    y = rows[CONVERTED].cast(pl.Int8).to_numpy()
+    y = rows[s.CONVERTED].cast(pl.Int8).to_numpy()
     stages = rows[s.STAGE].to_numpy()
     out = [{"engine": label, "stage": "all", **binary_metrics(y, p)}]
     for stage in dict.fromkeys(stages.tolist()):

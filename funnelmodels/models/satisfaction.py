@@ -289,17 +289,17 @@ class SatisfactionModel:
         ]
         return pl.DataFrame(
             {
-                "expected_score": proba @ np.asarray(self.levels, dtype=float),
-                "p_low": self.low_share(proba),
-                "reasons_down": [reword(r["down"]) for r in reasons],
-                "reasons_up": [reword(r["up"]) for r in reasons],
+                s.EXPECTED_SCORE: proba @ np.asarray(self.levels, dtype=float),
+                s.P_LOW: self.low_share(proba),
+                s.REASONS_DOWN: [reword(r["down"]) for r in reasons],
+                s.REASONS_UP: [reword(r["up"]) for r in reasons],
                 "left_out": left_out,
             },
             schema={
-                "expected_score": pl.Float64,
-                "p_low": pl.Float64,
-                "reasons_down": pl.List(pl.String),
-                "reasons_up": pl.List(pl.String),
+                s.EXPECTED_SCORE: pl.Float64,
+                s.P_LOW: pl.Float64,
+                s.REASONS_DOWN: pl.List(pl.String),
+                s.REASONS_UP: pl.List(pl.String),
                 "left_out": pl.List(pl.String),
             },
         )

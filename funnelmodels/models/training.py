@@ -10,7 +10,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,25 +17,12 @@ import polars as pl
 
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
+from funnelmodels.data.synthetic import read_ground_truth
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import OutOfTimeSplit, out_of_time_split
-from funnelmodels.features import (
-    AS_OF,
-    DEMOGRAPHIC,
-    build_features,
-    build_transition_features,
-    extra_features,
-    feature_columns,
-)
-from funnelmodels.funnel import (
-    AGE_BANDS,
-    OPPORTUNITY_START,
-    SNAPSHOT_DAYS,
-    add_snapshots,
-    age_band,
-    build_transitions,
-    data_end,
-)
+from funnelmodels.features import build_features, build_transition_features, extra_features, feature_columns
+from funnelmodels.frames import collect
+from funnelmodels.funnel import SNAPSHOT_DAYS, add_snapshots, build_transitions, data_end
 from funnelmodels.models.conversion import ENGINES, Engine, StageConversionModel, metrics_table
 from funnelmodels.models.satisfaction import (
     LEVELS,
@@ -47,7 +33,7 @@ from funnelmodels.models.satisfaction import (
     check_target,
     ordinal_metrics,
 )
-from funnelmodels.settings import collect
+from funnelmodels.segments import AGE_BANDS, age_band
 
 __all__ = [
     "ConversionTraining",
@@ -89,7 +75,7 @@ class ConversionTraining:
         from funnelmodels.evaluation import reliability_table
 
         preds = self.predictions()
-        y = preds["converted"].cast(pl.Int8).to_numpy()
+        y = preds[s.CONVERTED].cast(pl.Int8).to_numpy()
         return {c[2:]: reliability_table(y, preds[c].to_numpy()) for c in preds.columns if c.startswith("p_")}
 
     def lift(self) -> dict[str, pl.DataFrame]:
@@ -97,12 +83,12 @@ class ConversionTraining:
         from funnelmodels.evaluation import lift_table
 
         preds = self.predictions()
-        y = preds["converted"].cast(pl.Int8).to_numpy()
+        y = preds[s.CONVERTED].cast(pl.Int8).to_numpy()
         return {c[2:]: lift_table(y, preds[c].to_numpy()) for c in preds.columns if c.startswith("p_")}
 
     def predictions(self) -> pl.DataFrame:
         """Test rows with each engine's probability (and the oracle's where known)."""
-        out = self.test.select(s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, "converted", "censored")
+        out = self.test.select(s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, s.CONVERTED, s.CENSORED)
         for name, model in self.models.items():
             out = out.with_columns(pl.Series(f"p_{name}", model.predict_proba(self.test)))
         if "true_probability" in self.test.columns:
@@ -124,8 +110,8 @@ class ConversionTraining:
 
     def base_rates(self) -> dict[str, float]:
         """Conversion rate of the entry rows the models learnt from and of the test period's."""
-        train = float(self.history["converted"].mean()) if self.history.height else math.nan  # type: ignore[arg-type]
-        test = float(self.test["converted"].mean()) if self.test.height else math.nan  # type: ignore[arg-type]
+        train = float(self.history[s.CONVERTED].mean()) if self.history.height else math.nan  # type: ignore[arg-type]
+        test = float(self.test[s.CONVERTED].mean()) if self.test.height else math.nan  # type: ignore[arg-type]
         return {"training": train, "test": test}
 
     def base_rate_note(self) -> str | None:
@@ -157,7 +143,7 @@ class ConversionTraining:
         band = pl.when(days == 0).then(pl.lit("on entry")).otherwise(age_band(days))
         order = ["on entry", *(label for *_, label in AGE_BANDS)]
         labels = rows.select(band.alias("b"))["b"].to_numpy()
-        y = rows["converted"].cast(pl.Float64).to_numpy()
+        y = rows[s.CONVERTED].cast(pl.Float64).to_numpy()
         # Means in numpy, in row order: a parallel group-by may add floats in another order each run.
         present = [label for label in order if (labels == label).any()]
         return pl.DataFrame(
@@ -178,7 +164,7 @@ def _split_by_time(
     The boundaries are the quantiles of the rows marked in ``entries`` (default: every row), so
     adding snapshot rows does not move them; every row then goes to the side its as_of falls on.
     """
-    times = rows[AS_OF]
+    times = rows[s.AS_OF]
     split = out_of_time_split(times.filter(entries) if entries is not None else times, test_share=test_share)
     split = OutOfTimeSplit(
         train=times < split.validation_start,
@@ -191,10 +177,10 @@ def _split_by_time(
     meta = {
         "data_fingerprint": dataset.fingerprint(),
         "training_window": {
-            "start": rows[AS_OF].min(),
+            "start": rows[s.AS_OF].min(),
             "validation_start": split.validation_start,
             "test_start": split.test_start,
-            "end": rows[AS_OF].max(),
+            "end": rows[s.AS_OF].max(),
         },
     }
     return split, train, validation, test, meta
@@ -220,11 +206,11 @@ def transition_frame(
         truth = truth.with_columns(pl.lit(0.0).alias(s.DAYS_IN_STAGE_SO_FAR))
         frame = frame.join(truth, on=[s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, s.DAYS_IN_STAGE_SO_FAR], how="left")
     # One order on every run, whatever the joins did: the models are fitted in row order.
-    return frame.sort(AS_OF, s.OPPORTUNITY_ID, s.STAGE, "entry", s.DAYS_IN_STAGE_SO_FAR)
+    return frame.sort(s.AS_OF, s.OPPORTUNITY_ID, s.STAGE, s.ENTRY, s.DAYS_IN_STAGE_SO_FAR)
 
 
 def _ground_truth(dataset: Dataset) -> pl.DataFrame | None:
-    truth = read_ground_truth(dataset, "conversion")
+    truth = read_ground_truth(dataset.config.root, "conversion")
     if truth is None:
         return None
     return truth.select(s.OPPORTUNITY_ID, s.STAGE, pl.col(s.ENTERED_AT).cast(pl.Datetime("us")), "true_probability")
@@ -249,7 +235,7 @@ def train_conversion(
     generator's true probabilities) when the dataset has ground truth.
     """
     frame = transition_frame(dataset, horizon_days=horizon_days, snapshots=snapshots)
-    observed = frame.filter(~pl.col("censored"))
+    observed = frame.filter(~pl.col(s.CENSORED))
     if observed.height == 0:
         horizon = horizon_days or dataset.spec.horizon_days
         raise ModelError(
@@ -279,10 +265,9 @@ def train_conversion(
     ]
     if "true_probability" in test_entries.columns and test_entries["true_probability"].null_count() == 0:
         tables.append(metrics_table(test_entries, test_entries["true_probability"].to_numpy(), label=ORACLE))
-    order = {st: i for i, st in enumerate(("all", *dataset.spec.open_stages))}
     metrics = (
         pl.concat(tables)
-        .with_columns(pl.col("stage").replace_strict(order, default=99).alias("_o"))
+        .with_columns(dataset.spec.stage_order(pl.col(s.STAGE), order=("all", *dataset.spec.open_stages)).alias("_o"))
         .sort("engine", "_o")
         .drop("_o")
     )
@@ -325,16 +310,16 @@ def cross_validate_conversion(
     """
     if folds < 2:
         raise ModelError(f"folds must be 2 or more; received {folds}.")
-    frame = transition_frame(dataset, horizon_days=horizon_days, snapshots=None).filter(~pl.col("censored"))
+    frame = transition_frame(dataset, horizon_days=horizon_days, snapshots=None).filter(~pl.col(s.CENSORED))
     if frame.height < folds * 10:
         raise ModelError(f"only {frame.height} observed transition rows; too few for {folds} folds.")
-    y = frame["converted"].cast(pl.Int8).to_numpy()
+    y = frame[s.CONVERTED].cast(pl.Int8).to_numpy()
     fold = stratified_folds(y, folds, seed)
     features = feature_columns(frame, extra=extra_features(dataset))
     rows = []
     for k in range(folds):
         rest, test = frame.filter(fold != k), frame.filter(fold == k)
-        held_back = stratified_folds(rest["converted"].cast(pl.Int8).to_numpy(), 7, seed + k + 1) == 0
+        held_back = stratified_folds(rest[s.CONVERTED].cast(pl.Int8).to_numpy(), 7, seed + k + 1) == 0
         train, validation = rest.filter(~held_back), rest.filter(held_back)
         for engine in engines:
             model = StageConversionModel.fit(
@@ -371,7 +356,7 @@ def open_opportunities(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
     transitions = build_transitions(events.filter(pl.col(s.ENTERED_AT) < as_of), dataset.spec, end=as_of).pipe(collect)
     last = transitions.sort(s.ENTERED_AT).group_by(s.OPPORTUNITY_ID, maintain_order=True).last()
     # Still open: nothing after the last non-terminal entry (no exit, not lost).
-    return last.filter(pl.col("exited_at").is_null() & pl.col("lost_at").is_null())
+    return last.filter(pl.col(s.EXITED_AT).is_null() & pl.col(s.LOST_AT).is_null())
 
 
 def score_open_opportunities(dataset: Dataset, model: StageConversionModel, as_of: datetime) -> pl.DataFrame:
@@ -392,7 +377,7 @@ def score_open_opportunities(dataset: Dataset, model: StageConversionModel, as_o
     opened = open_opportunities(dataset, as_of)
     if opened.height == 0:
         raise ModelError(f"no opportunity is open at {as_of}.")
-    rows = build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(AS_OF))).pipe(collect)
+    rows = build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(s.AS_OF))).pipe(collect)
     stages = list(model.spec.open_stages)
     current = rows[s.STAGE].to_numpy()
     p_now = model.predict_proba(rows)
@@ -406,16 +391,16 @@ def score_open_opportunities(dataset: Dataset, model: StageConversionModel, as_o
     explained = model.explain(rows)
     amount = rows[s.AMOUNT] if s.AMOUNT in rows.columns else pl.Series(s.AMOUNT, [None] * rows.height, pl.Float64)
     out = rows.select(
-        s.OPPORTUNITY_ID, s.CUSTOMER_ID, s.STAGE, s.ENTERED_AT, OPPORTUNITY_START, s.DAYS_IN_STAGE_SO_FAR
+        s.OPPORTUNITY_ID, s.CUSTOMER_ID, s.STAGE, s.ENTERED_AT, s.OPPORTUNITY_START, s.DAYS_IN_STAGE_SO_FAR
     ).with_columns(
         amount.alias(s.AMOUNT),
-        pl.Series("p_next_stage", p_now),
-        pl.Series("win_probability", win),
-        (amount * pl.Series(win)).alias("expected_value"),
-        explained["reasons_up"],
-        explained["reasons_down"],
+        pl.Series(s.P_NEXT_STAGE, p_now),
+        pl.Series(s.WIN_PROBABILITY, win),
+        (amount * pl.Series(win)).alias(s.EXPECTED_VALUE),
+        explained[s.REASONS_UP],
+        explained[s.REASONS_DOWN],
     )
-    return out.sort("expected_value", s.OPPORTUNITY_ID, descending=[True, False], nulls_last=True)
+    return out.sort(s.EXPECTED_VALUE, s.OPPORTUNITY_ID, descending=[True, False], nulls_last=True)
 
 
 def pipeline_value(scored: pl.DataFrame, *, by: str | None = None) -> pl.DataFrame:
@@ -429,11 +414,11 @@ def pipeline_value(scored: pl.DataFrame, *, by: str | None = None) -> pl.DataFra
     agg = [
         pl.len().alias("opportunities"),
         pl.col(s.AMOUNT).sum().alias("pipeline_amount"),
-        pl.col("expected_value").sum().alias("expected_value"),
-        pl.col("win_probability").mean().alias("mean_win_probability"),
+        pl.col(s.EXPECTED_VALUE).sum().alias(s.EXPECTED_VALUE),
+        pl.col(s.WIN_PROBABILITY).mean().alias("mean_win_probability"),
     ]
     if by:
-        return scored.group_by(keys).agg(agg).sort("expected_value", descending=True)
+        return scored.group_by(keys).agg(agg).sort(s.EXPECTED_VALUE, descending=True)
     return scored.select(agg)
 
 
@@ -499,26 +484,14 @@ def survey_frame(dataset: Dataset) -> pl.DataFrame:
         if not dataset.has("customers"):
             return surveys.pipe(collect)
         customers = dataset.lazy("customers")
-        columns = [c for c in (*DEMOGRAPHIC, *extra_features(dataset)) if c in customers.collect_schema().names()]
+        columns = [c for c in (*s.DEMOGRAPHIC, *extra_features(dataset)) if c in customers.collect_schema().names()]
         return surveys.join(customers.select(s.CUSTOMER_ID, *columns), on=s.CUSTOMER_ID, how="left").pipe(collect)
-    frame = build_features(dataset, surveys.with_columns(pl.col(s.RESPONDED_AT).alias(AS_OF))).pipe(collect)
-    truth = read_ground_truth(dataset, "satisfaction")
+    frame = build_features(dataset, surveys.with_columns(pl.col(s.RESPONDED_AT).alias(s.AS_OF))).pipe(collect)
+    truth = read_ground_truth(dataset.config.root, "satisfaction")
     if truth is not None:
         truth = truth.with_columns(pl.col(s.RESPONDED_AT).cast(pl.Datetime("us")))
         frame = frame.join(truth.drop(s.ORDER_ID, strict=False), on=[s.CUSTOMER_ID, s.RESPONDED_AT], how="left")
     return frame
-
-
-def read_ground_truth(dataset: Dataset, name: str) -> pl.DataFrame | None:
-    """The generator's ``ground_truth/<name>`` (Parquet or CSV) beside a dataset, or None."""
-    for fmt, reader in (("parquet", pl.read_parquet), ("csv", pl.read_csv)):
-        path = Path(dataset.config.root) / "ground_truth" / f"{name}.{fmt}"
-        if path.is_file():
-            frame = reader(path)
-            return frame.with_columns(
-                pl.col(c).str.to_datetime() for c, t in frame.schema.items() if t == pl.String and c.endswith("_at")
-            )
-    return None
 
 
 def train_satisfaction(
@@ -541,7 +514,7 @@ def train_satisfaction(
     check_target(frame, target)
     frame = frame.filter(pl.col(target).is_not_null())
     evaluation = "out of time"
-    if AS_OF in frame.columns:
+    if s.AS_OF in frame.columns:
         split, train, validation, test, meta = _split_by_time(dataset, frame, test_share)
     else:
         # No dates: nothing is "later" than anything; a random split is the only one possible.
@@ -631,7 +604,7 @@ def at_risk_customers(
         .group_by(s.CUSTOMER_ID)
         .agg(pl.col(s.ORDER_ID).last())
         .sort(s.CUSTOMER_ID)
-        .with_columns(pl.lit(as_of).alias(AS_OF))
+        .with_columns(pl.lit(as_of).alias(s.AS_OF))
     )
     rows = build_features(dataset, last_orders).pipe(collect)
     if rows.height == 0:
@@ -646,11 +619,11 @@ def at_risk_customers(
     levels = np.asarray(model.levels, dtype=float)
     proba = model.predict_proba(rows)
     ranked = rows.with_columns(
-        pl.Series("p_low", model.low_share(proba)),
-        pl.Series("expected_score", proba @ levels),
-        in_range.alias("in_range"),
+        pl.Series(s.P_LOW, model.low_share(proba)),
+        pl.Series(s.EXPECTED_SCORE, proba @ levels),
+        in_range.alias(s.IN_RANGE),
         waited.alias("_waited"),
-    ).sort("in_range", "p_low", s.CUSTOMER_ID, descending=[True, True, False])
+    ).sort(s.IN_RANGE, s.P_LOW, s.CUSTOMER_ID, descending=[True, True, False])
     if top:
         ranked = ranked.head(top)
     explained = model.explain(ranked)
@@ -658,11 +631,11 @@ def at_risk_customers(
     last_csat = (
         ranked["last_csat"] if "last_csat" in ranked.columns else pl.Series([None] * ranked.height, dtype=pl.Float64)
     )
-    return ranked.select(s.CUSTOMER_ID, "p_low", "expected_score", "in_range").with_columns(
+    return ranked.select(s.CUSTOMER_ID, s.P_LOW, s.EXPECTED_SCORE, s.IN_RANGE).with_columns(
         ranked["_waited"].alias("days_since_order"),
         last_csat.alias("last_csat"),
-        explained["reasons_down"],
-        explained["reasons_up"],
+        explained[s.REASONS_DOWN],
+        explained[s.REASONS_UP],
         pl.Series("note", notes, dtype=pl.String),
     )
 
@@ -671,7 +644,7 @@ def _at_risk_notes(ranked: pl.DataFrame, explained: pl.DataFrame, lag: dict[str,
     notes = []
     for row, dropped in zip(ranked.iter_rows(named=True), explained["left_out"].to_list(), strict=True):
         parts = []
-        if not row["in_range"] and lag.get("p95") is not None:
+        if not row[s.IN_RANGE] and lag.get("p95") is not None:
             waited = row["_waited"]
             parts.append(
                 f"out of range: last order {waited:.0f} days ago; the model learnt from answers given within "

@@ -1,0 +1,30 @@
+"""Polars helpers every layer uses: the one way frames are collected, and durations in days."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+__all__ = ["ENGINE", "US_PER_DAY", "as_days", "collect", "collect_all"]
+
+ENGINE = "in-memory"
+"""polars' engine for every collect: the default streaming engine adds floats in a varying order,
+so two runs on the same data could differ in the last digits; a report must be reproducible to
+the byte."""
+US_PER_DAY = 86_400_000_000
+
+
+def collect(frame: pl.LazyFrame) -> pl.DataFrame:
+    """Collect a LazyFrame with :data:`ENGINE`."""
+    return frame.collect(engine=ENGINE)
+
+
+def collect_all(frames: Sequence[pl.LazyFrame]) -> list[pl.DataFrame]:
+    """Collect several LazyFrames at once (shared parts computed once), with :data:`ENGINE`."""
+    return pl.collect_all(list(frames), engine=ENGINE)
+
+
+def as_days(duration: pl.Expr) -> pl.Expr:
+    """A duration expression as a float number of days."""
+    return duration.dt.total_microseconds() / US_PER_DAY
