@@ -344,7 +344,7 @@ def _score_rows(data: Path) -> dict[str, float]:
 
 
 def _score_open(data: Path) -> dict[str, float]:
-    from funnelmodels.models.training import score_open_opportunities
+    from funnelmodels.models.predict import score_open_opportunities
 
     ds = _raw(data)
     model = _model(data)

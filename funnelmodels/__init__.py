@@ -18,15 +18,9 @@ from funnelmodels.features import build_features, build_transition_features
 from funnelmodels.funnel import build_transitions
 from funnelmodels.models.backtest import backtest_pipeline
 from funnelmodels.models.conversion import StageConversionModel
+from funnelmodels.models.predict import at_risk_customers, pipeline_value, score_open_opportunities
 from funnelmodels.models.satisfaction import SatisfactionModel
-from funnelmodels.models.training import (
-    at_risk_customers,
-    cross_validate_conversion,
-    pipeline_value,
-    score_open_opportunities,
-    train_conversion,
-    train_satisfaction,
-)
+from funnelmodels.models.train import cross_validate_conversion, train_conversion, train_satisfaction
 from funnelmodels.rates import (
     cohort_table,
     conversion_table,

@@ -416,8 +416,8 @@ def _print_cumulative(rows: list[dict[str, Any]], summary: dict[str, Any]) -> No
 
 def _cmd_train(args: argparse.Namespace, progress: _Progress) -> int:
     from funnelmodels.data.io import atomic_dir, load_dataset, write_rejected
-    from funnelmodels.models.base import write_json
-    from funnelmodels.models.training import train_conversion, train_satisfaction
+    from funnelmodels.models.persist import write_json
+    from funnelmodels.models.train import train_conversion, train_satisfaction
 
     progress(f"loading {args.data}")
     dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
@@ -433,11 +433,11 @@ def _cmd_train(args: argparse.Namespace, progress: _Progress) -> int:
         if conversion is not None:
             for engine, model in conversion.models.items():
                 model.save(staging / "conversion" / engine)
-            report["conversion"] = _conversion_report(conversion)
+            report["conversion"] = conversion.summary()
         if satisfaction is not None:
             for engine, smodel in satisfaction.models.items():
                 smodel.save(staging / "satisfaction" / engine)
-            report["satisfaction"] = _satisfaction_report(satisfaction)
+            report["satisfaction"] = satisfaction.summary()
         report["data"] = {"notes": list(dataset.notes), "set_aside": dataset.rejected_summary()}
         written = write_rejected(dataset, staging / "rejected")
         write_json(staging / "metrics.json", report)
@@ -463,42 +463,8 @@ def _cmd_train(args: argparse.Namespace, progress: _Progress) -> int:
     return 0
 
 
-def _satisfaction_report(result: Any) -> dict[str, Any]:
-    split = result.split
-    report = {
-        "target": result.target,
-        "split": {
-            "method": "out of time by responded_at",
-            "test_rows": result.test.height,
-            "validation_start": split.validation_start,
-            "test_start": split.test_start,
-        },
-        "metrics": result.metrics.to_dicts(),
-    }
-    if "ordinal" in result.models:
-        report["coefficients"] = result.models["ordinal"].coefficients().to_dicts()
-    return report
 
 
-def _conversion_report(result: Any) -> dict[str, Any]:
-    split = result.split
-    report: dict[str, Any] = {
-        "split": {
-            "method": "out of time by as_of",
-            "train_rows": int(split.train.sum()),
-            "validation_rows": int(split.validation.sum()),
-            "test_rows": int(split.test.sum()),
-            "validation_start": split.validation_start,
-            "test_start": split.test_start,
-        },
-        "metrics": result.metrics.to_dicts(),
-    }
-    overall = {r["engine"]: r for r in result.metrics.filter(result.metrics["stage"] == "all").to_dicts()}
-    if "oracle" in overall:
-        report["gap_to_oracle_roc_auc"] = {
-            e: overall["oracle"]["roc_auc"] - r["roc_auc"] for e, r in overall.items() if e != "oracle"
-        }
-    return report
 
 
 def _print_metrics(metrics: Any) -> None:
@@ -543,7 +509,7 @@ def _cmd_score(args: argparse.Namespace, progress: _Progress) -> int:
 def _score_conversion(args: argparse.Namespace, dataset: Any, progress: _Progress) -> Any:
     from funnelmodels.errors import ModelError
     from funnelmodels.models.conversion import StageConversionModel
-    from funnelmodels.models.training import check_as_of, score_open_opportunities
+    from funnelmodels.models.predict import check_as_of, score_open_opportunities
 
     engine = args.engine or "lightgbm"
     if engine not in ("lightgbm", "logit"):
@@ -560,8 +526,8 @@ def _score_conversion(args: argparse.Namespace, dataset: Any, progress: _Progres
 
 def _score_satisfaction(args: argparse.Namespace, dataset: Any, progress: _Progress) -> Any:
     from funnelmodels.errors import ModelError
+    from funnelmodels.models.predict import at_risk_customers
     from funnelmodels.models.satisfaction import SatisfactionModel
-    from funnelmodels.models.training import at_risk_customers
 
     engine = args.engine or "ordinal"
     if engine not in ("ordinal", "lightgbm"):

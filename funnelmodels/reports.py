@@ -577,13 +577,13 @@ def _period_end(start: date, period_length: str) -> date:
 
 
 def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str]) -> pl.DataFrame:
-    from funnelmodels.models.training import open_opportunities
+    from funnelmodels.models.predict import open_opportunities
 
     opened = open_opportunities(dataset, end)
     amount = pl.col(s.AMOUNT) if s.AMOUNT in opened.columns else pl.lit(None, dtype=pl.Float64)
     if model_dir:
         from funnelmodels.models.conversion import StageConversionModel
-        from funnelmodels.models.training import score_open_opportunities
+        from funnelmodels.models.predict import score_open_opportunities
 
         model = StageConversionModel.load(Path(model_dir) / "conversion" / "lightgbm")
         scored = score_open_opportunities(dataset, model, end)

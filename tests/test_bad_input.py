@@ -217,7 +217,7 @@ def test_the_readme_lists_every_case() -> None:
 def test_a_feature_with_only_nulls_is_left_out_with_a_note(synthetic_dir: Path) -> None:
     from funnelmodels.data.io import load_dataset
     from funnelmodels.models.conversion import StageConversionModel
-    from funnelmodels.models.training import transition_frame
+    from funnelmodels.models.train import transition_frame
 
     frame = transition_frame(load_dataset(synthetic_dir)).with_columns(pl.lit(None, dtype=pl.Float64).alias("income"))
 

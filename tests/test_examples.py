@@ -23,7 +23,7 @@ from funnelmodels.evaluation import LeakageWarning
 from funnelmodels.features import extra_features, feature_columns
 from funnelmodels.kpis import sales_kpi_table
 from funnelmodels.models.conversion import StageConversionModel
-from funnelmodels.models.training import transition_frame
+from funnelmodels.models.train import transition_frame
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "examples"
 CDNOW = SHARED_DATA / "cdnow" / "CDNOW_master.csv"
@@ -231,7 +231,7 @@ def _reference_aucs(data: object, test_start: datetime) -> dict[str, float]:
 @needs_bank
 @pytest.mark.slow
 def test_bank_out_of_time_auc_is_at_least_a_plain_models(bank: Path) -> None:
-    from funnelmodels.models.training import train_conversion
+    from funnelmodels.models.train import train_conversion
 
     data = load_dataset(bank)
     result = train_conversion(data, seed=0)

@@ -21,7 +21,8 @@ from funnelmodels.errors import ModelError
 from funnelmodels.frames import collect
 from funnelmodels.funnel import with_stale_losses
 from funnelmodels.models.conversion import Engine
-from funnelmodels.models.training import score_open_opportunities, train_conversion
+from funnelmodels.models.predict import score_open_opportunities
+from funnelmodels.models.train import train_conversion
 from funnelmodels.segments import AGE_BANDS, age_band
 
 __all__ = ["PipelineBacktest", "backtest_pipeline", "dataset_before"]

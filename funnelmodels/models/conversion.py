@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -38,20 +38,11 @@ from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import LEAKAGE_AUC, LeakageWarning, binary_metrics, suspected_leaks
 from funnelmodels.features import categorical_features
-from funnelmodels.models.base import (
-    IMPORTANCE_ROWS,
-    FeatureEncoder,
-    design_matrix,
-    design_notes,
-    design_plan,
-    importance_rows,
-    read_model,
-    top_reasons,
-    unit_labels,
-    write_model,
-)
+from funnelmodels.models.boosting import IMPORTANCE_ROWS, booster_from_text, importance_rows, train_booster
+from funnelmodels.models.design import FeatureEncoder, design_matrix, design_notes, design_plan, unit_labels
+from funnelmodels.models.persist import read_model, write_model
+from funnelmodels.models.reasons import top_reasons
 from funnelmodels.provenance import package_versions
-from funnelmodels.settings import lightgbm_threads
 
 __all__ = ["ENGINES", "StageConversionModel"]
 
@@ -105,59 +96,8 @@ def _platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 # --- LightGBM ------------------------------------------------------------------------------------
 
 
-def _lgb_params(params: Mapping[str, Any], seed: int) -> tuple[dict[str, Any], int, int]:
-    merged = {**LIGHTGBM_DEFAULTS, "num_threads": lightgbm_threads(), **params}
-    rounds = int(merged.pop("num_boost_round"))
-    patience = int(merged.pop("early_stopping_rounds"))
-    merged.pop("per_stage", None)
-    merged.pop("refit", None)
-    merged.pop("calibrate", None)
-    merged.update(seed=seed, deterministic=True, force_row_wise=True, verbose=-1)
-    return merged, rounds, patience
 
 
-def _fit_booster(
-    X: np.ndarray,
-    y: np.ndarray,
-    Xv: np.ndarray,
-    yv: np.ndarray,
-    encoder: FeatureEncoder,
-    params: Mapping[str, Any],
-    seed: int,
-    *,
-    offset: np.ndarray,
-    offset_valid: np.ndarray,
-    rounds: int | None = None,
-) -> tuple[str, int]:
-    """Fit one booster from the starting log-odds ``offset``; with ``rounds`` exactly that many
-    rounds, else early stopping on the validation rows."""
-    import lightgbm as lgb
-
-    lgb_params, max_rounds, patience = _lgb_params(params, seed)
-    categorical = [i for i, name in enumerate(encoder.names) if name in encoder.categorical]
-    names = list(encoder.names)
-    train = lgb.Dataset(
-        X, y, feature_name=names, categorical_feature=categorical, free_raw_data=False, init_score=offset
-    )
-    callbacks: list[Callable[..., Any]] = []
-    valid_sets = None
-    if rounds is None and len(yv) and 0 < yv.sum() < len(yv):
-        valid_sets = [
-            lgb.Dataset(
-                Xv,
-                yv,
-                reference=train,
-                feature_name=names,
-                categorical_feature=categorical,
-                init_score=offset_valid,
-            )
-        ]
-        callbacks.append(lgb.early_stopping(patience, verbose=False))
-    booster = lgb.train(
-        lgb_params, train, num_boost_round=rounds or max_rounds, valid_sets=valid_sets, callbacks=callbacks
-    )
-    best = rounds or booster.best_iteration or booster.current_iteration()
-    return booster.model_to_string(num_iteration=best), best
 
 
 # --- logit ---------------------------------------------------------------------------------------
@@ -648,11 +588,9 @@ class StageConversionModel:
         state = dict(data["state"])
         boosters = {}
         if data["engine"] == "lightgbm":
-            import lightgbm as lgb
-
             texts = {key: (root / name).read_text(encoding="utf-8") for key, name in state.pop("model_files").items()}
             state["models"] = texts
-            boosters = {key: lgb.Booster(model_str=text) for key, text in texts.items()}
+            boosters = {key: booster_from_text(text) for key, text in texts.items()}
         spec = FunnelSpec(
             stages=tuple(data["spec"]["stages"]),
             lost=data["spec"]["lost"],
@@ -728,8 +666,6 @@ def _fit_lightgbm(
        that many rounds on train + validation together, so the most recent history is not thrown
        away (``params={"refit": False}`` keeps the booster of step 1 instead).
     """
-    import lightgbm as lgb
-
     X, y = encoder.matrix(train), train[s.CONVERTED].cast(pl.Int8).to_numpy()
     Xv, yv = encoder.matrix(validation), validation[s.CONVERTED].cast(pl.Int8).to_numpy()
     # Rounds (and calibration) are chosen on the validation slice's entry rows, the rows the
@@ -758,10 +694,19 @@ def _fit_lightgbm(
                 f"{MIN_STAGE_ROWS}. Train one booster for all stages instead (the default)."
             )
         stop = vm & judged
-        models[key], iterations[key] = _fit_booster(
-            X[m], y[m], Xv[stop], yv[stop], encoder, params, seed, offset=offset[m], offset_valid=offset_valid[stop]
+        mixed = 0 < yv[stop].sum() < stop.sum()
+        models[key], iterations[key] = train_booster(
+            X[m],
+            y[m],
+            encoder,
+            defaults=LIGHTGBM_DEFAULTS,
+            params=params,
+            seed=seed,
+            validation=(Xv[stop], yv[stop]) if mixed else None,
+            init_score=offset[m],
+            validation_init_score=offset_valid[stop],
         )
-    boosters = {key: lgb.Booster(model_str=text) for key, text in models.items()}
+    boosters = {key: booster_from_text(text) for key, text in models.items()}
     state: dict[str, Any] = {
         "models": models,
         "best_iteration": iterations,
@@ -777,19 +722,17 @@ def _fit_lightgbm(
         offset_all = np.concatenate([offset, offset_valid])
         for key, (m, vm) in groups.items():
             rows = np.concatenate([m, vm])
-            models[key], _ = _fit_booster(
+            models[key], _ = train_booster(
                 X_all[rows],
                 y_all[rows],
-                Xv[:0],
-                yv[:0],
                 encoder,
-                params,
-                seed,
-                offset=offset_all[rows],
-                offset_valid=offset_valid[:0],
+                defaults=LIGHTGBM_DEFAULTS,
+                params=params,
+                seed=seed,
+                init_score=offset_all[rows],
                 rounds=iterations[key],
             )
-        boosters = {key: lgb.Booster(model_str=text) for key, text in models.items()}
+        boosters = {key: booster_from_text(text) for key, text in models.items()}
         state["refit_rows"] = int(X_all.shape[0])
     return state, boosters
 

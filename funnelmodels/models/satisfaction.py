@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,21 +32,11 @@ from funnelmodels.config import SatisfactionScale
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import expected_calibration_error
-from funnelmodels.models.base import (
-    IMPORTANCE_ROWS,
-    FeatureEncoder,
-    design_matrix,
-    design_notes,
-    design_plan,
-    importance_rows,
-    read_model,
-    reason_text,
-    top_reasons,
-    unit_labels,
-    write_model,
-)
+from funnelmodels.models.boosting import IMPORTANCE_ROWS, booster_from_text, importance_rows, train_booster
+from funnelmodels.models.design import FeatureEncoder, design_matrix, design_notes, design_plan, unit_labels
+from funnelmodels.models.persist import read_model, write_model
+from funnelmodels.models.reasons import reason_text, top_reasons
 from funnelmodels.provenance import package_versions
-from funnelmodels.settings import lightgbm_threads
 
 __all__ = ["SATISFACTION_ENGINES", "SatisfactionModel", "ordinal_metrics"]
 
@@ -403,10 +393,8 @@ class SatisfactionModel:
         state = dict(data["state"])
         booster = None
         if data["engine"] == "lightgbm":
-            import lightgbm as lgb
-
             state["model"] = (root / "booster.txt").read_text(encoding="utf-8")
-            booster = lgb.Booster(model_str=state["model"])
+            booster = booster_from_text(state["model"])
         return cls(
             data["engine"], data["target"], FeatureEncoder.from_json(data["encoder"]), state, data["metadata"], booster
         )
@@ -545,39 +533,22 @@ def _fit_lightgbm(
     seed: int,
     seen: Sequence[int],
 ) -> tuple[dict[str, Any], Any]:
-    import lightgbm as lgb
-
     levels = np.asarray(seen)
-    merged = {**LIGHTGBM_DEFAULTS, "num_threads": lightgbm_threads(), **params}
-    rounds, patience = int(merged.pop("num_boost_round")), int(merged.pop("early_stopping_rounds"))
-    merged |= {
-        "objective": "multiclass",
-        "num_class": len(levels),
-        "seed": seed,
-        "deterministic": True,
-        "force_row_wise": True,
-        "verbose": -1,
-    }
-    categorical = [i for i, n in enumerate(encoder.names) if n in encoder.categorical]
-    names = list(encoder.names)
     y = np.searchsorted(levels, train[target].to_numpy())
-    data = lgb.Dataset(
-        encoder.matrix(train), y, feature_name=names, categorical_feature=categorical, free_raw_data=False
-    )
-    valid_sets = None
-    callbacks: list[Callable[..., Any]] = []
+    validation_rows = None
     if validation.height:
-        yv = np.searchsorted(levels, validation[target].to_numpy())
-        valid_sets = [
-            lgb.Dataset(
-                encoder.matrix(validation), yv, reference=data, feature_name=names, categorical_feature=categorical
-            )
-        ]
-        callbacks = [lgb.early_stopping(patience, verbose=False)]
-    booster = lgb.train(merged, data, num_boost_round=rounds, valid_sets=valid_sets, callbacks=callbacks)
-    best = booster.best_iteration or booster.current_iteration()
-    text = booster.model_to_string(num_iteration=best)
-    return {"model": text, "best_iteration": best}, lgb.Booster(model_str=text)
+        validation_rows = (encoder.matrix(validation), np.searchsorted(levels, validation[target].to_numpy()))
+    text, best = train_booster(
+        encoder.matrix(train),
+        y,
+        encoder,
+        defaults=LIGHTGBM_DEFAULTS,
+        params=params,
+        seed=seed,
+        fixed={"objective": "multiclass", "num_class": len(levels)},
+        validation=validation_rows,
+    )
+    return {"model": text, "best_iteration": best}, booster_from_text(text)
 
 
 def ordinal_metrics(y: np.ndarray, proba: np.ndarray, levels: Sequence[int], satisfied_from: int) -> dict[str, float]:

@@ -16,7 +16,8 @@ from funnelmodels.data.io import load_dataset
 from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.errors import ModelError
 from funnelmodels.models.conversion import StageConversionModel
-from funnelmodels.models.training import ConversionTraining, score_open_opportunities, train_conversion
+from funnelmodels.models.train import ConversionTraining, train_conversion
+from funnelmodels.models.predict import score_open_opportunities
 
 
 @pytest.fixture(scope="session")
@@ -188,7 +189,7 @@ def test_one_booster_per_stage_option(trained: ConversionTraining, tmp_path: Pat
 
 
 def test_importance_on_a_sample_ranks_like_the_whole(trained: ConversionTraining) -> None:
-    from funnelmodels.models.base import importance_rows
+    from funnelmodels.models.boosting import importance_rows
 
     rows = trained.test
     assert importance_rows(rows, None) is rows and importance_rows(rows, rows.height) is rows

@@ -16,7 +16,8 @@ from funnelmodels.data.io import load_dataset
 from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.errors import DataValidationError, ModelError
 from funnelmodels.models.satisfaction import SatisfactionModel, ordinal_metrics
-from funnelmodels.models.training import SatisfactionTraining, at_risk_customers, train_satisfaction
+from funnelmodels.models.train import SatisfactionTraining, train_satisfaction
+from funnelmodels.models.predict import at_risk_customers
 
 
 @pytest.fixture(scope="session")
@@ -217,7 +218,7 @@ def test_order_context_is_known_only_when_answering() -> None:
 def test_at_risk_list_finds_the_truly_unhappy_better_than_the_last_answer(tmp_path: Path) -> None:
     """Surveys answered 1–4 weeks after an order; the list is judged against the generator's truth."""
     from funnelmodels.data.synthetic import true_low_satisfaction, true_satisfaction
-    from funnelmodels.models.training import at_risk_customers
+    from funnelmodels.models.predict import at_risk_customers
 
     data = generate_dataset(8_000, seed=1, survey_lag_days=(7, 28))
     write_dataset(data, tmp_path)

@@ -1,16 +1,15 @@
-"""What the model engines share: feature encoding, reasons in words, JSON persistence.
+"""The feature matrix a model sees: LightGBM's encoding of the columns, the statsmodels engines' design.
 
-Models are saved as JSON (and LightGBM's own text format), never as Python object dumps: a saved
-model can be read, diffed and loaded without running code from the file.
+:class:`FeatureEncoder` turns feature columns into the float matrix LightGBM takes (categories
+as level indices). :func:`design_plan` learns, from training rows, the design of the logit and
+ordinal engines: log scales, missing-value indicators, standardisation, which category levels get
+a term of their own; :func:`design_matrix` applies it to any rows.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -21,17 +20,15 @@ from funnelmodels.errors import ModelError
 
 __all__ = [
     "LOG_FEATURES",
+    "MAX_LEVELS",
+    "MIN_LEVEL_OUTCOMES",
+    "MIN_LEVEL_ROWS",
+    "OTHER",
     "FeatureEncoder",
     "design_matrix",
     "design_notes",
     "design_plan",
-    "read_json",
-    "read_model",
-    "reason_text",
-    "top_reasons",
     "unit_labels",
-    "write_json",
-    "write_model",
 ]
 
 
@@ -383,158 +380,23 @@ def _independent(X: np.ndarray) -> list[int]:
     return keep
 
 
-_LABELS = {
-    "age": ("age {v:.0f}", "age unknown"),
-    "income": ("income {k}", "income unknown"),
-    "product_knowledge": ("product knowledge {v:.0f}/5", "product knowledge unknown"),
-    "tenure_days": ("customer for {v:.0f} days", None),
-    "recency_days": ("last purchase {v:.0f} days ago", "no purchase yet"),
-    "frequency": ("{v:.0f} earlier orders", None),
-    "monetary_total": ("{k} spent before", None),
-    "monetary_mean": ("average order {k}", "no orders yet"),
-    "monetary_max": ("largest order {k}", "no orders yet"),
-    "distinct_categories": ("bought in {v:.0f} categories", None),
-    "spend_90d": ("{k} spent in the last 90 days", None),
-    "spend_365d": ("{k} spent in the last year", None),
-    "refund_count": ("{v:.0f} refunds", None),
-    "refund_amount": ("{k} refunded", None),
-    "last_csat": ("last CSAT {v:.0f}", "no CSAT yet"),
-    "mean_csat": ("mean CSAT {v:.1f}", "no CSAT yet"),
-    "last_nps": ("last NPS {v:.0f}", "no NPS yet"),
-    "survey_count": ("{v:.0f} surveys answered", None),
-    "prior_opportunities": ("{v:.0f} earlier opportunities", None),
-    "prior_wins": ("{v:.0f} earlier wins", None),
-    "prior_losses": ("{v:.0f} earlier losses", None),
-    "days_since_opportunity_start": ("{v:.0f} days since the lead", None),
-    "stage_entry": ("entry {v:.0f} into this stage", None),
-    "deal_amount": ("deal size {k}", "deal size unknown"),
-}
 
 
-def _compact(value: float) -> str:
-    if abs(value) >= 1_000_000:
-        return f"{value / 1_000_000:.1f}M"
-    if abs(value) >= 1_000:
-        return f"{value / 1_000:.0f}k"
-    return f"{value:,.0f}"
 
 
-def reason_text(feature: str, value: object, contribution: float) -> str:
-    """One reason in plain words, e.g. ``income 92k raises odds``."""
-    direction = "raises" if contribution > 0 else "lowers"
-    missing = value is None or (isinstance(value, float) and math.isnan(value))
-    template, unknown = _LABELS.get(feature, (None, None))
-    if missing:
-        text = unknown or f"{feature.replace('_', ' ')} unknown"
-    elif template and isinstance(value, int | float):
-        text = template.format(v=float(value), k=_compact(float(value)))
-    else:
-        text = f"{feature.replace('_', ' ')} {value}"
-    return f"{text} {direction} odds"
 
 
-def top_reasons(
-    contributions: np.ndarray, names: Sequence[str], values: pl.DataFrame, *, k: int = 3
-) -> list[dict[str, list[str]]]:
-    """Per row, the ``k`` strongest positive and negative reasons in words.
-
-    Parameters
-    ----------
-    contributions : (rows, features) log-odds contributions.
-    names : feature names of the columns.
-    values : the rows' raw feature values (for the words).
-    """
-    out = []
-    rows = values.select(list(names)).rows()
-    for row_contrib, row_values in zip(contributions, rows, strict=True):
-        order = np.argsort(row_contrib)
-        up = [i for i in order[::-1][:k] if row_contrib[i] > 1e-9]
-        down = [i for i in order[:k] if row_contrib[i] < -1e-9]
-        out.append(
-            {
-                "up": [reason_text(names[i], row_values[i], row_contrib[i]) for i in up],
-                "down": [reason_text(names[i], row_values[i], row_contrib[i]) for i in down],
-            }
-        )
-    return out
 
 
-IMPORTANCE_ROWS = 10_000
 
 
-def importance_rows(frame: pl.DataFrame, max_rows: int | None = IMPORTANCE_ROWS) -> pl.DataFrame:
-    """At most ``max_rows`` rows of ``frame`` (a seeded random sample, in their order) for importance.
-
-    Mean |contribution| over 10,000 rows is within 1% of the full-data value (measured on the
-    29,000 test rows of a 100k-customer dataset), while TreeSHAP on every test row of a
-    million-customer dataset takes minutes.
-    """
-    if max_rows is None or frame.height <= max_rows:
-        return frame
-    return frame.with_row_index("_i").sample(max_rows, seed=0).sort("_i").drop("_i")
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.floating):
-        return _clean(float(value))
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
-def write_json(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON deterministically (sorted keys, NaN as null)."""
-    path.write_text(json.dumps(_clean(dict(data)), indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
-def write_model(
-    folder: Path,
-    *,
-    kind: str,
-    engine: str,
-    encoder: FeatureEncoder,
-    state: Mapping[str, Any],
-    metadata: Mapping[str, Any],
-    **extra: Any,
-) -> None:
-    """Write ``folder/model.json``: the model's kind, engine, encoder, parameters and metadata."""
-    write_json(
-        folder / "model.json",
-        {
-            "kind": kind,
-            "engine": engine,
-            **extra,
-            "encoder": encoder.to_json(),
-            "state": dict(state),
-            "metadata": dict(metadata),
-        },
-    )
 
 
-def read_model(folder: Path, *, kind: str, format_version: int) -> dict[str, Any]:
-    """Read ``folder/model.json`` and check it holds a ``kind`` model in ``format_version``."""
-    data = read_json(folder / "model.json")
-    if data.get("kind") != kind:
-        raise ModelError(f"{folder} holds a {data.get('kind')!r} model, not a {kind.replace('_', '-')} model.")
-    version = data.get("metadata", {}).get("format_version")
-    if version != format_version:
-        raise ModelError(
-            f"{folder} was saved in model format {version}; this funnelmodels reads {format_version}. Retrain it."
-        )
-    return data
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """Read a model's JSON file, with a clear error when it is missing or damaged."""
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise ModelError(f"{path} is missing: is {path.parent} a model folder written by funnelmodels train?") from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path} is not valid JSON ({exc}); the model folder is damaged, retrain it.") from None

