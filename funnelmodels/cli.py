@@ -26,6 +26,7 @@ from funnelmodels.data.io import Dataset
 from funnelmodels.errors import ConfigError, FunnelModelsError, did_you_mean
 from funnelmodels.frames import collect
 from funnelmodels.funnel import build_transitions, data_end, stale_losses
+from funnelmodels.models.persist import ModelStore
 from funnelmodels.rates import conversion_table, cumulative_conversion_table, end_to_end_rate, time_to_convert_table
 from funnelmodels.segments import segment_label
 
@@ -430,17 +431,18 @@ def _cmd_train(args: argparse.Namespace, progress: _Progress) -> int:
         satisfaction = train_satisfaction(dataset, target=args.satisfaction_score, seed=args.seed)
     report: dict[str, Any] = {}
     with atomic_dir(args.out) as staging:
+        store = ModelStore(staging)
         if conversion is not None:
             for engine, model in conversion.models.items():
-                model.save(staging / "conversion" / engine)
+                model.save(store.conversion(engine))
             report["conversion"] = conversion.summary()
         if satisfaction is not None:
             for engine, smodel in satisfaction.models.items():
-                smodel.save(staging / "satisfaction" / engine)
+                smodel.save(store.satisfaction(engine))
             report["satisfaction"] = satisfaction.summary()
         report["data"] = {"notes": list(dataset.notes), "set_aside": dataset.rejected_summary()}
         written = write_rejected(dataset, staging / "rejected")
-        write_json(staging / "metrics.json", report)
+        write_json(store.metrics, report)
     progress(f"wrote {args.out}")
     _print_rejected(dataset, [args.out / "rejected" / p.name for p in written])
     if conversion is not None:
@@ -461,10 +463,6 @@ def _cmd_train(args: argparse.Namespace, progress: _Progress) -> int:
         print("note: satisfaction not trained: the dataset has no surveys table.")
     print(f"models and metrics.json in {args.out}/")
     return 0
-
-
-
-
 
 
 def _print_metrics(metrics: Any) -> None:
@@ -515,7 +513,7 @@ def _score_conversion(args: argparse.Namespace, dataset: Any, progress: _Progres
     if engine not in ("lightgbm", "logit"):
         raise ModelError(f"conversion models are lightgbm or logit; received --engine {engine}.")
     check_as_of(dataset.lazy("stage_events"), args.as_of)  # refused before any model is read
-    model = StageConversionModel.load(args.model / "conversion" / engine)
+    model = StageConversionModel.load(ModelStore(args.model).conversion(engine))
     if dataset.spec.stages != model.spec.stages:
         raise ModelError(
             f"the model was trained on the funnel {list(model.spec.stages)}, the data has {list(dataset.spec.stages)}."
@@ -532,7 +530,7 @@ def _score_satisfaction(args: argparse.Namespace, dataset: Any, progress: _Progr
     engine = args.engine or "ordinal"
     if engine not in ("ordinal", "lightgbm"):
         raise ModelError(f"satisfaction models are ordinal or lightgbm; received --engine {engine}.")
-    model = SatisfactionModel.load(args.model / "satisfaction" / engine)
+    model = SatisfactionModel.load(ModelStore(args.model).satisfaction(engine))
     progress(f"scoring customers active in the year before {args.as_of}")
     return at_risk_customers(dataset, model, args.as_of, top=None)
 

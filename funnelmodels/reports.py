@@ -30,6 +30,9 @@ from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset, atomic_dir
 from funnelmodels.errors import ConfigError, ReportError, did_you_mean
 from funnelmodels.frames import collect
+from funnelmodels.models.conversion import StageConversionModel
+from funnelmodels.models.persist import ModelStore
+from funnelmodels.models.predict import pipeline_value, score_from_history, score_open_opportunities
 from funnelmodels.provenance import MODEL_PACKAGES, REPORT_PACKAGES, environment, git_commit, package_versions
 from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
 
@@ -499,7 +502,7 @@ def _funnel_and_pipeline(
         missing["pipeline"] = f"No pipeline forecast at {end:%Y-%m-%d}: {exc}"
     if s.AMOUNT not in events.collect_schema().names():
         if pipeline is not None:
-            pipeline = pipeline.drop("pipeline_amount", "expected_revenue")
+            pipeline = pipeline.drop("pipeline_amount", s.EXPECTED_VALUE)
         missing["pipeline_value"] = (
             "The stage events have no deal value (stage_events.amount): the pipeline counts deals and their win "
             "probability but cannot say what they are worth; add amount to stage_events for its value."
@@ -577,43 +580,18 @@ def _period_end(start: date, period_length: str) -> date:
 
 
 def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str]) -> pl.DataFrame:
-    from funnelmodels.models.predict import open_opportunities
-
-    opened = open_opportunities(dataset, end)
-    amount = pl.col(s.AMOUNT) if s.AMOUNT in opened.columns else pl.lit(None, dtype=pl.Float64)
     if model_dir:
-        from funnelmodels.models.conversion import StageConversionModel
-        from funnelmodels.models.predict import score_open_opportunities
-
-        model = StageConversionModel.load(Path(model_dir) / "conversion" / "lightgbm")
+        model = StageConversionModel.load(ModelStore(Path(model_dir)).conversion("lightgbm"))
         scored = score_open_opportunities(dataset, model, end)
         method = "LightGBM model"
     else:
-        from funnelmodels.funnel import build_transitions
-        from funnelmodels.rates import historical_win_probability
-
-        history = build_transitions(dataset.lazy("stage_events"), dataset.spec, end=end)
-        win = historical_win_probability(history, opened, dataset.spec, end=end, as_of=end)
-        scored = opened.with_columns(pl.Series(s.WIN_PROBABILITY, win)).with_columns(
-            (amount * pl.col(s.WIN_PROBABILITY)).alias(s.EXPECTED_VALUE)
-        )
+        scored = score_from_history(dataset, end)
         method = (
             "history: for each deal, what past deals that had waited as long in the same stage went on to do, "
             "times the share of each later stage's entries that converted"
         )
     notes.append(f"Pipeline forecast at {end:%Y-%m-%d} from {method}.")
-    amount = pl.col(s.AMOUNT) if s.AMOUNT in scored.columns else pl.lit(None, dtype=pl.Float64)
-    return (
-        scored.group_by(s.STAGE)
-        .agg(
-            pl.len().alias("open_deals"),
-            amount.sum().alias("pipeline_amount"),
-            pl.col(s.WIN_PROBABILITY).mean().alias("mean_win_probability"),
-            pl.col(s.WIN_PROBABILITY).sum().alias("expected_wins"),
-            pl.col(s.EXPECTED_VALUE).sum().alias("expected_revenue"),
-        )
-        .sort(dataset.spec.stage_order(pl.col(s.STAGE)))
-    )
+    return pipeline_value(scored, by=s.STAGE, spec=dataset.spec)
 
 
 def scoring_moment(dataset: Dataset) -> datetime:

@@ -95,8 +95,6 @@ def _band(value: pl.Expr, breaks: list[float], labels: list[str]) -> pl.Expr:
 DEFAULT_SEGMENT = "region"
 
 
-
-
 def segment_label(column: pl.Expr) -> pl.Expr:
     """A segment's values as text, an empty value shown as ``(missing)`` (not as a value 'unknown')."""
     return column.cast(pl.String).fill_null(s.MISSING_LABEL)

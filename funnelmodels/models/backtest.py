@@ -21,7 +21,7 @@ from funnelmodels.errors import ModelError
 from funnelmodels.frames import collect
 from funnelmodels.funnel import with_stale_losses
 from funnelmodels.models.conversion import Engine
-from funnelmodels.models.predict import score_open_opportunities
+from funnelmodels.models.predict import pipeline_value, score_open_opportunities
 from funnelmodels.models.train import train_conversion
 from funnelmodels.segments import AGE_BANDS, age_band
 
@@ -100,16 +100,13 @@ def backtest_pipeline(
             ((pl.lit(moment) - pl.col(s.OPPORTUNITY_START)).dt.total_seconds() / 86_400).alias("age_days"),
         )
         scored_all.append(scored)
-        amount = pl.col(s.AMOUNT).fill_null(0.0)
+        realised = scored.select(
+            pl.col(s.AMOUNT).filter(pl.col("won")).sum().alias("realised_value"),
+            pl.col("won").sum().alias("realised_wins"),
+        )
         summaries.append(
-            scored.select(
-                pl.lit(moment).alias("moment"),
-                pl.len().alias("open_deals"),
-                amount.sum().alias("pipeline_amount"),
-                pl.col(s.EXPECTED_VALUE).fill_null(0.0).sum().alias(s.EXPECTED_VALUE),
-                amount.filter(pl.col("won")).sum().alias("realised_value"),
-                pl.col(s.WIN_PROBABILITY).sum().alias("expected_wins"),
-                pl.col("won").sum().alias("realised_wins"),
+            pl.concat([pipeline_value(scored), realised], how="horizontal").select(
+                pl.lit(moment).alias("moment"), pl.all()
             )
         )
     scored = pl.concat(scored_all, how="vertical_relaxed")

@@ -40,9 +40,8 @@ from funnelmodels.evaluation import LEAKAGE_AUC, LeakageWarning, binary_metrics,
 from funnelmodels.features import categorical_features
 from funnelmodels.models.boosting import IMPORTANCE_ROWS, booster_from_text, importance_rows, train_booster
 from funnelmodels.models.design import FeatureEncoder, design_matrix, design_notes, design_plan, unit_labels
-from funnelmodels.models.persist import read_model, write_model
+from funnelmodels.models.persist import booster_file, model_metadata, read_model, write_model
 from funnelmodels.models.reasons import top_reasons
-from funnelmodels.provenance import package_versions
 
 __all__ = ["ENGINES", "StageConversionModel"]
 
@@ -94,10 +93,6 @@ def _platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 # --- LightGBM ------------------------------------------------------------------------------------
-
-
-
-
 
 
 # --- logit ---------------------------------------------------------------------------------------
@@ -351,16 +346,15 @@ class StageConversionModel:
             }
             boosters = {}
         notes = checks + [n for st in state.get("stages", {}).values() for n in st["notes"]]
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "seed": seed,
-            "params": params,
-            "versions": package_versions(),
-            "train_rows": train.height,
-            "validation_rows": validation.height,
-            "notes": notes,
-            **dict(metadata or {}),
-        }
+        meta = model_metadata(
+            FORMAT_VERSION,
+            seed=seed,
+            params=params,
+            train_rows=train.height,
+            validation_rows=validation.height,
+            notes=notes,
+            extra=metadata,
+        )
         return cls(engine=engine, encoder=encoder, spec=spec, state=state, metadata=meta, _boosters=boosters)
 
     # -- predict --
@@ -559,7 +553,7 @@ class StageConversionModel:
         if self.engine == "lightgbm":
             files = {}
             for key, text in state.pop("models").items():
-                name = f"booster_{key}.txt"
+                name = booster_file(key)
                 (root / name).write_text(text, encoding="utf-8")
                 files[key] = name
             state["model_files"] = files

@@ -378,25 +378,3 @@ def _independent(X: np.ndarray) -> list[int]:
             keep.append(j)
             basis = np.column_stack([basis, residual / norm])
     return keep
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,75 @@ import numpy as np
 
 from funnelmodels.errors import ModelError
 from funnelmodels.models.design import FeatureEncoder
+from funnelmodels.provenance import package_versions
 
 __all__ = [
+    "METRICS_FILE",
+    "MODEL_FILE",
+    "ModelStore",
+    "booster_file",
+    "model_metadata",
     "read_json",
     "read_model",
     "write_json",
     "write_model",
 ]
+
+
+MODEL_FILE = "model.json"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class ModelStore:
+    """The layout of a model folder written by ``funnelmodels train``.
+
+    ``<root>/conversion/<engine>/`` and ``<root>/satisfaction/<engine>/`` hold one model each
+    (:data:`MODEL_FILE` and any booster files); ``<root>/metrics.json`` the training summary.
+    """
+
+    root: Path
+
+    def conversion(self, engine: str) -> Path:
+        """The folder of the stage-conversion model of ``engine``."""
+        return Path(self.root) / "conversion" / engine
+
+    def satisfaction(self, engine: str) -> Path:
+        """The folder of the satisfaction model of ``engine``."""
+        return Path(self.root) / "satisfaction" / engine
+
+    @property
+    def metrics(self) -> Path:
+        """The training summary: splits and test metrics of every model in the folder."""
+        return Path(self.root) / METRICS_FILE
+
+
+def booster_file(key: str | None = None) -> str:
+    """The file name of a LightGBM text model in a model's folder (one per ``key`` when there are several)."""
+    return "booster.txt" if key is None else f"booster_{key}.txt"
+
+
+def model_metadata(
+    format_version: int,
+    *,
+    seed: int,
+    params: Mapping[str, Any],
+    train_rows: int,
+    validation_rows: int,
+    notes: Sequence[str],
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What every saved model records about its making: format, seed, parameters, versions, rows, notes."""
+    return {
+        "format_version": format_version,
+        "seed": seed,
+        "params": dict(params),
+        "versions": package_versions(),
+        "train_rows": train_rows,
+        "validation_rows": validation_rows,
+        "notes": list(notes),
+        **dict(extra or {}),
+    }
 
 
 def _clean(value: Any) -> Any:
@@ -56,7 +119,7 @@ def write_model(
 ) -> None:
     """Write ``folder/model.json``: the model's kind, engine, encoder, parameters and metadata."""
     write_json(
-        folder / "model.json",
+        folder / MODEL_FILE,
         {
             "kind": kind,
             "engine": engine,
@@ -70,7 +133,7 @@ def write_model(
 
 def read_model(folder: Path, *, kind: str, format_version: int) -> dict[str, Any]:
     """Read ``folder/model.json`` and check it holds a ``kind`` model in ``format_version``."""
-    data = read_json(folder / "model.json")
+    data = read_json(folder / MODEL_FILE)
     if data.get("kind") != kind:
         raise ModelError(f"{folder} holds a {data.get('kind')!r} model, not a {kind.replace('_', '-')} model.")
     version = data.get("metadata", {}).get("format_version")
@@ -89,5 +152,3 @@ def read_json(path: Path) -> dict[str, Any]:
         raise ModelError(f"{path} is missing: is {path.parent} a model folder written by funnelmodels train?") from None
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path} is not valid JSON ({exc}); the model folder is damaged, retrain it.") from None
-
-

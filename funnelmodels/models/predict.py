@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from funnelmodels.config import FunnelSpec
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.errors import ModelError
@@ -16,12 +17,14 @@ from funnelmodels.frames import collect
 from funnelmodels.funnel import build_transitions, data_end
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.satisfaction import SatisfactionModel
+from funnelmodels.rates import historical_win_probability
 
 __all__ = [
     "at_risk_customers",
     "check_as_of",
     "open_opportunities",
     "pipeline_value",
+    "score_from_history",
     "score_open_opportunities",
 ]
 
@@ -95,23 +98,56 @@ def score_open_opportunities(dataset: Dataset, model: StageConversionModel, as_o
     return out.sort(s.EXPECTED_VALUE, s.OPPORTUNITY_ID, descending=[True, False], nulls_last=True)
 
 
-def pipeline_value(scored: pl.DataFrame, *, by: str | None = None) -> pl.DataFrame:
-    """Open pipeline by segment: deals, total value and expected (probability-weighted) value.
+def score_from_history(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
+    """Win probability and expected value of every opportunity open at ``as_of``, from history alone (no model).
+
+    A deal's win probability is what past deals that had waited as long in the same stage went on
+    to do, times the share of each later stage's entries that converted
+    (:func:`funnelmodels.rates.historical_win_probability`).
 
     Returns
     -------
-    DataFrame ``[by,] opportunities, pipeline_amount, expected_value, mean_win_probability``.
+    The rows of :func:`open_opportunities` with ``win_probability`` and ``expected_value``.
     """
-    keys = [by] if by else []
+    opened = open_opportunities(dataset, as_of)
+    history = build_transitions(dataset.lazy("stage_events"), dataset.spec, end=as_of)
+    win = historical_win_probability(history, opened, dataset.spec, end=as_of, as_of=as_of)
+    amount = pl.col(s.AMOUNT) if s.AMOUNT in opened.columns else pl.lit(None, dtype=pl.Float64)
+    return opened.with_columns(pl.Series(s.WIN_PROBABILITY, win)).with_columns(
+        (amount * pl.col(s.WIN_PROBABILITY)).alias(s.EXPECTED_VALUE)
+    )
+
+
+def pipeline_value(scored: pl.DataFrame, *, by: str | None = None, spec: FunnelSpec | None = None) -> pl.DataFrame:
+    """The pipeline forecast: open deals, their amount, and the wins and value to expect from them.
+
+    Parameters
+    ----------
+    scored : one row per open deal with ``win_probability``, ``expected_value`` and (optional) ``amount``,
+        e.g. from :func:`score_open_opportunities`.
+    by : a column to break the forecast down by (e.g. ``stage``); None for one row.
+    spec : with ``by="stage"``, the funnel whose order the rows follow (else largest expected value first).
+
+    Returns
+    -------
+    DataFrame ``[by,] open_deals, pipeline_amount, mean_win_probability, expected_wins, expected_value``:
+    ``expected_wins`` is the sum of the win probabilities, ``expected_value`` of amount × win probability
+    (deals without an amount add nothing to it).
+    """
+    amount = pl.col(s.AMOUNT) if s.AMOUNT in scored.columns else pl.lit(None, dtype=pl.Float64)
     agg = [
-        pl.len().alias("opportunities"),
-        pl.col(s.AMOUNT).sum().alias("pipeline_amount"),
-        pl.col(s.EXPECTED_VALUE).sum().alias(s.EXPECTED_VALUE),
+        pl.len().alias("open_deals"),
+        amount.sum().alias("pipeline_amount"),
         pl.col(s.WIN_PROBABILITY).mean().alias("mean_win_probability"),
+        pl.col(s.WIN_PROBABILITY).sum().alias("expected_wins"),
+        pl.col(s.EXPECTED_VALUE).sum().alias(s.EXPECTED_VALUE),
     ]
-    if by:
-        return scored.group_by(keys).agg(agg).sort(s.EXPECTED_VALUE, descending=True)
-    return scored.select(agg)
+    if by is None:
+        return scored.select(agg)
+    table = scored.group_by(by).agg(agg)
+    if by == s.STAGE and spec is not None:
+        return table.sort(spec.stage_order(pl.col(s.STAGE)))
+    return table.sort(s.EXPECTED_VALUE, by, descending=[True, False], nulls_last=True)
 
 
 def at_risk_customers(
@@ -196,5 +232,3 @@ def _at_risk_notes(ranked: pl.DataFrame, explained: pl.DataFrame, lag: dict[str,
             parts.append(f"left out a reason that runs against the customer's own answer ({'; '.join(dropped)})")
         notes.append("; ".join(parts))
     return notes
-
-

@@ -88,5 +88,3 @@ def top_reasons(
             }
         )
     return out
-
-

@@ -34,9 +34,8 @@ from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import expected_calibration_error
 from funnelmodels.models.boosting import IMPORTANCE_ROWS, booster_from_text, importance_rows, train_booster
 from funnelmodels.models.design import FeatureEncoder, design_matrix, design_notes, design_plan, unit_labels
-from funnelmodels.models.persist import read_model, write_model
+from funnelmodels.models.persist import booster_file, model_metadata, read_model, write_model
 from funnelmodels.models.reasons import reason_text, top_reasons
-from funnelmodels.provenance import package_versions
 
 __all__ = ["SATISFACTION_ENGINES", "SatisfactionModel", "ordinal_metrics"]
 
@@ -186,16 +185,15 @@ class SatisfactionModel:
                 f"nobody gave {target.upper()} {', '.join(map(str, unused))} in the training answers: the models give "
                 "those scores no probability.",
             ]
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "seed": seed,
-            "params": params,
-            "versions": package_versions(),
-            "train_rows": train.height,
-            "validation_rows": validation.height,
-            "notes": state.get("notes", []),
-            **dict(metadata or {}),
-        }
+        meta = model_metadata(
+            FORMAT_VERSION,
+            seed=seed,
+            params=params,
+            train_rows=train.height,
+            validation_rows=validation.height,
+            notes=state.get("notes", []),
+            extra=metadata,
+        )
         return cls(engine, target, encoder, state, meta, booster)
 
     def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
@@ -373,7 +371,7 @@ class SatisfactionModel:
         root.mkdir(parents=True, exist_ok=True)
         state = dict(self.state)
         if self.engine == "lightgbm":
-            (root / "booster.txt").write_text(state.pop("model"), encoding="utf-8")
+            (root / booster_file()).write_text(state.pop("model"), encoding="utf-8")
         write_model(
             root,
             kind="satisfaction",
@@ -393,7 +391,7 @@ class SatisfactionModel:
         state = dict(data["state"])
         booster = None
         if data["engine"] == "lightgbm":
-            state["model"] = (root / "booster.txt").read_text(encoding="utf-8")
+            state["model"] = (root / booster_file()).read_text(encoding="utf-8")
             booster = booster_from_text(state["model"])
         return cls(
             data["engine"], data["target"], FeatureEncoder.from_json(data["encoder"]), state, data["metadata"], booster

@@ -357,14 +357,6 @@ def cross_validate_conversion(
     )
 
 
-
-
-
-
-
-
-
-
 # --- satisfaction --------------------------------------------------------------------------------
 
 
@@ -527,5 +519,3 @@ def response_lag(frame: pl.DataFrame) -> dict[str, Any]:
         return {"column": None, "median": None, "p95": None}
     values = frame[column].drop_nulls()
     return {"column": column, "median": float(values.median()), "p95": float(values.quantile(0.95))}  # type: ignore[arg-type]
-
-
