@@ -1,8 +1,10 @@
 """funnelmodels: stage-conversion and satisfaction models and sales-performance reports.
 
-Notebooks use ``import funnelmodels as fm``; the names below are the public API.
+Notebooks use ``import funnelmodels as fm``; the names below are the public API, with
+``fm.kpis``, ``fm.display`` and ``fm.reports`` for the measures, charts and report pieces.
 """
 
+from funnelmodels import display, kpis, reports
 from funnelmodels.config import DatasetConfig, FunnelSpec, load_config
 from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.data.synthetic import SyntheticData, generate_dataset, write_dataset
@@ -18,9 +20,10 @@ from funnelmodels.features import build_features, build_transition_features
 from funnelmodels.funnel import build_transitions
 from funnelmodels.models.backtest import backtest_pipeline
 from funnelmodels.models.conversion import StageConversionModel
-from funnelmodels.models.predict import at_risk_customers, pipeline_value, score_open_opportunities
+from funnelmodels.models.predict import at_risk_customers, pipeline_value, score_from_history, score_open_opportunities
 from funnelmodels.models.satisfaction import SatisfactionModel
 from funnelmodels.models.train import cross_validate_conversion, train_conversion, train_satisfaction
+from funnelmodels.provenance import version
 from funnelmodels.rates import (
     cohort_table,
     conversion_table,
@@ -56,12 +59,16 @@ __all__ = [
     "cross_validate_conversion",
     "cumulative_conversion",
     "cumulative_conversion_table",
+    "display",
     "end_to_end_rate",
     "generate_dataset",
+    "kpis",
     "load_config",
     "load_dataset",
     "pipeline_value",
+    "reports",
     "rfm_summary",
+    "score_from_history",
     "score_open_opportunities",
     "time_to_convert_table",
     "train_conversion",
@@ -69,16 +76,4 @@ __all__ = [
     "write_dataset",
 ]
 
-__version__ = "0.1.0"
-
-_LAZY = ("kpis", "plots", "reports")
-
-
-def __getattr__(name: str) -> object:
-    # fm.plots, fm.reports and fm.kpis load on first use: matplotlib and papermill are slow to
-    # import and the command line does not need them for most commands.
-    if name in _LAZY:
-        import importlib
-
-        return importlib.import_module(f"funnelmodels.{name}")
-    raise AttributeError(f"module 'funnelmodels' has no attribute {name!r}")
+__version__ = version()

@@ -28,6 +28,8 @@ from funnelmodels.frames import collect
 from funnelmodels.funnel import build_transitions, data_end, stale_losses
 from funnelmodels.models.persist import ModelStore
 from funnelmodels.rates import conversion_table, cumulative_conversion_table, end_to_end_rate, time_to_convert_table
+from funnelmodels.reports.registry import REPORTS
+from funnelmodels.reports.runner import run_reports
 from funnelmodels.segments import segment_label
 
 __all__ = ["main"]
@@ -190,7 +192,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Execute a report notebook with parameters and render reports/NAME/<period or latest>/"
         "{report.html, report.ipynb, manifest.json, tables/}. The previous report stays untouched unless the run "
         "succeeds; a failed notebook is kept under reports/NAME/failed/. Reports: "
-        "sales_performance, stage_conversion, customer_satisfaction.",
+        + "; ".join(f"{name} ({what})" for name, what in REPORTS.items())
+        + ".",
     )
     rep.add_argument("name", nargs="?", metavar="NAME", help="the report (omit with --all)")
     rep.add_argument("--all", action="store_true", help="render every report (what a scheduled run calls)")
@@ -549,41 +552,11 @@ def _cmd_demo(args: argparse.Namespace, progress: _Progress) -> int:
     _print_summary(dataset_summary(dataset.tables, dataset.spec), args.out)
     if args.no_reports:
         return 0
-    runs = _run_reports(
-        REPORT_NAMES, {"data_dir": str(args.out)}, with_code=False, root=Path("reports"), progress=progress
-    )
+    runs = run_reports(list(REPORTS), {"data_dir": str(args.out)}, reports_dir=Path("reports"), progress=progress)
     print("\nOpen the reports in a browser:")
     for run in runs:
         print(f"  {run.html}")
     return 0
-
-
-REPORT_NAMES = ("sales_performance", "stage_conversion", "customer_satisfaction")
-
-
-def _run_reports(
-    names: Sequence[str],
-    params: dict[str, str],
-    *,
-    with_code: bool,
-    root: Path,
-    progress: _Progress,
-    notebooks: Path | None = None,
-) -> list[Any]:
-    import papermill as pm
-
-    from funnelmodels.reports import NOTEBOOKS_DIR, run_report
-
-    notebooks = notebooks or NOTEBOOKS_DIR
-    runs = []
-    for name in names:
-        declared = pm.inspect_notebook(str(notebooks / f"{name}.ipynb")) if len(names) > 1 else None
-        own = {k: v for k, v in params.items() if declared is None or k in declared}
-        progress(f"report {name}: running the notebook")
-        run = run_report(name, own, reports_dir=root, notebooks_dir=notebooks, with_code=with_code)
-        progress(f"report {name}: {run.html} ({run.manifest['duration_seconds']:.0f}s)")
-        runs.append(run)
-    return runs
 
 
 def _cmd_report(args: argparse.Namespace, progress: _Progress) -> int:
@@ -594,9 +567,14 @@ def _cmd_report(args: argparse.Namespace, progress: _Progress) -> int:
     params = dict(args.parameter)
     if args.drop_invalid:
         params["drop_invalid"] = "true"
-    names = REPORT_NAMES if args.all else (args.name,)
-    runs = _run_reports(
-        names, params, with_code=args.with_code, root=args.reports_dir, progress=progress, notebooks=args.notebooks_dir
+    names = list(REPORTS) if args.all else [args.name]
+    runs = run_reports(
+        names,
+        params,
+        reports_dir=args.reports_dir,
+        notebooks_dir=args.notebooks_dir,
+        with_code=args.with_code,
+        progress=progress,
     )
     for run in runs:
         print(f"{run.name}: {run.html}")

@@ -361,8 +361,8 @@ def test_cumulative_incidence_intervals_cover_the_truth() -> None:
 def test_cumulative_conversion_covers_the_generators_all_time_conversion(synthetic) -> None:  # type: ignore[no-untyped-def]
     """The generator converts within the horizon or never: a stage's all-time conversion is the mean
     true probability of every row that entered it, the recent (censored) ones included."""
-    from funnelmodels.rates import cumulative_conversion_table
     from funnelmodels.funnel import data_end
+    from funnelmodels.rates import cumulative_conversion_table
 
     events = synthetic.stage_events.lazy()
     end = data_end(events)
@@ -409,9 +409,9 @@ def test_historical_win_probability_knows_how_long_a_deal_has_waited() -> None:
 
 
 def test_funnel_summary_says_when_every_row_is_still_within_its_horizon(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from funnelmodels.cli import funnel_summary
     from funnelmodels.config import load_config
     from funnelmodels.data.io import Dataset
-    from funnelmodels.cli import funnel_summary
 
     events = _events().collect()
     customers = pl.DataFrame({"customer_id": list(range(1, 8)), "created_at": [datetime(2025, 1, 1)] * 7})
@@ -426,9 +426,9 @@ def test_funnel_summary_says_when_every_row_is_still_within_its_horizon(tmp_path
 
 
 def test_an_empty_segment_value_is_missing_not_a_value_called_unknown(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from funnelmodels.cli import funnel_summary
     from funnelmodels.config import load_config
     from funnelmodels.data.io import Dataset
-    from funnelmodels.cli import funnel_summary
 
     events = _events().collect()
     customers = pl.DataFrame(

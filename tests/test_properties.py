@@ -16,8 +16,8 @@ from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.errors import DataValidationError
 from funnelmodels.features import build_features
 from funnelmodels.funnel import build_transitions
-from funnelmodels.rates import conversion_table
 from funnelmodels.kpis import sales_kpi_table
+from funnelmodels.rates import conversion_table
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 START = datetime(2025, 1, 1)

@@ -15,7 +15,7 @@ from browser import browser
 
 from funnelmodels.data.io import load_dataset
 from funnelmodels.errors import ConfigError, ReportError
-from funnelmodels.reports import NOTEBOOKS_DIR, REPORTS, ReportRun, run_report
+from funnelmodels.reports import REPORTS, ReportRun, notebooks_folder, run_report
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -135,7 +135,7 @@ def test_reports_render_in_a_realbrowser(rendered: dict[str, ReportRun], tmp_pat
 
 # --- the notebooks themselves ----------------------------------------------------------------------
 
-NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+NOTEBOOKS = sorted(notebooks_folder().glob("*.ipynb"))
 PARAMETER_LINE = re.compile(r"^[a-z_][a-z0-9_]*: (str|int|float|bool) = [^#=]+  # [^=]+$")
 
 

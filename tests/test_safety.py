@@ -13,9 +13,9 @@ from browser import browser
 
 from funnelmodels.cli import main
 from funnelmodels.data.synthetic import SyntheticData, write_dataset
+from funnelmodels.display import html_table, kpi_tiles
 from funnelmodels.errors import FunnelModelsError
-from funnelmodels.plots import html_table, kpi_tiles
-from funnelmodels.reports import NOTEBOOKS_DIR, run_report
+from funnelmodels.reports import notebooks_folder, run_report
 
 PACKAGE = Path(__file__).resolve().parents[1] / "funnelmodels"
 HOSTILE = ["<script>alert(1)</script>", '"; import os #', "<img src=x onerror=alert(1)>"]
@@ -79,7 +79,7 @@ def test_parameters_cannot_inject_code_or_escape_reports(synthetic_dir: Path, tm
     # papermill writes parameters as Python literals: the quote cannot close the string.
     with pytest.raises(FunnelModelsError, match="is not a customers column"):
         run_report("sales_performance", {"data_dir": str(synthetic_dir), "segment": INJECTION}, reports_dir=reports)
-    assert not (NOTEBOOKS_DIR / "pwned").exists() and not (cwd / "pwned").exists()
+    assert not (notebooks_folder() / "pwned").exists() and not (cwd / "pwned").exists()
     for period in ("../../outside", "2026-01/../../x", INJECTION):
         code = main(["--quiet", "report", "sales_performance", "-p", "period", period, "--reports-dir", str(reports)])
         assert code == 1

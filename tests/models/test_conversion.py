@@ -16,8 +16,8 @@ from funnelmodels.data.io import load_dataset
 from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.errors import ModelError
 from funnelmodels.models.conversion import StageConversionModel
-from funnelmodels.models.train import ConversionTraining, train_conversion
 from funnelmodels.models.predict import score_open_opportunities
+from funnelmodels.models.train import ConversionTraining, train_conversion
 
 
 @pytest.fixture(scope="session")

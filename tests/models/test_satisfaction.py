@@ -15,9 +15,9 @@ import pytest
 from funnelmodels.data.io import load_dataset
 from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.errors import DataValidationError, ModelError
+from funnelmodels.models.predict import at_risk_customers
 from funnelmodels.models.satisfaction import SatisfactionModel, ordinal_metrics
 from funnelmodels.models.train import SatisfactionTraining, train_satisfaction
-from funnelmodels.models.predict import at_risk_customers
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,34 @@
+"""Reports: the shipped notebooks, the runner that renders them, and the measures each report shows.
+
+Notebooks use ``fm.reports.sales_performance``, ``fm.reports.attempt``, ``fm.reports.save_tables``, …;
+``funnelmodels report`` calls :func:`run_reports`.
+"""
+
+from funnelmodels.reports.params import ResolvedRun, check_period, period_end, resolve_run
+from funnelmodels.reports.registry import REPORTS, notebooks_folder
+from funnelmodels.reports.runner import ReportRun, run_report, run_reports
+from funnelmodels.reports.sales import SalesReport, sales_performance
+from funnelmodels.reports.satisfaction import SatisfactionOverview, satisfaction_overview
+from funnelmodels.reports.sections import Attempt, attempt, data_notes, dataset_window, save_tables, scoring_moment
+
+__all__ = [
+    "REPORTS",
+    "Attempt",
+    "ReportRun",
+    "ResolvedRun",
+    "SalesReport",
+    "SatisfactionOverview",
+    "attempt",
+    "check_period",
+    "data_notes",
+    "dataset_window",
+    "notebooks_folder",
+    "period_end",
+    "resolve_run",
+    "run_report",
+    "run_reports",
+    "sales_performance",
+    "satisfaction_overview",
+    "save_tables",
+    "scoring_moment",
+]

@@ -1,0 +1,208 @@
+"""Report runs: papermill executes a notebook, nbconvert renders HTML, outputs land atomically.
+
+A run writes ``reports/NAME/<run id>/{report.html, report.ipynb, manifest.json, tables/}``
+(``report_with_code.html`` too for the analyst view). It is written in a hidden staging
+folder and swapped in only when everything succeeded, so a failed run never touches the
+previous good report; the failed notebook is kept in ``reports/NAME/failed/<run id>/`` and
+the error names the failing cell.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from funnelmodels.config import load_config
+from funnelmodels.data.io import atomic_dir, fingerprint_files
+from funnelmodels.errors import ConfigError, ReportError
+from funnelmodels.provenance import MODEL_PACKAGES, REPORT_PACKAGES, git_commit, package_versions
+from funnelmodels.reports.params import ResolvedRun, resolve_run
+from funnelmodels.reports.registry import notebooks_folder
+
+__all__ = [
+    "ReportRun",
+    "run_report",
+    "run_reports",
+]
+
+
+_REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE)
+
+
+_REMOTE_MODULE = re.compile(
+    r"<script\b[^>]*type=\"module\"[^>]*>(?:(?!</script>).)*https?://(?:(?!</script>).)*</script>",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class ReportRun:
+    """Where a finished report run wrote its files."""
+
+    name: str
+    run_id: str
+    folder: Path
+    html: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def run_report(
+    name: str,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    reports_dir: str | Path = "reports",
+    notebooks_dir: str | Path | None = None,
+    with_code: bool = False,
+    timeout: int = 900,
+) -> ReportRun:
+    """Execute notebook ``name`` with ``parameters`` and render it to HTML, atomically.
+
+    Steps: resolve the parameters → execute the notebook (papermill) → render HTML (nbconvert)
+    → write the manifest → swap the staging folder in for ``reports_dir/name/<run id>``.
+    ``notebooks_dir`` defaults to the shipped notebooks.
+
+    Raises
+    ------
+    ConfigError for an unknown report, parameter, missing data folder or unsafe name;
+    ReportError when the notebook fails (the message names the cell and the error; the failed
+    notebook is kept).
+    """
+    run = resolve_run(name, parameters, notebooks_dir if notebooks_dir is not None else notebooks_folder())
+    root = Path(reports_dir) / run.name
+    target = root / run.run_id
+    started = datetime.now().astimezone()
+    clock = time.perf_counter()
+    with atomic_dir(target) as staging:
+        executed = _execute(run, staging, failed_root=root, timeout=timeout)
+        _render(executed, staging / "report.html", with_code=False)
+        if with_code:
+            _render(executed, staging / "report_with_code.html", with_code=True)
+        manifest = _manifest(run, started, time.perf_counter() - clock)
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    return ReportRun(name=run.name, run_id=run.run_id, folder=target, html=target / "report.html", manifest=manifest)
+
+
+def _execute(run: ResolvedRun, staging: Path, *, failed_root: Path, timeout: int) -> Path:
+    """Execute the run's notebook into ``staging/report.ipynb``; a failure keeps the notebook and says where."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    executed = staging / "report.ipynb"
+    try:
+        pm.execute_notebook(
+            str(run.notebook),
+            str(executed),
+            parameters=run.parameters | {"output_dir": str(staging.resolve())},
+            kernel_name="python3",
+            progress_bar=False,
+            cwd=str(run.notebook.parent),
+            execution_timeout=timeout,
+        )
+    except PapermillExecutionError as exc:
+        failed = _keep_failed(executed, failed_root, run.run_id)
+        raise ReportError(
+            f"report {run.name} failed in cell {exc.exec_count}: {exc.ename}: {str(exc.evalue).rstrip('.')}. "
+            f"The failed notebook is saved in {failed}; the previous report (if any) is untouched.",
+            notebook=str(failed),
+            cell=exc.exec_count,
+        ) from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see cli): keep what ran, then stop
+        _keep_failed(executed, failed_root, run.run_id)
+        raise
+    except Exception as exc:  # a dead kernel or a timeout: nbclient raises its own types
+        failed = _keep_failed(executed, failed_root, run.run_id)
+        raise ReportError(
+            f"report {run.name} did not finish: {type(exc).__name__}: {_first_line(exc)}. "
+            f"The partial notebook is saved in {failed}; the previous report (if any) is untouched.",
+            notebook=str(failed),
+        ) from None
+    return executed
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"
+
+
+def _keep_failed(executed: Path, root: Path, run_id: str) -> Path:
+    failed_dir = root / "failed" / run_id
+    failed_dir.mkdir(parents=True, exist_ok=True)
+    destination = failed_dir / "report.ipynb"
+    if executed.is_file():
+        shutil.copyfile(executed, destination)
+    return destination
+
+
+def _render(executed: Path, out: Path, *, with_code: bool) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input = not with_code
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    # The report must open offline: drop the template's CDN scripts (MathJax, require.js,
+    # mermaid); our outputs are static HTML and embedded PNG charts.
+    body = _REMOTE_MODULE.sub("", _REMOTE_SCRIPT.sub("", body))
+    out.write_text(body, encoding="utf-8")
+
+
+def _manifest(run: ResolvedRun, started: datetime, seconds: float) -> dict[str, Any]:
+    """What made the report: parameters, the data's fingerprint, versions, commit and timing."""
+    fingerprint = None
+    if run.data_dir:
+        try:
+            fingerprint = fingerprint_files(load_config(run.data_dir))
+        except ConfigError:
+            fingerprint = None
+    return {
+        "report": run.name,
+        "run_id": run.run_id,
+        "parameters": dict(run.parameters),
+        "data_dir": run.data_dir,
+        "data_fingerprint_sha256": fingerprint,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "packages": package_versions(MODEL_PACKAGES + REPORT_PACKAGES),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "duration_seconds": round(seconds, 2),
+    }
+
+
+def run_reports(
+    names: Sequence[str],
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    reports_dir: str | Path = "reports",
+    notebooks_dir: str | Path | None = None,
+    with_code: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[ReportRun]:
+    """Run several reports one after the other with shared ``parameters`` (what ``report --all`` does).
+
+    With more than one report, each gets only the parameters its notebook declares (``model_dir``
+    goes to the reports that take one). ``progress`` receives a line before and after each run.
+    """
+    import papermill as pm
+
+    folder = Path(notebooks_dir) if notebooks_dir is not None else notebooks_folder()
+    say = progress or (lambda line: None)
+    runs = []
+    for name in names:
+        declared = pm.inspect_notebook(str(folder / f"{name}.ipynb")) if len(names) > 1 else None
+        own = {k: v for k, v in dict(parameters or {}).items() if declared is None or k in declared}
+        say(f"report {name}: running the notebook")
+        run = run_report(name, own, reports_dir=reports_dir, notebooks_dir=folder, with_code=with_code)
+        say(f"report {name}: {run.html} ({run.manifest['duration_seconds']:.0f}s)")
+        runs.append(run)
+    return runs

@@ -1,0 +1,129 @@
+"""Pieces every report notebook uses: a section that may not apply, notes on the data, saved tables, dates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import polars as pl
+
+from funnelmodels.data.io import Dataset
+from funnelmodels.errors import ReportError
+from funnelmodels.reports.params import safe_name
+
+__all__ = [
+    "Attempt",
+    "attempt",
+    "data_notes",
+    "dataset_window",
+    "save_tables",
+    "scoring_moment",
+]
+
+
+T = TypeVar("T")
+
+
+def save_tables(output_dir: str, **tables: pl.DataFrame) -> None:
+    """Write a report's key tables as CSV into ``output_dir/tables`` (nothing when run outside a report run)."""
+    if not output_dir:
+        return
+    folder = Path(output_dir) / "tables"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        safe_name(name, "table name")
+        flat = frame.with_columns(pl.col(c).list.join("; ") for c, t in frame.schema.items() if t == pl.List(pl.String))
+        flat.write_csv(folder / f"{name}.csv")
+
+
+def data_notes(dataset: Dataset, output_dir: str = "") -> str:
+    """Markdown on how the data was loaded: rows filtered, looked up or merged by funnel.toml, and
+    rows set aside by ``drop_invalid`` (written to ``output_dir/rejected/<table>.csv`` with the
+    reason). Empty when there is nothing to say."""
+    from funnelmodels.data.io import write_rejected
+
+    lines = [f"- {note}" for note in dataset.notes]
+    set_aside = dataset.rejected_summary()
+    if set_aside:
+        where = ""
+        if output_dir:
+            written = write_rejected(dataset, Path(output_dir) / "rejected")
+            where = " They are in " + ", ".join(f"`rejected/{p.name}`" for p in written) + ", with the reason."
+        lines += [f"- **Set aside** — {line}" for line in set_aside]
+        lines.append(f"- Rows that break a rule were set aside and the report uses the rest.{where}")
+    return ("**The data as loaded**\n\n" + "\n".join(lines)) if lines else ""
+
+
+@dataclass(frozen=True)
+class Attempt(Generic[T]):
+    """A report section's value, or — when the data cannot give it — a sentence saying why.
+
+    ``warnings`` holds what the call warned about (e.g. possible leakage), in words, for the
+    report to show instead of a stray stderr block.
+    """
+
+    value: T | None
+    note: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+_TABLE_HINTS = {
+    "customers": "customer_id, created_at",
+    "transactions": "order_id, customer_id, ordered_at, amount",
+    "stage_events": "opportunity_id, customer_id, stage, entered_at",
+    "surveys": "customer_id, responded_at, csat or nps",
+}
+
+
+def attempt(function: Callable[..., T], *args: Any, **kwargs: Any) -> Attempt[T]:
+    """Run a section's package call; if the data cannot give it, keep the reason as a sentence.
+
+    Only data-dependent failures become sentences — a table the dataset lacks, too few rows for a
+    model (:class:`DataValidationError`, :class:`ModelError`); a wrong parameter still fails the run.
+    """
+    import warnings
+
+    from funnelmodels.errors import DataValidationError, ModelError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = function(*args, **kwargs)
+        said = tuple(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+        return Attempt(value, warnings=said)
+    except DataValidationError as exc:
+        needed = [p.table for p in exc.problems if p.rule.startswith("this step needs the")]
+        if needed:
+            table = needed[0]
+            return Attempt(
+                None,
+                f"No {table} table: this section needs one ({_TABLE_HINTS.get(table, 'see the data contract')}; "
+                f"add {table}.csv or map it in funnel.toml).",
+            )
+        return Attempt(None, f"Not shown: {exc}")
+    except (ModelError, ReportError) as exc:
+        return Attempt(None, f"Not shown: {exc}")
+
+
+def scoring_moment(dataset: Dataset) -> datetime:
+    """The moment after the data: midnight after the last dated row of any table."""
+    from funnelmodels.data.validate import dataset_summary
+
+    lasts = [t["last"] for t in dataset_summary(dataset.tables, dataset.spec)["tables"].values() if t["last"] != "None"]
+    if not lasts:
+        raise ReportError("no table has dates: there is no 'now' to score at.")
+    last = datetime.fromisoformat(max(lasts))
+    return datetime.combine(last.date() + timedelta(days=1), datetime.min.time())
+
+
+def dataset_window(dataset: Dataset) -> str:
+    """``first … last`` dates over the dataset's tables, for report headers."""
+    from funnelmodels.data.validate import dataset_summary
+
+    summary = dataset_summary(dataset.tables, dataset.spec)["tables"]
+    first = min(t["first"] for t in summary.values())[:10]
+    last = max(t["last"] for t in summary.values())[:10]
+    return f"{first} … {last}"
