@@ -409,7 +409,7 @@ def test_historical_win_probability_knows_how_long_a_deal_has_waited() -> None:
 
 
 def test_funnel_summary_says_when_every_row_is_still_within_its_horizon(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from funnelmodels.cli import funnel_summary
+    from funnelmodels.cli.funnel import funnel_summary
     from funnelmodels.config import load_config
     from funnelmodels.data.io import Dataset
 
@@ -426,7 +426,7 @@ def test_funnel_summary_says_when_every_row_is_still_within_its_horizon(tmp_path
 
 
 def test_an_empty_segment_value_is_missing_not_a_value_called_unknown(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from funnelmodels.cli import funnel_summary
+    from funnelmodels.cli.funnel import funnel_summary
     from funnelmodels.config import load_config
     from funnelmodels.data.io import Dataset
 

@@ -5,6 +5,7 @@ No function calls ``show`` itself; :func:`show` renders a figure to PNG once in 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,6 @@ def _percent_axis(axis: Any) -> None:
 
 def show(figure: Figure) -> None:
     """Display a figure once in a notebook (and free it)."""
-    import io
 
     from IPython.display import Image, display
 

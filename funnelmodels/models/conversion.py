@@ -37,7 +37,7 @@ from funnelmodels.config import FunnelSpec
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import LEAKAGE_AUC, LeakageWarning, binary_metrics, suspected_leaks
-from funnelmodels.features import categorical_features
+from funnelmodels.features import categorical_features, feature_columns
 from funnelmodels.models.boosting import IMPORTANCE_ROWS, booster_from_text, importance_rows, train_booster
 from funnelmodels.models.design import FeatureEncoder, design_matrix, design_notes, design_plan, unit_labels
 from funnelmodels.models.persist import booster_file, model_metadata, read_model, write_model
@@ -319,7 +319,6 @@ class StageConversionModel:
         params : engine parameters (lightgbm: overrides of :data:`LIGHTGBM_DEFAULTS`, and
             ``per_stage=True`` for one booster per stage).
         """
-        from funnelmodels.features import feature_columns
 
         if engine not in ENGINES:
             raise ModelError(f"engine must be one of {', '.join(ENGINES)}; received {engine!r}.")

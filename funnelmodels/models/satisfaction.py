@@ -32,6 +32,7 @@ from funnelmodels.config import SatisfactionScale
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import expected_calibration_error
+from funnelmodels.features import categorical_features, feature_columns
 from funnelmodels.models.boosting import IMPORTANCE_ROWS, booster_from_text, importance_rows, train_booster
 from funnelmodels.models.design import FeatureEncoder, design_matrix, design_notes, design_plan, unit_labels
 from funnelmodels.models.persist import booster_file, model_metadata, read_model, write_model
@@ -154,7 +155,6 @@ class SatisfactionModel:
         scale : the CSAT scale (default 1–5); NPS is always 0–10. The models give probabilities to
             the scores seen in training; a score of the scale nobody gave is said in ``notes``.
         """
-        from funnelmodels.features import categorical_features, feature_columns
 
         if engine not in SATISFACTION_ENGINES:
             raise ModelError(f"engine must be one of {', '.join(SATISFACTION_ENGINES)}; received {engine!r}.")

@@ -19,7 +19,7 @@ from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.data.synthetic import read_ground_truth
 from funnelmodels.errors import ModelError
-from funnelmodels.evaluation import OutOfTimeSplit, out_of_time_split
+from funnelmodels.evaluation import OutOfTimeSplit, lift_table, out_of_time_split, reliability_table
 from funnelmodels.features import build_features, build_transition_features, extra_features, feature_columns
 from funnelmodels.frames import collect
 from funnelmodels.funnel import SNAPSHOT_DAYS, add_snapshots, build_transitions, data_end
@@ -74,7 +74,6 @@ class ConversionTraining:
 
     def reliability(self) -> dict[str, pl.DataFrame]:
         """Reliability table (calibration curve) on the test rows, per engine and the oracle."""
-        from funnelmodels.evaluation import reliability_table
 
         preds = self.predictions()
         y = preds[s.CONVERTED].cast(pl.Int8).to_numpy()
@@ -82,7 +81,6 @@ class ConversionTraining:
 
     def lift(self) -> dict[str, pl.DataFrame]:
         """Lift and cumulative gains by decile on the test rows, per engine and the oracle."""
-        from funnelmodels.evaluation import lift_table
 
         preds = self.predictions()
         y = preds[s.CONVERTED].cast(pl.Int8).to_numpy()

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from funnelmodels.errors import ConfigError, ReportError
+from funnelmodels.kpis import PERIODS
 
 __all__ = [
     "ResolvedRun",
@@ -118,7 +119,6 @@ def _declared_default(notebook: Path, key: str, base: Path) -> str | None:
 def check_period(value: str, period_length: str, available: pl.Series, data_end: date | None = None) -> date:
     """Parse ``value`` (``2026-06``, ``2026-Q2``, ``2026-06-01``; empty = the latest full period) and check
     the data has it."""
-    from funnelmodels.kpis import PERIODS
 
     if period_length not in PERIODS:
         raise ConfigError(f"period_length must be one of {', '.join(PERIODS)}; received {period_length!r}.")
@@ -148,7 +148,6 @@ def check_period(value: str, period_length: str, available: pl.Series, data_end:
 
 
 def period_end(start: date, period_length: str) -> date:
-    from funnelmodels.kpis import PERIODS
 
     probe = pl.Series([datetime.combine(start, datetime.min.time())]).dt.offset_by(PERIODS[period_length])
     return probe.dt.date()[0]

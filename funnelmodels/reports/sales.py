@@ -14,11 +14,14 @@ import polars as pl
 
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
-from funnelmodels.errors import ConfigError, did_you_mean
+from funnelmodels.errors import ConfigError, ModelError, did_you_mean
 from funnelmodels.frames import collect
+from funnelmodels.funnel import build_transitions, data_end, stale_losses, with_stale_losses
+from funnelmodels.kpis import attainment, counting_notes, kpi_changes, sales_kpi_table
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.persist import ModelStore
 from funnelmodels.models.predict import pipeline_value, score_from_history, score_open_opportunities
+from funnelmodels.rates import conversion_table, cumulative_conversion_table, time_to_close
 from funnelmodels.reports.params import check_period, period_end
 from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
 
@@ -72,8 +75,6 @@ def sales_performance(
     left empty with a sentence in ``missing``; the default segment ``region`` is skipped, with a
     sentence, when the customers table has no such column.
     """
-    from funnelmodels.funnel import data_end, stale_losses, with_stale_losses
-    from funnelmodels.kpis import attainment, counting_notes, kpi_changes, sales_kpi_table
 
     notes: list[str] = []
     missing: dict[str, str] = {}
@@ -144,7 +145,6 @@ def _segment_table(
     chosen: date,
     missing: dict[str, str],
 ) -> pl.DataFrame | None:
-    from funnelmodels.kpis import sales_kpi_table
 
     if not segment:
         return None
@@ -192,9 +192,6 @@ def _funnel_and_pipeline(
     notes: list[str],
     missing: dict[str, str],
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame | None]:
-    from funnelmodels.errors import ModelError
-    from funnelmodels.funnel import build_transitions
-    from funnelmodels.rates import conversion_table, cumulative_conversion_table, time_to_close
 
     end = datetime.combine(period_end(chosen, period_length), datetime.min.time())
     transitions = build_transitions(events, dataset.spec, end=end)

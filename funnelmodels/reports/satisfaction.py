@@ -10,6 +10,7 @@ import polars as pl
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.errors import ConfigError, ReportError, did_you_mean
+from funnelmodels.kpis import satisfaction_change, satisfaction_table
 from funnelmodels.reports.params import period_end
 from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
 
@@ -35,7 +36,6 @@ def satisfaction_overview(
     dataset: Dataset, *, period_length: str = "month", segment: str = "region"
 ) -> SatisfactionOverview:
     """Trend, last-period change (with tests) and segment table of CSAT and NPS."""
-    from funnelmodels.kpis import satisfaction_change, satisfaction_table
 
     surveys = dataset.lazy("surveys")
     scale = dataset.config.scale

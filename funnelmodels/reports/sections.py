@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -10,8 +11,9 @@ from typing import Any, Generic, TypeVar
 
 import polars as pl
 
-from funnelmodels.data.io import Dataset
-from funnelmodels.errors import ReportError
+from funnelmodels.data.io import Dataset, write_rejected
+from funnelmodels.data.validate import dataset_summary
+from funnelmodels.errors import DataValidationError, ModelError, ReportError
 from funnelmodels.reports.params import safe_name
 
 __all__ = [
@@ -43,7 +45,6 @@ def data_notes(dataset: Dataset, output_dir: str = "") -> str:
     """Markdown on how the data was loaded: rows filtered, looked up or merged by funnel.toml, and
     rows set aside by ``drop_invalid`` (written to ``output_dir/rejected/<table>.csv`` with the
     reason). Empty when there is nothing to say."""
-    from funnelmodels.data.io import write_rejected
 
     lines = [f"- {note}" for note in dataset.notes]
     set_aside = dataset.rejected_summary()
@@ -84,9 +85,6 @@ def attempt(function: Callable[..., T], *args: Any, **kwargs: Any) -> Attempt[T]
     Only data-dependent failures become sentences — a table the dataset lacks, too few rows for a
     model (:class:`DataValidationError`, :class:`ModelError`); a wrong parameter still fails the run.
     """
-    import warnings
-
-    from funnelmodels.errors import DataValidationError, ModelError
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -110,7 +108,6 @@ def attempt(function: Callable[..., T], *args: Any, **kwargs: Any) -> Attempt[T]
 
 def scoring_moment(dataset: Dataset) -> datetime:
     """The moment after the data: midnight after the last dated row of any table."""
-    from funnelmodels.data.validate import dataset_summary
 
     lasts = [t["last"] for t in dataset_summary(dataset.tables, dataset.spec)["tables"].values() if t["last"] != "None"]
     if not lasts:
@@ -121,7 +118,6 @@ def scoring_moment(dataset: Dataset) -> datetime:
 
 def dataset_window(dataset: Dataset) -> str:
     """``first … last`` dates over the dataset's tables, for report headers."""
-    from funnelmodels.data.validate import dataset_summary
 
     summary = dataset_summary(dataset.tables, dataset.spec)["tables"]
     first = min(t["first"] for t in summary.values())[:10]

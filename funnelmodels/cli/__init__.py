@@ -1,0 +1,67 @@
+"""The ``funnelmodels`` command line: one command per job, an exit code, files on disk.
+
+Exit codes: 0 success; 1 the data, configuration or a run failed (the message
+says what and where); 2 the command line itself is wrong; 130 interrupted. Each
+command group lives in its own module (data, funnel, models, reports) and adds
+its subcommands here. Heavy libraries (LightGBM, statsmodels, papermill,
+matplotlib) load only when a command uses them, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+from funnelmodels.cli import data, funnel, models, reports
+from funnelmodels.cli.common import Progress
+from funnelmodels.errors import FunnelModelsError
+from funnelmodels.provenance import version
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per job, in the order a new user meets them."""
+    parser = argparse.ArgumentParser(
+        prog="funnelmodels",
+        description="Sales-funnel models and reports: stage conversion, satisfaction, sales performance.",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--version", action="version", version=f"funnelmodels {version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in (data, funnel, models, reports):
+        group.add_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    progress = Progress(quiet=args.quiet)
+    run: Callable[[argparse.Namespace, Progress], int] = args.run
+    # A scheduler stops a job with SIGTERM: unwind like Ctrl-C, so every atomic write is rolled
+    # back (the previous output stays) and the exit code says the run did not finish.
+    previous = (
+        signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
+    )
+    try:
+        return run(args, progress)
+    except FunnelModelsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc} ({exc.filename or 'no file name'})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing was replaced; earlier outputs are untouched", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

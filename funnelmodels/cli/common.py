@@ -1,0 +1,75 @@
+"""What every command shares: progress lines on stderr, argument types, printing a dataset's summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DROP_INVALID_HELP",
+    "Progress",
+    "moment",
+    "positive_int",
+    "print_rejected",
+    "print_summary",
+]
+
+
+DROP_INVALID_HELP = "set rows that break a rule aside, with the reason, and go on with the rest"
+
+
+class Progress:
+    """Timed progress lines on stderr, so stdout stays clean for results."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, received {value}")
+    return value
+
+
+def moment(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date like 2026-07-01 or 2026-07-01T09:00, received {text!r}"
+        ) from None
+
+
+def print_rejected(dataset: Any, written: Sequence[Path]) -> None:
+    for line in dataset.rejected_summary():
+        print(f"  set aside: {line}")
+    if written:
+        print(f"  rows set aside, with the reason: {', '.join(str(p) for p in written)}")
+
+
+def print_summary(summary: dict[str, Any], data: Path) -> None:
+    print(f"{data}: valid")
+    for name, info in summary["tables"].items():
+        print(f"  {name:<13} {info['rows']:>11,} rows  {info['first'][:10]} … {info['last'][:10]}")
+    if summary["missing"]:
+        print(f"  not present:  {', '.join(summary['missing'])}")
+    for note in summary.get("notes", []):
+        print(f"  note: {note}")
+    if summary["stages"]:
+        print("  stages:       " + ", ".join(f"{k} {v:,}" for k, v in summary["stages"].items()))
+    for warning in summary.get("warnings", []):
+        print(f"  warning: {warning}")

@@ -1,0 +1,187 @@
+"""The model commands: ``train`` the models into a folder, ``score`` open opportunities or customers at risk."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from funnelmodels.cli.common import DROP_INVALID_HELP, Progress, moment, positive_int, print_rejected
+from funnelmodels.data.io import atomic_dir, load_dataset, write_rejected, write_table
+from funnelmodels.errors import ModelError
+from funnelmodels.models.conversion import StageConversionModel
+from funnelmodels.models.persist import ModelStore, write_json
+from funnelmodels.models.predict import at_risk_customers, check_as_of, score_open_opportunities
+from funnelmodels.models.satisfaction import SatisfactionModel
+from funnelmodels.models.train import train_conversion, train_satisfaction
+
+__all__ = [
+    "add_commands",
+]
+
+
+def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
+
+    progress(f"loading {args.data}")
+    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
+    conversion = satisfaction = None
+    if args.target in ("all", "conversion"):
+        progress("conversion: features, lightgbm and logit on an out-of-time split")
+        conversion = train_conversion(dataset, seed=args.seed, horizon_days=args.horizon_days)
+    if args.target == "satisfaction" or (args.target == "all" and dataset.has("surveys")):
+        progress(f"satisfaction ({args.satisfaction_score}): ordinal logit and lightgbm on an out-of-time split")
+        satisfaction = train_satisfaction(dataset, target=args.satisfaction_score, seed=args.seed)
+    report: dict[str, Any] = {}
+    with atomic_dir(args.out) as staging:
+        store = ModelStore(staging)
+        if conversion is not None:
+            for engine, model in conversion.models.items():
+                model.save(store.conversion(engine))
+            report["conversion"] = conversion.summary()
+        if satisfaction is not None:
+            for engine, smodel in satisfaction.models.items():
+                smodel.save(store.satisfaction(engine))
+            report["satisfaction"] = satisfaction.summary()
+        report["data"] = {"notes": list(dataset.notes), "set_aside": dataset.rejected_summary()}
+        written = write_rejected(dataset, staging / "rejected")
+        write_json(store.metrics, report)
+    progress(f"wrote {args.out}")
+    print_rejected(dataset, [args.out / "rejected" / p.name for p in written])
+    if conversion is not None:
+        print("Stage conversion (out of time)")
+        _print_metrics(conversion.metrics)
+        for engine, model in conversion.models.items():
+            for note in model.metadata.get("notes", []):
+                print(f"note ({engine}): {note}")
+    if satisfaction is not None:
+        print(f"\nSatisfaction: {satisfaction.target} (out of time)")
+        print(f"{'engine':<10}{'rows':>7}{'MAE':>7}{'±1':>7}{'RPS':>7}{'log loss':>10}{'Spearman':>10}")
+        for r in satisfaction.metrics.iter_rows(named=True):
+            print(
+                f"{r['engine']:<10}{r['n']:>7,}{r['mae']:>7.3f}{r['within_one']:>7.3f}{r['rps']:>7.3f}"
+                f"{r['log_loss']:>10.3f}{r['spearman']:>10.3f}"
+            )
+    elif args.target == "all":
+        print("note: satisfaction not trained: the dataset has no surveys table.")
+    print(f"models and metrics.json in {args.out}/")
+    return 0
+
+
+def _print_metrics(metrics: Any) -> None:
+    print(f"{'engine':<10}{'stage':<14}{'rows':>7}{'ROC AUC':>9}{'PR AUC':>8}{'log loss':>10}{'Brier':>7}{'ECE':>7}")
+    for r in metrics.iter_rows(named=True):
+        print(
+            f"{r['engine']:<10}{r['stage']:<14}{r['n']:>7,}{r['roc_auc']:>9.3f}{r['pr_auc']:>8.3f}"
+            f"{r['log_loss']:>10.3f}{r['brier']:>7.3f}{r['ece']:>7.3f}"
+        )
+
+
+def _cmd_score(args: argparse.Namespace, progress: Progress) -> int:
+
+    if args.out.suffix not in (".parquet", ".csv"):
+        raise ModelError(f"--out must end in .parquet or .csv; received {args.out.name!r}.")
+    progress(f"loading {args.data}")
+    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
+    if args.target == "satisfaction":
+        scored = _score_satisfaction(args, dataset, progress)
+        likely = int((scored["p_low"] > 0.5).sum())
+        summary = f"{scored.height:,} active customers at {args.as_of}; {likely:,} more likely than not to score low"
+    else:
+        scored = _score_conversion(args, dataset, progress)
+        total, expected = scored["amount"].sum(), scored["expected_value"].sum()
+        summary = (
+            f"{scored.height:,} open opportunities at {args.as_of}: pipeline {total:,.0f}, expected {expected:,.0f}"
+        )
+    if args.out.suffix == ".csv":
+        scored = scored.with_columns(pl.col(c).list.join("; ") for c in ("reasons_up", "reasons_down"))
+    write_table(scored, args.out)
+    print(summary)
+    print(f"wrote {args.out}")
+    written = write_rejected(dataset, args.out.parent / f"{args.out.stem}_rejected") if dataset.rejected else []
+    print_rejected(dataset, written)
+    return 0
+
+
+def _score_conversion(args: argparse.Namespace, dataset: Any, progress: Progress) -> Any:
+
+    engine = args.engine or "lightgbm"
+    if engine not in ("lightgbm", "logit"):
+        raise ModelError(f"conversion models are lightgbm or logit; received --engine {engine}.")
+    check_as_of(dataset.lazy("stage_events"), args.as_of)  # refused before any model is read
+    model = StageConversionModel.load(ModelStore(args.model).conversion(engine))
+    if dataset.spec.stages != model.spec.stages:
+        raise ModelError(
+            f"the model was trained on the funnel {list(model.spec.stages)}, the data has {list(dataset.spec.stages)}."
+        )
+    progress(f"scoring opportunities open at {args.as_of}")
+    return score_open_opportunities(dataset, model, args.as_of)
+
+
+def _score_satisfaction(args: argparse.Namespace, dataset: Any, progress: Progress) -> Any:
+
+    engine = args.engine or "ordinal"
+    if engine not in ("ordinal", "lightgbm"):
+        raise ModelError(f"satisfaction models are ordinal or lightgbm; received --engine {engine}.")
+    model = SatisfactionModel.load(ModelStore(args.model).satisfaction(engine))
+    progress(f"scoring customers active in the year before {args.as_of}")
+    return at_risk_customers(dataset, model, args.as_of, top=None)
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``train`` and ``score`` to the command line's subparsers."""
+    train = commands.add_parser(
+        "train",
+        help="train and evaluate the models; write them to a folder",
+        description="Train the stage-conversion models (LightGBM and the logit baseline) and the satisfaction "
+        "models (ordinal logit and LightGBM) on the past, evaluate them out of time on the latest period (with the "
+        "oracle on synthetic data) and write MODEL_DIR/conversion/<engine>/, MODEL_DIR/satisfaction/<engine>/ and "
+        "MODEL_DIR/metrics.json. The folder is replaced only when training succeeds.",
+    )
+    train.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
+    train.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder to write")
+    train.add_argument(
+        "--target",
+        choices=("all", "conversion", "satisfaction"),
+        default="all",
+        help="what to model (default %(default)s: conversion, and satisfaction when the data has surveys)",
+    )
+    train.add_argument(
+        "--satisfaction-score",
+        choices=("csat", "nps"),
+        default="csat",
+        help="the satisfaction target (default %(default)s)",
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    train.add_argument("--horizon-days", type=positive_int, metavar="N", help="days a stage has to convert")
+    train.add_argument("--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (MODEL_DIR/rejected/)")
+    train.set_defaults(run=_cmd_train)
+    score = commands.add_parser(
+        "score",
+        help="score open opportunities (win probability, expected value, reasons) or at-risk customers",
+        description="Score every opportunity open at AS_OF with a trained model: probability of reaching the "
+        "next stage, win probability (product over the remaining stages), expected value (deal amount x win "
+        "probability) and the top reasons. Writes Parquet or CSV (by the file's suffix).",
+    )
+    score.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
+    score.add_argument("--model", type=Path, required=True, metavar="MODEL_DIR", help="folder written by train")
+    score.add_argument(
+        "--as-of", type=moment, required=True, metavar="DATE", help="the scoring moment, e.g. 2026-07-01"
+    )
+    score.add_argument("--out", type=Path, required=True, metavar="FILE", help="output .parquet or .csv")
+    score.add_argument(
+        "--target",
+        choices=("conversion", "satisfaction"),
+        default="conversion",
+        help="conversion: open opportunities; satisfaction: the at-risk list of active customers (default %(default)s)",
+    )
+    score.add_argument(
+        "--engine",
+        choices=("lightgbm", "logit", "ordinal"),
+        help="which model (default lightgbm for conversion, ordinal for satisfaction)",
+    )
+    score.add_argument(
+        "--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (FILE's folder, <name>_rejected/)"
+    )
+    score.set_defaults(run=_cmd_score)

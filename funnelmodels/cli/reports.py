@@ -1,0 +1,109 @@
+"""The report commands: ``report`` renders report notebooks, ``demo`` makes demo data and renders them all."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from funnelmodels.cli.common import DROP_INVALID_HELP, Progress, print_summary
+from funnelmodels.cli.data import DEMO_CUSTOMERS, DEMO_SEED, generate_into, print_generated
+from funnelmodels.data.io import load_dataset
+from funnelmodels.data.validate import dataset_summary
+from funnelmodels.errors import ConfigError
+from funnelmodels.reports.registry import REPORTS
+from funnelmodels.reports.runner import run_reports
+
+__all__ = [
+    "DEMO_DIR",
+    "add_commands",
+]
+
+
+DEMO_DIR = Path("data") / "demo"
+
+
+def _cmd_demo(args: argparse.Namespace, progress: Progress) -> int:
+
+    if args.force or not (args.out / "stage_events.parquet").exists():
+        progress(f"generating the demo dataset ({DEMO_CUSTOMERS:,} customers, seed {DEMO_SEED})")
+        data, auc = generate_into(args.out, customers=DEMO_CUSTOMERS, seed=DEMO_SEED, fmt="parquet", progress=progress)
+        print_generated(data, auc, args.out)
+    else:
+        progress(f"using the demo dataset in {args.out} (--force regenerates it)")
+    dataset = load_dataset(args.out)
+    print_summary(dataset_summary(dataset.tables, dataset.spec), args.out)
+    if args.no_reports:
+        return 0
+    runs = run_reports(list(REPORTS), {"data_dir": str(args.out)}, reports_dir=Path("reports"), progress=progress)
+    print("\nOpen the reports in a browser:")
+    for run in runs:
+        print(f"  {run.html}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
+
+    if args.all == bool(args.name):
+        raise ConfigError("name one report, or use --all for every report.")
+    params = dict(args.parameter)
+    if args.drop_invalid:
+        params["drop_invalid"] = "true"
+    names = list(REPORTS) if args.all else [args.name]
+    runs = run_reports(
+        names,
+        params,
+        reports_dir=args.reports_dir,
+        notebooks_dir=args.notebooks_dir,
+        with_code=args.with_code,
+        progress=progress,
+    )
+    for run in runs:
+        print(f"{run.name}: {run.html}")
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``report`` and ``demo`` to the command line's subparsers."""
+    rep = commands.add_parser(
+        "report",
+        help="run a report notebook with papermill and render it to HTML",
+        description="Execute a report notebook with parameters and render reports/NAME/<period or latest>/"
+        "{report.html, report.ipynb, manifest.json, tables/}. The previous report stays untouched unless the run "
+        "succeeds; a failed notebook is kept under reports/NAME/failed/. Reports: "
+        + "; ".join(f"{name} ({what})" for name, what in REPORTS.items())
+        + ".",
+    )
+    rep.add_argument("name", nargs="?", metavar="NAME", help="the report (omit with --all)")
+    rep.add_argument("--all", action="store_true", help="render every report (what a scheduled run calls)")
+    rep.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("KEY", "VALUE"),
+        help="a notebook parameter, e.g. -p period 2026-06 -p data_dir data/demo (repeatable)",
+    )
+    rep.add_argument("--with-code", action="store_true", help="also write report_with_code.html (analyst view)")
+    rep.add_argument(
+        "--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (the report's folder, rejected/)"
+    )
+    rep.add_argument("--reports-dir", type=Path, default=Path("reports"), help="output root (default %(default)s)")
+    rep.add_argument(
+        "--notebooks-dir",
+        type=Path,
+        default=None,
+        help="run your own notebooks (NAME.ipynb with a 'parameters' cell) through the same runner",
+    )
+    rep.set_defaults(run=_cmd_report)
+    demo = commands.add_parser(
+        "demo",
+        help="generate the demo dataset, validate it and render the three reports",
+        description=f"Generate the synthetic demo dataset into {DEMO_DIR} (if absent), validate it and render "
+        "every report from it into reports/.",
+    )
+    demo.add_argument("--out", type=Path, default=DEMO_DIR, help="demo data folder (default %(default)s)")
+    demo.add_argument("--force", action="store_true", help="regenerate even if the folder exists")
+    demo.add_argument("--no-reports", action="store_true", help="only generate and validate the data")
+    demo.set_defaults(run=_cmd_demo)
