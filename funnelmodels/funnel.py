@@ -1,4 +1,6 @@
-"""The funnel: stage-transition rows, conversion rates, time to convert, cohorts.
+"""The funnel's stage-transition rows: one row per entry of an opportunity into a stage, with its outcome.
+
+Rates computed from these rows are in :mod:`funnelmodels.rates`.
 
 Definitions (DESIGN.md, "Core definitions"):
 
@@ -12,19 +14,12 @@ Definitions (DESIGN.md, "Core definitions"):
   stay out of rates, training and metrics (even when they already converted or
   were lost: counting only the quick outcomes of the last period would bias the
   rates), but are still scored.
-- **time to convert**: Kaplan–Meier over days to the next later stage; an
-  opportunity that is lost is censored at the day it is lost, one still open at
-  the data's end on that day (cause-specific survival: the time it takes to
-  convert among those not yet lost).
 - **stale opportunities** (``stale_after_days`` in the spec): an opportunity whose last
   event is not ``won`` or ``lost`` and that has had no event for that many days at the
   data's end is lost on that day — CRM exports often never record the loss.
 - **snapshots**: a transition row seen again while its opportunity still sits in the stage
   (after 7, 14, 30, … days), so a model learns how waiting changes the odds; its label is
   a later stage within the horizon *of the snapshot*.
-- **cumulative conversion**: the share of entries that has reached a later stage by day
-  ``d``, with ``lost`` as a competing event (Aalen–Johansen), so long horizons and recent
-  entries are used without waiting for every outcome.
 """
 
 from __future__ import annotations

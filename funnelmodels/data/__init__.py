@@ -1,1 +1,1 @@
-"""The data layer: canonical schema, loading with column mapping, validation, synthetic data."""
+"""The data layer: the canonical schema, reading files, validation, the loaded dataset, synthetic data."""

@@ -1,1 +1,4 @@
-"""Models: stage conversion (LightGBM and logit) with a shared fit/predict/evaluate/explain/save/load shape."""
+"""Models: stage-conversion and satisfaction engines with one shape (fit, predict, explain, save, load).
+
+Training (train), scoring the present (predict) and the pipeline backtest sit beside them.
+"""
