@@ -14,10 +14,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from handmade import FUNNEL_END, FUNNEL_SPEC, funnel_events, tiny_tables
+from places import SHARED_DATA
 
+from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.data.synthetic import SyntheticData, generate_dataset, write_dataset
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from funnelmodels.funnel import build_transitions
 
 
 @pytest.fixture
@@ -46,3 +48,21 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory, synthetic: Synthetic
     root = tmp_path_factory.mktemp("synthetic")
     write_dataset(synthetic, root)
     return root
+
+
+@pytest.fixture
+def transitions() -> pl.LazyFrame:
+    """The transition rows of the hand-made :func:`handmade.funnel_events`."""
+    return build_transitions(funnel_events(), FUNNEL_SPEC, end=FUNNEL_END)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real public exports beside the checkout (``../shared/data``)."""
+    return SHARED_DATA
+
+
+@pytest.fixture
+def tiny(write_tables: Callable[..., Path]) -> Dataset:
+    """The hand-made three-customer dataset (:func:`handmade.tiny_tables`), loaded."""
+    return load_dataset(write_tables(tiny_tables()))

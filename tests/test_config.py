@@ -4,6 +4,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from places import ROOT
 
 from funnelmodels.config import FunnelSpec, load_config
 from funnelmodels.data.io import load_dataset
@@ -99,7 +100,7 @@ def test_invalid_toml_and_missing_folder_are_config_errors(tmp_path: Path) -> No
 
 def test_the_readme_crm_walkthrough_loads(tmp_path: Path) -> None:
     """The funnel.toml of README's "From a CRM export" section, on exports shaped as it says."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     toml = readme.split("```toml\n# exports/funnel.toml\n", 1)[1].split("```", 1)[0]
     root = tmp_path / "exports"
     root.mkdir()

@@ -16,6 +16,8 @@ from funnelmodels.evaluation import (
     out_of_fold_level_rate,
     out_of_time_split,
     reliability_table,
+    single_feature_auc,
+    suspected_leaks,
 )
 
 
@@ -67,7 +69,6 @@ def test_out_of_time_split_trains_on_the_past() -> None:
 
 
 def test_single_feature_auc_by_hand_with_and_without_strata() -> None:
-    from funnelmodels.evaluation import single_feature_auc
 
     values = np.array([1.0, 2.0, 3.0, 1.0, 2.0, np.nan])
     y = np.array([0, 0, 1, 1, 0, 1])
@@ -83,7 +84,6 @@ def test_single_feature_auc_by_hand_with_and_without_strata() -> None:
 
 
 def test_a_category_filled_only_for_converters_is_flagged_as_leakage() -> None:
-    from funnelmodels.evaluation import suspected_leaks
 
     rng = np.random.default_rng(0)
     n = 2_000

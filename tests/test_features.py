@@ -25,11 +25,6 @@ def _rows(*moments: str) -> pl.LazyFrame:
     ).lazy()
 
 
-@pytest.fixture
-def tiny(write_tables: Writer) -> Dataset:
-    return load_dataset(write_tables(tiny_tables()))
-
-
 def test_purchase_history_is_strictly_before_as_of(tiny: Dataset) -> None:
     # Customer 1 bought 120.00 on 2025-01-10 09:00:00 and was refunded on 2025-03-01.
     f = build_features(tiny, _rows("2025-01-10 09:00:00", "2025-01-10 09:00:01", "2025-03-02", "2025-06-01")).collect()
@@ -163,20 +158,3 @@ def test_features_reproduce_the_generators_true_probabilities(synthetic_dir: Pat
     intercept = np.array([coef["conversion"]["intercept"][s] for s in stage])
     expected = 1 / (1 + np.exp(-(intercept + score)))
     assert f["true_probability"].to_numpy() == pytest.approx(expected, rel=1e-9)
-
-
-def test_segments_bands_and_new_versus_returning(tiny: Dataset) -> None:
-    from funnelmodels.segments import add_segments
-
-    transitions = build_transitions(tiny.lazy("stage_events"), tiny.spec)
-    seg = add_segments(tiny, transitions).collect().sort("opportunity_id", "entered_at")
-    by_opp = {r["opportunity_id"]: r for r in seg.iter_rows(named=True)}
-    # Customer 1 (34, income 52,000) first bought on 2025-01-10, after opportunity 100 started (01-02).
-    assert (by_opp[100]["age_band"], by_opp[100]["income_band"], by_opp[100]["customer_type"]) == (
-        "30–44",
-        "40–60k",
-        "new",
-    )
-    # Customer 2 (51, income 81,000) first bought on 2025-02-01, after opportunity 101 started.
-    assert (by_opp[101]["age_band"], by_opp[101]["income_band"]) == ("45–59", "60–90k")
-    assert by_opp[101]["region"] == "south"

@@ -7,8 +7,16 @@ from datetime import datetime
 import polars as pl
 import pytest
 
+from funnelmodels.config import CountingRules
 from funnelmodels.errors import ConfigError
-from funnelmodels.kpis import satisfaction_change, satisfaction_table
+from funnelmodels.kpis import (
+    attainment,
+    counting_notes,
+    kpi_changes,
+    sales_kpi_table,
+    satisfaction_change,
+    satisfaction_table,
+)
 
 
 def _surveys() -> pl.LazyFrame:
@@ -102,7 +110,6 @@ def _events() -> pl.LazyFrame:
 
 
 def test_sales_kpis_by_month() -> None:
-    from funnelmodels.kpis import sales_kpi_table
 
     t = sales_kpi_table(_transactions(), _events(), period="month")
     assert [str(p) for p in t["period"]] == ["2025-01-01", "2025-02-01", "2025-03-01"]
@@ -119,7 +126,6 @@ def test_sales_kpis_by_month() -> None:
 
 
 def test_new_plus_returning_is_active_and_revenue_adds_over_segments() -> None:
-    from funnelmodels.kpis import sales_kpi_table
 
     t = sales_kpi_table(_transactions(), period="month")
     assert (t["new_accounts"] + t["returning_customers"] == t["active_customers"]).all()
@@ -130,7 +136,6 @@ def test_new_plus_returning_is_active_and_revenue_adds_over_segments() -> None:
 
 
 def test_changes_with_a_test_for_the_win_rate() -> None:
-    from funnelmodels.kpis import kpi_changes, sales_kpi_table
 
     t = sales_kpi_table(_transactions(), _events(), period="month")
     changes = kpi_changes(t)
@@ -143,7 +148,6 @@ def test_changes_with_a_test_for_the_win_rate() -> None:
 
 
 def test_attainment_against_targets() -> None:
-    from funnelmodels.kpis import attainment, sales_kpi_table
 
     t = sales_kpi_table(_transactions(), period="month")
     targets = pl.DataFrame({"kpi": ["net_revenue", "orders"], "period": ["2025-01", "2025-02"], "target": [200, 4]})
@@ -154,8 +158,6 @@ def test_attainment_against_targets() -> None:
 
 
 def test_counting_rules_for_purchases_of_zero_and_refunds() -> None:
-    from funnelmodels.config import CountingRules
-    from funnelmodels.kpis import counting_notes, sales_kpi_table
 
     # Customer 4 takes a free sample (0) in February and buys nothing else.
     sample = pl.DataFrame(

@@ -91,7 +91,7 @@ def backtest_pipeline(
         if not past.has("stage_events") or past.tables["stage_events"].height == 0:
             raise ModelError(f"no stage event before {moment}: nothing to backtest there.")
         model = train_conversion(past, engines=(engine,), seed=seed, params=params).models[engine]
-        scored = score_open_opportunities(past, model, moment).join(
+        scored = score_open_opportunities(past, model, moment, reasons=False).join(
             _wins_after(dataset, moment), on=s.OPPORTUNITY_ID, how="left"
         )
         scored = scored.with_columns(

@@ -39,7 +39,14 @@ from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import LEAKAGE_AUC, LeakageWarning, binary_metrics, suspected_leaks
 from funnelmodels.features import categorical_features, feature_columns
 from funnelmodels.models.boosting import IMPORTANCE_ROWS, booster_from_text, importance_rows, train_booster
-from funnelmodels.models.design import FeatureEncoder, design_matrix, design_notes, design_plan, unit_labels
+from funnelmodels.models.design import (
+    FeatureEncoder,
+    FeatureRows,
+    design_matrix,
+    design_notes,
+    design_plan,
+    unit_labels,
+)
 from funnelmodels.models.persist import booster_file, model_metadata, read_model, write_model
 from funnelmodels.models.reasons import top_reasons
 
@@ -357,18 +364,25 @@ class StageConversionModel:
         return cls(engine=engine, encoder=encoder, spec=spec, state=state, metadata=meta, _boosters=boosters)
 
     # -- predict --
-    def predict_proba(self, frame: pl.DataFrame) -> np.ndarray:
+    def prepare(self, frame: pl.DataFrame) -> FeatureRows:
+        """``frame`` checked and encoded once, for several predictions and explanations of the same rows."""
+        return self.encoder.rows(frame)
+
+    def _rows(self, rows: pl.DataFrame | FeatureRows) -> FeatureRows:
+        return rows if isinstance(rows, FeatureRows) else self.prepare(rows)
+
+    def predict_proba(self, rows: pl.DataFrame | FeatureRows) -> np.ndarray:
         """Calibrated probability that each row's stage converts within the horizon."""
-        self.encoder.check(frame)
-        if frame.height == 0:
+        prepared = self._rows(rows)
+        if prepared.height == 0:
             return np.empty(0)
         if self.engine == "lightgbm":
             a, b = self.state["calibration"]
-            return _sigmoid(a + b * self._raw_lightgbm(frame))
-        return self._logit_proba(frame)
+            return _sigmoid(a + b * self._raw_lightgbm(prepared))
+        return self._logit_proba(prepared.frame)
 
-    def _raw_lightgbm(self, frame: pl.DataFrame) -> np.ndarray:
-        X = self.encoder.matrix(frame)
+    def _raw_lightgbm(self, rows: FeatureRows) -> np.ndarray:
+        X, frame = rows.matrix, rows.frame
         offset = _stage_offsets(frame, self.state["stage_offsets"])
         if "all" in self._boosters:
             return offset + np.asarray(self._boosters["all"].predict(X, raw_score=True))
@@ -412,14 +426,16 @@ class StageConversionModel:
         return metrics_table(rows, self.predict_proba(rows), label=self.engine)
 
     # -- explain --
-    def contributions(self, frame: pl.DataFrame) -> np.ndarray:
+    def contributions(self, rows: pl.DataFrame | FeatureRows) -> np.ndarray:
         """Log-odds contribution of each feature (columns in ``encoder.names``) for each row.
 
         For LightGBM the stage's starting log-odds, less their training average, count as the
         contribution of ``stage``, so a row's contributions add up to its raw score less one constant.
         """
+        prepared = self._rows(rows)
+        frame = prepared.frame
         if self.engine == "lightgbm":
-            X = self.encoder.matrix(frame)
+            X = prepared.matrix
             if "all" in self._boosters:
                 out = np.asarray(self._boosters["all"].predict(X, pred_contrib=True))[:, :-1]
             else:
@@ -449,18 +465,19 @@ class StageConversionModel:
                 out[mask, names.index(owner)] += terms[:, j]
         return out
 
-    def explain(self, frame: pl.DataFrame, *, k: int = 3) -> pl.DataFrame:
+    def explain(self, rows: pl.DataFrame | FeatureRows, *, k: int = 3) -> pl.DataFrame:
         """Per row: the ``k`` strongest reasons up and down, in plain words.
 
         Returns
         -------
         DataFrame ``probability, reasons_up, reasons_down`` (lists of text), one row per input row.
         """
-        contrib = self.contributions(frame)
-        reasons = top_reasons(contrib, self.encoder.names, frame, k=k)
+        prepared = self._rows(rows)
+        contrib = self.contributions(prepared)
+        reasons = top_reasons(contrib, self.encoder.names, prepared.frame, k=k)
         return pl.DataFrame(
             {
-                "probability": self.predict_proba(frame),
+                "probability": self.predict_proba(prepared),
                 s.REASONS_UP: [r["up"] for r in reasons],
                 s.REASONS_DOWN: [r["down"] for r in reasons],
             },
@@ -709,7 +726,7 @@ def _fit_lightgbm(
     if params.get("calibrate", False) and judged.any() and 0 < yv[judged].sum() < judged.sum():
         probe = StageConversionModel("lightgbm", encoder, spec, state, {}, boosters)
         judged_rows = validation.filter(pl.Series(judged))
-        state["calibration"] = list(_platt(probe._raw_lightgbm(judged_rows), yv[judged].astype(float)))
+        state["calibration"] = list(_platt(probe._raw_lightgbm(encoder.rows(judged_rows)), yv[judged].astype(float)))
     if params.get("refit", True) and validation.height:
         X_all, y_all = np.vstack([X, Xv]), np.concatenate([y, yv])
         offset_all = np.concatenate([offset, offset_valid])

@@ -8,8 +8,10 @@ a term of their own; :func:`design_matrix` applies it to any rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -101,6 +103,59 @@ class FeatureEncoder:
             categorical=tuple(data["categorical"]),
             levels={k: tuple(v) for k, v in data["levels"].items()},
         )
+
+    def code(self, name: str, value: object) -> float:
+        """How one value of feature ``name`` appears in the matrix (a category as its level's index)."""
+        if name in self.categorical:
+            levels = self.levels[name]
+            return float(levels.index(str(value))) if value is not None and str(value) in levels else math.nan
+        return math.nan if value is None else float(value)  # type: ignore[arg-type]
+
+    def rows(self, frame: pl.DataFrame) -> FeatureRows:
+        """``frame`` checked against the features, ready for several predictions (its matrix built once)."""
+        self.check(frame)
+        return FeatureRows(frame, self)
+
+
+@dataclass(frozen=True)
+class FeatureRows:
+    """Rows of features with their matrix, built on first use and then shared by every prediction.
+
+    :meth:`subset` and :meth:`assign` give variants without building the matrix again, e.g. the
+    same open deals as if they had just entered a later stage.
+    """
+
+    frame: pl.DataFrame
+    encoder: FeatureEncoder
+    _matrix: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def height(self) -> int:
+        """The number of rows."""
+        return self.frame.height
+
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        """The float matrix of the rows in ``encoder.names`` order (:meth:`FeatureEncoder.matrix`)."""
+        return self._matrix if self._matrix is not None else self.encoder.matrix(self.frame)
+
+    def subset(self, mask: np.ndarray) -> FeatureRows:
+        """The rows where ``mask`` is true."""
+        built = self.__dict__.get("matrix")
+        return FeatureRows(self.frame.filter(pl.Series(mask)), self.encoder, None if built is None else built[mask])
+
+    def assign(self, values: Mapping[str, object]) -> FeatureRows:
+        """The same rows with the features in ``values`` set to one value each."""
+        present = {k: v for k, v in values.items() if k in self.frame.columns}
+        frame = self.frame.with_columns(pl.lit(v).alias(k) for k, v in present.items())
+        built = self.__dict__.get("matrix")
+        if built is None:
+            return FeatureRows(frame, self.encoder)
+        matrix = built.copy()
+        for name, value in values.items():
+            if name in self.encoder.names:
+                matrix[:, self.encoder.names.index(name)] = self.encoder.code(name, value)
+        return FeatureRows(frame, self.encoder, matrix)
 
 
 # Skewed amounts and counts enter the statsmodels engines as log(1 + x): a customer's

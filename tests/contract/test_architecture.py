@@ -12,8 +12,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from places import ROOT
 
-PACKAGE = Path(__file__).resolve().parents[2] / "funnelmodels"
+PACKAGE = ROOT / "funnelmodels"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),

@@ -17,10 +17,14 @@ import numpy as np
 import polars as pl
 import pytest
 from handmade import tiny_tables
+from places import ROOT
 
 from funnelmodels.cli import main
+from funnelmodels.data.io import load_dataset
+from funnelmodels.models.conversion import StageConversionModel
+from funnelmodels.models.train import transition_frame
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 Tables = dict[str, pl.DataFrame]
 
 
@@ -215,9 +219,6 @@ def test_the_readme_lists_every_case() -> None:
 
 
 def test_a_feature_with_only_nulls_is_left_out_with_a_note(synthetic_dir: Path) -> None:
-    from funnelmodels.data.io import load_dataset
-    from funnelmodels.models.conversion import StageConversionModel
-    from funnelmodels.models.train import transition_frame
 
     frame = transition_frame(load_dataset(synthetic_dir)).with_columns(pl.lit(None, dtype=pl.Float64).alias("income"))
 

@@ -9,7 +9,7 @@ from datetime import date, datetime
 
 import polars as pl
 import pytest
-from conftest import SHARED_DATA
+from places import SHARED_DATA
 
 from funnelmodels.rfm import rfm_summary
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from browser import browser
+from places import ROOT
 
 from funnelmodels.cli import main
 from funnelmodels.data.synthetic import SyntheticData, write_dataset
@@ -17,7 +18,7 @@ from funnelmodels.display import html_table, kpi_tiles
 from funnelmodels.errors import FunnelModelsError
 from funnelmodels.reports import notebooks_folder, run_report
 
-PACKAGE = Path(__file__).resolve().parents[1] / "funnelmodels"
+PACKAGE = ROOT / "funnelmodels"
 HOSTILE = ["<script>alert(1)</script>", '"; import os #', "<img src=x onerror=alert(1)>"]
 
 

@@ -9,6 +9,7 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 import polars as pl
+from places import ROOT
 
 from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.features import build_features
@@ -17,9 +18,7 @@ from funnelmodels.kpis import SALES_KPIS, sales_kpi_table
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "bench", Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
-    )
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks" / "bench.py")
     assert spec and spec.loader
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from browser import browser
+from places import ROOT
 
 from funnelmodels.data.io import load_dataset
 from funnelmodels.errors import ConfigError, ReportError
-from funnelmodels.reports import REPORTS, ReportRun, notebooks_folder, run_report
+from funnelmodels.reports import ReportRun, run_report
 
-ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-@pytest.fixture(scope="session")
-def rendered(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ReportRun]:
-    out = tmp_path_factory.mktemp("reports")
-    return {name: run_report(name, {"data_dir": str(synthetic_dir)}, reports_dir=out) for name in REPORTS}
 
 
 def test_every_report_writes_html_notebook_manifest_and_tables(
@@ -134,94 +125,3 @@ def test_reports_render_in_a_realbrowser(rendered: dict[str, ReportRun], tmp_pat
 
 
 # --- the notebooks themselves ----------------------------------------------------------------------
-
-NOTEBOOKS = sorted(notebooks_folder().glob("*.ipynb"))
-PARAMETER_LINE = re.compile(r"^[a-z_][a-z0-9_]*: (str|int|float|bool) = [^#=]+  # [^=]+$")
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_contract(path: Path) -> None:
-    book = nbformat.read(path, as_version=4)
-    tagged = [c for c in book.cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(tagged) == 1, "exactly one cell tagged parameters"
-    for line in tagged[0].source.splitlines():
-        assert PARAMETER_LINE.match(line), f"parameter line {line!r} is not `name: type = value  # help`"
-    for cell in book.cells:
-        if cell.cell_type == "code":
-            assert not cell.get("outputs") and cell.get("execution_count") is None, "outputs stripped"
-            tree = ast.parse(cell.source)
-            assert not [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)], "no def/class"
-    assert {p.stem for p in NOTEBOOKS} == set(REPORTS)
-
-
-@pytest.mark.slow
-def test_nbval_runs_every_notebook_on_small_data(synthetic_dir: Path, tmp_path: Path) -> None:
-    import papermill as pm
-
-    for path in NOTEBOOKS:
-        pm.execute_notebook(
-            str(path), str(tmp_path / path.name), parameters={"data_dir": str(synthetic_dir)}, prepare_only=True
-        )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval-lax",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--rootdir",
-            str(tmp_path),
-            *[str(tmp_path / p.name) for p in NOTEBOOKS],
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert re.search(r"\d+ passed", result.stdout)
-
-
-@pytest.mark.slow
-def test_satisfaction_report_names_late_delivery_as_the_top_driver(tmp_path: Path) -> None:
-    from funnelmodels.data.synthetic import generate_dataset, write_dataset
-
-    write_dataset(generate_dataset(4_000, seed=1, late_deliveries=True), tmp_path / "data")
-    run = run_report("customer_satisfaction", {"data_dir": str(tmp_path / "data")}, reports_dir=tmp_path / "r")
-    tables = run.folder / "tables"
-    import polars as pl
-
-    assert pl.read_csv(tables / "drivers.csv")["feature"][0] == "days_late"  # LightGBM
-    assert pl.read_csv(tables / "coefficients.csv")["term"][0] == "days_late"  # the ordinal model
-    assert "days_late" in run.html.read_text(encoding="utf-8")
-
-
-def test_the_latest_complete_period_by_default_and_a_note_when_asked_for_a_partial_one(
-    synthetic_dir: Path,
-) -> None:
-    import dataclasses
-    from datetime import date, datetime
-
-    import polars as pl
-
-    from funnelmodels.reports import sales_performance
-
-    data = load_dataset(synthetic_dir)
-    cut = datetime(2026, 6, 15)
-    columns = {
-        "customers": "created_at",
-        "transactions": "ordered_at",
-        "stage_events": "entered_at",
-        "surveys": "responded_at",
-    }
-    half = dataclasses.replace(data, tables={n: f.filter(pl.col(columns[n]) < cut) for n, f in data.tables.items()})
-    # The data ends on June 14: May is the latest complete month, compared with April.
-    report = sales_performance(half)
-    assert report.period == date(2026, 5, 1)
-    assert not any("not complete" in n for n in report.notes)
-    asked = sales_performance(half, period="2026-06")
-    assert asked.period == date(2026, 6, 1)
-    assert any("The month starting 2026-06-01 is not complete: the data ends on 2026-06-14" in n for n in asked.notes)

@@ -1,0 +1,118 @@
+"""train and score as a scheduled job sees them: exit codes, messages, files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+from commands import Cli
+from handmade import tiny_tables
+
+
+def test_train_then_score(cli: Cli, synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]) -> None:
+    models, printed = trained_cli
+    assert "oracle" in printed and "Satisfaction: csat" in printed
+    assert set(json.loads((models / "metrics.json").read_text())) == {"conversion", "satisfaction", "data"}
+    metrics = json.loads((models / "metrics.json").read_text())["conversion"]
+    assert {r["engine"] for r in metrics["metrics"]} == {"lightgbm", "logit", "oracle"}
+    assert set(metrics["gap_to_oracle_roc_auc"]) == {"lightgbm", "logit"}
+    assert metrics["split"]["method"] == "out of time by as_of"
+    assert (models / "conversion" / "lightgbm" / "booster_all.txt").is_file()
+    out = tmp_path / "scores.csv"
+    result = cli(
+        "--quiet", "score", str(synthetic_dir), "--model", str(models), "--as-of", "2026-07-01", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    scores = pl.read_csv(out)
+    assert scores.height > 0
+    assert {"opportunity_id", "win_probability", "expected_value", "reasons_up"} <= set(scores.columns)
+    assert scores["win_probability"].is_between(0, 1).all()
+
+
+def test_failed_train_leaves_the_model_folder_untouched(cli: Cli, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "keep.txt").write_text("previous good model")
+    tables = tiny_tables()
+    for name, frame in tables.items():
+        frame.write_csv(tmp_path / f"{name}.csv")
+    result = cli("train", str(tmp_path), "--out", str(models))
+    assert result.returncode == 1
+    assert "still within its 90-day horizon" in result.stderr and "Traceback" not in result.stderr
+    assert [p.name for p in models.iterdir()] == ["keep.txt"]
+    assert not (tmp_path / ".models.partial").exists()
+
+
+def test_score_refuses_bad_moments_and_foreign_models(
+    cli: Cli, synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]
+) -> None:
+    models = trained_cli[0]
+    result = cli(
+        "score", str(synthetic_dir), "--model", str(models), "--as-of", "1999-01-01", "--out", str(tmp_path / "s.csv")
+    )
+    assert result.returncode == 1 and "before any stage event" in result.stderr
+    result = cli(
+        "score", str(synthetic_dir), "--model", str(models), "--as-of", "July", "--out", str(tmp_path / "s.csv")
+    )
+    assert result.returncode == 2 and "expected a date" in result.stderr
+    # The same data without surveys: the model's satisfaction features are missing.
+    other = tmp_path / "no_surveys"
+    other.mkdir()
+    for name in ("customers", "transactions", "stage_events"):
+        (other / f"{name}.parquet").write_bytes((synthetic_dir / f"{name}.parquet").read_bytes())
+    result = cli("score", str(other), "--model", str(models), "--as-of", "2026-07-01", "--out", str(tmp_path / "s.csv"))
+    assert result.returncode == 1
+    assert "does not match the model's feature schema" in result.stderr and "last_csat" in result.stderr
+    assert not (tmp_path / "s.csv").exists()
+    result = cli(
+        "score",
+        str(synthetic_dir),
+        "--model",
+        str(tmp_path / "nowhere"),
+        "--as-of",
+        "2026-07-01",
+        "--out",
+        str(tmp_path / "s.csv"),
+    )
+    assert result.returncode == 1 and "model.json is missing" in result.stderr
+
+
+def test_satisfaction_train_score_and_missing_surveys(
+    cli: Cli, synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]
+) -> None:
+    models = trained_cli[0]
+    report = json.loads((models / "metrics.json").read_text())
+    assert {r["engine"] for r in report["satisfaction"]["metrics"]} == {"ordinal", "lightgbm", "naive", "oracle"}
+    out = tmp_path / "risk.parquet"
+    result = cli(
+        "--quiet",
+        "score",
+        str(synthetic_dir),
+        "--model",
+        str(models),
+        "--target",
+        "satisfaction",
+        "--as-of",
+        "2026-07-01",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    risk = pl.read_parquet(out)
+    # Customers within the range of answers the model learnt from first, each group by risk.
+    assert risk["in_range"].is_sorted(descending=True) and risk.height > 100
+    for group in risk.partition_by("in_range"):
+        assert group["p_low"].is_sorted(descending=True)
+    assert (risk.filter(~pl.col("in_range"))["note"].str.starts_with("out of range: last order")).all()
+    no_surveys = tmp_path / "no_surveys"
+    no_surveys.mkdir()
+    for name in ("customers", "transactions", "stage_events"):
+        (no_surveys / f"{name}.parquet").write_bytes((synthetic_dir / f"{name}.parquet").read_bytes())
+    result = cli("train", str(no_surveys), "--out", str(tmp_path / "m2"), "--target", "satisfaction")
+    assert result.returncode == 1 and "no surveys table" in result.stderr
+    assert not (tmp_path / "m2").exists()
+    result = cli("--quiet", "train", str(no_surveys), "--out", str(tmp_path / "m3"))
+    assert result.returncode == 0, result.stderr
+    assert "satisfaction not trained: the dataset has no surveys table" in result.stdout
+    assert set(json.loads((tmp_path / "m3" / "metrics.json").read_text())) == {"conversion", "data"}
