@@ -110,6 +110,25 @@ class FunnelSpec:
         """Every stage name a stage event may carry, ``lost`` last."""
         return (*self.stages, self.lost)
 
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for a saved model."""
+        return {
+            "stages": list(self.stages),
+            "lost": self.lost,
+            "horizon_days": self.horizon_days,
+            "stale_after_days": self.stale_after_days,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FunnelSpec:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            stages=tuple(data["stages"]),
+            lost=data["lost"],
+            horizon_days=data["horizon_days"],
+            stale_after_days=data.get("stale_after_days"),
+        )
+
     def rank(self, stage: str) -> int:
         """Position of ``stage`` in the funnel (``lost`` ranks after ``won``)."""
         return self.all_stages.index(stage)

@@ -72,7 +72,7 @@ def out_of_time_split(times: pl.Series, *, test_share: float = 0.2, validation_s
 
 
 def _bins(p: np.ndarray, n_bins: int) -> np.ndarray:
-    return np.minimum((p * n_bins).astype(int), n_bins - 1)
+    return np.asarray(np.minimum((p * n_bins).astype(int), n_bins - 1), dtype=int)
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, n_bins: int = 10) -> float:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 import polars as pl
 
 __all__ = ["ENGINE", "US_PER_DAY", "as_days", "collect", "collect_all"]
 
-ENGINE = "in-memory"
+ENGINE: Final = "in-memory"
 """polars' engine for every collect: the default streaming engine adds floats in a varying order,
 so two runs on the same data could differ in the last digits; a report must be reproducible to
 the byte."""

@@ -53,7 +53,7 @@ still-open row is seen again once for training."""
 def data_end(stage_events: pl.LazyFrame) -> datetime:
     """The data's end: the last stage event's time (used when no as_of is given)."""
     value = stage_events.select(pl.col(s.ENTERED_AT).max()).pipe(collect).item()
-    if value is None:
+    if not isinstance(value, datetime):
         raise ConfigError("stage_events has no entered_at values; cannot tell where the data ends.")
     return value
 

@@ -217,7 +217,7 @@ def _seconds_to_datetime(values: np.ndarray) -> pl.Series:
 def _with_missing(rng: np.random.Generator, values: np.ndarray, share: float) -> list[object]:
     out = values.astype(object)
     out[rng.random(values.size) < share] = None
-    return out.tolist()
+    return list(out.tolist())
 
 
 def _customers(rng: np.random.Generator, n: int, t0: int, t1: int) -> pl.DataFrame:
@@ -246,7 +246,8 @@ def _customers(rng: np.random.Generator, n: int, t0: int, t1: int) -> pl.DataFra
 def _month_weight(seconds: np.ndarray) -> np.ndarray:
     month = _seconds_to_datetime(seconds).dt.month().to_numpy()
     # Q4 peak, summer dip: the seasonality the KPI reports should show.
-    return np.array([0.0, 0.9, 0.85, 1.0, 1.0, 1.0, 0.85, 0.8, 0.85, 1.05, 1.15, 1.35, 1.5])[month]
+    weights = np.array([0.0, 0.9, 0.85, 1.0, 1.0, 1.0, 0.85, 0.8, 0.85, 1.05, 1.15, 1.35, 1.5])
+    return np.asarray(weights[month], dtype=float)
 
 
 def _transactions(rng: np.random.Generator, customers: pl.DataFrame, t1: int, orders_per_year: float) -> pl.DataFrame:
@@ -379,7 +380,7 @@ def days_late_known(promised: np.ndarray, delivered: np.ndarray, moment: np.ndar
     """Days an order is late as known at ``moment`` (seconds): delivered − promised once delivered,
     else moment − promised (negative while it is not yet due). The features use the same rule."""
     known = delivered <= moment
-    return (np.where(known, delivered, moment) - promised) / DAY
+    return np.asarray((np.where(known, delivered, moment) - promised) / DAY, dtype=float)
 
 
 def _surveys(
@@ -615,7 +616,7 @@ def true_satisfaction(
 
 def true_low_satisfaction(eta: np.ndarray) -> np.ndarray:
     """The generator's P(CSAT ≤ 2) for latent satisfactions ``eta``."""
-    return _ordinal_probabilities(np.asarray(eta, dtype=float), CSAT_CUTS)[:, :2].sum(axis=1)
+    return np.asarray(_ordinal_probabilities(np.asarray(eta, dtype=float), CSAT_CUTS)[:, :2].sum(axis=1), dtype=float)
 
 
 def write_dataset(data: SyntheticData, out: str | Path, *, fmt: str = "parquet") -> list[Path]:

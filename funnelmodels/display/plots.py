@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import polars as pl
@@ -62,8 +62,13 @@ def show(figure: Figure) -> None:
     display(Image(data=buffer.getvalue(), format="png"))
 
 
+def _subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
+    fig, axes = _pyplot().subplots(*args, layout="constrained", **kwargs)
+    return cast("Figure", fig), axes
+
+
 def _figure(width: float = 9, height: float = 3.6) -> tuple[Figure, Any]:
-    fig, ax = _pyplot().subplots(figsize=(width, height), layout="constrained")
+    fig, ax = _subplots(figsize=(width, height))
     ax.spines[["top", "right"]].set_visible(False)
     return fig, ax
 
@@ -136,9 +141,7 @@ def plot_cumulative_conversion(table: pl.DataFrame, *, won: str = "won") -> Figu
     """
     curves = table.filter(pl.col("day").is_not_null())
     stages = curves["stage"].unique(maintain_order=True).to_list()
-    fig, axes = _pyplot().subplots(
-        1, len(stages), figsize=(2.3 * len(stages) + 1, 3.2), layout="constrained", sharey=True
-    )
+    fig, axes = _subplots(1, len(stages), figsize=(2.3 * len(stages) + 1, 3.2), sharey=True)
     for ax, stage in zip(np.atleast_1d(axes), stages, strict=True):
         rows = curves.filter(pl.col("stage") == stage)
         day = rows["day"].to_numpy()
@@ -245,7 +248,7 @@ def plot_satisfaction_trend(table: pl.DataFrame, *, csat_label: str = "CSAT (1â€
         )
         if mean in table.columns
     ]
-    fig, axes = _pyplot().subplots(1, len(panels), figsize=(5 * len(panels), 3.6), layout="constrained", squeeze=False)
+    fig, axes = _subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
     periods = [str(p)[:7] for p in table["period"]]
     x = np.arange(len(periods))
     for ax, (mean, low, high, label, color) in zip(axes[0], panels, strict=True):

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import numpy as np
 import polars as pl
@@ -40,11 +40,13 @@ from funnelmodels.evaluation import LEAKAGE_AUC, LeakageWarning, binary_metrics,
 from funnelmodels.features import categorical_features, feature_columns
 from funnelmodels.models.boosting import IMPORTANCE_ROWS, booster_from_text, importance_rows, train_booster
 from funnelmodels.models.design import (
+    DesignPlan,
     FeatureEncoder,
     FeatureRows,
     design_matrix,
     design_notes,
     design_plan,
+    plan_from_json,
     unit_labels,
 )
 from funnelmodels.models.persist import booster_file, model_metadata, read_model, write_model
@@ -71,6 +73,54 @@ LIGHTGBM_DEFAULTS: dict[str, Any] = {
 }
 
 
+class LightGBMState(TypedDict):
+    """The LightGBM engine's parameters as plain data."""
+
+    models: dict[str, str]
+    """Text model of each booster: ``all`` (one for every stage) or one per stage."""
+    best_iteration: dict[str, int]
+    calibration: list[float]
+    """Platt scaling ``[a, b]`` of the raw score (``[0, 1]``: none)."""
+    stage_offsets: dict[str, float]
+    """Each stage's starting log-odds, and ``_mean`` for a stage unseen in training."""
+    refit_rows: NotRequired[int]
+
+
+class LogitTerm(TypedDict):
+    """One reported term of a stage's logit: coefficient, 95% interval and p-value."""
+
+    term: str
+    coef: float
+    se: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+class LogitStage(TypedDict):
+    """One stage of the logit engine: its fit, or (``fallback``) its conversion rate when the data is too thin."""
+
+    stage: str
+    n: int
+    positives: int
+    base_rate: float
+    fallback: bool
+    notes: list[str]
+    note: NotRequired[str]
+    plan: NotRequired[DesignPlan]
+    penalised: NotRequired[bool]
+    report: NotRequired[list[LogitTerm]]
+    params: NotRequired[list[float]]
+    """The constant first, then one coefficient per term of ``plan``."""
+    converged: NotRequired[bool]
+
+
+class LogitState(TypedDict):
+    """The logit engine's parameters as plain data: one logit per open stage."""
+
+    stages: dict[str, LogitStage]
+
+
 def _with_constant(X: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones(X.shape[0]), X])
 
@@ -81,7 +131,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
+    return np.asarray(np.log(p / (1 - p)))
 
 
 def _platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -151,8 +201,11 @@ def _ridge_logit(X: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, 
     return beta, np.linalg.pinv(info), converged
 
 
-def _plain_logit(X: np.ndarray, y: np.ndarray, terms: Sequence[str]) -> tuple[dict[str, Any] | None, str]:
-    """statsmodels' Logit; None and the reason in plain words when its answer cannot be trusted."""
+def _plain_logit(
+    X: np.ndarray, y: np.ndarray, terms: Sequence[str]
+) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
+    """statsmodels' Logit: its coefficients and their covariance, or None and the reason in plain words
+    when its answer cannot be trusted."""
     import statsmodels.api as sm
 
     separating = _separating_terms(X, y, terms)
@@ -181,7 +234,7 @@ def _plain_logit(X: np.ndarray, y: np.ndarray, terms: Sequence[str]) -> tuple[di
         return None, "the fit did not settle in 100 steps"
     if not np.all(np.isfinite(bse)) or bse.max() > MAX_SE:
         return None, "some coefficients have no finite interval (the data barely tells those terms apart)"
-    return {"params": params.tolist(), "cov": np.asarray(result.cov_params()), "converged": True}, ""
+    return (params, np.asarray(result.cov_params())), ""
 
 
 def _separating_terms(X: np.ndarray, y: np.ndarray, terms: Sequence[str]) -> str:
@@ -198,7 +251,7 @@ def _separating_terms(X: np.ndarray, y: np.ndarray, terms: Sequence[str]) -> str
     return ""
 
 
-def _report(plan: Mapping[str, Any], params: np.ndarray, cov: np.ndarray) -> list[dict[str, Any]]:
+def _report(plan: DesignPlan, params: np.ndarray, cov: np.ndarray) -> list[LogitTerm]:
     """Coefficient, 95% interval and p-value of every reported term (the constant left out).
 
     With every level coded (the penalised fit), a level is reported against the reference level:
@@ -209,10 +262,10 @@ def _report(plan: Mapping[str, Any], params: np.ndarray, cov: np.ndarray) -> lis
     index = {term: j for j, term in enumerate(plan["terms"], start=1)}
     references = (
         {e["name"]: index[f"{e['name']} = {e['reference']}"] for e in plan["categorical"]}
-        if plan.get("coding") == "every level"
+        if plan["coding"] == "every level"
         else {}
     )
-    rows = []
+    rows: list[LogitTerm] = []
     for term, owner in zip(plan["terms"], plan["owners"], strict=True):
         j = index[term]
         if references.get(owner) == j:
@@ -236,7 +289,7 @@ def _report(plan: Mapping[str, Any], params: np.ndarray, cov: np.ndarray) -> lis
     return rows
 
 
-def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -> dict[str, Any]:
+def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -> LogitStage:
     """The logit of one stage: plain maximum likelihood where the data pins every term, else penalised.
 
     The plain fit is used when the design has full rank and the fit settles with finite,
@@ -247,16 +300,18 @@ def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -
     """
     y = frame[s.CONVERTED].cast(pl.Int8).to_numpy()
     positives = int(y.sum())
-    base = {"stage": stage, "n": int(y.size), "positives": positives, "base_rate": float(y.mean()) if y.size else 0.0}
+    base_rate = float(y.mean()) if y.size else 0.0
     if y.size < MIN_STAGE_ROWS or min(positives, y.size - positives) < MIN_STAGE_OUTCOMES:
         note = (
             f"stage {stage!r}: {y.size} rows, {positives} conversions — too few to fit "
             f"(needs {MIN_STAGE_ROWS} rows and {MIN_STAGE_OUTCOMES} of each outcome); uses its conversion rate."
         )
-        return base | {"fallback": True, "note": note, "notes": [note]}
+        return LogitStage(
+            stage=stage, n=int(y.size), positives=positives, base_rate=base_rate, fallback=True, note=note, notes=[note]
+        )
     where = f"logit, stage {stage!r}"
     plan = design_plan(frame, encoder, exclude=(s.STAGE,), target=y)
-    fitted: dict[str, Any] | None = None
+    fitted: tuple[np.ndarray, np.ndarray] | None = None
     entangled = [t for t in plan["dropped"] if t not in plan["copies"]]
     if entangled:
         problem = (
@@ -266,10 +321,11 @@ def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -
     else:
         fitted, problem = _plain_logit(_with_constant(design_matrix(frame, plan)), y.astype(float), plan["terms"])
     notes = []
+    settled = True
     if fitted is None:
         plan = design_plan(frame, encoder, exclude=(s.STAGE,), target=y, coding="every level")
         params, cov, settled = _ridge_logit(_with_constant(design_matrix(frame, plan)), y.astype(float), RIDGE_LAMBDA)
-        fitted = {"params": params.tolist(), "cov": cov, "converged": settled}
+        fitted = (params, cov)
         notes.append(
             f"{where}: the plain fit could not be trusted — {problem}. It was refitted with a mild penalty "
             f"(ridge, λ = {RIDGE_LAMBDA:g} on standardised terms, every category level coded) that gives one "
@@ -277,10 +333,20 @@ def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -
             "Read them for direction and rough size."
             + ("" if settled else " Even the penalised fit did not fully settle: treat this stage's numbers as rough.")
         )
-    notes = design_notes(plan, where=where) + notes
-    report = _report(plan, np.asarray(fitted["params"]), np.asarray(fitted.pop("cov")))
-    penalised = plan["coding"] == "every level"
-    return base | {"fallback": False, "plan": plan, "penalised": penalised, "report": report, "notes": notes} | fitted
+    params, cov = fitted
+    return LogitStage(
+        stage=stage,
+        n=int(y.size),
+        positives=positives,
+        base_rate=base_rate,
+        fallback=False,
+        plan=plan,
+        penalised=plan["coding"] == "every level",
+        report=_report(plan, params, cov),
+        notes=design_notes(plan, where=where) + notes,
+        params=params.tolist(),
+        converged=settled,
+    )
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -290,14 +356,15 @@ def _fit_logit_stage(frame: pl.DataFrame, encoder: FeatureEncoder, stage: str) -
 class StageConversionModel:
     """A fitted stage-conversion model (frozen: there is no unfitted state).
 
-    ``state`` holds the engine's parameters in plain data (what ``save`` writes);
-    ``metadata`` the training window, data fingerprint, versions and notes.
+    ``state`` holds the engine's parameters in plain data (what ``save`` writes): a
+    :class:`LightGBMState` or a :class:`LogitState`; ``metadata`` the training window, data
+    fingerprint, versions and notes.
     """
 
     engine: Engine
     encoder: FeatureEncoder
     spec: FunnelSpec
-    state: Mapping[str, Any]
+    state: LightGBMState | LogitState
     metadata: Mapping[str, Any] = field(default_factory=dict)
     _boosters: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -326,7 +393,6 @@ class StageConversionModel:
         params : engine parameters (lightgbm: overrides of :data:`LIGHTGBM_DEFAULTS`, and
             ``per_stage=True`` for one booster per stage).
         """
-
         if engine not in ENGINES:
             raise ModelError(f"engine must be one of {', '.join(ENGINES)}; received {engine!r}.")
         spec = spec or FunnelSpec()
@@ -341,17 +407,13 @@ class StageConversionModel:
         features, checks = _usable_features(train, features)
         encoder = FeatureEncoder.fit(train, features, categorical_features(train, features))
         params = dict(params or {})
+        state: LightGBMState | LogitState
         if engine == "lightgbm":
             state, boosters = _fit_lightgbm(train, validation, encoder, spec, params, seed)
+            notes = checks
         else:
-            state = {
-                "stages": {
-                    st: _fit_logit_stage(pl.concat([train, validation]).filter(pl.col(s.STAGE) == st), encoder, st)
-                    for st in spec.open_stages
-                }
-            }
-            boosters = {}
-        notes = checks + [n for st in state.get("stages", {}).values() for n in st["notes"]]
+            state, boosters = _fit_logit(train, validation, encoder, spec), {}
+            notes = checks + [n for stage in state["stages"].values() for n in stage["notes"]]
         meta = model_metadata(
             FORMAT_VERSION,
             seed=seed,
@@ -371,21 +433,33 @@ class StageConversionModel:
     def _rows(self, rows: pl.DataFrame | FeatureRows) -> FeatureRows:
         return rows if isinstance(rows, FeatureRows) else self.prepare(rows)
 
+    @property
+    def _lightgbm(self) -> LightGBMState:
+        if self.engine != "lightgbm":
+            raise ModelError(f"this is a {self.engine} model, not LightGBM.")
+        return cast(LightGBMState, self.state)
+
+    @property
+    def _logit(self) -> LogitState:
+        if self.engine != "logit":
+            raise ModelError(f"this is a {self.engine} model, not the logit.")
+        return cast(LogitState, self.state)
+
     def predict_proba(self, rows: pl.DataFrame | FeatureRows) -> np.ndarray:
         """Calibrated probability that each row's stage converts within the horizon."""
         prepared = self._rows(rows)
         if prepared.height == 0:
             return np.empty(0)
         if self.engine == "lightgbm":
-            a, b = self.state["calibration"]
+            a, b = self._lightgbm["calibration"]
             return _sigmoid(a + b * self._raw_lightgbm(prepared))
         return self._logit_proba(prepared.frame)
 
     def _raw_lightgbm(self, rows: FeatureRows) -> np.ndarray:
         X, frame = rows.matrix, rows.frame
-        offset = _stage_offsets(frame, self.state["stage_offsets"])
+        offset = _stage_offsets(frame, self._lightgbm["stage_offsets"])
         if "all" in self._boosters:
-            return offset + np.asarray(self._boosters["all"].predict(X, raw_score=True))
+            return np.asarray(offset + self._boosters["all"].predict(X, raw_score=True), dtype=float)
         raw = offset.copy()
         stages = frame[s.STAGE].to_numpy()
         for stage, booster in self._boosters.items():
@@ -397,7 +471,7 @@ class StageConversionModel:
     def _logit_proba(self, frame: pl.DataFrame) -> np.ndarray:
         p = np.full(frame.height, np.nan)
         stages = frame[s.STAGE].to_numpy()
-        for stage, fitted in self.state["stages"].items():
+        for stage, fitted in self._logit["stages"].items():
             mask = stages == stage
             if not mask.any():
                 continue
@@ -446,7 +520,7 @@ class StageConversionModel:
                     if mask.any():
                         out[mask] = np.asarray(booster.predict(X[mask], pred_contrib=True))[:, :-1]
             if s.STAGE in self.encoder.names:
-                offsets = self.state["stage_offsets"]
+                offsets = self._lightgbm["stage_offsets"]
                 out[:, self.encoder.names.index(s.STAGE)] += _stage_offsets(frame, offsets) - offsets["_mean"]
             return out
         return self._logit_contributions(frame)
@@ -455,7 +529,7 @@ class StageConversionModel:
         names = list(self.encoder.names)
         out = np.zeros((frame.height, len(names)))
         stages = frame[s.STAGE].to_numpy()
-        for stage, fitted in self.state["stages"].items():
+        for stage, fitted in self._logit["stages"].items():
             mask = stages == stage
             if not mask.any() or fitted["fallback"]:
                 continue
@@ -520,7 +594,7 @@ class StageConversionModel:
         if self.engine != "logit":
             raise ModelError("odds ratios come from the logit engine; this model is LightGBM.")
         rows = []
-        for stage, fitted in self.state["stages"].items():
+        for stage, fitted in self._logit["stages"].items():
             if fitted["fallback"]:
                 continue
             units = unit_labels(fitted["plan"])
@@ -565,7 +639,7 @@ class StageConversionModel:
         """Write the model as JSON (+ LightGBM text models), nothing executable. Returns the folder."""
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)
-        state = dict(self.state)
+        state: dict[str, Any] = dict(self.state)
         if self.engine == "lightgbm":
             files = {}
             for key, text in state.pop("models").items():
@@ -573,12 +647,6 @@ class StageConversionModel:
                 (root / name).write_text(text, encoding="utf-8")
                 files[key] = name
             state["model_files"] = files
-        spec = {
-            "stages": list(self.spec.stages),
-            "lost": self.spec.lost,
-            "horizon_days": self.spec.horizon_days,
-            "stale_after_days": self.spec.stale_after_days,
-        }
         write_model(
             root,
             kind="stage_conversion",
@@ -586,7 +654,7 @@ class StageConversionModel:
             encoder=self.encoder,
             state=state,
             metadata=self.metadata,
-            spec=spec,
+            spec=self.spec.to_json(),
         )
         return root
 
@@ -595,22 +663,23 @@ class StageConversionModel:
         """Load a model written by :meth:`save`."""
         root = Path(folder)
         data = read_model(root, kind="stage_conversion", format_version=FORMAT_VERSION)
-        state = dict(data["state"])
+        saved = dict(data["state"])
+        state: LightGBMState | LogitState
         boosters = {}
         if data["engine"] == "lightgbm":
-            texts = {key: (root / name).read_text(encoding="utf-8") for key, name in state.pop("model_files").items()}
-            state["models"] = texts
+            texts = {key: (root / name).read_text(encoding="utf-8") for key, name in saved.pop("model_files").items()}
+            state = cast(LightGBMState, saved | {"models": texts})
             boosters = {key: booster_from_text(text) for key, text in texts.items()}
-        spec = FunnelSpec(
-            stages=tuple(data["spec"]["stages"]),
-            lost=data["spec"]["lost"],
-            horizon_days=data["spec"]["horizon_days"],
-            stale_after_days=data["spec"].get("stale_after_days"),
-        )
+        else:
+            stages = {
+                name: cast(LogitStage, stage | ({"plan": plan_from_json(stage["plan"])} if "plan" in stage else {}))
+                for name, stage in saved["stages"].items()
+            }
+            state = LogitState(stages=stages)
         return cls(
             engine=data["engine"],
             encoder=FeatureEncoder.from_json(data["encoder"]),
-            spec=spec,
+            spec=FunnelSpec.from_json(data["spec"]),
             state=state,
             metadata=data["metadata"],
             _boosters=boosters,
@@ -660,6 +729,14 @@ def _observed(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(~pl.col(s.CENSORED)) if s.CENSORED in frame.columns else frame
 
 
+def _fit_logit(train: pl.DataFrame, validation: pl.DataFrame, encoder: FeatureEncoder, spec: FunnelSpec) -> LogitState:
+    """One logit per open stage on train and validation together (see :func:`_fit_logit_stage`)."""
+    rows = pl.concat([train, validation])
+    return LogitState(
+        stages={st: _fit_logit_stage(rows.filter(pl.col(s.STAGE) == st), encoder, st) for st in spec.open_stages}
+    )
+
+
 def _fit_lightgbm(
     train: pl.DataFrame,
     validation: pl.DataFrame,
@@ -667,7 +744,7 @@ def _fit_lightgbm(
     spec: FunnelSpec,
     params: Mapping[str, Any],
     seed: int,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[LightGBMState, dict[str, Any]]:
     """Rounds from the validation slice, then a refit on train + validation.
 
     1. A booster on the training rows, early-stopped on the validation slice's entry rows, sets
@@ -717,12 +794,7 @@ def _fit_lightgbm(
             validation_init_score=offset_valid[stop],
         )
     boosters = {key: booster_from_text(text) for key, text in models.items()}
-    state: dict[str, Any] = {
-        "models": models,
-        "best_iteration": iterations,
-        "calibration": [0.0, 1.0],
-        "stage_offsets": offsets,
-    }
+    state = LightGBMState(models=models, best_iteration=iterations, calibration=[0.0, 1.0], stage_offsets=offsets)
     if params.get("calibrate", False) and judged.any() and 0 < yv[judged].sum() < judged.sum():
         probe = StageConversionModel("lightgbm", encoder, spec, state, {}, boosters)
         judged_rows = validation.filter(pl.Series(judged))

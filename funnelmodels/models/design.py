@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple, NotRequired, TypedDict, cast
 
 import numpy as np
 import polars as pl
@@ -179,6 +179,65 @@ MAX_LEVELS = 30
 """At most this many levels of one category get their own term (the most frequent); the rest is 'other'."""
 OTHER = "other"
 
+Coding = Literal["reference", "every level"]
+
+
+class NumericTerm(NamedTuple):
+    """How one numeric feature enters the design: filled, scaled and (optionally) flagged when missing."""
+
+    name: str
+    median: float
+    """The training median, given to a missing value."""
+    mean: float
+    sd: float
+    indicator: bool
+    """A 0/1 column says the value was missing (only when some, not all, training rows miss it)."""
+    log: bool
+    """Taken as log(1 + x) first (:data:`LOG_FEATURES`)."""
+
+
+class CategoryPlan(TypedDict):
+    """Which levels of one category get a term of their own (:func:`_category_plan`)."""
+
+    name: str
+    reference: str
+    levels: list[str]
+    """Levels with a term of their own, most frequent first (the reference not among them)."""
+    other: bool
+    """The remaining levels are pooled into one term ``other`` (else they count as the reference)."""
+    pooled_levels: int
+    pooled_rows: int
+    seen: list[str]
+    """Pooled levels counted with the reference (when there is no ``other``)."""
+    shares: list[float]
+    """Training share of each term's level: an unseen level is scored as their average."""
+    reference_share: float
+
+
+class DesignPlan(TypedDict):
+    """The design the statsmodels engines learnt from training rows, as plain data (saved in model.json)."""
+
+    coding: Coding
+    numeric: list[NumericTerm]
+    categorical: list[CategoryPlan]
+    keep: list[int]
+    """Columns of the full design kept (the others are combinations of kept ones)."""
+    terms: list[str]
+    owners: list[str]
+    """The feature each term belongs to."""
+    dropped: list[str]
+    copies: dict[str, str]
+    """Dropped terms that are exact copies of a kept term: {dropped: kept}."""
+    entangled: NotRequired[list[str]]
+    """Terms the ordinal model left out because they move with another (variance inflation)."""
+
+
+def plan_from_json(data: Mapping[str, Any]) -> DesignPlan:
+    """A :class:`DesignPlan` read back from JSON (numeric terms arrive as lists)."""
+    plan = cast(DesignPlan, dict(data))
+    plan["numeric"] = [NumericTerm(*term) for term in data["numeric"]]
+    return plan
+
 
 def _numeric_values(frame: pl.DataFrame, name: str, log: bool) -> np.ndarray:
     raw = frame[name].cast(pl.Float64).to_numpy()
@@ -189,7 +248,7 @@ def _category_values(frame: pl.DataFrame, name: str) -> np.ndarray:
     return frame[name].cast(pl.String).fill_null(s.MISSING_LABEL).to_numpy()
 
 
-def _category_plan(values: np.ndarray, target: np.ndarray | None, name: str) -> dict[str, Any] | None:
+def _category_plan(values: np.ndarray, target: np.ndarray | None, name: str) -> CategoryPlan | None:
     """Which levels of one category get a term; the others pooled as 'other' or with the reference.
 
     A level gets a term with at least :data:`MIN_LEVEL_ROWS` rows (and, for a yes/no target,
@@ -241,8 +300,8 @@ def design_plan(
     *,
     exclude: Sequence[str] = (),
     target: np.ndarray | None = None,
-    coding: Literal["reference", "every level"] = "reference",
-) -> dict[str, Any]:
+    coding: Coding = "reference",
+) -> DesignPlan:
     """Learn a standardised design for the statsmodels engines from training rows.
 
     Numeric features: log(1 + x) for :data:`LOG_FEATURES`, missing values set to the median
@@ -258,9 +317,11 @@ def design_plan(
     that duplicate others): for a penalised fit, which shares an effect the data cannot pin
     on one term evenly among the terms that carry it.
 
-    Returns plain data: ``coding, numeric, categorical, keep, terms, owners, dropped``.
+    Returns plain data: ``coding, numeric, categorical, keep, terms, owners, dropped, copies``.
     """
-    numeric, terms, owners = [], [], []
+    numeric: list[NumericTerm] = []
+    terms: list[str] = []
+    owners: list[str] = []
     for name in encoder.numeric:
         if name in exclude:
             continue
@@ -275,13 +336,13 @@ def design_plan(
         if sd <= 1e-12 * max(1.0, abs(float(filled.mean()))):  # constant (up to rounding): no information
             continue
         indicator = bool(0 < missing.sum() < raw.size)
-        numeric.append((name, med, float(filled.mean()), sd, indicator, log))
+        numeric.append(NumericTerm(name, med, float(filled.mean()), sd, indicator, log))
         terms.append(f"log(1+{name})" if log else name)
         owners.append(name)
         if indicator:
             terms.append(f"{name} missing")
             owners.append(name)
-    categorical = []
+    categorical: list[CategoryPlan] = []
     for name in encoder.categorical:
         if name in exclude:
             continue
@@ -293,8 +354,7 @@ def design_plan(
         named += [OTHER] if entry["other"] else []
         terms.extend(f"{name} = {v}" for v in named)
         owners.extend(name for _ in named)
-    plan: dict[str, Any] = {"coding": coding, "numeric": numeric, "categorical": categorical}
-    X = design_matrix(frame, plan)
+    X = _full_design(frame, numeric, categorical, coding)
     independent = [j - 1 for j in _independent(np.column_stack([np.ones(frame.height), X]))[1:]]
     dropped = [j for j in range(len(terms)) if j not in independent]
     copies = _copies(X, dropped, independent)
@@ -303,13 +363,16 @@ def design_plan(
         # A full set of level columns always sums to the constant: that is the coding, not a duplicate.
         references = {f"{e['name']} = {e['reference']}" for e in categorical}
         dropped = [j for j in dropped if terms[j] not in references]
-    return plan | {
-        "keep": keep,
-        "terms": [terms[j] for j in keep],
-        "owners": [owners[j] for j in keep],
-        "dropped": [terms[j] for j in dropped],
-        "copies": {terms[j]: terms[k] for j, k in copies.items() if j in dropped},
-    }
+    return DesignPlan(
+        coding=coding,
+        numeric=numeric,
+        categorical=categorical,
+        keep=keep,
+        terms=[terms[j] for j in keep],
+        owners=[owners[j] for j in keep],
+        dropped=[terms[j] for j in dropped],
+        copies={terms[j]: terms[k] for j, k in copies.items() if j in dropped},
+    )
 
 
 def _copies(X: np.ndarray, dropped: Sequence[int], kept: Sequence[int]) -> dict[int, int]:
@@ -328,17 +391,24 @@ def _copies(X: np.ndarray, dropped: Sequence[int], kept: Sequence[int]) -> dict[
     return out
 
 
-def design_matrix(frame: pl.DataFrame, plan: Mapping[str, Any]) -> np.ndarray:
+def design_matrix(frame: pl.DataFrame, plan: DesignPlan) -> np.ndarray:
     """The standardised design of ``frame`` (no constant column) as learnt by :func:`design_plan`."""
+    return _full_design(frame, plan["numeric"], plan["categorical"], plan["coding"])[:, plan["keep"]]
+
+
+def _full_design(
+    frame: pl.DataFrame, numeric: Sequence[NumericTerm], categorical: Sequence[CategoryPlan], coding: Coding
+) -> np.ndarray:
+    """Every column of the design, before the ones that duplicate others are left out."""
     cols = []
-    for name, med, mean, sd, indicator, log in plan["numeric"]:
+    for name, med, mean, sd, indicator, log in numeric:
         raw = _numeric_values(frame, name, log)
         missing = np.isnan(raw)
         cols.append((np.where(missing, med, raw) - mean) / sd)
         if indicator:
             cols.append(missing.astype(float))
-    every = plan.get("coding") == "every level"
-    for entry in plan["categorical"]:
+    every = coding == "every level"
+    for entry in categorical:
         values = _category_values(frame, entry["name"])
         named = np.isin(values, [entry["reference"], *entry["levels"], *entry["seen"]])
         block = [(values == level).astype(float) for level in entry["levels"]]
@@ -354,11 +424,10 @@ def design_matrix(frame: pl.DataFrame, plan: Mapping[str, Any]) -> np.ndarray:
             for column, share in zip(block, shares, strict=True):
                 column[~named] = share
         cols.extend(block)
-    X = np.column_stack(cols) if cols else np.empty((frame.height, 0))
-    return X[:, plan["keep"]] if "keep" in plan else X
+    return np.column_stack(cols) if cols else np.empty((frame.height, 0))
 
 
-def design_notes(plan: Mapping[str, Any], *, where: str) -> list[str]:
+def design_notes(plan: DesignPlan, *, where: str) -> list[str]:
     """Plain-words notes on what the design pooled or left out, for a model's notes."""
     notes = []
     for entry in plan["categorical"]:
@@ -371,7 +440,7 @@ def design_notes(plan: Mapping[str, Any], *, where: str) -> list[str]:
                 f"have too few rows or outcomes for an odds ratio of their own (each needs {MIN_LEVEL_ROWS} rows and "
                 f"{MIN_LEVEL_OUTCOMES} of each outcome; at most {MAX_LEVELS} levels) and are {fate}."
             )
-    copies = plan.get("copies", {})
+    copies = plan["copies"]
     if copies:
         pairs = "; ".join(f"{t!r} = {k!r}" for t, k in list(copies.items())[:8]) + (" …" if len(copies) > 8 else "")
         notes.append(
@@ -379,14 +448,14 @@ def design_notes(plan: Mapping[str, Any], *, where: str) -> list[str]:
             "per customer total = mean = largest, or the same customers missing several values). "
             + (
                 "The penalised fit shares their effect evenly between the copies."
-                if plan.get("coding") == "every level"
+                if plan["coding"] == "every level"
                 else "Each copy was left out; its effect shows in the term it copies."
             )
         )
-    entangled = [t for t in plan.get("dropped", []) if t not in copies]
+    entangled = [t for t in plan["dropped"] if t not in copies]
     if entangled:
         shown = ", ".join(repr(t) for t in entangled[:8]) + (" …" if len(entangled) > 8 else "")
-        if plan.get("coding") == "every level":
+        if plan["coding"] == "every level":
             fate = (
                 "the penalised fit shares the effect evenly among the terms that carry it, so read their odds "
                 "ratios together, not one by one"
@@ -401,7 +470,7 @@ def design_notes(plan: Mapping[str, Any], *, where: str) -> list[str]:
     return notes
 
 
-def unit_labels(plan: Mapping[str, Any]) -> dict[str, str]:
+def unit_labels(plan: DesignPlan) -> dict[str, str]:
     """What one unit of each term means, for coefficient tables."""
     units = {}
     for name, _, _, sd, indicator, log in plan["numeric"]:

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
 import numpy as np
 import polars as pl
@@ -34,7 +34,15 @@ from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import expected_calibration_error
 from funnelmodels.features import categorical_features, feature_columns
 from funnelmodels.models.boosting import IMPORTANCE_ROWS, booster_from_text, importance_rows, train_booster
-from funnelmodels.models.design import FeatureEncoder, design_matrix, design_notes, design_plan, unit_labels
+from funnelmodels.models.design import (
+    DesignPlan,
+    FeatureEncoder,
+    design_matrix,
+    design_notes,
+    design_plan,
+    plan_from_json,
+    unit_labels,
+)
 from funnelmodels.models.persist import booster_file, model_metadata, read_model, write_model
 from funnelmodels.models.reasons import reason_text, top_reasons
 
@@ -58,6 +66,37 @@ LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "num_boost_round": 1000,
     "early_stopping_rounds": 50,
 }
+
+
+class ScaleState(TypedDict):
+    """The score levels a satisfaction model knows and how its scale reads them."""
+
+    levels: list[int]
+    """The scores seen in training, lowest first: the columns of ``predict_proba``."""
+    satisfied_from: int
+    low_up_to: int
+    scale: list[int]
+    """``[lowest, highest]`` of the scale."""
+    notes: NotRequired[list[str]]
+
+
+class OrdinalState(ScaleState):
+    """The ordinal logit's parameters as plain data."""
+
+    plan: DesignPlan
+    beta: list[float]
+    thresholds: list[float]
+    ci_low: list[float]
+    ci_high: list[float]
+    pvalues: list[float]
+    converged: bool
+
+
+class BoosterState(ScaleState):
+    """The LightGBM engine's parameters as plain data (its text model is saved beside model.json)."""
+
+    model: str
+    best_iteration: int
 
 
 OWN_ANSWERS = {"last_csat": (2, 4), "mean_csat": (2, 4), "last_nps": (6, 9)}
@@ -113,7 +152,7 @@ class SatisfactionModel:
     engine: SatisfactionEngine
     target: Target
     encoder: FeatureEncoder
-    state: Mapping[str, Any]
+    state: OrdinalState | BoosterState
     metadata: Mapping[str, Any] = field(default_factory=dict)
     _booster: Any = field(default=None, compare=False, repr=False)
 
@@ -121,6 +160,12 @@ class SatisfactionModel:
     def levels(self) -> tuple[int, ...]:
         """The score levels the model gives probabilities to (those seen in training), lowest first."""
         return tuple(self.state["levels"])
+
+    @property
+    def _ordinal(self) -> OrdinalState:
+        if self.engine != "ordinal":
+            raise ModelError(f"this is a {self.engine} model, not the ordinal logit.")
+        return cast(OrdinalState, self.state)
 
     @property
     def satisfied_from(self) -> int:
@@ -167,18 +212,18 @@ class SatisfactionModel:
         scale = NPS_SCALE if target == "nps" else (scale or SatisfactionScale())
         seen = sorted({int(v) for v in pl.concat([train, validation])[target].to_list()})
         unused = [v for v in scale.levels if v not in seen]
-        scale_state = {
-            "levels": seen,
-            "satisfied_from": scale.satisfied_from,
-            "low_up_to": scale.low_up_to,
-            "scale": [scale.lowest, scale.highest],
-        }
+        scale_state = ScaleState(
+            levels=seen,
+            satisfied_from=scale.satisfied_from,
+            low_up_to=scale.low_up_to,
+            scale=[scale.lowest, scale.highest],
+        )
         booster = None
+        state: OrdinalState | BoosterState
         if engine == "ordinal":
-            state = _fit_ordinal(pl.concat([train, validation]), encoder, target, seen)
+            state = _fit_ordinal(pl.concat([train, validation]), encoder, target, scale_state)
         else:
-            state, booster = _fit_lightgbm(train, validation, encoder, target, params, seed, seen)
-        state = state | scale_state
+            state, booster = _fit_lightgbm(train, validation, encoder, target, params, seed, scale_state)
         if unused:
             state["notes"] = [
                 *state.get("notes", []),
@@ -202,17 +247,18 @@ class SatisfactionModel:
         if frame.height == 0:
             return np.empty((0, len(self.levels)))
         if self.engine == "ordinal":
-            X = design_matrix(frame, self.state["plan"])
-            return _ordinal_proba(X @ np.asarray(self.state["beta"]), np.asarray(self.state["thresholds"]))
+            fitted = self._ordinal
+            X = design_matrix(frame, fitted["plan"])
+            return _ordinal_proba(X @ np.asarray(fitted["beta"]), np.asarray(fitted["thresholds"]))
         return np.asarray(self._booster.predict(self.encoder.matrix(frame))).reshape(frame.height, -1)
 
     def low_share(self, proba: np.ndarray) -> np.ndarray:
         """P(a low score): up to :attr:`low_up_to` (CSAT 1–2 by default; NPS 0–6, a detractor)."""
-        return proba[:, np.asarray(self.levels) <= self.low_up_to].sum(axis=1)
+        return np.asarray(proba[:, np.asarray(self.levels) <= self.low_up_to].sum(axis=1), dtype=float)
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """Expected score of each row."""
-        return self.predict_proba(frame) @ np.asarray(self.levels, dtype=float)
+        return np.asarray(self.predict_proba(frame) @ np.asarray(self.levels, dtype=float), dtype=float)
 
     def evaluate(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Metrics on rows with a score: see :func:`ordinal_metrics`."""
@@ -234,9 +280,10 @@ class SatisfactionModel:
         names = list(self.encoder.names)
         out = np.zeros((frame.height, len(names)))
         if self.engine == "ordinal":
-            X = design_matrix(frame, self.state["plan"])
-            terms = X * np.asarray(self.state["beta"])
-            for j, owner in enumerate(self.state["plan"]["owners"]):
+            fitted = self._ordinal
+            X = design_matrix(frame, fitted["plan"])
+            terms = X * np.asarray(fitted["beta"])
+            for j, owner in enumerate(fitted["plan"]["owners"]):
                 out[:, names.index(owner)] += terms[:, j]
             return out
         contrib = np.asarray(self._booster.predict(self.encoder.matrix(frame), pred_contrib=True))
@@ -246,7 +293,7 @@ class SatisfactionModel:
         satisfied = np.asarray(self.levels) >= self.satisfied_from
         if satisfied.all() or not satisfied.any():
             satisfied = np.arange(k) >= k - 1
-        return per_class[:, satisfied, :].mean(axis=1) - per_class[:, ~satisfied, :].mean(axis=1)
+        return np.asarray(per_class[:, satisfied, :].mean(axis=1) - per_class[:, ~satisfied, :].mean(axis=1))
 
     def explain(self, frame: pl.DataFrame, *, k: int = 3) -> pl.DataFrame:
         """Per row: expected score, P(low), and the strongest reasons down and up, in words.
@@ -304,13 +351,14 @@ class SatisfactionModel:
         """
         if self.engine != "ordinal":
             raise ModelError("coefficients come from the ordinal engine; this model is LightGBM.")
-        plan = self.state["plan"]
+        fitted = self._ordinal
+        plan = fitted["plan"]
         sds = {(f"log(1+{n})" if log else n): sd for n, _, _, sd, _, log in plan["numeric"]}
         units = unit_labels(plan)
         rows = []
         for j, term in enumerate(plan["terms"]):
             scale = sds.get(term, 1.0)
-            coef, low, high, p_value = (_finite(self.state[key][j]) for key in ("beta", "ci_low", "ci_high", "pvalues"))
+            coef, low, high, p_value = (_finite(fitted[key][j]) for key in ("beta", "ci_low", "ci_high", "pvalues"))
             rows.append(
                 {
                     "term": term,
@@ -369,7 +417,7 @@ class SatisfactionModel:
         """Write JSON (+ LightGBM's text model), nothing executable."""
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)
-        state = dict(self.state)
+        state: dict[str, Any] = dict(self.state)
         if self.engine == "lightgbm":
             (root / booster_file()).write_text(state.pop("model"), encoding="utf-8")
         write_model(
@@ -388,23 +436,26 @@ class SatisfactionModel:
         """Load a model written by :meth:`save`."""
         root = Path(folder)
         data = read_model(root, kind="satisfaction", format_version=FORMAT_VERSION)
-        state = dict(data["state"])
+        saved = dict(data["state"])
         booster = None
+        state: OrdinalState | BoosterState
         if data["engine"] == "lightgbm":
-            state["model"] = (root / booster_file()).read_text(encoding="utf-8")
+            state = cast(BoosterState, saved | {"model": (root / booster_file()).read_text(encoding="utf-8")})
             booster = booster_from_text(state["model"])
+        else:
+            state = cast(OrdinalState, saved | {"plan": plan_from_json(saved["plan"])})
         return cls(
             data["engine"], data["target"], FeatureEncoder.from_json(data["encoder"]), state, data["metadata"], booster
         )
 
 
-def _fit_ordinal(frame: pl.DataFrame, encoder: FeatureEncoder, target: Target, levels: Sequence[int]) -> dict[str, Any]:
+def _fit_ordinal(frame: pl.DataFrame, encoder: FeatureEncoder, target: Target, scale: ScaleState) -> OrdinalState:
     from statsmodels.miscmodels.ordinal_model import OrderedModel
 
     y = frame[target].to_numpy()
     plan = design_plan(frame, encoder)
     X = design_matrix(frame, plan)
-    codes = np.searchsorted(np.asarray(levels), y)
+    codes = np.searchsorted(np.asarray(scale["levels"]), y)
     where = f"ordinal model of {target.upper()}"
     notes = design_notes(plan, where=where)
     plan, X, left_out = drop_entangled(plan, X)
@@ -437,16 +488,17 @@ def _fit_ordinal(frame: pl.DataFrame, encoder: FeatureEncoder, target: Target, l
             "tells these terms apart from others); their coefficients are shown without one and should not be "
             "read on their own."
         )
-    return {
-        "plan": plan,
-        "beta": params[:k].tolist(),
-        "thresholds": thresholds.tolist(),
-        "ci_low": ci[:k, 0].tolist(),
-        "ci_high": ci[:k, 1].tolist(),
-        "pvalues": np.asarray(result.pvalues)[:k].tolist(),
-        "converged": bool(result.mle_retvals.get("converged", True)),
-        "notes": notes,
-    }
+    return OrdinalState(
+        **scale,
+        plan=plan,
+        beta=params[:k].tolist(),
+        thresholds=thresholds.tolist(),
+        ci_low=ci[:k, 0].tolist(),
+        ci_high=ci[:k, 1].tolist(),
+        pvalues=np.asarray(result.pvalues)[:k].tolist(),
+        converged=bool(result.mle_retvals.get("converged", True)),
+        notes=notes,
+    )
 
 
 MAX_VIF = 20.0
@@ -454,16 +506,14 @@ MAX_VIF = 20.0
 common warning level; at 10 the generator's own driver, log(1+frequency), would go)."""
 
 
-def drop_entangled(
-    plan: Mapping[str, Any], X: np.ndarray
-) -> tuple[dict[str, Any], np.ndarray, list[tuple[str, str, float]]]:
+def drop_entangled(plan: DesignPlan, X: np.ndarray) -> tuple[DesignPlan, np.ndarray, list[tuple[str, str, float]]]:
     """Leave out, one at a time, the term with the largest variance inflation above :data:`MAX_VIF`.
 
     Returns the plan and design without them, and for each one left out ``(term, the term it
     moves with most, its VIF)``. A key-driver table needs coefficients that mean something on
     their own; two terms that move together get opposite, unstable ones.
     """
-    plan = dict(plan)
+    plan = plan.copy()
     keep, terms, owners = list(plan["keep"]), list(plan["terms"]), list(plan["owners"])
     left_out = []
     while X.shape[1] >= 2:
@@ -477,7 +527,8 @@ def drop_entangled(
         X = np.delete(X, worst, axis=1)
         for listed in (keep, terms, owners):
             listed.pop(worst)
-    plan.update(keep=keep, terms=terms, owners=owners, entangled=[t for t, _, _ in left_out])
+    plan["keep"], plan["terms"], plan["owners"] = keep, terms, owners
+    plan["entangled"] = [t for t, _, _ in left_out]
     return plan, X, left_out
 
 
@@ -490,9 +541,9 @@ def _ordered_logit(base: type) -> type:
     is the numerical derivative of the exact gradient. Tested equal to the plain OrderedModel.
     """
 
-    class OrderedLogit(base):
+    class OrderedLogit(base):  # type: ignore[misc]  # statsmodels' classes carry no annotations
         def score(self, params: np.ndarray) -> np.ndarray:
-            return self.score_obs(params).sum(0)
+            return np.asarray(self.score_obs(params).sum(0))
 
         def score_obs(self, params: np.ndarray) -> np.ndarray:
             low, upp = self._bounds(params)
@@ -517,7 +568,7 @@ def _ordered_logit(base: type) -> type:
         def hessian(self, params: np.ndarray) -> np.ndarray:
             from statsmodels.tools.numdiff import approx_fprime
 
-            return approx_fprime(params, self.score, centered=True)
+            return np.asarray(approx_fprime(params, self.score, centered=True))
 
     return OrderedLogit
 
@@ -529,9 +580,9 @@ def _fit_lightgbm(
     target: Target,
     params: Mapping[str, Any],
     seed: int,
-    seen: Sequence[int],
-) -> tuple[dict[str, Any], Any]:
-    levels = np.asarray(seen)
+    scale: ScaleState,
+) -> tuple[BoosterState, Any]:
+    levels = np.asarray(scale["levels"])
     y = np.searchsorted(levels, train[target].to_numpy())
     validation_rows = None
     if validation.height:
@@ -546,7 +597,7 @@ def _fit_lightgbm(
         fixed={"objective": "multiclass", "num_class": len(levels)},
         validation=validation_rows,
     )
-    return {"model": text, "best_iteration": best}, booster_from_text(text)
+    return BoosterState(**scale, model=text, best_iteration=best), booster_from_text(text)
 
 
 def ordinal_metrics(y: np.ndarray, proba: np.ndarray, levels: Sequence[int], satisfied_from: int) -> dict[str, float]:

@@ -122,7 +122,7 @@ def check_period(value: str, period_length: str, available: pl.Series, data_end:
 
     if period_length not in PERIODS:
         raise ConfigError(f"period_length must be one of {', '.join(PERIODS)}; received {period_length!r}.")
-    periods = sorted(available.to_list())
+    periods: list[date] = sorted(available.to_list())
     if not periods:
         raise ReportError("the data has no transactions or closed opportunities in any period.")
     if not value:
@@ -138,7 +138,7 @@ def check_period(value: str, period_length: str, available: pl.Series, data_end:
             parsed = date.fromisoformat(value)
     except ValueError:
         raise ConfigError(f"period {value!r} is not a date like 2026-06, 2026-Q2 or 2026-06-01.") from None
-    truncated = pl.Series([parsed]).cast(pl.Datetime).dt.truncate(PERIODS[period_length]).dt.date()[0]
+    truncated: date = pl.Series([parsed]).cast(pl.Datetime).dt.truncate(PERIODS[period_length]).dt.date()[0]
     if truncated not in periods:
         raise ConfigError(
             f"period {value!r} has no data; the data covers {periods[0]} to {periods[-1]} "
@@ -150,4 +150,5 @@ def check_period(value: str, period_length: str, available: pl.Series, data_end:
 def period_end(start: date, period_length: str) -> date:
 
     probe = pl.Series([datetime.combine(start, datetime.min.time())]).dt.offset_by(PERIODS[period_length])
-    return probe.dt.date()[0]
+    end: date = probe.dt.date()[0]
+    return end
