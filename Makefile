@@ -42,8 +42,9 @@ reports: $(STAMP) ## render every report from the demo data (what a scheduled ru
 test: $(STAMP) browser ## run the whole test suite (installs chromium if missing)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff and mypy
-	$(BIN)/ruff check funnelmodels tests
+lint: $(STAMP) ## ruff (code, docstrings, notebook cells, formatting) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 lab: $(STAMP) ## open the notebooks in JupyterLab (creates the demo data first if missing)

@@ -231,8 +231,9 @@ def out_of_fold_level_rate(values: pl.Series, y: np.ndarray, *, folds: int = 5, 
 def suspected_leaks(
     frame: pl.DataFrame, features: list[str], target: str, *, strata: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Features that alone rank ``target`` almost perfectly (single-feature ROC AUC above
-    :data:`LEAKAGE_AUC`, within ``strata`` when given): the signature of target leakage.
+    """Features that alone rank ``target`` almost perfectly: the signature of target leakage.
+
+    A single-feature ROC AUC above :data:`LEAKAGE_AUC` (within ``strata`` when given).
 
     No honest pre-decision feature of a sales funnel does that (CRM models reach 0.75–0.85 with
     every feature together); one that does is usually recorded after the outcome — a call's

@@ -287,8 +287,10 @@ def feature_columns(
 
 
 def extra_features(dataset: Dataset) -> list[str]:
-    """A dataset's own columns used as features too: customers columns beyond the canonical ones
-    (a CRM's firmographics) and stage-event columns beyond them (an opportunity's product, …).
+    """A dataset's own columns used as features too.
+
+    Customers columns beyond the canonical ones (a CRM's firmographics) and stage-event columns
+    beyond them (an opportunity's product, …).
 
     Numbers and text only: a date column is not a feature as it is (its meaning depends on
     the moment it is read at).

@@ -249,8 +249,11 @@ def add_snapshots(
 
 
 def opportunity_columns(names: Sequence[str]) -> list[str]:
-    """The stage-event columns a transition row carries beyond the canonical ones: ``amount``,
-    ``source`` and a CRM's own opportunity fields (product, segment, …), as on the entry's event."""
+    """The stage-event columns a transition row carries beyond the canonical ones.
+
+    ``amount``, ``source`` and a CRM's own opportunity fields (product, segment, …), as on the
+    entry's event.
+    """
     canonical = set(s.STAGE_EVENTS.names) - {s.AMOUNT, s.SOURCE}
     optional = [c for c in (s.AMOUNT, s.SOURCE) if c in names]
     own = [c for c in names if c not in canonical and c not in optional and not c.startswith("_")]

@@ -15,7 +15,7 @@ REPORT_PACKAGES = ("papermill", "nbconvert", "matplotlib")
 
 
 def version() -> str:
-    """funnelmodels' own version, from the installed package's metadata."""
+    """Funnelmodels' own version, from the installed package's metadata."""
     try:
         return metadata.version("funnelmodels")
     except metadata.PackageNotFoundError:

@@ -12,6 +12,7 @@ __all__ = ["Z95", "cumulative_incidence", "km_quantile", "two_sided", "wilson"]
 
 
 def wilson(successes: np.ndarray, trials: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of each proportion ``successes / trials`` (null where there are no trials)."""
     from statsmodels.stats.proportion import proportion_confint
 
     low, high = proportion_confint(successes, np.maximum(trials, 1), alpha=1 - confidence, method="wilson")
@@ -20,6 +21,10 @@ def wilson(successes: np.ndarray, trials: np.ndarray, confidence: float) -> tupl
 
 
 def km_quantile(fit: object, q: float, confidence: float) -> dict[str, float | None]:
+    """Days at which a Kaplan–Meier curve (statsmodels' SurvfuncRight) falls to ``1 − q``, with an interval.
+
+    Returns ``{"days", "days_low", "days_high"}``; None where the curve never gets there.
+    """
     if fit is None:
         return {"days": None, "days_low": None, "days_high": None}
     days = fit.quantile(q)  # type: ignore[attr-defined]
@@ -100,6 +105,7 @@ Z95 = 1.959963984540054
 
 
 def two_sided(diff: float, se: float) -> float:
+    """Two-sided p-value of a normal z-test of ``diff`` with standard error ``se`` (NaN when ``se`` is 0)."""
     from scipy.stats import norm
 
     return float(2 * norm.sf(abs(diff) / se)) if se > 0 else math.nan

@@ -31,11 +31,13 @@ class Progress:
         self.start = time.perf_counter()
 
     def __call__(self, message: str) -> None:
+        """Print ``message`` with the seconds since the start (unless quiet)."""
         if not self.quiet:
             print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def positive_int(text: str) -> int:
+    """An argument type: a whole number of 1 or more."""
     try:
         value = int(text)
     except ValueError:
@@ -46,6 +48,7 @@ def positive_int(text: str) -> int:
 
 
 def moment(text: str) -> datetime:
+    """An argument type: a date or date and time in ISO form (``2026-07-01``, ``2026-07-01T09:00``)."""
     try:
         return datetime.fromisoformat(text)
     except ValueError:
@@ -55,6 +58,7 @@ def moment(text: str) -> datetime:
 
 
 def print_rejected(dataset: Any, written: Sequence[Path]) -> None:
+    """Say which rows were set aside, and where they were written."""
     for line in dataset.rejected_summary():
         print(f"  set aside: {line}")
     if written:
@@ -62,6 +66,7 @@ def print_rejected(dataset: Any, written: Sequence[Path]) -> None:
 
 
 def print_summary(summary: dict[str, Any], data: Path) -> None:
+    """Print a valid dataset's summary: rows and dates per table, stages, notes and warnings."""
     print(f"{data}: valid")
     for name, info in summary["tables"].items():
         print(f"  {name:<13} {info['rows']:>11,} rows  {info['first'][:10]} … {info['last'][:10]}")

@@ -28,7 +28,7 @@ DEMO_SEED = 42
 
 
 def generate_into(out: Path, *, customers: int, seed: int, fmt: str, progress: Progress) -> Any:
-
+    """Generate a synthetic dataset into ``out`` (replaced only on success); returns it and its oracle AUCs."""
     data = generate_dataset(customers, seed=seed, progress=progress)
     progress(f"writing {fmt} files to {out}")
     with atomic_dir(out) as staging:
@@ -43,6 +43,7 @@ def _cmd_generate(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def print_generated(data: Any, auc: dict[str, float], out: Path) -> None:
+    """Print what was generated and the best ROC AUC any model can reach on it."""
     print(f"wrote {out}/")
     for name, frame in data.tables().items():
         print(f"  {name:<13} {frame.height:>11,} rows")

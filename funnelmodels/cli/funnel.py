@@ -125,7 +125,6 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
     "stale_after_days", "stale_losses"}``; ``observed`` is the rate's denominator (entries whose
     horizon is over) and ``note`` says so when every entry of a stage is still within it.
     """
-
     assert isinstance(dataset, Dataset)
     spec = dataset.spec
     events = dataset.lazy("stage_events")

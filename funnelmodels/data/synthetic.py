@@ -377,8 +377,11 @@ def _deliveries(rng: np.random.Generator, transactions: pl.DataFrame) -> pl.Data
 
 
 def days_late_known(promised: np.ndarray, delivered: np.ndarray, moment: np.ndarray) -> np.ndarray:
-    """Days an order is late as known at ``moment`` (seconds): delivered − promised once delivered,
-    else moment − promised (negative while it is not yet due). The features use the same rule."""
+    """Days an order is late as known at ``moment`` (seconds).
+
+    Delivered − promised once delivered, else moment − promised (negative while it is not yet
+    due). The features use the same rule.
+    """
     known = delivered <= moment
     return np.asarray((np.where(known, delivered, moment) - promised) / DAY, dtype=float)
 
@@ -589,8 +592,9 @@ def _opportunities(
 def true_satisfaction(
     data: SyntheticData, customer_ids: np.ndarray, moment: datetime, order_ids: np.ndarray
 ) -> np.ndarray:
-    """The generator's latent satisfaction (its linear predictor) of a survey answered at ``moment``
-    by each customer about the given order: the truth an at-risk list is judged against.
+    """The generator's latent satisfaction of a survey answered at ``moment`` about the given order.
+
+    Its linear predictor, for each customer: the truth an at-risk list is judged against.
 
     ``P(CSAT ≤ 2)`` is then the sum of the first two of :func:`_ordinal_probabilities` at
     :data:`CSAT_CUTS`; see :func:`true_low_satisfaction`.

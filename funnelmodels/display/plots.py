@@ -34,7 +34,7 @@ BLUE, ORANGE, GREY, GREEN, RED = "#1f5f99", "#e07b00", "#8c8c8c", "#2e7d32", "#c
 
 
 def _pyplot() -> Any:
-    """matplotlib's pyplot on the Agg backend when none is chosen (imported on first use: it is slow to import)."""
+    """Matplotlib's pyplot on the Agg backend when none is chosen (imported on first use: it is slow to import)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -51,7 +51,6 @@ def _percent_axis(axis: Any) -> None:
 
 def show(figure: Figure) -> None:
     """Display a figure once in a notebook (and free it)."""
-
     from IPython.display import Image, display
 
     # Rendered to PNG here, so the figure shows the same in JupyterLab, papermill and nbconvert

@@ -204,8 +204,10 @@ def _ridge_logit(X: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, 
 def _plain_logit(
     X: np.ndarray, y: np.ndarray, terms: Sequence[str]
 ) -> tuple[tuple[np.ndarray, np.ndarray] | None, str]:
-    """statsmodels' Logit: its coefficients and their covariance, or None and the reason in plain words
-    when its answer cannot be trusted."""
+    """The plain maximum-likelihood logit (statsmodels): coefficients and their covariance.
+
+    None, and the reason in plain words, when its answer cannot be trusted.
+    """
     import statsmodels.api as sm
 
     separating = _separating_terms(X, y, terms)
@@ -238,8 +240,10 @@ def _plain_logit(
 
 
 def _separating_terms(X: np.ndarray, y: np.ndarray, terms: Sequence[str]) -> str:
-    """The first two-valued term (a flag, a category level) one of whose values has a single
-    outcome, quoted; '' if none."""
+    """The first two-valued term one of whose values has a single outcome, quoted; '' if none.
+
+    A two-valued term is a flag or a category level.
+    """
     for j, term in enumerate(terms, start=1):
         values = np.unique(X[:, j])
         if values.size != 2:

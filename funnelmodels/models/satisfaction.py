@@ -104,8 +104,10 @@ OWN_ANSWERS = {"last_csat": (2, 4), "mean_csat": (2, 4), "last_nps": (6, 9)}
 
 
 def _against_own_answers(frame: pl.DataFrame, names: Sequence[str], contributions: np.ndarray) -> np.ndarray:
-    """Where a contribution runs against the customer's own answer: a low answer pushing satisfaction
-    up, a high one pushing it down."""
+    """Where a contribution runs against the customer's own answer.
+
+    A low answer pushing satisfaction up, or a high one pushing it down.
+    """
     out = np.zeros(contributions.shape, dtype=bool)
     for j, name in enumerate(names):
         if name not in OWN_ANSWERS:
@@ -200,7 +202,6 @@ class SatisfactionModel:
         scale : the CSAT scale (default 1–5); NPS is always 0–10. The models give probabilities to
             the scores seen in training; a score of the scale nobody gave is said in ``notes``.
         """
-
         if engine not in SATISFACTION_ENGINES:
             raise ModelError(f"engine must be one of {', '.join(SATISFACTION_ENGINES)}; received {engine!r}.")
         check_target(train, target)
@@ -275,8 +276,11 @@ class SatisfactionModel:
         )
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
-        """Per feature, its push on the latent satisfaction (ordinal) or on the log-odds of the
-        satisfied scores against the others (LightGBM): positive = more satisfied."""
+        """Per feature, its push on satisfaction: positive = more satisfied.
+
+        On the latent satisfaction (ordinal), or on the log-odds of the satisfied scores against
+        the others (LightGBM).
+        """
         names = list(self.encoder.names)
         out = np.zeros((frame.height, len(names)))
         if self.engine == "ordinal":
@@ -533,7 +537,7 @@ def drop_entangled(plan: DesignPlan, X: np.ndarray) -> tuple[DesignPlan, np.ndar
 
 
 def _ordered_logit(base: type) -> type:
-    """statsmodels' OrderedModel with the analytic gradient of the ordered logit.
+    """The ordered logit of statsmodels' OrderedModel, with its analytic gradient.
 
     OrderedModel differentiates its log-likelihood numerically (two evaluations per parameter
     for every gradient, k² for the Hessian): 18 s for 11k responses × 35 terms. The same model

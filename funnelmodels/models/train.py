@@ -74,14 +74,12 @@ class ConversionTraining:
 
     def reliability(self) -> dict[str, pl.DataFrame]:
         """Reliability table (calibration curve) on the test rows, per engine and the oracle."""
-
         preds = self.predictions()
         y = preds[s.CONVERTED].cast(pl.Int8).to_numpy()
         return {c[2:]: reliability_table(y, preds[c].to_numpy()) for c in preds.columns if c.startswith("p_")}
 
     def lift(self) -> dict[str, pl.DataFrame]:
         """Lift and cumulative gains by decile on the test rows, per engine and the oracle."""
-
         preds = self.predictions()
         y = preds[s.CONVERTED].cast(pl.Int8).to_numpy()
         return {c[2:]: lift_table(y, preds[c].to_numpy()) for c in preds.columns if c.startswith("p_")}

@@ -30,6 +30,7 @@ _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def safe_name(value: str, what: str) -> str:
+    """``value`` when it is safe as a folder name (letters, digits, ``.``, ``_``, ``-``); else ConfigError."""
     if not _SAFE.match(value) or ".." in value:
         raise ConfigError(
             f"{what} {value!r} is not allowed: use letters, digits, '.', '_' and '-' only (no '/' or '..'), "
@@ -117,9 +118,10 @@ def _declared_default(notebook: Path, key: str, base: Path) -> str | None:
 
 
 def check_period(value: str, period_length: str, available: pl.Series, data_end: date | None = None) -> date:
-    """Parse ``value`` (``2026-06``, ``2026-Q2``, ``2026-06-01``; empty = the latest full period) and check
-    the data has it."""
+    """The period a report is about, parsed and checked against the data.
 
+    ``value`` is ``2026-06``, ``2026-Q2`` or ``2026-06-01``; empty means the latest complete period.
+    """
     if period_length not in PERIODS:
         raise ConfigError(f"period_length must be one of {', '.join(PERIODS)}; received {period_length!r}.")
     periods: list[date] = sorted(available.to_list())
@@ -148,7 +150,7 @@ def check_period(value: str, period_length: str, available: pl.Series, data_end:
 
 
 def period_end(start: date, period_length: str) -> date:
-
+    """The first day after the period of ``period_length`` that starts on ``start``."""
     probe = pl.Series([datetime.combine(start, datetime.min.time())]).dt.offset_by(PERIODS[period_length])
     end: date = probe.dt.date()[0]
     return end

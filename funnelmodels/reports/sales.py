@@ -75,7 +75,6 @@ def sales_performance(
     left empty with a sentence in ``missing``; the default segment ``region`` is skipped, with a
     sentence, when the customers table has no such column.
     """
-
     notes: list[str] = []
     missing: dict[str, str] = {}
     transactions = dataset.lazy("transactions") if dataset.has("transactions") else None

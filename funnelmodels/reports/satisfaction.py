@@ -36,7 +36,6 @@ def satisfaction_overview(
     dataset: Dataset, *, period_length: str = "month", segment: str = "region"
 ) -> SatisfactionOverview:
     """Trend, last-period change (with tests) and segment table of CSAT and NPS."""
-
     surveys = dataset.lazy("surveys")
     scale = dataset.config.scale
     if s.RESPONDED_AT not in surveys.collect_schema().names():

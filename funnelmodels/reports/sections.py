@@ -42,10 +42,11 @@ def save_tables(output_dir: str, **tables: pl.DataFrame) -> None:
 
 
 def data_notes(dataset: Dataset, output_dir: str = "") -> str:
-    """Markdown on how the data was loaded: rows filtered, looked up or merged by funnel.toml, and
-    rows set aside by ``drop_invalid`` (written to ``output_dir/rejected/<table>.csv`` with the
-    reason). Empty when there is nothing to say."""
+    """Markdown on how the data was loaded; empty when there is nothing to say.
 
+    Rows filtered, looked up or merged by funnel.toml, and rows set aside by ``drop_invalid``
+    (written to ``output_dir/rejected/<table>.csv`` with the reason).
+    """
     lines = [f"- {note}" for note in dataset.notes]
     set_aside = dataset.rejected_summary()
     if set_aside:
@@ -85,7 +86,6 @@ def attempt(function: Callable[..., T], *args: Any, **kwargs: Any) -> Attempt[T]
     Only data-dependent failures become sentences — a table the dataset lacks, too few rows for a
     model (:class:`DataValidationError`, :class:`ModelError`); a wrong parameter still fails the run.
     """
-
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -108,7 +108,6 @@ def attempt(function: Callable[..., T], *args: Any, **kwargs: Any) -> Attempt[T]
 
 def scoring_moment(dataset: Dataset) -> datetime:
     """The moment after the data: midnight after the last dated row of any table."""
-
     lasts = [t["last"] for t in dataset_summary(dataset.tables, dataset.spec)["tables"].values() if t["last"] != "None"]
     if not lasts:
         raise ReportError("no table has dates: there is no 'now' to score at.")
@@ -118,7 +117,6 @@ def scoring_moment(dataset: Dataset) -> datetime:
 
 def dataset_window(dataset: Dataset) -> str:
     """``first … last`` dates over the dataset's tables, for report headers."""
-
     summary = dataset_summary(dataset.tables, dataset.spec)["tables"]
     first = min(t["first"] for t in summary.values())[:10]
     last = max(t["last"] for t in summary.values())[:10]
