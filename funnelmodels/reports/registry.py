@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from funnelmodels.errors import ReportError
+
 __all__ = ["REPORTS", "notebooks_folder"]
 
 REPORTS: dict[str, str] = {
@@ -24,4 +26,10 @@ def notebooks_folder() -> Path:
     shipped = Path(str(resources.files("funnelmodels") / "notebooks"))
     if shipped.is_dir():
         return shipped
-    return Path(__file__).resolve().parents[2] / "notebooks"
+    checkout = Path(__file__).resolve().parents[2] / "notebooks"
+    if checkout.is_dir():
+        return checkout
+    raise ReportError(
+        f"the report notebooks are not installed with funnelmodels (looked in {shipped} and {checkout}); "
+        "reinstall the package, or pass --notebooks-dir."
+    )
