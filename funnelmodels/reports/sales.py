@@ -146,6 +146,7 @@ def _segment_table(
 ) -> pl.DataFrame | None:
 
     if not segment:
+        missing["segments"] = "No segment table: no segment was chosen (pass -p segment COLUMN, e.g. region)."
         return None
     if not dataset.has("customers") or transactions is None:
         missing["segments"] = "No segment table: it needs a customers table and a transactions table."

@@ -71,7 +71,9 @@ def satisfaction_overview(
                 )
         text = f"Latest {period_length} ({last}) against the one before:\n\n" + "\n".join(parts)
     segments, segment_note = None, ""
-    if segment and not dataset.has("customers"):
+    if not segment:
+        segment_note = "No segment table: no segment was chosen (pass -p segment COLUMN, e.g. region)."
+    elif not dataset.has("customers"):
         segment_note = "No segment table: it needs a customers table."
     elif segment:
         names = [c for c in dataset.lazy("customers").collect_schema().names() if c != s.CUSTOMER_ID]

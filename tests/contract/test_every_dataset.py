@@ -6,6 +6,7 @@ must exit 0 and each report must say, in words, what is missing and how to add i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -58,40 +59,56 @@ def _sparse(t: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     return t | {"stage_events": events, "customers": t["customers"].drop("region")}
 
 
-# Cases that do not interfere share a dataset (each report run costs seconds).
+# Cases that do not interfere share a dataset (each report run costs seconds): (change, funnel.toml, parameters).
 CASES = {
-    "no-deal-amount, no-region, no-lost-events": (_sparse, ""),
+    "no-deal-amount, no-region, no-lost-events, one-month": (lambda t: _one_month(_sparse(t)), "", []),
     "no-transactions, one-stage": (
         lambda t: _one_stage(_without("transactions")(t)),
         '[funnel]\nstages = ["contact", "won"]\n',
+        [],
     ),
-    "no-surveys, one-month": (lambda t: _one_month(_without("surveys")(t)), ""),
-    "no-stage-events": (_without("stage_events"), ""),
+    "no-surveys, no-stage-events, no segment": (_without("surveys", "stage_events"), "", ["-p", "segment", ""]),
 }
 
 # What each report must say instead of the section it cannot show.
 SAYS = {
-    "no-deal-amount, no-region, no-lost-events": {
+    "no-deal-amount, no-region, no-lost-events, one-month": {
         "sales_performance": ["no deal value (stage_events.amount)", "no region column"],
+        "stage_conversion": ["still within"],
         "customer_satisfaction": ["no region column"],
     },
     "no-transactions, one-stage": {
         "sales_performance": ["No transactions table"],
         "customer_satisfaction": ["needs the transactions table"],
     },
-    "no-surveys, one-month": {"stage_conversion": ["still within"], "customer_satisfaction": ["No surveys table"]},
-    "no-stage-events": {"sales_performance": ["No stage_events table"], "stage_conversion": ["No stage_events table"]},
+    "no-surveys, no-stage-events, no segment": {
+        "sales_performance": ["No stage_events table", "no segment was chosen"],
+        "stage_conversion": ["No stage_events table"],
+        "customer_satisfaction": ["No surveys table"],
+    },
 }
+
+
+def _silent_sections(page: str) -> list[str]:
+    """The report's section headings followed by no output at all before the next heading."""
+    body = page.split("How this report was made")[0]
+    sections = re.split(r"<h2\b", body)[1:]
+    return [
+        re.sub(r"<[^>]+>|¶", "", part.split("</h2>")[0].split(">", 1)[1])
+        for part in sections
+        if "jp-OutputArea-output" not in part
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_report_renders_on_a_valid_dataset(case: str, base: dict[str, pl.DataFrame], tmp_path: Path) -> None:
-    change, toml = CASES[case]
+    change, toml, parameters = CASES[case]
     root = _write(tmp_path / "data", change(base), toml)
     load_dataset(root)  # the dataset is valid
 
-    code = main(["--quiet", "report", "--all", "-p", "data_dir", str(root), "--reports-dir", str(tmp_path / "r")])
+    command = ["--quiet", "report", "--all", "-p", "data_dir", str(root), *parameters]
+    code = main([*command, "--reports-dir", str(tmp_path / "r")])
 
     assert code == 0, case
     for report, sentences in SAYS[case].items():
@@ -99,3 +116,7 @@ def test_every_report_renders_on_a_valid_dataset(case: str, base: dict[str, pl.D
         page = (folder / "report.html").read_text(encoding="utf-8")
         for sentence in sentences:
             assert sentence in page, (case, report, sentence)
+    for report in ("sales_performance", "stage_conversion", "customer_satisfaction"):
+        page = (next((tmp_path / "r" / report).iterdir()) / "report.html").read_text(encoding="utf-8")
+        # A section the data cannot fill says why; a heading over nothing leaves the reader guessing.
+        assert _silent_sections(page) == [], (case, report)
