@@ -2,14 +2,14 @@
 
 An editable install finds the notebooks in the checkout; an installed wheel must carry them as
 package data. This builds the wheel, installs it (with the locked dependencies, from uv's cache
-when it can) into a new environment in a temporary folder, and renders a report from there.
+when it can) into a new environment in a temporary folder, generates a small dataset and runs
+``funnelmodels report --all`` on it from there.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -59,9 +59,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_the_installed_wheel_ships_the_notebooks_and_renders_outside_the_checkout(
-    installed: Path, synthetic_dir: Path, tmp_path: Path
-) -> None:
+def test_the_installed_wheel_renders_every_report_outside_the_checkout(installed: Path, tmp_path: Path) -> None:
     env = _clean_environment(installed) | {"FUNNELMODELS_THREADS": "1"}
     where = _run(
         [str(installed / "bin" / "python"), "-c", "import funnelmodels.reports as r; print(r.notebooks_folder())"],
@@ -79,13 +77,16 @@ def test_the_installed_wheel_ships_the_notebooks_and_renders_outside_the_checkou
     shown = _run([str(installed / "bin" / "funnelmodels"), "--version"], cwd=tmp_path, env=env)
     assert shown.stdout.strip() == f"funnelmodels {version}"
 
-    # One report shows the shipped notebooks run (the others are the same files, rendered elsewhere).
-    data = shutil.copytree(synthetic_dir, tmp_path / "data")
-    command = ["funnelmodels", "--quiet", "report", "customer_satisfaction", "-p", "data_dir", "data"]
-    result = _run(command, cwd=tmp_path, env=env)
+    # The installed command generates a small dataset and renders every report from it.
+    made = _run(
+        ["funnelmodels", "generate", "--customers", "800", "--seed", "3", "--out", "data"], cwd=tmp_path, env=env
+    )
+    assert made.returncode == 0, made.stderr
+    result = _run(["funnelmodels", "--quiet", "report", "--all", "-p", "data_dir", "data"], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr
-    folder = tmp_path / "reports" / "customer_satisfaction" / "latest"
-    assert "<html" in (folder / "report.html").read_text(encoding="utf-8")
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["packages"]["funnelmodels"] == version
-    assert manifest["data_dir"] == str(data.resolve())
+    for name in ("sales_performance", "stage_conversion", "customer_satisfaction"):
+        folder = tmp_path / "reports" / name / "latest"
+        assert "<html" in (folder / "report.html").read_text(encoding="utf-8")
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        assert manifest["packages"]["funnelmodels"] == version
+        assert manifest["data_dir"] == str((tmp_path / "data").resolve())
