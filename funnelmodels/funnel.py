@@ -123,32 +123,44 @@ def build_transitions(
     if horizon <= 0:
         raise ConfigError(f"horizon_days must be a positive number of days; received {horizon}.")
     end = end or data_end(stage_events)
-    stage_events = with_stale_losses(stage_events, spec, end=end)
-    horizon_us = horizon * US_PER_DAY
-    rank = spec.stage_order(pl.col(s.STAGE))
     extra = opportunity_columns(stage_events.collect_schema().names())
+    events = _ordered_events(with_stale_losses(stage_events, spec, end=end), spec, end)
+    entries = events.filter(pl.col("_rank") < len(spec.stages) - 1)
+    out = _with_outcomes(entries, events, spec, horizon * US_PER_DAY, end)
+    return out.select(*s.TRANSITION_COLUMNS, *extra).sort(s.ENTERED_AT, s.OPPORTUNITY_ID, s.STAGE)
+
+
+def _ordered_events(stage_events: pl.LazyFrame, spec: FunnelSpec, end: datetime) -> pl.LazyFrame:
+    """Events up to ``end`` in funnel order per opportunity, each with the event after it.
+
+    Adds ``_rank`` (stage order; won and lost last), ``_seq`` (position in the opportunity),
+    ``opportunity_start``, ``exited_at``/``next_stage``/``_next_rank`` (the next event, if any)
+    and ``entry`` (1 for the first entry of a stage, 2 for a re-entry, …).
+    """
     # Sorted by opportunity, the group logic is shifts and forward fills (window functions
     # over a million opportunities cost seconds).
     opp = pl.col(s.OPPORTUNITY_ID)
-    first = opp != opp.shift(1)
+    first = (opp != opp.shift(1)).fill_null(True)
     same_next = (opp == opp.shift(-1)).fill_null(False)
     index = pl.int_range(pl.len(), dtype=pl.Int64)
-    events = (
+    return (
         stage_events.filter(pl.col(s.ENTERED_AT) <= end)
-        .with_columns(rank.alias("_rank"))
+        .with_columns(spec.stage_order(pl.col(s.STAGE)).alias("_rank"))
         .sort(s.OPPORTUNITY_ID, s.ENTERED_AT, "_rank")
         .with_columns(
-            pl.when(first.fill_null(True)).then(pl.col(s.ENTERED_AT)).forward_fill().alias(s.OPPORTUNITY_START),
-            (index - pl.when(first.fill_null(True)).then(index).forward_fill()).alias("_seq"),
+            pl.when(first).then(pl.col(s.ENTERED_AT)).forward_fill().alias(s.OPPORTUNITY_START),
+            (index - pl.when(first).then(index).forward_fill()).alias("_seq"),
             pl.when(same_next).then(pl.col(s.ENTERED_AT).shift(-1)).alias(s.EXITED_AT),
             pl.when(same_next).then(pl.col(s.STAGE).shift(-1)).alias(s.NEXT_STAGE),
+            pl.when(same_next).then(pl.col("_rank").shift(-1)).alias("_next_rank"),
         )
         .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(s.OPPORTUNITY_ID, s.STAGE).alias(s.ENTRY))
     )
-    won_rank, lost_rank = len(spec.stages) - 1, len(spec.stages)
-    next_rank = pl.when(same_next).then(pl.col("_rank").shift(-1))
-    events = events.with_columns(next_rank.alias("_next_rank"))
-    rows = events.filter(pl.col("_rank") < won_rank)
+
+
+def _converted_at(entries: pl.LazyFrame, events: pl.LazyFrame, spec: FunnelSpec) -> pl.LazyFrame:
+    """``opportunity_id, _seq, converted_at``: when each entry first reached a later stage (null: never)."""
+    lost_rank = len(spec.stages)
     # Usually the next event decides: a later stage converts, lost or nothing does not. Only
     # after a step back (re-entry) must later events be searched for the first later stage.
     step_back = (pl.col("_next_rank") <= pl.col("_rank")).fill_null(False)
@@ -156,7 +168,7 @@ def build_transitions(
         pl.col("_rank") != lost_rank
     )
     searched = (
-        rows.filter(step_back)
+        entries.filter(step_back)
         .select(s.OPPORTUNITY_ID, "_seq", pl.col("_rank").alias("_from_rank"))
         .join(later, on=s.OPPORTUNITY_ID)
         .filter((pl.col("_seq_later") > pl.col("_seq")) & (pl.col("_rank") > pl.col("_from_rank")))
@@ -166,27 +178,32 @@ def build_transitions(
     direct = pl.when((pl.col("_next_rank") > pl.col("_rank")) & (pl.col("_next_rank") != lost_rank)).then(
         pl.col(s.EXITED_AT)
     )
-    forward = (
-        rows.select(s.OPPORTUNITY_ID, "_seq", direct.alias("_direct_at"))
+    return (
+        entries.select(s.OPPORTUNITY_ID, "_seq", direct.alias("_direct_at"))
         .join(searched, on=[s.OPPORTUNITY_ID, "_seq"], how="left")
         .select(s.OPPORTUNITY_ID, "_seq", pl.coalesce("_direct_at", "_searched_at").alias(s.CONVERTED_AT))
     )
-    lost = events.filter(pl.col("_rank") == lost_rank).select(s.OPPORTUNITY_ID, pl.col(s.ENTERED_AT).alias(s.LOST_AT))
-    out = (
-        rows.join(forward, on=[s.OPPORTUNITY_ID, "_seq"], how="left")
+
+
+def _with_outcomes(
+    entries: pl.LazyFrame, events: pl.LazyFrame, spec: FunnelSpec, horizon_us: int, end: datetime
+) -> pl.LazyFrame:
+    """Each entry with its conversion, loss, censoring and the days it spent in the stage."""
+    lost = events.filter(pl.col("_rank") == len(spec.stages)).select(
+        s.OPPORTUNITY_ID, pl.col(s.ENTERED_AT).alias(s.LOST_AT)
+    )
+    return (
+        entries.join(_converted_at(entries, events, spec), on=[s.OPPORTUNITY_ID, "_seq"], how="left")
         .join(lost, on=s.OPPORTUNITY_ID, how="left")
         .with_columns(
             _within(s.CONVERTED_AT, horizon_us).alias(s.CONVERTED),
-            (pl.col(s.ENTERED_AT) + pl.duration(microseconds=horizon_us) > pl.lit(end)).alias("_horizon_open"),
+            # Censored means the horizon is not over at the data's end, whatever happened so far:
+            # keeping early converters or early losses of that period would bias rates upwards.
+            (pl.col(s.ENTERED_AT) + pl.duration(microseconds=horizon_us) > pl.lit(end)).alias(s.CENSORED),
             as_days(pl.coalesce(s.EXITED_AT, pl.lit(end)) - pl.col(s.ENTERED_AT)).alias(s.DAYS_IN_STAGE),
             as_days(pl.col(s.CONVERTED_AT) - pl.col(s.ENTERED_AT)).alias(s.DAYS_TO_CONVERT),
         )
-        # Censored means the horizon is not over at the data's end, whatever happened so far:
-        # keeping early converters or early losses of that period would bias rates upwards.
-        .with_columns(pl.col("_horizon_open").alias(s.CENSORED))
     )
-    columns = [*s.TRANSITION_COLUMNS, *extra]
-    return out.select(columns).sort(s.ENTERED_AT, s.OPPORTUNITY_ID, s.STAGE)
 
 
 def add_snapshots(

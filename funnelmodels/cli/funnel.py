@@ -108,13 +108,13 @@ def _print_cumulative(rows: list[dict[str, Any]], summary: dict[str, Any]) -> No
         print(f"  {label[:16]:<16}{day:>5}  {converted:<26}{lost:<26}{row['at_risk']:>13,}")
 
 
-def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int | None = None) -> dict[str, object]:
+def funnel_summary(dataset: Dataset, *, by: str | None = None, horizon_days: int | None = None) -> dict[str, object]:
     """The funnel at a glance, as plain data (what ``funnelmodels funnel`` prints).
 
     Parameters
     ----------
-    dataset : a loaded :class:`funnelmodels.data.io.Dataset` with stage_events.
-    by : a segment column (see :data:`funnelmodels.features.SEGMENTS`, or any customers column).
+    dataset : a loaded dataset with stage_events.
+    by : a segment column (see :data:`funnelmodels.segments.SEGMENTS`, or any customers column).
 
     Returns
     -------
@@ -125,21 +125,13 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
     "stale_after_days", "stale_losses"}``; ``observed`` is the rate's denominator (entries whose
     horizon is over) and ``note`` says so when every entry of a stage is still within it.
     """
-    assert isinstance(dataset, Dataset)
     spec = dataset.spec
     events = dataset.lazy("stage_events")
     end = data_end(events)
     horizon = spec.horizon_days if horizon_days is None else horizon_days
     transitions = build_transitions(events, spec, horizon_days=horizon, end=end)
     if by:
-        transitions = add_segments(dataset, transitions)
-        available = [c for c in transitions.collect_schema().names() if c not in _NOT_SEGMENTS]
-        if by not in available:
-            hint = did_you_mean(by, available)
-            raise ConfigError(
-                f"--by {by!r} is not a column of this dataset{hint}; available: {', '.join(sorted(available))}."
-            )
-        transitions = transitions.with_columns(segment_label(pl.col(by)))
+        transitions = _by_segment(dataset, transitions, by)
     transitions = transitions.pipe(collect).lazy()
     rates = conversion_table(transitions, spec, by=by)
     medians = time_to_convert_table(transitions, spec, by=by, quantiles=(0.5,))
@@ -147,49 +139,56 @@ def funnel_summary(dataset: object, *, by: str | None = None, horizon_days: int 
     table = rates.join(medians.drop("q", "n", "events"), on=[by, s.STAGE] if by else [s.STAGE], how="left")
     segments = []
     for key, group in table.group_by([by] if by else pl.lit(True), maintain_order=True):
-        stages = [
-            {
-                "stage": r[s.STAGE],
-                "entered": r["entered"],
-                "observed": r["observed"],
-                "converted": r["converted"],
-                "rate": r["rate"],
-                "rate_low": r["rate_low"],
-                "rate_high": r["rate_high"],
-                "median_days": r["days"],
-                "median_days_low": r["days_low"],
-                "median_days_high": r["days_high"],
-                "note": _censored_note(r["entered"], r["observed"], horizon),
-            }
-            for r in group.iter_rows(named=True)
-        ]
-        e2e = {k: (None if math.isnan(v) else v) for k, v in end_to_end_rate(group, spec).items()}
-        curves = cumulative.filter(pl.col(by) == key[0]) if by else cumulative
+        curves = cumulative.filter(pl.col(by) == key[0]).drop(by) if by else cumulative
         segments.append(
             {
                 "segment": key[0] if by else None,
-                "stages": stages,
-                "end_to_end": e2e,
-                "cumulative": curves.drop(*([by] if by else [])).to_dicts(),
+                "stages": [_stage_row(row, horizon) for row in group.iter_rows(named=True)],
+                "end_to_end": {k: (None if math.isnan(v) else v) for k, v in end_to_end_rate(group, spec).items()},
+                "cumulative": curves.to_dicts(),
             }
         )
-    tests = {}
-    if by:
-        tests = {
-            r[s.STAGE]: r["p_value"]
-            for r in rates.unique(s.STAGE, keep="first", maintain_order=True).iter_rows(named=True)
-        }
-    stale = stale_losses(events, spec, end=end).select(pl.len()).pipe(collect).item()
+    first_per_stage = rates.unique(s.STAGE, keep="first", maintain_order=True)
+    tests = {r[s.STAGE]: r["p_value"] for r in first_per_stage.iter_rows(named=True)} if by else {}
     return {
         "by": by,
         "horizon_days": horizon,
         "stale_after_days": spec.stale_after_days,
-        "stale_losses": stale,
+        "stale_losses": stale_losses(events, spec, end=end).select(pl.len()).pipe(collect).item(),
         "end": end,
         "first_stage": spec.stages[0],
         "won": spec.won,
         "segments": segments,
         "tests": tests,
+    }
+
+
+def _by_segment(dataset: Dataset, transitions: pl.LazyFrame, by: str) -> pl.LazyFrame:
+    """The transitions with the segment columns, ``by`` labelled for display; refused if ``by`` is not one."""
+    transitions = add_segments(dataset, transitions)
+    available = [c for c in transitions.collect_schema().names() if c not in _NOT_SEGMENTS]
+    if by not in available:
+        raise ConfigError(
+            f"--by {by!r} is not a column of this dataset{did_you_mean(by, available)}; "
+            f"available: {', '.join(sorted(available))}."
+        )
+    return transitions.with_columns(segment_label(pl.col(by)))
+
+
+def _stage_row(row: dict[str, Any], horizon: int) -> dict[str, Any]:
+    """One stage's line of the summary from a row of the rates joined to the median days."""
+    return {
+        "stage": row[s.STAGE],
+        "entered": row["entered"],
+        "observed": row["observed"],
+        "converted": row["converted"],
+        "rate": row["rate"],
+        "rate_low": row["rate_low"],
+        "rate_high": row["rate_high"],
+        "median_days": row["days"],
+        "median_days_low": row["days_low"],
+        "median_days_high": row["days_high"],
+        "note": _censored_note(row["entered"], row["observed"], horizon),
     }
 
 

@@ -76,9 +76,39 @@ def sales_performance(
     sentence, when the customers table has no such column.
     """
     notes: list[str] = []
-    missing: dict[str, str] = {}
     transactions = dataset.lazy("transactions") if dataset.has("transactions") else None
     events = dataset.lazy("stage_events") if dataset.has("stage_events") else None
+    missing = _missing_tables(transactions, events)
+    if transactions is None and events is None:
+        return SalesReport(None, period_length, None, None, None, None, None, None, None, None, None, notes, missing)
+    if events is not None and dataset.spec.stale_after_days:
+        notes.append(_stale_note(dataset, events))
+    # Win rates count the losses the stale rule infers, in the period they happen.
+    closed = with_stale_losses(events, dataset.spec) if events is not None else None
+    rules = dataset.config.counting
+    if transactions is not None:
+        notes.extend(counting_notes(transactions, rules))
+    kpis = sales_kpi_table(
+        transactions, closed, period=period_length, won=dataset.spec.won, lost=dataset.spec.lost, rules=rules
+    )
+    chosen = _chosen_period(period, period_length, kpis, _data_end(transactions, events), notes)
+    kpis = kpis.filter(pl.col("period") <= chosen)
+    changes, yoy = _changes(kpis, chosen, period_length)
+    segments = _segment_table(dataset, transactions, closed, segment, period_length, chosen, missing)
+    funnel = cumulative = close = pipeline = None
+    if events is not None:
+        funnel, cumulative, close, pipeline = _funnel_and_pipeline(
+            dataset, events, chosen, period_length, model_dir, notes, missing
+        )
+    goals = _attainment(kpis, targets_file, chosen) if targets_file else None
+    return SalesReport(
+        chosen, period_length, kpis, changes, yoy, segments, funnel, cumulative, close, pipeline, goals, notes, missing
+    )
+
+
+def _missing_tables(transactions: pl.LazyFrame | None, events: pl.LazyFrame | None) -> dict[str, str]:
+    """One sentence per section a missing table empties, saying what to add."""
+    missing = {}
     if transactions is None:
         missing["revenue"] = (
             "No transactions table: revenue, orders, average sale and new and returning customers need one "
@@ -91,22 +121,22 @@ def sales_performance(
         )
     if transactions is None and events is None:
         missing["sales"] = "No sales figures: they need a transactions or a stage_events table."
-        return SalesReport(None, period_length, None, None, None, None, None, None, None, None, None, notes, missing)
-    if events is not None and dataset.spec.stale_after_days:
-        stale = stale_losses(events, dataset.spec, end=data_end(events)).select(pl.len()).collect().item()
-        notes.append(
-            f"{stale:,} opportunities had no event for {dataset.spec.stale_after_days} days and count as lost on "
-            "that day (stale_after_days in funnel.toml)."
-        )
-    # Win rates count the losses the stale rule infers, in the period they happen.
-    closed = with_stale_losses(events, dataset.spec) if events is not None else None
-    rules = dataset.config.counting
-    if transactions is not None:
-        notes.extend(counting_notes(transactions, rules))
-    kpis = sales_kpi_table(
-        transactions, closed, period=period_length, won=dataset.spec.won, lost=dataset.spec.lost, rules=rules
+    return missing
+
+
+def _stale_note(dataset: Dataset, events: pl.LazyFrame) -> str:
+    """How many opportunities the stale rule counts as lost."""
+    stale = stale_losses(events, dataset.spec, end=data_end(events)).select(pl.len()).pipe(collect).item()
+    return (
+        f"{stale:,} opportunities had no event for {dataset.spec.stale_after_days} days and count as lost on "
+        "that day (stale_after_days in funnel.toml)."
     )
-    last_day = _data_end(transactions, events)
+
+
+def _chosen_period(
+    period: str, period_length: str, kpis: pl.DataFrame, last_day: date | None, notes: list[str]
+) -> date:
+    """The report's period (the latest complete one by default), with a note when it is not complete."""
     chosen = check_period(period, period_length, kpis["period"], last_day)
     if last_day is not None and period_end(chosen, period_length) > last_day:
         notes.append(
@@ -114,25 +144,22 @@ def sales_performance(
             f"{last_day - timedelta(days=1)}. Its figures cover part of it, and its changes compare part of a "
             f"{period_length} with a whole one."
         )
-    kpis = kpis.filter(pl.col("period") <= chosen)
-    changes = kpi_changes(kpis).filter(pl.col("period") == chosen)
+    return chosen
+
+
+def _changes(kpis: pl.DataFrame, chosen: date, period_length: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The period's KPI changes against the period before and against the same period a year earlier."""
     lag = {"month": 12, "quarter": 4, "week": 52, "day": 365, "year": 1}[period_length]
-    yoy = kpi_changes(kpis, lag=lag).filter(pl.col("period") == chosen)
-    segments = _segment_table(dataset, transactions, closed, segment, period_length, chosen, missing)
-    funnel = cumulative = close = pipeline = None
-    if events is not None:
-        funnel, cumulative, close, pipeline = _funnel_and_pipeline(
-            dataset, events, chosen, period_length, model_dir, notes, missing
-        )
-    goals = None
-    if targets_file:
-        path = Path(targets_file)
-        if not path.is_file():
-            raise ConfigError(f"targets_file {targets_file!r} does not exist.")
-        goals = attainment(kpis, pl.read_csv(path)).filter(pl.col("period") == chosen)
-    return SalesReport(
-        chosen, period_length, kpis, changes, yoy, segments, funnel, cumulative, close, pipeline, goals, notes, missing
-    )
+    changes = kpi_changes(kpis).filter(pl.col("period") == chosen)
+    return changes, kpi_changes(kpis, lag=lag).filter(pl.col("period") == chosen)
+
+
+def _attainment(kpis: pl.DataFrame, targets_file: str, chosen: date) -> pl.DataFrame:
+    """The period's targets against its KPIs, from the targets CSV."""
+    path = Path(targets_file)
+    if not path.is_file():
+        raise ConfigError(f"targets_file {targets_file!r} does not exist.")
+    return attainment(kpis, pl.read_csv(path)).filter(pl.col("period") == chosen)
 
 
 def _segment_table(
