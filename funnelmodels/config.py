@@ -366,6 +366,12 @@ class DatasetConfig:
         """How messages name the dataset: its funnel.toml, else its folder (never just '.')."""
         return str(self.config_file if self.config_file is not None else self.root.resolve())
 
+    @property
+    def inputs(self) -> list[Path]:
+        """What the dataset is read from: its folder, every file of every table, its funnel.toml."""
+        files = [path for table in self.tables.values() for path in table.files]
+        return [self.root, *files, *([self.config_file] if self.config_file is not None else [])]
+
 
 _READ_KEYS = ("path", "format", "separator", "encoding", "decimal_comma", "datetime_format", "keep", "drop_empty")
 _SOURCE_KEYS = (*_READ_KEYS, "columns", "derive", "drop_columns")

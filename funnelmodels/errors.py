@@ -12,10 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "EXIT_BUSY",
+    "BusyError",
     "ConfigError",
     "DataValidationError",
     "FunnelModelsError",
     "ModelError",
+    "OutputError",
     "Problem",
     "ReportError",
     "closest",
@@ -33,6 +36,18 @@ class ConfigError(FunnelModelsError):
 
 class ModelError(FunnelModelsError):
     """A model cannot be fitted, loaded or applied."""
+
+
+class OutputError(FunnelModelsError):
+    """An output would replace something its command did not write (a dataset, a project, an input)."""
+
+
+EXIT_BUSY = 75
+"""The command line's exit code when another run is writing the same output (EX_TEMPFAIL: try again later)."""
+
+
+class BusyError(OutputError):
+    """Another run holds the lock of the same output; nothing was changed."""
 
 
 class ReportError(FunnelModelsError):

@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from handmade import FUNNEL_END, FUNNEL_SPEC, funnel_events, tiny_tables
+from commands import Cli, run_cli
 from places import SHARED_DATA
 
 from funnelmodels.data.io import Dataset, load_dataset
@@ -66,3 +67,18 @@ def shared_data() -> Path:
 def tiny(write_tables: Callable[..., Path]) -> Dataset:
     """The hand-made three-customer dataset (:func:`handmade.tiny_tables`), loaded."""
     return load_dataset(write_tables(tiny_tables()))
+
+
+@pytest.fixture(scope="session")
+def cli() -> Cli:
+    """Run ``funnelmodels`` in a fresh process: ``cli("validate", str(folder))``."""
+    return run_cli
+
+
+@pytest.fixture(scope="session")
+def trained_cli(cli: Cli, synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`funnelmodels train` run once (both targets): the model folder and what it printed."""
+    models = tmp_path_factory.mktemp("cli") / "models"
+    result = cli("--quiet", "train", str(synthetic_dir), "--out", str(models))
+    assert result.returncode == 0, result.stderr
+    return models, result.stdout

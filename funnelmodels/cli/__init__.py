@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from funnelmodels.cli import data, funnel, models, reports
 from funnelmodels.cli.common import Progress
-from funnelmodels.errors import FunnelModelsError
+from funnelmodels.errors import EXIT_BUSY, BusyError, FunnelModelsError
 from funnelmodels.provenance import version
 
 __all__ = ["build_parser", "main"]
@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return run(args, progress)
+    except BusyError as exc:
+        print(f"busy: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except FunnelModelsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

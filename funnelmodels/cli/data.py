@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from funnelmodels.cli.common import DROP_INVALID_HELP, Progress, positive_int, print_rejected, print_summary
-from funnelmodels.data.io import atomic_dir, load_dataset, write_rejected
+from funnelmodels.data.io import load_dataset, write_rejected
 from funnelmodels.data.synthetic import generate_dataset, oracle_auc, write_dataset
 from funnelmodels.data.validate import dataset_summary
+from funnelmodels.outputs import atomic_dir
 
 __all__ = [
     "DEMO_CUSTOMERS",
@@ -29,9 +30,10 @@ DEMO_SEED = 42
 
 def generate_into(out: Path, *, customers: int, seed: int, fmt: str, progress: Progress) -> Any:
     """Generate a synthetic dataset into ``out`` (replaced only on success); returns it and its oracle AUCs."""
-    data = generate_dataset(customers, seed=seed, progress=progress)
-    progress(f"writing {fmt} files to {out}")
-    with atomic_dir(out) as staging:
+    # Checked and locked before minutes of generating.
+    with atomic_dir(out, command="generate", looks_like=lambda folder: (folder / "ground_truth").is_dir()) as staging:
+        data = generate_dataset(customers, seed=seed, progress=progress)
+        progress(f"writing {fmt} files to {out}")
         write_dataset(data, staging, fmt=fmt)
     return data, oracle_auc(data.ground_truth["conversion"])
 

@@ -9,13 +9,14 @@ from typing import Any
 import polars as pl
 
 from funnelmodels.cli.common import DROP_INVALID_HELP, Progress, moment, positive_int, print_rejected
-from funnelmodels.data.io import atomic_dir, load_dataset, write_rejected, write_table
+from funnelmodels.data.io import load_dataset, write_rejected, write_table
 from funnelmodels.errors import ModelError
 from funnelmodels.models.conversion import StageConversionModel
-from funnelmodels.models.persist import ModelStore, write_json
+from funnelmodels.models.persist import METRICS_FILE, ModelStore, write_json
 from funnelmodels.models.predict import at_risk_customers, check_as_of, score_open_opportunities
 from funnelmodels.models.satisfaction import SatisfactionModel
 from funnelmodels.models.train import train_conversion, train_satisfaction
+from funnelmodels.outputs import atomic_dir, check_file_output
 
 __all__ = [
     "add_commands",
@@ -27,14 +28,15 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
     progress(f"loading {args.data}")
     dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
     conversion = satisfaction = None
-    if args.target in ("all", "conversion"):
-        progress("conversion: features, lightgbm and logit on an out-of-time split")
-        conversion = train_conversion(dataset, seed=args.seed, horizon_days=args.horizon_days)
-    if args.target == "satisfaction" or (args.target == "all" and dataset.has("surveys")):
-        progress(f"satisfaction ({args.satisfaction_score}): ordinal logit and lightgbm on an out-of-time split")
-        satisfaction = train_satisfaction(dataset, target=args.satisfaction_score, seed=args.seed)
     report: dict[str, Any] = {}
-    with atomic_dir(args.out) as staging:
+    # The output folder is checked and locked before training: a second run is refused at once.
+    with atomic_dir(args.out, command="train", looks_like=_is_model_folder, inputs=dataset.config.inputs) as staging:
+        if args.target in ("all", "conversion"):
+            progress("conversion: features, lightgbm and logit on an out-of-time split")
+            conversion = train_conversion(dataset, seed=args.seed, horizon_days=args.horizon_days)
+        if args.target == "satisfaction" or (args.target == "all" and dataset.has("surveys")):
+            progress(f"satisfaction ({args.satisfaction_score}): ordinal logit and lightgbm on an out-of-time split")
+            satisfaction = train_satisfaction(dataset, target=args.satisfaction_score, seed=args.seed)
         store = ModelStore(staging)
         if conversion is not None:
             for engine, model in conversion.models.items():
@@ -69,6 +71,11 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def _is_model_folder(folder: Path) -> bool:
+    """A model folder written before output folders were marked."""
+    return (folder / METRICS_FILE).is_file()
+
+
 def _print_metrics(metrics: Any) -> None:
     print(f"{'engine':<10}{'stage':<14}{'rows':>7}{'ROC AUC':>9}{'PR AUC':>8}{'log loss':>10}{'Brier':>7}{'ECE':>7}")
     for r in metrics.iter_rows(named=True):
@@ -84,6 +91,8 @@ def _cmd_score(args: argparse.Namespace, progress: Progress) -> int:
         raise ModelError(f"--out must end in .parquet or .csv; received {args.out.name!r}.")
     progress(f"loading {args.data}")
     dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
+    inputs = [*dataset.config.inputs[1:], args.model]
+    check_file_output(args.out, inputs=inputs)
     if args.target == "satisfaction":
         scored = _score_satisfaction(args, dataset, progress)
         likely = int((scored["p_low"] > 0.5).sum())
@@ -99,7 +108,11 @@ def _cmd_score(args: argparse.Namespace, progress: Progress) -> int:
     write_table(scored, args.out)
     print(summary)
     print(f"wrote {args.out}")
-    written = write_rejected(dataset, args.out.parent / f"{args.out.stem}_rejected") if dataset.rejected else []
+    written = []
+    if dataset.rejected:
+        rejected = args.out.parent / f"{args.out.stem}_rejected"
+        with atomic_dir(rejected, command="score", inputs=inputs) as staging:
+            written = [rejected / p.name for p in write_rejected(dataset, staging)]
     print_rejected(dataset, written)
     return 0
 

@@ -8,7 +8,7 @@ writes tables and folders so that a reader never sees half an output.
 from __future__ import annotations
 
 import hashlib
-import shutil
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ from funnelmodels.data.schema import CSAT, NPS, SCHEMAS
 from funnelmodels.data.validate import missing_customers_problem, validate_tables
 from funnelmodels.errors import DataValidationError, Problem
 
-__all__ = ["Dataset", "atomic_dir", "fingerprint_files", "load_dataset", "write_rejected", "write_table"]
+__all__ = ["Dataset", "fingerprint_files", "load_dataset", "write_rejected", "write_table"]
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,7 @@ class Dataset:
 def fingerprint_files(config: DatasetConfig) -> str:
     """SHA-256 over a dataset's files (names and bytes, in a fixed order) and its funnel.toml."""
     digest = hashlib.sha256()
-    files = [path for table in config.tables.values() for path in table.files]
-    if config.config_file is not None:
-        files.append(config.config_file)
-    for path in sorted(set(files)):
+    for path in sorted(set(config.inputs[1:])):
         digest.update(path.name.encode())
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -158,41 +155,9 @@ def write_rejected(dataset: Dataset, folder: Path) -> list[Path]:
 def write_table(frame: pl.DataFrame, path: Path) -> None:
     """Write a table as Parquet or CSV (by suffix), atomically: a reader never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if path.suffix == ".csv":
         frame.write_csv(tmp)
     else:
         frame.write_parquet(tmp, statistics=True)
     tmp.replace(path)
-
-
-class atomic_dir:
-    """Write a folder beside its target and swap it in only when the block succeeds.
-
-    A failed or interrupted write leaves the previous folder untouched and no partial one.
-    """
-
-    def __init__(self, target: Path):
-        self.target = Path(target)
-        self.staging = self.target.with_name(f".{self.target.name}.partial")
-
-    def __enter__(self) -> Path:
-        # A run killed (SIGKILL, power loss) between the two renames below leaves only the old
-        # folder: put it back before anything else. A killed run's staging folder is dropped.
-        old = self.target.with_name(f".{self.target.name}.old")
-        if old.is_dir() and not self.target.exists():
-            old.rename(self.target)
-        shutil.rmtree(self.staging, ignore_errors=True)
-        self.staging.mkdir(parents=True)
-        return self.staging
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            return
-        old = self.target.with_name(f".{self.target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.target.exists():
-            self.target.rename(old)
-        self.staging.rename(self.target)
-        shutil.rmtree(old, ignore_errors=True)

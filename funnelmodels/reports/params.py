@@ -25,6 +25,9 @@ __all__ = [
 
 _PATH_PARAMETERS = ("data_dir", "model_dir", "targets_file")
 
+FAILED_FOLDER = "failed"
+"""The folder beside a report's runs that keeps the notebooks of failed runs."""
+
 
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -90,6 +93,8 @@ def resolve_run(name: str, parameters: Mapping[str, Any] | None, notebooks_dir: 
         if params.get(key):
             params[key] = str(Path(params[key]).resolve())
     run_id = safe_name(str(params.get("period") or "latest"), "period")
+    if run_id == FAILED_FOLDER:
+        raise ConfigError(f"period {run_id!r} is not allowed: reports/{name}/{FAILED_FOLDER}/ keeps failed runs.")
     data_dir = params.get("data_dir") or _declared_default(notebook, "data_dir", folder)
     if data_dir and not Path(data_dir).exists():
         given = "" if params.get("data_dir") else " (the notebook's default)"

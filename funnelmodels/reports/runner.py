@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from funnelmodels.config import load_config
-from funnelmodels.data.io import atomic_dir, fingerprint_files
+from funnelmodels.data.io import fingerprint_files
 from funnelmodels.errors import ConfigError, ReportError
+from funnelmodels.outputs import atomic_dir
 from funnelmodels.provenance import MODEL_PACKAGES, REPORT_PACKAGES, git_commit, package_versions
-from funnelmodels.reports.params import ResolvedRun, resolve_run
+from funnelmodels.reports.params import FAILED_FOLDER, ResolvedRun, resolve_run
 from funnelmodels.reports.registry import notebooks_folder
 
 __all__ = [
@@ -80,7 +81,11 @@ def run_report(
     target = root / run.run_id
     started = datetime.now().astimezone()
     clock = time.perf_counter()
-    with atomic_dir(target) as staging:
+    inputs = [Path(str(run.parameters[k])) for k in ("data_dir", "model_dir", "targets_file") if run.parameters.get(k)]
+    output = atomic_dir(
+        target, command="report", looks_like=lambda folder: (folder / "manifest.json").is_file(), inputs=inputs
+    )
+    with output as staging:
         executed = _execute(run, staging, failed_root=root, timeout=timeout)
         _render(executed, staging / "report.html", with_code=False)
         if with_code:
@@ -133,7 +138,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _keep_failed(executed: Path, root: Path, run_id: str) -> Path:
-    failed_dir = root / "failed" / run_id
+    failed_dir = root / FAILED_FOLDER / run_id
     failed_dir.mkdir(parents=True, exist_ok=True)
     destination = failed_dir / "report.ipynb"
     if executed.is_file():

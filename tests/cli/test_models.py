@@ -33,15 +33,16 @@ def test_train_then_score(cli: Cli, synthetic_dir: Path, tmp_path: Path, trained
 def test_failed_train_leaves_the_model_folder_untouched(cli: Cli, tmp_path: Path) -> None:
     models = tmp_path / "models"
     models.mkdir()
-    (models / "keep.txt").write_text("previous good model")
+    (models / "metrics.json").write_text("previous good model")  # what an earlier train wrote
     tables = tiny_tables()
     for name, frame in tables.items():
         frame.write_csv(tmp_path / f"{name}.csv")
     result = cli("train", str(tmp_path), "--out", str(models))
     assert result.returncode == 1
     assert "still within its 90-day horizon" in result.stderr and "Traceback" not in result.stderr
-    assert [p.name for p in models.iterdir()] == ["keep.txt"]
-    assert not (tmp_path / ".models.partial").exists()
+    assert [p.name for p in models.iterdir()] == ["metrics.json"]
+    assert (models / "metrics.json").read_text() == "previous good model"
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".models")], "no staging or lock left"
 
 
 def test_score_refuses_bad_moments_and_foreign_models(

@@ -19,7 +19,7 @@ PACKAGE = ROOT / "funnelmodels"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("config",),
-    ("frames", "settings", "provenance", "stats"),
+    ("frames", "settings", "provenance", "stats", "outputs"),
     ("data.schema",),
     ("data.files",),
     ("data.validate",),

@@ -36,7 +36,7 @@ def test_every_report_writes_html_notebook_manifest_and_tables(
         assert manifest["data_fingerprint_sha256"] == fingerprint
         assert {"polars", "lightgbm", "statsmodels", "papermill"} <= set(manifest["packages"])
         assert manifest["duration_seconds"] > 0 and "git_commit" in manifest
-        assert not list(run.folder.parent.glob(".*partial"))
+        assert not list(run.folder.parent.glob(".*partial*"))
 
 
 def test_html_is_self_contained_and_hides_code(rendered: dict[str, ReportRun]) -> None:
