@@ -14,8 +14,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from handmade import FUNNEL_END, FUNNEL_SPEC, funnel_events, tiny_tables
 from commands import Cli, run_cli
+from handmade import FUNNEL_END, FUNNEL_SPEC, funnel_events, tiny_tables
 from places import SHARED_DATA
 
 from funnelmodels.data.io import Dataset, load_dataset
