@@ -22,8 +22,9 @@ user's own files and column names onto the canonical tables::
 from __future__ import annotations
 
 import codecs
+import math
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -404,14 +405,33 @@ def load_config(data_dir: str | Path) -> DatasetConfig:
     return DatasetConfig(root=path, spec=FunnelSpec(), tables=_discover_tables(path))
 
 
-def _discover_tables(root: Path) -> dict[str, TableSource]:
+def is_parquet_parts(folder: Path) -> bool:
+    """Whether ``folder`` holds Parquet part files (``part-0.parquet``, …, or hive partitions below it)."""
+    return folder.is_dir() and any(folder.rglob("*.parquet"))
+
+
+def _discover_tables(root: Path, *, skip: Iterable[str] = ()) -> dict[str, TableSource]:
+    """Tables found by their canonical file names (``customers.csv``, ``customers.parquet``, …).
+
+    Two files for one table (a CSV beside an older Parquet copy) are refused, naming both:
+    silently reading one of them would hide that the other is there.
+    """
     tables: dict[str, TableSource] = {}
     for name in TABLE_NAMES:
-        for fmt in ("parquet", "csv"):
-            candidate = root / f"{name}.{fmt}"
-            if candidate.is_file():
-                tables[name] = TableSource(sources=(FileSource(path=candidate, format=fmt),))
-                break
+        if name in skip:
+            continue
+        found = [
+            (root / f"{name}.{fmt}", fmt)
+            for fmt in ("parquet", "csv")
+            if (root / f"{name}.{fmt}").is_file() or (fmt == "parquet" and is_parquet_parts(root / f"{name}.{fmt}"))
+        ]
+        if len(found) > 1:
+            raise ConfigError(
+                f"two sources for the {name} table in {root}: {' and '.join(p.name for p, _ in found)}. Remove or "
+                f"rename one, or name the one to read in funnel.toml ([tables.{name}] path = ...)."
+            )
+        if found:
+            tables[name] = TableSource(sources=(FileSource(path=found[0][0], format=found[0][1]),))
     return tables
 
 
@@ -441,7 +461,7 @@ def _config_from_toml(file: Path) -> DatasetConfig:
     tables_raw = _section(raw.get("tables", {}), where=f"{file} [tables]")
     _check_keys(tables_raw, TABLE_NAMES, where=f"{file} [tables]")
     # Tables funnel.toml does not mention are still found by their canonical file names.
-    tables = _discover_tables(root) | {
+    tables = _discover_tables(root, skip=tables_raw) | {
         name: _table_source(name, entry, root=root, file=file) for name, entry in tables_raw.items()
     }
     scale = _scale(
@@ -582,7 +602,7 @@ def _path(name: str, entry: Mapping[str, Any], *, root: Path, where: str) -> Pat
                 f'{where} path must be a file name, e.g. path = "customers.csv"; received {entry["path"]!r}.'
             )
         return (root / entry["path"]).resolve()
-    if name in (found := _discover_tables(root)):
+    if name in (found := _discover_tables(root, skip=[other for other in TABLE_NAMES if other != name])):
         return found[name].path  # only reading options given: the canonical file beside funnel.toml
     raise ConfigError(
         f'{where} has no path and there is no {name}.csv or {name}.parquet beside it; add path = "your_file.csv".'
@@ -649,7 +669,7 @@ def _derivation(column: str, rule: Any, *, where: str) -> Derivation:
     if isinstance(rule, dict):
         _check_keys(rule, _DERIVE_KEYS, where=f"{where}.{column}")
         if "value" in rule and len(rule) == 1:
-            return Derivation("value", value=str(rule["value"]))
+            return Derivation("value", value=_text(rule["value"], where=f"{where}.{column}.value"))
         if isinstance(rule.get("from"), str) and "value" not in rule:
             mapping = rule.get("map")
             others = rule.get("others", "empty")
@@ -661,7 +681,7 @@ def _derivation(column: str, rule: Any, *, where: str) -> Derivation:
                 return Derivation(
                     "map",
                     source=rule["from"],
-                    mapping={str(k): str(v) for k, v in mapping.items()},
+                    mapping={str(k): _text(v, where=f"{where}.{column}.map.{k}") for k, v in mapping.items()},
                     keep_others=others == "keep",
                 )
     raise ConfigError(
@@ -669,6 +689,15 @@ def _derivation(column: str, rule: Any, *, where: str) -> Derivation:
         f'{{ from = "column", map = {{ yes = "won", no = "lost" }} }} (with others = "keep" to keep unlisted '
         f"values); received {rule!r}."
     )
+
+
+def _text(value: Any, *, where: str) -> str:
+    """A value written into a column: text or a finite number; true/false, lists and tables are refused."""
+    if isinstance(value, str) or (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    ):
+        return str(value)
+    raise ConfigError(f'{where} must be text (in quotes, e.g. "won") or a number; received {value!r}.')
 
 
 def _check_keys(section: Mapping[str, Any], allowed: Sequence[str], *, where: str) -> None:

@@ -13,11 +13,12 @@ per ``one_row_per``. Every step that removes or changes rows says so in ``notes`
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass, field
 
 import polars as pl
 
-from funnelmodels.config import FileSource, Lookup, TableSource
+from funnelmodels.config import FileSource, Lookup, TableSource, is_parquet_parts
 from funnelmodels.data.schema import CREATED_AT, FILE, ROW, ColumnSpec, TableSchema
 from funnelmodels.errors import Problem, did_you_mean
 
@@ -111,10 +112,19 @@ def _file_columns(frame: pl.DataFrame) -> list[str]:
 
 def read_file(source: FileSource) -> pl.DataFrame:
     """The file as it is: every CSV column as text (parsing comes later, with row numbers)."""
-    if not source.path.exists():
-        raise OSError(f"file {source.path} does not exist")
-    if source.path.is_dir():
-        raise OSError(f"{source.path} is a folder, not a file")
+    path = source.path
+    if not path.exists():
+        raise OSError(f"file {path} does not exist")
+    if path.is_dir():
+        if source.format == "parquet" and is_parquet_parts(path):
+            return pl.read_parquet(path)  # a folder of Parquet part files (Spark, Dask, DuckDB exports)
+        raise OSError(
+            f"{path} is a folder, not a file (a folder is read only when it holds Parquet part files, "
+            "with format parquet)"
+        )
+    if not path.is_file():
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(path.stat().st_mode) else "not a regular file"
+        raise OSError(f"{path} is {kind}; give the path of a CSV or Parquet file")
     if source.format == "parquet":
         return pl.read_parquet(source.path)
     return pl.read_csv(source.path, separator=source.separator, encoding=source.encoding, infer_schema=False)
@@ -360,7 +370,10 @@ def _parse_rule(spec: ColumnSpec, source: FileSource) -> str:
         return "wrong type: values are not whole numbers"
     if spec.kind == "float":
         hint = " (set decimal_comma = true in funnel.toml for 1,5-style decimals)" if not source.decimal_comma else ""
-        return f"wrong type: values are not numbers; no thousands separators or currency signs{hint}"
+        return (
+            "wrong type: values are not numbers (NaN and infinity count as not numbers); no thousands separators "
+            f"or currency signs{hint}"
+        )
     return "wrong type: values cannot be read as identifiers"
 
 
@@ -380,25 +393,39 @@ def _parse_expr(values: pl.Series, spec: ColumnSpec, source: FileSource) -> pl.E
 
 
 def id_expr(col: pl.Expr, values: pl.Series) -> pl.Expr:
-    """Identifiers: whole numbers without leading zeros become integers; anything else stays text."""
+    """Identifiers: whole numbers without leading zeros become integers; anything else stays text.
+
+    A whole number written as a decimal (``8.0``: an export that went through a float column)
+    is the same id as ``8``.
+    """
     if values.dtype.is_integer():
         return col.cast(pl.Int64)
+    if values.dtype.is_float():
+        finite = values.drop_nulls().drop_nans()
+        if finite.len() and (finite == finite.round(0)).all() and finite.abs().max() < 2**53:  # type: ignore[operator]
+            return col.cast(pl.Int64, strict=False)
+        return col.cast(pl.String)
     text = col.cast(pl.String).str.strip_chars()
     # Zero-padded account numbers and codes stay text so that "00017" keeps its zeros.
     as_text = values.cast(pl.String).str.strip_chars().drop_nulls()
-    if as_text.len() and as_text.str.contains(r"^(0|[1-9][0-9]{0,17})$").all():
-        return text.cast(pl.Int64)
+    if as_text.len() and as_text.str.contains(r"^(0|[1-9][0-9]{0,17})(\.0+)?$").all():
+        return text.str.replace(r"\.0+$", "").cast(pl.Int64)
     return text
 
 
 def number_expr(col: pl.Expr, dtype: pl.DataType, *, decimal_comma: bool) -> pl.Expr:
     """Numbers from text (``1.234,5`` with ``decimal_comma``); anything else becomes null."""
     if dtype.is_numeric():
-        return col.cast(pl.Float64)
+        return finite(col.cast(pl.Float64))
     text = col.cast(pl.String).str.strip_chars()
     if decimal_comma:
         text = text.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
-    return text.cast(pl.Float64, strict=False).fill_nan(None)
+    return finite(text.cast(pl.Float64, strict=False))
+
+
+def finite(number: pl.Expr) -> pl.Expr:
+    """The number, or null where it is NaN or infinite (reported as a value that is not a number)."""
+    return pl.when(number.is_finite()).then(number)
 
 
 def datetime_expr(col: pl.Expr, dtype: pl.DataType, fmt: str | None) -> pl.Expr:

@@ -77,7 +77,10 @@ class Dataset:
 def fingerprint_files(config: DatasetConfig) -> str:
     """SHA-256 over a dataset's files (names and bytes, in a fixed order) and its funnel.toml."""
     digest = hashlib.sha256()
-    for path in sorted(set(config.inputs[1:])):
+    files = [
+        part for path in config.inputs[1:] for part in (sorted(path.rglob("*.parquet")) if path.is_dir() else [path])
+    ]
+    for path in sorted(set(files)):
         digest.update(path.name.encode())
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):

@@ -116,6 +116,9 @@ STAGE_CONTEXT = (
 )
 CATEGORICAL_FEATURES = (GENDER, REGION, STAGE, SOURCE, "order_category")
 
+MAX_AMOUNT = 1e12
+"""The largest amount, deal value or income a table may hold: larger is a unit or export error."""
+
 # Output columns of the scores (models.predict).
 P_NEXT_STAGE = "p_next_stage"
 WIN_PROBABILITY = "win_probability"

@@ -48,6 +48,9 @@ class Rule:
     bad: pl.Expr
 
 
+_TOO_LARGE = f"implausibly large: more than {s.MAX_AMOUNT:,.0f} (a unit or export error)"
+
+
 def _rules(table: str, spec: FunnelSpec, columns: list[str], scale: SatisfactionScale | None = None) -> list[Rule]:
     scale = scale or SatisfactionScale()
     col = pl.col
@@ -55,6 +58,7 @@ def _rules(table: str, spec: FunnelSpec, columns: list[str], scale: Satisfaction
         "customers": [
             Rule(s.AGE, "must be between 0 and 120 years", ~col(s.AGE).is_between(0, 120)),
             Rule(s.INCOME, "must be 0 or more", col(s.INCOME) < 0),
+            Rule(s.INCOME, _TOO_LARGE, col(s.INCOME) > s.MAX_AMOUNT),
             Rule(s.PRODUCT_KNOWLEDGE, "must be between 0 and 5", ~col(s.PRODUCT_KNOWLEDGE).is_between(0, 5)),
         ],
         "stage_events": [
@@ -65,7 +69,9 @@ def _rules(table: str, spec: FunnelSpec, columns: list[str], scale: Satisfaction
                 ~col(s.STAGE).is_in(list(spec.all_stages)),
             ),
             Rule(s.AMOUNT, "deal value must be 0 or more", col(s.AMOUNT) < 0),
+            Rule(s.AMOUNT, _TOO_LARGE, col(s.AMOUNT) > s.MAX_AMOUNT),
         ],
+        "transactions": [Rule(s.AMOUNT, _TOO_LARGE, col(s.AMOUNT).abs() > s.MAX_AMOUNT)],
         "surveys": [
             Rule(
                 s.CSAT,

@@ -8,6 +8,7 @@ the rule (never a traceback), or a documented fallback that is tested to work. R
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from places import ROOT
 
 from funnelmodels.cli import main
 from funnelmodels.data.io import load_dataset
+from funnelmodels.errors import FunnelModelsError
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.train import transition_frame
 
@@ -101,6 +103,37 @@ def _truncated_parquet(tmp: Path) -> list[str]:
     return ["validate", str(root)]
 
 
+def _two_sources(tmp: Path) -> list[str]:
+    root = _write(tmp / "data", tiny_tables())
+    tiny_tables()["customers"].write_parquet(root / "customers.parquet")  # an older copy left beside the CSV
+    return ["validate", str(root)]
+
+
+def _not_a_file(kind: str) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        root = _write(tmp / "data", tiny_tables())
+        (root / "customers.csv").unlink()
+        if kind == "folder":
+            (root / "people").mkdir()
+        else:
+            os.mkfifo(root / "people")
+        (root / "funnel.toml").write_text('[tables.customers]\npath = "people"\nformat = "csv"\n', encoding="utf-8")
+        return ["validate", str(root)]
+
+    return build
+
+
+def _parquet_amounts(value: float) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        root = _write(tmp / "data", tiny_tables())
+        (root / "transactions.csv").unlink()
+        orders = tiny_tables()["transactions"].with_columns(pl.Series("amount", [120.0, value, 80.5, 42.0]))
+        orders.write_parquet(root / "transactions.parquet")
+        return ["validate", str(root)]
+
+    return build
+
+
 def _zero_rows(change: Tables) -> None:
     change["surveys"] = change["surveys"].head(0)
 
@@ -176,6 +209,28 @@ CASES = [
     ),
     Case("zero-rows", _validate(_zero_rows), r"surveys: the table is empty \(0 rows\)"),
     Case(
+        "two-sources",
+        _two_sources,
+        r"two sources for the customers table in .*: customers\.parquet and customers\.csv\. Remove or rename one",
+    ),
+    Case("folder-as-file", _not_a_file("folder"), r"customers: cannot read people as csv: .*people is a folder"),
+    Case("fifo-as-file", _not_a_file("fifo"), r"customers: cannot read people as csv: .*people is a named pipe"),
+    Case(
+        "nan-amount",
+        _validate(_set("transactions", "amount", ["120", "NaN", "80.5", "42"])),
+        r"transactions\.amount: wrong type: values are not numbers \(NaN and infinity.*amount='NaN'",
+    ),
+    Case(
+        "infinite-amount",
+        _parquet_amounts(float("inf")),
+        r"transactions\.amount: wrong type: values are not numbers .*amount=inf",
+    ),
+    Case(
+        "absurd-amount",
+        _parquet_amounts(1e308),
+        r"transactions\.amount: implausibly large: more than 1,000,000,000,000 .*amount=1e\+308",
+    ),
+    Case(
         "toml-typo", _toml('[tables.customers]\npath = "customers.csv"\nseperator = ";"\n'), r"Did you mean 'separator'"
     ),
     Case("one-stage-funnel", _toml('[funnel]\nstages = ["won"]\n'), r"\[funnel\] stages needs at least two stages"),
@@ -209,6 +264,19 @@ def test_bad_input_gives_a_clear_error_and_a_nonzero_exit(
     assert not (tmp_path / "escape").exists() and not (tmp_path.parent / "escape").exists()
 
 
+# Cases about a command's options rather than the data: the Python API has no such argument.
+OPTION_CASES = {"foreign-model", "as-of-before-data", "period-without-data", "path-in-report-name", "path-in-period"}
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id not in OPTION_CASES], ids=lambda c: c.id)
+def test_the_python_api_refuses_the_same_data_with_the_same_message(case: Case, tmp_path: Path) -> None:
+    args = case.build(tmp_path)
+    assert args[0] in ("validate", "funnel")
+    with pytest.raises(FunnelModelsError) as refused:
+        load_dataset(args[1])
+    assert re.search(case.message, str(refused.value), re.DOTALL), str(refused.value)
+
+
 def test_the_readme_lists_every_case() -> None:
     text = README.read_text(encoding="utf-8")
     missing = [case.id for case in CASES if f"`{case.id}`" not in text]
@@ -216,6 +284,34 @@ def test_the_readme_lists_every_case() -> None:
 
 
 # --- documented fallbacks: odd but valid input that works ---------------------------------------
+
+
+def test_ids_written_as_decimals_match_whole_numbers(tmp_path: Path) -> None:
+    # An export that passed ids through a float column writes 1.0 for customer 1: the same id.
+    tables = tiny_tables()
+    tables["transactions"] = tables["transactions"].with_columns(pl.col("customer_id").cast(pl.Float64))
+    root = _write(tmp_path / "data", tables)
+    assert "1.0" in (root / "transactions.csv").read_text()
+    data = load_dataset(root)
+    assert sorted(data.tables["transactions"]["customer_id"]) == sorted(tiny_tables()["transactions"]["customer_id"])
+    assert data.tables["transactions"]["customer_id"].dtype == data.tables["customers"]["customer_id"].dtype == pl.Int64
+    # The same from Parquet, where the column is a float column.
+    (root / "transactions.csv").unlink()
+    tables["transactions"].write_parquet(root / "transactions.parquet")
+    assert load_dataset(root).tables["transactions"]["customer_id"].dtype == pl.Int64
+
+
+def test_a_folder_of_parquet_part_files_is_read_as_one_table(tmp_path: Path) -> None:
+    root = _write(tmp_path / "data", tiny_tables())
+    (root / "transactions.csv").unlink()
+    parts = root / "transactions.parquet"
+    parts.mkdir()
+    orders = tiny_tables()["transactions"]
+    orders.head(2).write_parquet(parts / "part-0.parquet")
+    orders.tail(orders.height - 2).write_parquet(parts / "part-1.parquet")
+    data = load_dataset(root)
+    assert data.tables["transactions"].height == orders.height == 4
+    assert data.fingerprint() != load_dataset(_write(tmp_path / "other", tiny_tables())).fingerprint()
 
 
 def test_a_feature_with_only_nulls_is_left_out_with_a_note(synthetic_dir: Path) -> None:
