@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,9 @@ from funnelmodels.cli.common import DROP_INVALID_HELP, Progress, print_summary
 from funnelmodels.cli.data import DEMO_CUSTOMERS, DEMO_SEED, generate_into, print_generated
 from funnelmodels.data.io import load_dataset
 from funnelmodels.data.validate import dataset_summary
-from funnelmodels.errors import ConfigError
+from funnelmodels.errors import EXIT_BUSY, BusyError, ConfigError
 from funnelmodels.reports.registry import REPORTS
-from funnelmodels.reports.runner import run_reports
+from funnelmodels.reports.runner import ReportsFailed, run_reports
 
 __all__ = [
     "DEMO_DIR",
@@ -50,14 +51,21 @@ def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
     if args.drop_invalid:
         params["drop_invalid"] = "true"
     names = list(REPORTS) if args.all else [args.name]
-    runs = run_reports(
-        names,
-        params,
-        reports_dir=args.reports_dir,
-        notebooks_dir=args.notebooks_dir,
-        with_code=args.with_code,
-        progress=progress,
-    )
+    try:
+        runs = run_reports(
+            names,
+            params,
+            reports_dir=args.reports_dir,
+            notebooks_dir=args.notebooks_dir,
+            with_code=args.with_code,
+            progress=progress,
+        )
+    except ReportsFailed as failed:
+        for run in failed.runs:
+            print(f"{run.name}: {run.html}")
+        print(f"error: {failed}", file=sys.stderr)
+        busy = all(isinstance(error, BusyError) for error in failed.failures.values())
+        return EXIT_BUSY if busy else 1
     for run in runs:
         print(f"{run.name}: {run.html}")
     return 0

@@ -6,7 +6,7 @@ Notebooks use ``fm.reports.sales_performance``, ``fm.reports.attempt``, ``fm.rep
 
 from funnelmodels.reports.params import ResolvedRun, check_period, period_end, resolve_run
 from funnelmodels.reports.registry import REPORTS, notebooks_folder
-from funnelmodels.reports.runner import ReportRun, run_report, run_reports
+from funnelmodels.reports.runner import ReportRun, ReportsFailed, run_report, run_reports
 from funnelmodels.reports.sales import SalesReport, sales_performance
 from funnelmodels.reports.satisfaction import SatisfactionOverview, satisfaction_overview
 from funnelmodels.reports.sections import Attempt, attempt, data_notes, dataset_window, save_tables, scoring_moment
@@ -15,6 +15,7 @@ __all__ = [
     "REPORTS",
     "Attempt",
     "ReportRun",
+    "ReportsFailed",
     "ResolvedRun",
     "SalesReport",
     "SatisfactionOverview",

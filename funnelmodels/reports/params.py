@@ -11,12 +11,13 @@ from typing import Any
 
 import polars as pl
 
-from funnelmodels.errors import ConfigError, ReportError
+from funnelmodels.errors import ConfigError, ReportError, did_you_mean
 from funnelmodels.kpis import PERIODS
 
 __all__ = [
     "ResolvedRun",
     "check_period",
+    "parse_period",
     "period_end",
     "resolve_run",
     "safe_name",
@@ -88,6 +89,8 @@ def resolve_run(name: str, parameters: Mapping[str, Any] | None, notebooks_dir: 
     if not notebook.is_file():
         available = ", ".join(sorted(p.stem for p in folder.glob("*.ipynb"))) or f"none in {folder}"
         raise ConfigError(f"no report {name!r}; available: {available}.")
+    if (parameters or {}).get("period"):
+        safe_name(str(dict(parameters or {})["period"]), "period")  # before any parsing: it names a folder
     params = _check_parameters(notebook, dict(parameters or {}))
     for key in _PATH_PARAMETERS:
         if params.get(key):
@@ -112,7 +115,76 @@ def _check_parameters(notebook: Path, parameters: Mapping[str, Any]) -> dict[str
     if unknown:
         listing = ", ".join(f"{n} ({d.get('help') or d.get('inferred_type_name')})" for n, d in declared.items())
         raise ConfigError(f"{notebook.name} has no parameter {unknown}; its parameters: {listing}.")
-    return {k: _coerce(k, v, declared[k].get("inferred_type_name")) for k, v in parameters.items()}
+    typed = {k: _coerce(k, v, declared[k].get("inferred_type_name")) for k, v in parameters.items()}
+    for key, value in typed.items():
+        _check_value(key, value)
+    if typed.get("period"):
+        default = str(declared.get("period_length", {}).get("default") or '"month"').strip("\"'")
+        parse_period(str(typed["period"]), str(typed.get("period_length") or default))
+    return typed
+
+
+# Whole-number parameters of the shipped notebooks: (smallest, largest, what it means).
+_WHOLE_NUMBERS = {
+    "seed": (0, 2**31 - 1, "a random seed"),
+    "horizon_days": (0, 3650, "days a stage has to convert (0: the dataset's own)"),
+    "random_folds": (0, 20, "the number of random folds (0: none; 2 or more to run them)"),
+}
+
+
+def _check_value(key: str, value: Any) -> None:
+    """A parameter's value against what the shipped notebooks allow, before any kernel starts."""
+    if key == "period_length" and value not in PERIODS:
+        raise ConfigError(
+            f"parameter period_length must be one of {', '.join(PERIODS)}; received {value!r}"
+            f"{did_you_mean(str(value), list(PERIODS))}."
+        )
+    if key in _WHOLE_NUMBERS and isinstance(value, int):
+        low, high, meaning = _WHOLE_NUMBERS[key]
+        if not low <= value <= high or (key == "random_folds" and value == 1):
+            raise ConfigError(f"parameter {key} is {meaning}: from {low} to {high}; received {value}.")
+
+
+def parse_period(value: str, period_length: str) -> date:
+    """The first day of the period ``value`` names, checked against ``period_length``.
+
+    ``2026`` (a year), ``2026-Q2`` (a quarter), ``2026-06`` (a month), ``2026-W10`` (an ISO week)
+    or a date ``2026-06-15`` (the period of that length holding it). A period written for
+    another length (``2026-W10`` with period_length month) is refused: the report would
+    otherwise carry one length's name over another's numbers.
+    """
+    if period_length not in PERIODS:
+        raise ConfigError(f"period_length must be one of {', '.join(PERIODS)}; received {period_length!r}.")
+    forms = {
+        "year": (r"\d{4}", "2026"),
+        "quarter": (r"\d{4}-Q[1-4]", "2026-Q2"),
+        "month": (r"\d{4}-\d{2}", "2026-06"),
+        "week": (r"\d{4}-W\d{2}", "2026-W10"),
+    }
+    named = next((length for length, (pattern, _) in forms.items() if re.fullmatch(pattern, value)), None)
+    try:
+        if named is None:
+            day = date.fromisoformat(value)
+        elif named != period_length:
+            example = forms.get(period_length, ("", "2026-06-15"))[1]
+            raise ConfigError(
+                f"period {value!r} names a {named}, but period_length is {period_length}; pass -p period_length "
+                f"{named}, or a {period_length} such as {example} (or a date inside it)."
+            )
+        elif named == "year":
+            day = date(int(value), 1, 1)
+        elif named == "quarter":
+            day = date(int(value[:4]), 3 * int(value[-1]) - 2, 1)
+        elif named == "month":
+            day = datetime.strptime(value, "%Y-%m").date()
+        else:
+            day = datetime.strptime(value + "-1", "%G-W%V-%u").date()
+    except ValueError:
+        raise ConfigError(
+            f"period {value!r} is not a period: use 2026 (year), 2026-Q2, 2026-06, 2026-W10 or a date 2026-06-15."
+        ) from None
+    start: date = pl.Series([day]).cast(pl.Datetime).dt.truncate(PERIODS[period_length]).dt.date()[0]
+    return start
 
 
 def _declared_default(notebook: Path, key: str, base: Path) -> str | None:
@@ -135,17 +207,7 @@ def check_period(value: str, period_length: str, available: pl.Series, data_end:
     if not value:
         complete = [p for p in periods if data_end is None or period_end(p, period_length) <= data_end]
         return complete[-1] if complete else periods[-1]
-    try:
-        quarter = re.fullmatch(r"(\d{4})-Q([1-4])", value)
-        if quarter:
-            parsed = date(int(quarter.group(1)), 3 * int(quarter.group(2)) - 2, 1)
-        elif re.fullmatch(r"\d{4}-\d{2}", value):
-            parsed = datetime.strptime(value, "%Y-%m").date()
-        else:
-            parsed = date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"period {value!r} is not a date like 2026-06, 2026-Q2 or 2026-06-01.") from None
-    truncated: date = pl.Series([parsed]).cast(pl.Datetime).dt.truncate(PERIODS[period_length]).dt.date()[0]
+    truncated = parse_period(value, period_length)
     if truncated not in periods:
         raise ConfigError(
             f"period {value!r} has no data; the data covers {periods[0]} to {periods[-1]} "

@@ -22,7 +22,7 @@ from typing import Any
 
 from funnelmodels.config import load_config
 from funnelmodels.data.io import fingerprint_files
-from funnelmodels.errors import ConfigError, ReportError
+from funnelmodels.errors import ConfigError, FunnelModelsError, ReportError, did_you_mean
 from funnelmodels.outputs import atomic_dir
 from funnelmodels.provenance import MODEL_PACKAGES, REPORT_PACKAGES, git_commit, package_versions
 from funnelmodels.reports.params import FAILED_FOLDER, ResolvedRun, resolve_run
@@ -30,6 +30,7 @@ from funnelmodels.reports.registry import notebooks_folder
 
 __all__ = [
     "ReportRun",
+    "ReportsFailed",
     "run_report",
     "run_reports",
 ]
@@ -196,18 +197,58 @@ def run_reports(
     """Run several reports one after the other with shared ``parameters`` (what ``report --all`` does).
 
     With more than one report, each gets only the parameters its notebook declares (``model_dir``
-    goes to the reports that take one). ``progress`` receives a line before and after each run.
+    goes to the reports that take one); a parameter no notebook declares is refused before any
+    run. Every report runs even when one fails; ``progress`` receives a line before and after
+    each run.
+
+    Raises
+    ------
+    ReportsFailed after the last run when any failed: the finished runs and each failure.
     """
     import papermill as pm
 
     folder = Path(notebooks_dir) if notebooks_dir is not None else notebooks_folder()
     say = progress or (lambda line: None)
-    runs = []
+    given = dict(parameters or {})
+    declared = (
+        {name: set(pm.inspect_notebook(str(folder / f"{name}.ipynb"))) for name in names} if len(names) > 1 else {}
+    )
+    if declared:
+        unknown = sorted(set(given) - set().union(*declared.values()))
+        if unknown:
+            everything = sorted(set().union(*declared.values()))
+            raise ConfigError(
+                f"no report has a parameter {unknown}{did_you_mean(unknown[0], everything)}; "
+                f"their parameters: {', '.join(everything)}."
+            )
+    runs: list[ReportRun] = []
+    failures: dict[str, FunnelModelsError] = {}
     for name in names:
-        declared = pm.inspect_notebook(str(folder / f"{name}.ipynb")) if len(names) > 1 else None
-        own = {k: v for k, v in dict(parameters or {}).items() if declared is None or k in declared}
+        own = {k: v for k, v in given.items() if name not in declared or k in declared[name]}
         say(f"report {name}: running the notebook")
-        run = run_report(name, own, reports_dir=reports_dir, notebooks_dir=folder, with_code=with_code)
+        try:
+            run = run_report(name, own, reports_dir=reports_dir, notebooks_dir=folder, with_code=with_code)
+        except FunnelModelsError as exc:
+            if len(names) == 1:
+                raise
+            say(f"report {name}: failed: {exc}")
+            failures[name] = exc
+            continue
         say(f"report {name}: {run.html} ({run.manifest['duration_seconds']:.0f}s)")
         runs.append(run)
+    if failures:
+        raise ReportsFailed(runs, failures)
     return runs
+
+
+class ReportsFailed(ReportError):
+    """Some reports of a :func:`run_reports` call failed; the others finished.
+
+    ``runs`` holds the finished runs, ``failures`` each failed report's error.
+    """
+
+    def __init__(self, runs: list[ReportRun], failures: Mapping[str, FunnelModelsError]):
+        lines = "\n".join(f"  {name}: {error}" for name, error in failures.items())
+        super().__init__(f"{len(failures)} of {len(runs) + len(failures)} reports failed:\n{lines}")
+        self.runs = runs
+        self.failures = dict(failures)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nbformat
 from commands import Cli
+
+from funnelmodels.reports.registry import REPORTS
 
 
 def test_report_command_refuses_bad_parameters_and_keeps_earlier_reports(
@@ -38,3 +41,32 @@ def test_report_command_refuses_bad_parameters_and_keeps_earlier_reports(
     assert page.read_bytes() == before
     result = cli("report", "--reports-dir", str(reports))
     assert result.returncode == 1 and "name one report, or use --all" in result.stderr
+
+
+def _notebook(folder: Path, name: str, source: str) -> None:
+    book = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('data_dir: str = ""\noutput_dir: str = ""')
+    params.metadata["tags"] = ["parameters"]
+    book.cells = [params, nbformat.v4.new_code_cell(source)]
+    book.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(book, folder / f"{name}.ipynb")
+
+
+def test_report_all_runs_every_report_when_one_fails(cli: Cli, tmp_path: Path) -> None:
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    names = list(REPORTS)
+    for name in names:
+        _notebook(notebooks, name, "raise ValueError('no luck')" if name == names[0] else "print('fine')")
+    reports = tmp_path / "reports"
+
+    result = cli("--quiet", "report", "--all", "--notebooks-dir", str(notebooks), "--reports-dir", str(reports))
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"1 of {len(names)} reports failed:\n  {names[0]}: report {names[0]} failed in cell" in result.stderr
+    assert "ValueError: no luck" in result.stderr
+    # The others ran and are listed on stdout, each with its page.
+    for name in names[1:]:
+        assert f"{name}: {reports / name / 'latest' / 'report.html'}" in result.stdout
+        assert (reports / name / "latest" / "report.html").is_file()
+    assert not (reports / names[0] / "latest").exists()

@@ -245,7 +245,31 @@ CASES = [
     Case("as-of-before-data", _as_of_before_data, r"as_of 2001-01-01.* before any stage event"),
     Case("period-without-data", _report("-p", "period", "2031-01"), r"period '2031-01' has no data"),
     Case("path-in-report-name", lambda tmp: ["report", "../escape", "--reports-dir", str(tmp / "r")], r"not allowed"),
-    Case("path-in-period", _report("-p", "period", "../../escape"), r"period '\.\./\.\./escape' is not allowed"),
+    Case(
+        "path-in-period",
+        _report("-p", "period", "../../escape"),
+        r"period '\.\./\.\./escape' is not allowed",
+    ),
+    Case(
+        "unknown-period-length",
+        _report("-p", "period_length", "fortnight"),
+        r"parameter period_length must be one of day, week, month, quarter, year; received 'fortnight'",
+    ),
+    Case(
+        "period-of-another-length",
+        _report("-p", "period", "2026-W10"),
+        r"period '2026-W10' names a week, but period_length is month; pass -p period_length week",
+    ),
+    Case(
+        "parameter-out-of-range",
+        lambda tmp: ["report", "stage_conversion", *_report("-p", "random_folds", "1")(tmp)[2:]],
+        r"random_folds is the number of random folds .*from 0 to 20; received 1",
+    ),
+    Case(
+        "misspelt-parameter-in-all",
+        lambda tmp: ["report", "--all", "-p", "perod", "2026-06", "--reports-dir", str(tmp / "r")],
+        r"no report has a parameter \['perod'\] \(did you mean 'period'\?\)",
+    ),
 ]
 
 
@@ -265,7 +289,17 @@ def test_bad_input_gives_a_clear_error_and_a_nonzero_exit(
 
 
 # Cases about a command's options rather than the data: the Python API has no such argument.
-OPTION_CASES = {"foreign-model", "as-of-before-data", "period-without-data", "path-in-report-name", "path-in-period"}
+OPTION_CASES = {
+    "foreign-model",
+    "as-of-before-data",
+    "period-without-data",
+    "path-in-report-name",
+    "path-in-period",
+    "unknown-period-length",
+    "period-of-another-length",
+    "parameter-out-of-range",
+    "misspelt-parameter-in-all",
+}
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.id not in OPTION_CASES], ids=lambda c: c.id)
