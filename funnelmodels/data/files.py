@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from funnelmodels.config import FileSource, Lookup, TableSource, is_parquet_parts
-from funnelmodels.data.schema import CREATED_AT, FILE, ROW, ColumnSpec, TableSchema
+from funnelmodels.data.schema import CREATED_AT, FILE, IN_FILE, ROW, ColumnSpec, TableSchema
 from funnelmodels.errors import Problem, did_you_mean
 
 __all__ = ["TableRead", "read_file", "read_table"]
@@ -33,7 +33,6 @@ _ISO_FORMATS = (
     "%Y-%m-%d",
 )
 _MAX_EXAMPLES = 5
-IN_FILE = "_in_file"
 """Suffix of a file's own column whose name a mapping gives to another column."""
 
 

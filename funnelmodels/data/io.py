@@ -17,7 +17,7 @@ import polars as pl
 
 from funnelmodels.config import DatasetConfig, FunnelSpec, load_config
 from funnelmodels.data.files import read_table
-from funnelmodels.data.schema import CSAT, NPS, SCHEMAS
+from funnelmodels.data.schema import COMPUTED, CSAT, IN_FILE, NPS, SCHEMAS
 from funnelmodels.data.validate import missing_customers_problem, validate_tables
 from funnelmodels.errors import DataValidationError, Problem
 
@@ -117,7 +117,8 @@ def load_dataset(data_dir: str | Path, *, drop_invalid: bool = False) -> Dataset
         problems.extend(read.problems)
         notes.extend(read.notes)
         if read.frame is not None:
-            tables[name] = read.frame
+            tables[name], renamed = _rename_computed(name, read.frame)
+            notes.extend(renamed)
         if read.unparsed is not None:
             unparsed[name] = read.unparsed
     problems.extend(_whole_table_problems(config, tables))
@@ -131,6 +132,24 @@ def load_dataset(data_dir: str | Path, *, drop_invalid: bool = False) -> Dataset
         scale=config.scale,
     )
     return Dataset(config=config, tables=validated.tables, notes=tuple(notes), rejected=validated.rejected)
+
+
+def _rename_computed(name: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """A table's own columns named like a computed one (a label, a feature, a score), renamed ``…_in_file``.
+
+    A customers column called ``converted`` would otherwise stand in for the label, and one called
+    ``frequency`` for the computed purchase count.
+    """
+    canonical = set(SCHEMAS[name].names)
+    clashes = [c for c in frame.columns if c in COMPUTED and c not in canonical]
+    if not clashes:
+        return frame, []
+    frame = frame.rename({c: f"{c}{IN_FILE}" for c in clashes})
+    return frame, [
+        f"{name}.{c}: funnelmodels computes a column of that name (a label, feature or score); the file's own "
+        f"column is kept as {c}{IN_FILE}"
+        for c in clashes
+    ]
 
 
 def _whole_table_problems(config: DatasetConfig, tables: Mapping[str, pl.DataFrame]) -> list[Problem]:

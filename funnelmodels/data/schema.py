@@ -116,9 +116,6 @@ STAGE_CONTEXT = (
 )
 CATEGORICAL_FEATURES = (GENDER, REGION, STAGE, SOURCE, "order_category")
 
-MAX_AMOUNT = 1e12
-"""The largest amount, deal value or income a table may hold: larger is a unit or export error."""
-
 # Output columns of the scores (models.predict).
 P_NEXT_STAGE = "p_next_stage"
 WIN_PROBABILITY = "win_probability"
@@ -130,6 +127,37 @@ P_LOW = "p_low"
 EXPECTED_SCORE = "expected_score"
 IN_RANGE = "in_range"
 """The customer's last order is as recent as the surveys the model learnt from."""
+
+COMPUTED = frozenset(
+    {
+        *TRANSITION_COLUMNS,
+        AS_OF,
+        *DEMOGRAPHIC,
+        *PURCHASES,
+        *SATISFACTION,
+        *OPPORTUNITIES,
+        *ORDER_CONTEXT,
+        *STAGE_CONTEXT,
+        P_NEXT_STAGE,
+        WIN_PROBABILITY,
+        EXPECTED_VALUE,
+        REASONS_UP,
+        REASONS_DOWN,
+        P_LOW,
+        EXPECTED_SCORE,
+        IN_RANGE,
+        "probability",
+        "target",
+        "period",
+    }
+)
+"""Names funnelmodels computes (labels, features, scores): a table's own column of such a name is renamed."""
+
+IN_FILE = "_in_file"
+"""Suffix of a file's own column kept beside a canonical or computed column of the same name."""
+
+MAX_AMOUNT = 1e12
+"""The largest amount, deal value or income a table may hold: larger is a unit or export error."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,3 +383,20 @@ def test_a_single_step_funnel_works(tmp_path: Path, capsys: pytest.CaptureFixtur
     [row] = segment["stages"]
     assert (row["stage"], row["entered"], row["observed"], row["converted"]) == ("contact", 8, 7, 3)
     assert row["rate"] == pytest.approx(3 / 7)
+
+
+def test_a_column_named_like_a_computed_one_is_renamed_not_used(synthetic_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_dir, root)
+    customers = pl.read_parquet(root / "customers.parquet")
+    # A label-like column (every customer "converted") and one named like a computed feature.
+    customers.with_columns(converted=pl.lit(True), frequency=pl.lit(999)).write_parquet(root / "customers.parquet")
+
+    data = load_dataset(root)
+
+    assert {"converted_in_file", "frequency_in_file"} <= set(data.tables["customers"].columns)
+    assert any(note.startswith("customers.converted: funnelmodels computes a column") for note in data.notes)
+    frame = transition_frame(data)
+    original = transition_frame(load_dataset(synthetic_dir))
+    assert frame["converted"].to_list() == original["converted"].to_list()  # the label, not the column
+    assert frame["frequency"].to_list() == original["frequency"].to_list()  # the computed count
