@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "EXIT_BUSY",
+    "EXIT_UNEXPECTED",
     "BusyError",
     "ConfigError",
     "DataValidationError",
@@ -44,6 +45,10 @@ class OutputError(FunnelModelsError):
 
 EXIT_BUSY = 75
 """The command line's exit code when another run is writing the same output (EX_TEMPFAIL: try again later)."""
+
+
+EXIT_UNEXPECTED = 70
+"""The command line's exit code for an error funnelmodels does not handle (EX_SOFTWARE): one line, no traceback."""
 
 
 class BusyError(OutputError):

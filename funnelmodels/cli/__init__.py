@@ -10,6 +10,7 @@ matplotlib) load only when a command uses them, so ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 from funnelmodels.cli import data, funnel, models, reports
 from funnelmodels.cli.common import Progress
-from funnelmodels.errors import EXIT_BUSY, BusyError, FunnelModelsError
+from funnelmodels.errors import EXIT_BUSY, EXIT_UNEXPECTED, BusyError, FunnelModelsError
 from funnelmodels.provenance import version
 
 __all__ = ["build_parser", "main"]
@@ -61,6 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing was replaced; earlier outputs are untouched", file=sys.stderr)
         return 130
+    except Exception as exc:  # a case funnelmodels does not handle: one line, not a traceback
+        if os.environ.get("FUNNELMODELS_DEBUG"):
+            raise
+        what = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        print(
+            f"error: unexpected {type(exc).__name__}{': ' + what if what else ''}. Outputs were not replaced. "
+            "This is a case funnelmodels does not handle yet: rerun with FUNNELMODELS_DEBUG=1 for the traceback "
+            "and report it.",
+            file=sys.stderr,
+        )
+        return EXIT_UNEXPECTED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -17,6 +17,7 @@ from funnelmodels.models.predict import at_risk_customers, check_as_of, score_op
 from funnelmodels.models.satisfaction import SatisfactionModel
 from funnelmodels.models.train import train_conversion, train_satisfaction
 from funnelmodels.outputs import atomic_dir, check_file_output
+from funnelmodels.provenance import version
 
 __all__ = [
     "add_commands",
@@ -47,6 +48,18 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
                 smodel.save(store.satisfaction(engine))
             report["satisfaction"] = satisfaction.summary()
         report["data"] = {"notes": list(dataset.notes), "set_aside": dataset.rejected_summary()}
+        # Every option that shaped training, so a model folder says how it was made.
+        report["training"] = {
+            "data": str(args.data),
+            "data_fingerprint_sha256": dataset.fingerprint(),
+            "target": args.target,
+            "seed": args.seed,
+            "horizon_days": args.horizon_days or dataset.spec.horizon_days,
+            "stale_after_days": dataset.spec.stale_after_days,
+            "satisfaction_score": args.satisfaction_score,
+            "drop_invalid": args.drop_invalid,
+            "funnelmodels": version(),
+        }
         written = write_rejected(dataset, staging / "rejected")
         write_json(store.metrics, report)
     progress(f"wrote {args.out}")
@@ -123,7 +136,7 @@ def _score_conversion(args: argparse.Namespace, dataset: Any, progress: Progress
     if engine not in ("lightgbm", "logit"):
         raise ModelError(f"conversion models are lightgbm or logit; received --engine {engine}.")
     check_as_of(dataset.lazy("stage_events"), args.as_of)  # refused before any model is read
-    model = StageConversionModel.load(ModelStore(args.model).conversion(engine))
+    model = StageConversionModel.load(ModelStore(args.model).conversion(engine), engine=engine)
     if dataset.spec.stages != model.spec.stages:
         raise ModelError(
             f"the model was trained on the funnel {list(model.spec.stages)}, the data has {list(dataset.spec.stages)}."
@@ -137,7 +150,7 @@ def _score_satisfaction(args: argparse.Namespace, dataset: Any, progress: Progre
     engine = args.engine or "ordinal"
     if engine not in ("ordinal", "lightgbm"):
         raise ModelError(f"satisfaction models are ordinal or lightgbm; received --engine {engine}.")
-    model = SatisfactionModel.load(ModelStore(args.model).satisfaction(engine))
+    model = SatisfactionModel.load(ModelStore(args.model).satisfaction(engine), engine=engine)
     progress(f"scoring customers active in the year before {args.as_of}")
     return at_risk_customers(dataset, model, args.as_of, top=None)
 

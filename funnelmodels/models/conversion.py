@@ -49,7 +49,15 @@ from funnelmodels.models.design import (
     plan_from_json,
     unit_labels,
 )
-from funnelmodels.models.persist import booster_file, model_metadata, read_model, write_model
+from funnelmodels.models.persist import (
+    booster_file,
+    check_engine,
+    damaged_model,
+    member,
+    model_metadata,
+    read_model,
+    write_model,
+)
 from funnelmodels.models.reasons import top_reasons
 
 __all__ = ["ENGINES", "StageConversionModel"]
@@ -663,31 +671,44 @@ class StageConversionModel:
         return root
 
     @classmethod
-    def load(cls, folder: str | Path) -> StageConversionModel:
-        """Load a model written by :meth:`save`."""
+    def load(cls, folder: str | Path, *, engine: str | None = None) -> StageConversionModel:
+        """Load a model written by :meth:`save` (of ``engine``, when given).
+
+        Raises
+        ------
+        ModelError ``model folder damaged: …`` for anything but what :meth:`save` wrote: missing
+        keys, a garbage booster, another engine's model, a file named outside the folder.
+        """
         root = Path(folder)
-        data = read_model(root, kind="stage_conversion", format_version=FORMAT_VERSION)
-        saved = dict(data["state"])
-        state: LightGBMState | LogitState
-        boosters = {}
-        if data["engine"] == "lightgbm":
-            texts = {key: (root / name).read_text(encoding="utf-8") for key, name in saved.pop("model_files").items()}
-            state = cast(LightGBMState, saved | {"models": texts})
-            boosters = {key: booster_from_text(text) for key, text in texts.items()}
-        else:
-            stages = {
-                name: cast(LogitStage, stage | ({"plan": plan_from_json(stage["plan"])} if "plan" in stage else {}))
-                for name, stage in saved["stages"].items()
-            }
-            state = LogitState(stages=stages)
-        return cls(
-            engine=data["engine"],
-            encoder=FeatureEncoder.from_json(data["encoder"]),
-            spec=FunnelSpec.from_json(data["spec"]),
-            state=state,
-            metadata=data["metadata"],
-            _boosters=boosters,
-        )
+        with damaged_model(root):
+            data = read_model(root, kind="stage_conversion", format_version=FORMAT_VERSION)
+            check_engine(root, data["engine"], engine)
+            saved = dict(data["state"])
+            state: LightGBMState | LogitState
+            boosters = {}
+            if data["engine"] == "lightgbm":
+                files = dict(saved.pop("model_files"))
+                texts = {key: member(root, name).read_text(encoding="utf-8") for key, name in files.items()}
+                state = cast(LightGBMState, saved | {"models": texts})
+                boosters = {key: booster_from_text(text) for key, text in texts.items()}
+            elif data["engine"] == "logit":
+                stages = {
+                    name: cast(LogitStage, stage | ({"plan": plan_from_json(stage["plan"])} if "plan" in stage else {}))
+                    for name, stage in saved["stages"].items()
+                }
+                state = LogitState(stages=stages)
+            else:
+                raise ModelError(
+                    f"model folder damaged: {root} holds an unknown engine {data['engine']!r}; retrain it."
+                )
+            return cls(
+                engine=data["engine"],
+                encoder=FeatureEncoder.from_json(data["encoder"]),
+                spec=FunnelSpec.from_json(data["spec"]),
+                state=state,
+                metadata=data["metadata"],
+                _boosters=boosters,
+            )
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -6,9 +6,10 @@ model can be read, diffed and loaded without running code from the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ __all__ = [
     "MODEL_FILE",
     "ModelStore",
     "booster_file",
+    "check_engine",
+    "damaged_model",
+    "member",
     "model_metadata",
     "read_json",
     "read_model",
@@ -142,6 +146,40 @@ def read_model(folder: Path, *, kind: str, format_version: int) -> dict[str, Any
             f"{folder} was saved in model format {version}; this funnelmodels reads {format_version}. Retrain it."
         )
     return data
+
+
+@contextlib.contextmanager
+def damaged_model(folder: Path) -> Iterator[None]:
+    """Turn anything a damaged or tampered model folder raises into ``model folder damaged: …``.
+
+    A missing key, a garbage booster, a value of the wrong type: whatever breaks while a model
+    is read means the folder is not what ``funnelmodels train`` wrote.
+    """
+    try:
+        yield
+    except ModelError:
+        raise
+    except Exception as exc:
+        what = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ModelError(
+            f"model folder damaged: {folder} ({type(exc).__name__}{': ' + what if what else ''}); "
+            "retrain it with funnelmodels train."
+        ) from None
+
+
+def member(folder: Path, name: Any) -> Path:
+    """The file ``name`` inside a model folder; a name that leads elsewhere is refused."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise ModelError(f"model folder damaged: {folder} names a file {name!r} outside it; retrain it.")
+    return folder / name
+
+
+def check_engine(folder: Path, found: str, expected: str | None) -> None:
+    """Refuse a model of another engine than the folder it was read from should hold."""
+    if expected is not None and found != expected:
+        raise ModelError(
+            f"model folder damaged: {folder} should hold the {expected} model and holds a {found!r} one; retrain it."
+        )
 
 
 def read_json(path: Path) -> dict[str, Any]:

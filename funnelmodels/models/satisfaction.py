@@ -43,7 +43,14 @@ from funnelmodels.models.design import (
     plan_from_json,
     unit_labels,
 )
-from funnelmodels.models.persist import booster_file, model_metadata, read_model, write_model
+from funnelmodels.models.persist import (
+    booster_file,
+    check_engine,
+    damaged_model,
+    model_metadata,
+    read_model,
+    write_model,
+)
 from funnelmodels.models.reasons import reason_text, top_reasons
 
 __all__ = ["SATISFACTION_ENGINES", "SatisfactionModel", "ordinal_metrics"]
@@ -436,21 +443,41 @@ class SatisfactionModel:
         return root
 
     @classmethod
-    def load(cls, folder: str | Path) -> SatisfactionModel:
-        """Load a model written by :meth:`save`."""
+    def load(cls, folder: str | Path, *, engine: str | None = None) -> SatisfactionModel:
+        """Load a model written by :meth:`save` (of ``engine``, when given).
+
+        Raises
+        ------
+        ModelError ``model folder damaged: …`` for anything but what :meth:`save` wrote.
+        """
         root = Path(folder)
-        data = read_model(root, kind="satisfaction", format_version=FORMAT_VERSION)
-        saved = dict(data["state"])
-        booster = None
-        state: OrdinalState | BoosterState
-        if data["engine"] == "lightgbm":
-            state = cast(BoosterState, saved | {"model": (root / booster_file()).read_text(encoding="utf-8")})
-            booster = booster_from_text(state["model"])
-        else:
-            state = cast(OrdinalState, saved | {"plan": plan_from_json(saved["plan"])})
-        return cls(
-            data["engine"], data["target"], FeatureEncoder.from_json(data["encoder"]), state, data["metadata"], booster
-        )
+        with damaged_model(root):
+            data = read_model(root, kind="satisfaction", format_version=FORMAT_VERSION)
+            check_engine(root, data["engine"], engine)
+            saved = dict(data["state"])
+            booster = None
+            state: OrdinalState | BoosterState
+            if data["engine"] == "lightgbm":
+                state = cast(BoosterState, saved | {"model": (root / booster_file()).read_text(encoding="utf-8")})
+                booster = booster_from_text(state["model"])
+            elif data["engine"] == "ordinal":
+                state = cast(OrdinalState, saved | {"plan": plan_from_json(saved["plan"])})
+            else:
+                raise ModelError(
+                    f"model folder damaged: {root} holds an unknown engine {data['engine']!r}; retrain it."
+                )
+            if data["target"] not in ("csat", "nps"):
+                raise ModelError(
+                    f"model folder damaged: {root} predicts an unknown score {data['target']!r}; retrain it."
+                )
+            return cls(
+                data["engine"],
+                data["target"],
+                FeatureEncoder.from_json(data["encoder"]),
+                state,
+                data["metadata"],
+                booster,
+            )
 
 
 def _fit_ordinal(frame: pl.DataFrame, encoder: FeatureEncoder, target: Target, scale: ScaleState) -> OrdinalState:

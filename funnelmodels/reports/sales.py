@@ -242,7 +242,7 @@ def _funnel_and_pipeline(
 
 def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str]) -> pl.DataFrame:
     if model_dir:
-        model = StageConversionModel.load(ModelStore(Path(model_dir)).conversion("lightgbm"))
+        model = StageConversionModel.load(ModelStore(Path(model_dir)).conversion("lightgbm"), engine="lightgbm")
         scored = score_open_opportunities(dataset, model, end)
         method = "LightGBM model"
     else:

@@ -9,11 +9,14 @@ import polars as pl
 from commands import Cli
 from handmade import tiny_tables
 
+from funnelmodels.data.io import load_dataset
+from funnelmodels.models.conversion import StageConversionModel
+
 
 def test_train_then_score(cli: Cli, synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]) -> None:
     models, printed = trained_cli
     assert "oracle" in printed and "Satisfaction: csat" in printed
-    assert set(json.loads((models / "metrics.json").read_text())) == {"conversion", "satisfaction", "data"}
+    assert set(json.loads((models / "metrics.json").read_text())) == {"conversion", "satisfaction", "data", "training"}
     metrics = json.loads((models / "metrics.json").read_text())["conversion"]
     assert {r["engine"] for r in metrics["metrics"]} == {"lightgbm", "logit", "oracle"}
     assert set(metrics["gap_to_oracle_roc_auc"]) == {"lightgbm", "logit"}
@@ -116,4 +119,29 @@ def test_satisfaction_train_score_and_missing_surveys(
     result = cli("--quiet", "train", str(no_surveys), "--out", str(tmp_path / "m3"))
     assert result.returncode == 0, result.stderr
     assert "satisfaction not trained: the dataset has no surveys table" in result.stdout
-    assert set(json.loads((tmp_path / "m3" / "metrics.json").read_text())) == {"conversion", "data"}
+    assert set(json.loads((tmp_path / "m3" / "metrics.json").read_text())) == {"conversion", "data", "training"}
+
+
+def test_the_model_folder_records_every_option_that_shaped_training(
+    cli: Cli, synthetic_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "m"
+    result = cli(
+        "--quiet",
+        "train",
+        str(synthetic_dir),
+        "--out",
+        str(out),
+        "--horizon-days",
+        "60",
+        "--seed",
+        "3",
+        "--target",
+        "conversion",
+    )
+    assert result.returncode == 0, result.stderr
+    training = json.loads((out / "metrics.json").read_text())["training"]
+    assert training["horizon_days"] == 60 and training["seed"] == 3 and training["target"] == "conversion"
+    assert training["data_fingerprint_sha256"] == load_dataset(synthetic_dir).fingerprint()
+    model = StageConversionModel.load(out / "conversion" / "lightgbm")
+    assert model.spec.horizon_days == 60  # what score uses

@@ -156,6 +156,13 @@ def _foreign_model(tmp: Path) -> list[str]:
     return ["score", str(root), "--model", str(tmp / "model"), "--as-of", "2025-02-01", "--out", str(tmp / "s.csv")]
 
 
+def _damaged_model(tmp: Path) -> list[str]:
+    args = _foreign_model(tmp)
+    model = tmp / "model" / "conversion" / "lightgbm" / "model.json"
+    model.write_text('{"kind": "stage_conversion", "engine": "lightgbm", "metadata": {"format_version": 2}}')
+    return args
+
+
 def _as_of_before_data(tmp: Path) -> list[str]:
     args = _foreign_model(tmp)  # the moment is checked before the model is read
     return [*args[:4], "--as-of", "2001-01-01", *args[6:]]
@@ -243,6 +250,7 @@ CASES = [
     ),
     # --- models and reports
     Case("foreign-model", _foreign_model, r"satisfaction.*conversion|conversion.*satisfaction"),
+    Case("damaged-model", _damaged_model, r"model folder damaged: .*lightgbm \(KeyError: 'state'\); retrain it"),
     Case("as-of-before-data", _as_of_before_data, r"as_of 2001-01-01.* before any stage event"),
     Case("period-without-data", _report("-p", "period", "2031-01"), r"period '2031-01' has no data"),
     Case("path-in-report-name", lambda tmp: ["report", "../escape", "--reports-dir", str(tmp / "r")], r"not allowed"),
@@ -292,6 +300,7 @@ def test_bad_input_gives_a_clear_error_and_a_nonzero_exit(
 # Cases about a command's options rather than the data: the Python API has no such argument.
 OPTION_CASES = {
     "foreign-model",
+    "damaged-model",
     "as-of-before-data",
     "period-without-data",
     "path-in-report-name",

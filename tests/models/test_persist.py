@@ -13,6 +13,7 @@ import pytest
 
 from funnelmodels.errors import ModelError
 from funnelmodels.models.conversion import StageConversionModel
+from funnelmodels.models.satisfaction import SatisfactionModel
 from funnelmodels.models.train import ConversionTraining, SatisfactionTraining
 
 
@@ -88,3 +89,51 @@ def test_saved_models_predict_identically_in_a_fresh_process(
             timeout=300,
         )
         assert np.array_equal(np.load(out), model.predict_proba(rows)), engine
+
+
+def _tamper(folder: Path, how: str) -> None:
+    model = folder / "model.json"
+    data = _json.loads(model.read_text())
+    if how == "garbage booster":
+        for booster in folder.glob("booster*.txt"):
+            booster.write_text("tree\nnot a model\n")
+    elif how == "missing key":
+        del data["encoder"]
+    elif how == "wrong type":
+        data["state"] = ["not", "a", "mapping"]
+    elif how == "file outside the folder":
+        data["state"]["model_files"] = {k: "../escape.txt" for k in data["state"]["model_files"]}
+    elif how == "unknown engine":
+        data["engine"] = "xgboost"
+    model.write_text(_json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "how", ["garbage booster", "missing key", "wrong type", "file outside the folder", "unknown engine"]
+)
+def test_a_damaged_model_folder_is_named_damaged(
+    how: str, trained: ConversionTraining, satisfaction: SatisfactionTraining, tmp_path: Path
+) -> None:
+    (tmp_path / "escape.txt").write_text("outside")
+    folders = {}
+    for engine, model in trained.models.items():
+        model.save(folders.setdefault(f"conversion {engine}", tmp_path / "conversion" / engine))
+    for engine, smodel in satisfaction.models.items():
+        smodel.save(folders.setdefault(f"satisfaction {engine}", tmp_path / "satisfaction" / engine))
+    # Where the damage applies: boosters are LightGBM's; only conversion models name their files.
+    applies = {
+        "garbage booster": ["conversion lightgbm", "satisfaction lightgbm"],
+        "file outside the folder": ["conversion lightgbm"],
+    }.get(how, list(folders))
+    for name in applies:
+        _tamper(folders[name], how)
+        loader = StageConversionModel.load if name.startswith("conversion") else SatisfactionModel.load
+        with pytest.raises(ModelError, match=r"model folder damaged: .*retrain"):
+            loader(folders[name])
+
+
+def test_a_model_of_another_engine_in_a_folder_is_refused(trained: ConversionTraining, tmp_path: Path) -> None:
+    trained.models["logit"].save(tmp_path / "lightgbm")
+    with pytest.raises(ModelError, match=r"should hold the lightgbm model and holds a 'logit' one"):
+        StageConversionModel.load(tmp_path / "lightgbm", engine="lightgbm")
+    assert StageConversionModel.load(tmp_path / "lightgbm").engine == "logit"
