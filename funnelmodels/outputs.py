@@ -199,7 +199,10 @@ class atomic_dir:
                 self._old.rename(self.target)
             check_output_folder(self.target, self.command, looks_like=self.looks_like, inputs=self.inputs)
             for stale in self.target.parent.glob(f".{self.target.name}.partial*"):
-                shutil.rmtree(stale, ignore_errors=True)
+                if stale.is_dir() and not stale.is_symlink():
+                    shutil.rmtree(stale, ignore_errors=True)
+                else:
+                    stale.unlink(missing_ok=True)
             self.staging.mkdir(parents=True)
             marker = {"command": self.command, "pid": os.getpid()}
             (self.staging / MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")

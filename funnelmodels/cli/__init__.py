@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from funnelmodels.cli import data, funnel, models, reports
-from funnelmodels.cli.common import Progress
+from funnelmodels.cli.common import LOG_FORMATS, Progress
 from funnelmodels.errors import EXIT_BUSY, EXIT_UNEXPECTED, BusyError, FunnelModelsError
 from funnelmodels.provenance import version
 
@@ -30,18 +30,34 @@ def build_parser() -> argparse.ArgumentParser:
         prog="funnelmodels",
         description="Sales-funnel models and reports: stage conversion, satisfaction, sales performance.",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _logging_options(parser, default=False)
     parser.add_argument("--version", action="version", version=f"funnelmodels {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (data, funnel, models, reports):
         group.add_commands(commands)
+    # The same options after the command too (`funnelmodels report --all --quiet`); absent there,
+    # they leave what was given before the command.
+    for command in commands.choices.values():
+        _logging_options(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _logging_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument(
+        "--quiet", action="store_true", default=default, help="no progress lines on stderr (errors still)"
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text" if default is False else default,
+        help="progress and error lines on stderr: text (time-stamped) or json (one object per line)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
-    progress = Progress(quiet=args.quiet)
+    progress = Progress(quiet=args.quiet, log_format=args.log_format)
     run: Callable[[argparse.Namespace, Progress], int] = args.run
     # A scheduler stops a job with SIGTERM: unwind like Ctrl-C, so every atomic write is rolled
     # back (the previous output stays) and the exit code says the run did not finish.
@@ -51,26 +67,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args, progress)
     except BusyError as exc:
-        print(f"busy: {exc}", file=sys.stderr)
+        progress.report("busy", str(exc))
         return EXIT_BUSY
     except FunnelModelsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        progress.report("error", str(exc))
         return 1
     except OSError as exc:
-        print(f"error: {exc.strerror or exc} ({exc.filename or 'no file name'})", file=sys.stderr)
+        progress.report("error", f"{exc.strerror or exc} ({exc.filename or 'no file name'})")
         return 1
     except KeyboardInterrupt:
-        print("interrupted: nothing was replaced; earlier outputs are untouched", file=sys.stderr)
+        progress.report("interrupted", "nothing was replaced; earlier outputs are untouched")
         return 130
     except Exception as exc:  # a case funnelmodels does not handle: one line, not a traceback
         if os.environ.get("FUNNELMODELS_DEBUG"):
             raise
         what = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        print(
-            f"error: unexpected {type(exc).__name__}{': ' + what if what else ''}. Outputs were not replaced. "
+        progress.report(
+            "error",
+            f"unexpected {type(exc).__name__}{': ' + what if what else ''}. Outputs were not replaced. "
             "This is a case funnelmodels does not handle yet: rerun with FUNNELMODELS_DEBUG=1 for the traceback "
             "and report it.",
-            file=sys.stderr,
         )
         return EXIT_UNEXPECTED
     finally:

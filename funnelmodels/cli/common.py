@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from typing import Any
 
 __all__ = [
     "DROP_INVALID_HELP",
+    "LOG_FORMATS",
     "Progress",
     "moment",
     "positive_int",
@@ -23,17 +25,45 @@ __all__ = [
 DROP_INVALID_HELP = "set rows that break a rule aside, with the reason, and go on with the rest"
 
 
-class Progress:
-    """Timed progress lines on stderr, so stdout stays clean for results."""
+LOG_FORMATS = ("text", "json")
 
-    def __init__(self, quiet: bool = False):
+
+class Progress:
+    """Progress lines on stderr, stamped with the time, so stdout stays clean for results.
+
+    ``text``: ``2026-11-27 06:15:02 [   1.2s] message``; ``json``: one object per line with
+    ``time``, ``elapsed_s``, ``level`` and ``message``, for a scheduler's log collector. Errors
+    are written whatever ``quiet`` says.
+    """
+
+    def __init__(self, quiet: bool = False, log_format: str = "text"):
         self.quiet = quiet
+        self.log_format = log_format
         self.start = time.perf_counter()
 
     def __call__(self, message: str) -> None:
-        """Print ``message`` with the seconds since the start (unless quiet)."""
+        """Print a progress ``message`` (unless quiet)."""
         if not self.quiet:
-            print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+            self._write("info", message)
+
+    def report(self, level: str, message: str) -> None:
+        """Print the run's outcome line (``error``, ``busy``, ``interrupted``), quiet or not."""
+        self._write(level, message)
+
+    def _write(self, level: str, message: str) -> None:
+        now = datetime.now().astimezone()
+        elapsed = time.perf_counter() - self.start
+        if self.log_format == "json":
+            line = json.dumps(
+                {"time": now.isoformat(timespec="seconds"), "elapsed_s": round(elapsed, 1), "level": level}
+                | {"message": message},
+                ensure_ascii=False,
+            )
+        elif level == "info":
+            line = f"{now:%Y-%m-%d %H:%M:%S} [{elapsed:6.1f}s] {message}"
+        else:
+            line = f"{level}: {message}"
+        print(line, file=sys.stderr, flush=True)
 
 
 def positive_int(text: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
     except ReportsFailed as failed:
         for run in failed.runs:
             print(f"{run.name}: {run.html}")
-        print(f"error: {failed}", file=sys.stderr)
+        progress.report("error", str(failed))
         busy = all(isinstance(error, BusyError) for error in failed.failures.values())
         return EXIT_BUSY if busy else 1
     for run in runs:

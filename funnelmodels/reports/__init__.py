@@ -9,7 +9,15 @@ from funnelmodels.reports.registry import REPORTS, notebooks_folder
 from funnelmodels.reports.runner import ReportRun, ReportsFailed, run_report, run_reports
 from funnelmodels.reports.sales import SalesReport, sales_performance
 from funnelmodels.reports.satisfaction import SatisfactionOverview, satisfaction_overview
-from funnelmodels.reports.sections import Attempt, attempt, data_notes, dataset_window, save_tables, scoring_moment
+from funnelmodels.reports.sections import (
+    Attempt,
+    attempt,
+    data_notes,
+    dataset_window,
+    record,
+    save_tables,
+    scoring_moment,
+)
 
 __all__ = [
     "REPORTS",
@@ -25,6 +33,7 @@ __all__ = [
     "dataset_window",
     "notebooks_folder",
     "period_end",
+    "record",
     "resolve_run",
     "run_report",
     "run_reports",

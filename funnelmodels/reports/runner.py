@@ -9,12 +9,16 @@ the error names the failing cell.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
 import platform
 import re
 import shutil
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,10 +27,11 @@ from typing import Any
 from funnelmodels.config import load_config
 from funnelmodels.data.io import fingerprint_files
 from funnelmodels.errors import ConfigError, FunnelModelsError, ReportError, did_you_mean
-from funnelmodels.outputs import atomic_dir
+from funnelmodels.outputs import MARKER, atomic_dir
 from funnelmodels.provenance import MODEL_PACKAGES, REPORT_PACKAGES, git_commit, package_versions
 from funnelmodels.reports.params import FAILED_FOLDER, ResolvedRun, resolve_run
 from funnelmodels.reports.registry import notebooks_folder
+from funnelmodels.reports.sections import FACTS_FILE
 
 __all__ = [
     "ReportRun",
@@ -35,6 +40,8 @@ __all__ = [
     "run_reports",
 ]
 
+
+MANIFEST_FILE = "manifest.json"
 
 _REMOTE_SCRIPT = re.compile(r"<script\b[^>]*\bsrc=\"https?://[^\"]*\"[^>]*>\s*</script>", re.IGNORECASE)
 
@@ -87,12 +94,18 @@ def run_report(
         target, command="report", looks_like=lambda folder: (folder / "manifest.json").is_file(), inputs=inputs
     )
     with output as staging:
-        executed = _execute(run, staging, failed_root=root, timeout=timeout)
+        try:
+            executed = _execute(run, staging, failed_root=root, timeout=timeout)
+        except (ReportError, KeyboardInterrupt) as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            manifest = _manifest(run, started, time.perf_counter() - clock, status=status, staging=staging)
+            _write_manifest(root / FAILED_FOLDER / run.run_id, manifest | {"error": str(exc) or status})
+            raise
         _render(executed, staging / "report.html", with_code=False)
         if with_code:
             _render(executed, staging / "report_with_code.html", with_code=True)
-        manifest = _manifest(run, started, time.perf_counter() - clock)
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+        manifest = _manifest(run, started, time.perf_counter() - clock, status="succeeded", staging=staging)
+        _write_manifest(staging, manifest)
     return ReportRun(name=run.name, run_id=run.run_id, folder=target, html=target / "report.html", manifest=manifest)
 
 
@@ -102,18 +115,20 @@ def _execute(run: ResolvedRun, staging: Path, *, failed_root: Path, timeout: int
     from papermill.exceptions import PapermillExecutionError
 
     executed = staging / "report.ipynb"
+    kernel_log = staging.with_name(f"{staging.name}.kernel.log")
     try:
-        pm.execute_notebook(
-            str(run.notebook),
-            str(executed),
-            parameters=run.parameters | {"output_dir": str(staging.resolve())},
-            kernel_name="python3",
-            progress_bar=False,
-            cwd=str(run.notebook.parent),
-            execution_timeout=timeout,
-        )
+        with _kernel_stderr(kernel_log):
+            pm.execute_notebook(
+                str(run.notebook),
+                str(executed),
+                parameters=run.parameters | {"output_dir": str(staging.resolve())},
+                kernel_name="python3",
+                progress_bar=False,
+                cwd=str(run.notebook.parent),
+                execution_timeout=timeout,
+            )
     except PapermillExecutionError as exc:
-        failed = _keep_failed(executed, failed_root, run.run_id)
+        failed = _keep_failed(executed, failed_root, run.run_id, kernel_log)
         raise ReportError(
             f"report {run.name} failed in cell {exc.exec_count}: {exc.ename}: {str(exc.evalue).rstrip('.')}. "
             f"The failed notebook is saved in {failed}; the previous report (if any) is untouched.",
@@ -121,16 +136,37 @@ def _execute(run: ResolvedRun, staging: Path, *, failed_root: Path, timeout: int
             cell=exc.exec_count,
         ) from None
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see cli): keep what ran, then stop
-        _keep_failed(executed, failed_root, run.run_id)
+        _keep_failed(executed, failed_root, run.run_id, kernel_log)
         raise
     except Exception as exc:  # a dead kernel or a timeout: nbclient raises its own types
-        failed = _keep_failed(executed, failed_root, run.run_id)
+        failed = _keep_failed(executed, failed_root, run.run_id, kernel_log)
         raise ReportError(
             f"report {run.name} did not finish: {type(exc).__name__}: {_first_line(exc)}. "
             f"The partial notebook is saved in {failed}; the previous report (if any) is untouched.",
             notebook=str(failed),
         ) from None
+    finally:
+        kernel_log.unlink(missing_ok=True)
     return executed
+
+
+@contextlib.contextmanager
+def _kernel_stderr(log: Path) -> Iterator[None]:
+    """Send what the kernel writes to stderr (it inherits file descriptor 2) to ``log``.
+
+    ipykernel warns about its transport on every start and prints its own lines when it is
+    interrupted: noise in a scheduled run's log. A failed run keeps the log beside its notebook.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with log.open("ab") as handle:
+            os.dup2(handle.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -138,12 +174,14 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else "no message"
 
 
-def _keep_failed(executed: Path, root: Path, run_id: str) -> Path:
+def _keep_failed(executed: Path, root: Path, run_id: str, kernel_log: Path) -> Path:
     failed_dir = root / FAILED_FOLDER / run_id
     failed_dir.mkdir(parents=True, exist_ok=True)
     destination = failed_dir / "report.ipynb"
     if executed.is_file():
         shutil.copyfile(executed, destination)
+    if kernel_log.is_file():
+        shutil.copyfile(kernel_log, failed_dir / "kernel.log")
     return destination
 
 
@@ -162,8 +200,29 @@ def _render(executed: Path, out: Path, *, with_code: bool) -> None:
     out.write_text(body, encoding="utf-8")
 
 
-def _manifest(run: ResolvedRun, started: datetime, seconds: float) -> dict[str, Any]:
-    """What made the report: parameters, the data's fingerprint, versions, commit and timing."""
+def _write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _files(staging: Path) -> list[dict[str, Any]]:
+    """Every file of the run (path, bytes, sha256): what a reader can check the published run against."""
+    out = []
+    for path in sorted(p for p in staging.rglob("*") if p.is_file() and p.name not in (MARKER, MANIFEST_FILE)):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        out.append({"path": path.relative_to(staging).as_posix(), "bytes": path.stat().st_size, "sha256": digest})
+    return out
+
+
+def _manifest(run: ResolvedRun, started: datetime, seconds: float, *, status: str, staging: Path) -> dict[str, Any]:
+    """What made the report and what it holds: status, parameters, the data, versions, timing, files.
+
+    The notebook's own facts (the resolved period, the tables' rows and dates, notes, warnings:
+    see :func:`funnelmodels.reports.sections.record`) are merged in; their file is not kept.
+    """
+    facts_file = staging / FACTS_FILE
+    facts = json.loads(facts_file.read_text(encoding="utf-8")) if facts_file.is_file() else {}
+    facts_file.unlink(missing_ok=True)
     fingerprint = None
     if run.data_dir:
         try:
@@ -172,6 +231,7 @@ def _manifest(run: ResolvedRun, started: datetime, seconds: float) -> dict[str, 
             fingerprint = None
     return {
         "report": run.name,
+        "status": status,
         "run_id": run.run_id,
         "parameters": dict(run.parameters),
         "data_dir": run.data_dir,
@@ -182,6 +242,8 @@ def _manifest(run: ResolvedRun, started: datetime, seconds: float) -> dict[str, 
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
         "duration_seconds": round(seconds, 2),
+        **facts,
+        "files": _files(staging) if status == "succeeded" else [],
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ from funnelmodels.errors import DataValidationError, ModelError, ReportError
 from funnelmodels.reports.params import safe_name
 
 __all__ = [
+    "FACTS_FILE",
     "Attempt",
     "attempt",
     "data_notes",
     "dataset_window",
+    "record",
     "save_tables",
     "scoring_moment",
 ]
@@ -41,14 +44,40 @@ def save_tables(output_dir: str, **tables: pl.DataFrame) -> None:
         flat.write_csv(folder / f"{name}.csv")
 
 
+FACTS_FILE = "facts.json"
+"""What a notebook records about its run (period, data window, notes) for the runner's manifest."""
+
+
+def record(output_dir: str, **facts: Any) -> None:
+    """Add ``facts`` about the run (``period=…``, ``warnings=[…]``) to the run's manifest.
+
+    Nothing happens outside a report run (``output_dir`` empty, as in JupyterLab).
+    """
+    if not output_dir:
+        return
+    path = Path(output_dir) / FACTS_FILE
+    known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    path.write_text(json.dumps(known | facts, indent=2, default=str) + "\n", encoding="utf-8")
+
+
 def data_notes(dataset: Dataset, output_dir: str = "") -> str:
     """Markdown on how the data was loaded; empty when there is nothing to say.
 
     Rows filtered, looked up or merged by funnel.toml, and rows set aside by ``drop_invalid``
-    (written to ``output_dir/rejected/<table>.csv`` with the reason).
+    (written to ``output_dir/rejected/<table>.csv`` with the reason). The tables' rows and
+    dates, the notes and the rows set aside go to the run's manifest too (:func:`record`).
     """
     lines = [f"- {note}" for note in dataset.notes]
     set_aside = dataset.rejected_summary()
+    tables = dataset_summary(dataset.tables, dataset.spec)["tables"]
+    record(
+        output_dir,
+        data={
+            "tables": {name: {k: t[k] for k in ("rows", "first", "last")} for name, t in tables.items()},
+            "notes": list(dataset.notes),
+            "set_aside": set_aside,
+        },
+    )
     if set_aside:
         where = ""
         if output_dir:

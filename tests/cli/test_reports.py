@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -70,3 +72,34 @@ def test_report_all_runs_every_report_when_one_fails(cli: Cli, tmp_path: Path) -
         assert f"{name}: {reports / name / 'latest' / 'report.html'}" in result.stdout
         assert (reports / name / "latest" / "report.html").is_file()
     assert not (reports / names[0] / "latest").exists()
+    failed = json.loads((reports / names[0] / "failed" / "latest" / "manifest.json").read_text())
+    assert failed["status"] == "failed" and "ValueError: no luck" in failed["error"]
+    assert (reports / names[0] / "failed" / "latest" / "kernel.log").is_file()
+
+
+def test_a_report_run_prints_no_kernel_noise_and_stamps_its_lines(
+    cli: Cli, synthetic_dir: Path, tmp_path: Path
+) -> None:
+    reports = tmp_path / "reports"
+    result = cli("report", "customer_satisfaction", "-p", "data_dir", str(synthetic_dir), "--reports-dir", str(reports))
+    assert result.returncode == 0, result.stderr
+    assert "IPKernelApp" not in result.stderr and "without encryption" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[ *\d+\.\ds\] ", line) for line in lines), lines
+
+    quiet = cli(
+        "report",
+        "customer_satisfaction",
+        "-p",
+        "data_dir",
+        str(synthetic_dir),
+        "--reports-dir",
+        str(reports),
+        "--quiet",
+        "--log-format",
+        "json",
+    )
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    refused = cli("report", "nothing", "--log-format", "json", "--reports-dir", str(reports))
+    record = json.loads(refused.stderr.strip().splitlines()[-1])
+    assert record["level"] == "error" and "no report 'nothing'" in record["message"] and "time" in record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -37,6 +38,22 @@ def test_every_report_writes_html_notebook_manifest_and_tables(
         assert {"polars", "lightgbm", "statsmodels", "papermill"} <= set(manifest["packages"])
         assert manifest["duration_seconds"] > 0 and "git_commit" in manifest
         assert not list(run.folder.parent.glob(".*partial*"))
+        # What the run holds, checkable: status, the data it read, every file with its digest.
+        assert manifest["status"] == "succeeded"
+        tables = load_dataset(synthetic_dir).tables
+        assert {t: v["rows"] for t, v in manifest["data"]["tables"].items()} == {t: f.height for t, f in tables.items()}
+        listed = {f["path"]: f for f in manifest["files"]}
+        on_disk = {
+            p.relative_to(run.folder).as_posix()
+            for p in run.folder.rglob("*")
+            if p.is_file() and p.name not in ("manifest.json", ".funnelmodels-output.json")
+        }
+        assert set(listed) == on_disk and "report.html" in listed
+        html = (run.folder / "report.html").read_bytes()
+        assert listed["report.html"]["sha256"] == hashlib.sha256(html).hexdigest()
+        assert listed["report.html"]["bytes"] == len(html)
+    period = json.loads((rendered["sales_performance"].folder / "manifest.json").read_text())
+    assert (period["period"], period["period_length"]) == ("2026-06-01", "month")  # the resolved period
 
 
 def test_html_is_self_contained_and_hides_code(rendered: dict[str, ReportRun]) -> None:
