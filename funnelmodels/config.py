@@ -24,14 +24,16 @@ from __future__ import annotations
 import codecs
 import math
 import tomllib
+import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
-from funnelmodels.errors import ConfigError, closest
+from funnelmodels.errors import ConfigError, closest, did_you_mean
 
 __all__ = [
     "AGGREGATIONS",
@@ -282,6 +284,9 @@ class FileSource:
     """Rows to skip: any of these columns empty."""
     drop_columns: tuple[str, ...] = ()
     """Columns of the file not to carry into the table (fields known only after the outcome)."""
+    timezone: str = "UTC"
+    """The zone times are read in: aware values (``+02:00``, a zoned Parquet column) are converted
+    to it, naive ones are taken as already in it (``[dataset] timezone`` in funnel.toml)."""
 
 
 Aggregation = Literal["first", "sum", "min", "max", "mean", "count"]
@@ -361,6 +366,9 @@ class DatasetConfig:
     config_file: Path | None = None
     scale: SatisfactionScale = field(default_factory=SatisfactionScale)
     counting: CountingRules = field(default_factory=CountingRules)
+    end: datetime | None = None
+    """The data's end, when set (``[funnel] data_end``): rows dated after it are left out, with a note."""
+    timezone: str = "UTC"
 
     @property
     def name(self) -> str:
@@ -379,7 +387,7 @@ _SOURCE_KEYS = (*_READ_KEYS, "columns", "derive", "drop_columns")
 _TABLE_KEYS = (*_SOURCE_KEYS, "sources", "lookups", "one_row_per")
 _LOOKUP_KEYS = (*_READ_KEYS, "on", "columns", "replace")
 _DERIVE_KEYS = ("from", "map", "value", "others")
-_FUNNEL_KEYS = ("stages", "lost", "horizon_days", "stale_after_days")
+_FUNNEL_KEYS = ("stages", "lost", "horizon_days", "stale_after_days", "data_end")
 
 
 def load_config(data_dir: str | Path) -> DatasetConfig:
@@ -442,7 +450,10 @@ def _config_from_toml(file: Path) -> DatasetConfig:
         raise ConfigError(f"{file} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{file} is not UTF-8 text; save funnel.toml as UTF-8.") from None
-    _check_keys(raw, ("funnel", "tables", "satisfaction", "kpis"), where=str(file))
+    _check_keys(raw, ("dataset", "funnel", "tables", "satisfaction", "kpis"), where=str(file))
+    settings = _section(raw.get("dataset", {}), where=f"{file} [dataset]")
+    _check_keys(settings, ("timezone",), where=f"{file} [dataset]")
+    timezone = _timezone(settings.get("timezone", "UTC"), where=f"{file} [dataset]")
     funnel = _section(raw.get("funnel", {}), where=f"{file} [funnel]")
     _check_keys(funnel, _FUNNEL_KEYS, where=f"{file} [funnel]")
     stages = funnel.get("stages", DEFAULT_STAGES)
@@ -457,6 +468,7 @@ def _config_from_toml(file: Path) -> DatasetConfig:
         horizon_days=funnel.get("horizon_days", 90),
         stale_after_days=funnel.get("stale_after_days"),
     )
+    end = _data_end(funnel.get("data_end"), where=f"{file} [funnel]")
     root = file.parent
     tables_raw = _section(raw.get("tables", {}), where=f"{file} [tables]")
     _check_keys(tables_raw, TABLE_NAMES, where=f"{file} [tables]")
@@ -470,7 +482,50 @@ def _config_from_toml(file: Path) -> DatasetConfig:
     kpis = _section(raw.get("kpis", {}), where=f"{file} [kpis]")
     _check_keys(kpis, ("zero_amounts", "refunds"), where=f"{file} [kpis]")
     counting = CountingRules(**kpis)
-    return DatasetConfig(root=root, spec=spec, tables=tables, config_file=file, scale=scale, counting=counting)
+    tables = {name: _in_zone(table, timezone) for name, table in tables.items()}
+    return DatasetConfig(
+        root=root,
+        spec=spec,
+        tables=tables,
+        config_file=file,
+        scale=scale,
+        counting=counting,
+        end=end,
+        timezone=timezone,
+    )
+
+
+def _timezone(value: Any, *, where: str) -> str:
+    if isinstance(value, str):
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+        else:
+            return value
+    raise ConfigError(
+        f'{where} timezone must be a zone name such as "UTC" or "Europe/Berlin"; received {value!r}'
+        f"{did_you_mean(str(value), sorted(zoneinfo.available_timezones())) if isinstance(value, str) else ''}."
+    )
+
+
+def _data_end(value: Any, *, where: str) -> datetime | None:
+    """``data_end``: a TOML date (the end of that day) or date-time; rows after it are left out."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, date):
+        return datetime.combine(value, datetime.min.time()) + timedelta(days=1)
+    raise ConfigError(
+        f"{where} data_end must be a date without quotes, e.g. data_end = 2026-06-30; received {value!r}."
+    )
+
+
+def _in_zone(table: TableSource, timezone: str) -> TableSource:
+    sources = tuple(replace(source, timezone=timezone) for source in table.sources)
+    lookups = tuple(replace(lookup, file=replace(lookup.file, timezone=timezone)) for lookup in table.lookups)
+    return replace(table, sources=sources, lookups=lookups)
 
 
 def _scale(entry: dict[str, Any], *, where: str) -> SatisfactionScale:

@@ -22,11 +22,13 @@ from funnelmodels.config import load_config
 from funnelmodels.errors import ConfigError
 
 BASE: dict[str, Any] = {
+    "dataset": {"timezone": "Europe/Berlin"},
     "funnel": {
         "stages": ["lead", "qualified", "won"],
         "lost": "lost",
         "horizon_days": 90,
         "stale_after_days": 120,
+        "data_end": date(2026, 6, 30),
     },
     "tables": {
         "customers": {
@@ -106,6 +108,8 @@ LEAVES = _leaves(BASE)
 
 
 def _kind(value: Any) -> str:
+    if isinstance(value, date):
+        return "date"  # a date or a date-time: both are a moment
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):

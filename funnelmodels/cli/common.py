@@ -7,14 +7,16 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "DROP_INVALID_HELP",
+    "END_HELP",
     "LOG_FORMATS",
     "Progress",
+    "end_moment",
     "moment",
     "positive_int",
     "print_rejected",
@@ -64,6 +66,18 @@ class Progress:
         else:
             line = f"{level}: {message}"
         print(line, file=sys.stderr, flush=True)
+
+
+END_HELP = (
+    "the data's end: rows dated on or after this moment (a date is the end of that day) are left out; "
+    "default [funnel] data_end in funnel.toml"
+)
+
+
+def end_moment(text: str) -> datetime:
+    """An argument type for ``--end``: a date means the end of that day."""
+    value = moment(text)
+    return value + timedelta(days=1) if len(text.strip()) == 10 else value
 
 
 def positive_int(text: str) -> int:

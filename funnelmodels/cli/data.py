@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from funnelmodels.cli.common import DROP_INVALID_HELP, Progress, positive_int, print_rejected, print_summary
+from funnelmodels.cli.common import (
+    DROP_INVALID_HELP,
+    END_HELP,
+    Progress,
+    end_moment,
+    positive_int,
+    print_rejected,
+    print_summary,
+)
 from funnelmodels.data.io import load_dataset, write_rejected
 from funnelmodels.data.synthetic import generate_dataset, oracle_auc, write_dataset
 from funnelmodels.data.validate import dataset_summary
@@ -56,7 +64,7 @@ def print_generated(data: Any, auc: dict[str, float], out: Path) -> None:
 def _cmd_validate(args: argparse.Namespace, progress: Progress) -> int:
 
     progress(f"loading {args.data}")
-    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
+    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid, end=getattr(args, "end", None))
     summary = dataset_summary(dataset.tables, dataset.spec) | {
         "notes": list(dataset.notes),
         "set_aside": {name: frame.height for name, frame in dataset.rejected.items() if frame.height},
@@ -96,6 +104,7 @@ def add_commands(commands: Any) -> None:
     val.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
     val.add_argument("--json", action="store_true", help="print the summary as JSON")
     val.add_argument("--drop-invalid", action="store_true", help=DROP_INVALID_HELP)
+    val.add_argument("--end", type=end_moment, metavar="DATE", help=END_HELP)
     val.add_argument(
         "--rejected-dir",
         type=Path,

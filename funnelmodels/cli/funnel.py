@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from funnelmodels.cli.common import DROP_INVALID_HELP, Progress, positive_int
+from funnelmodels.cli.common import DROP_INVALID_HELP, END_HELP, Progress, end_moment, positive_int
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.errors import ConfigError, did_you_mean
@@ -28,7 +28,7 @@ __all__ = [
 def _cmd_funnel(args: argparse.Namespace, progress: Progress) -> int:
 
     progress(f"loading {args.data}")
-    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
+    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid, end=getattr(args, "end", None))
     for line in dataset.rejected_summary():
         progress(f"set aside: {line}")
     progress("building stage transitions")
@@ -221,4 +221,5 @@ def add_commands(commands: Any) -> None:
     fun.add_argument(
         "--drop-invalid", action="store_true", help=DROP_INVALID_HELP.split(" (")[0] + " (counted, not written)"
     )
+    fun.add_argument("--end", type=end_moment, metavar="DATE", help=END_HELP)
     fun.set_defaults(run=_cmd_funnel)

@@ -8,7 +8,15 @@ from typing import Any
 
 import polars as pl
 
-from funnelmodels.cli.common import DROP_INVALID_HELP, Progress, moment, positive_int, print_rejected
+from funnelmodels.cli.common import (
+    DROP_INVALID_HELP,
+    END_HELP,
+    Progress,
+    end_moment,
+    moment,
+    positive_int,
+    print_rejected,
+)
 from funnelmodels.data.io import load_dataset, write_rejected, write_table
 from funnelmodels.errors import ModelError
 from funnelmodels.models.conversion import StageConversionModel
@@ -27,7 +35,7 @@ __all__ = [
 def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
 
     progress(f"loading {args.data}")
-    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
+    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid, end=getattr(args, "end", None))
     conversion = satisfaction = None
     report: dict[str, Any] = {}
     # The output folder is checked and locked before training: a second run is refused at once.
@@ -103,7 +111,7 @@ def _cmd_score(args: argparse.Namespace, progress: Progress) -> int:
     if args.out.suffix not in (".parquet", ".csv"):
         raise ModelError(f"--out must end in .parquet or .csv; received {args.out.name!r}.")
     progress(f"loading {args.data}")
-    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid)
+    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid, end=getattr(args, "end", None))
     inputs = [*dataset.config.inputs[1:], args.model]
     check_file_output(args.out, inputs=inputs)
     if args.target == "satisfaction":
@@ -182,6 +190,7 @@ def add_commands(commands: Any) -> None:
     train.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     train.add_argument("--horizon-days", type=positive_int, metavar="N", help="days a stage has to convert")
     train.add_argument("--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (MODEL_DIR/rejected/)")
+    train.add_argument("--end", type=end_moment, metavar="DATE", help=END_HELP)
     train.set_defaults(run=_cmd_train)
     score = commands.add_parser(
         "score",

@@ -32,6 +32,12 @@ _ISO_FORMATS = (
     "%Y-%m-%d %H:%M",
     "%Y-%m-%d",
 )
+_ISO_OFFSET_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%#z",
+)
 _MAX_EXAMPLES = 5
 """Suffix of a file's own column whose name a mapping gives to another column."""
 
@@ -384,7 +390,7 @@ def _parse_expr(values: pl.Series, spec: ColumnSpec, source: FileSource) -> pl.E
     if spec.kind == "id":
         return id_expr(col, values)
     if spec.kind == "datetime":
-        return datetime_expr(col, dtype, source.datetime_format)
+        return datetime_expr(col, dtype, source.datetime_format, source.timezone)
     number = number_expr(col, dtype, decimal_comma=source.decimal_comma)
     if spec.kind == "int":
         return pl.when(number == number.round(0)).then(number).otherwise(None).cast(pl.Int64)
@@ -427,13 +433,28 @@ def finite(number: pl.Expr) -> pl.Expr:
     return pl.when(number.is_finite()).then(number)
 
 
-def datetime_expr(col: pl.Expr, dtype: pl.DataType, fmt: str | None) -> pl.Expr:
-    """Datetimes from text in ``fmt`` (default: the ISO forms); anything else becomes null."""
+def datetime_expr(col: pl.Expr, dtype: pl.DataType, fmt: str | None, timezone: str = "UTC") -> pl.Expr:
+    """Datetimes from text in ``fmt`` (default: the ISO forms, with or without an offset); else null.
+
+    Every table's times end up naive in one ``timezone``: an aware value (``+02:00``, ``Z``, a
+    zoned Parquet column) is converted to it; a naive one is taken as already in it. Mixing
+    zoned and naive tables would otherwise put a purchase on the wrong side of a stage entry.
+    """
+    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+        return col.dt.convert_time_zone(timezone).dt.replace_time_zone(None).cast(pl.Datetime("us"))
     if dtype == pl.Date or isinstance(dtype, pl.Datetime):
         return col.cast(pl.Datetime("us"))
     text = col.cast(pl.String).str.strip_chars()
-    formats = (fmt,) if fmt else _ISO_FORMATS
-    return pl.coalesce([text.str.strptime(pl.Datetime("us"), f, strict=False, exact=True) for f in formats])
+    if fmt and "%z" not in fmt and "%#z" not in fmt:
+        return text.str.strptime(pl.Datetime("us"), fmt, strict=False, exact=True)
+    naive = [text.str.strptime(pl.Datetime("us"), f, strict=False, exact=True) for f in _ISO_FORMATS] if not fmt else []
+    aware = [
+        text.str.strptime(pl.Datetime("us", "UTC"), f, strict=False, exact=True)
+        .dt.convert_time_zone(timezone)
+        .dt.replace_time_zone(None)
+        for f in ((fmt,) if fmt else _ISO_OFFSET_FORMATS)
+    ]
+    return pl.coalesce([*naive, *aware])
 
 
 def _typed_extras(frame: pl.DataFrame, source: FileSource, schema: TableSchema) -> pl.DataFrame:
@@ -457,7 +478,7 @@ def _typed_extras(frame: pl.DataFrame, source: FileSource, schema: TableSchema) 
             integer_text = bool(text.drop_nulls().str.contains(r"^[+-]?\d+$").all())
             exprs.append(number.cast(pl.Int64) if whole and integer_text else number)
             continue
-        moment = frame.select(datetime_expr(pl.col(name), dtype, source.datetime_format)).to_series()
+        moment = frame.select(datetime_expr(pl.col(name), dtype, source.datetime_format, source.timezone)).to_series()
         if moment.is_not_null().sum() == present:
             exprs.append(moment)
     return frame.with_columns(exprs)
@@ -554,7 +575,7 @@ def _aggregate(how: str, column: str, target: str, schema: TableSchema, source: 
         return number.sum() if how == "sum" else number.mean()
     if how in ("min", "max"):
         if (spec is not None and spec.kind == "datetime") or (spec is None and _looks_like_dates(target)):
-            moment = datetime_expr(pl.col(column), pl.String(), source.datetime_format)
+            moment = datetime_expr(pl.col(column), pl.String(), source.datetime_format, source.timezone)
             return moment.min() if how == "min" else moment.max()
         if spec is not None and spec.kind in ("float", "int"):
             return number.min() if how == "min" else number.max()
@@ -563,7 +584,7 @@ def _aggregate(how: str, column: str, target: str, schema: TableSchema, source: 
     if spec is None or spec.kind in ("str", "id"):
         return first
     if spec.kind == "datetime":
-        return datetime_expr(first, pl.String(), source.datetime_format)
+        return datetime_expr(first, pl.String(), source.datetime_format, source.timezone)
     return number_expr(first, pl.String(), decimal_comma=source.decimal_comma)
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
 from funnelmodels.config import DatasetConfig, FunnelSpec, load_config
 from funnelmodels.data.files import read_table
-from funnelmodels.data.schema import COMPUTED, CSAT, IN_FILE, NPS, SCHEMAS
+from funnelmodels.data.schema import COMPUTED, CSAT, DATE_COLUMNS, IN_FILE, NPS, SCHEMAS
 from funnelmodels.data.validate import missing_customers_problem, validate_tables
 from funnelmodels.errors import DataValidationError, Problem
 
@@ -88,7 +89,7 @@ def fingerprint_files(config: DatasetConfig) -> str:
     return digest.hexdigest()
 
 
-def load_dataset(data_dir: str | Path, *, drop_invalid: bool = False) -> Dataset:
+def load_dataset(data_dir: str | Path, *, drop_invalid: bool = False, end: datetime | None = None) -> Dataset:
     """Load and validate every table of a dataset folder (or funnel.toml).
 
     Every problem of every table is reported at once: files that cannot be read or lack a
@@ -98,6 +99,9 @@ def load_dataset(data_dir: str | Path, *, drop_invalid: bool = False) -> Dataset
     ----------
     drop_invalid : set the rows that break a rule aside (``Dataset.rejected``, with the reason)
         and go on with the rest; problems about whole tables still fail.
+    end : the data's end (default ``[funnel] data_end`` in funnel.toml, else none): rows dated
+        after it are left out, with a note. For an export with a typo far in the future, or to
+        look at the data as it was.
 
     Raises
     ------
@@ -105,6 +109,8 @@ def load_dataset(data_dir: str | Path, *, drop_invalid: bool = False) -> Dataset
     ConfigError if the folder or its funnel.toml is unusable.
     """
     config = load_config(data_dir)
+    if end is not None:
+        config = replace(config, end=end)
     problems: list[Problem] = []
     notes: list[str] = []
     tables: dict[str, pl.DataFrame] = {}
@@ -119,6 +125,9 @@ def load_dataset(data_dir: str | Path, *, drop_invalid: bool = False) -> Dataset
         if read.frame is not None:
             tables[name], renamed = _rename_computed(name, read.frame)
             notes.extend(renamed)
+            if config.end is not None:
+                tables[name], after = _until(name, tables[name], config.end)
+                notes.extend(after)
         if read.unparsed is not None:
             unparsed[name] = read.unparsed
     problems.extend(_whole_table_problems(config, tables))
@@ -132,6 +141,18 @@ def load_dataset(data_dir: str | Path, *, drop_invalid: bool = False) -> Dataset
         scale=config.scale,
     )
     return Dataset(config=config, tables=validated.tables, notes=tuple(notes), rejected=validated.rejected)
+
+
+def _until(name: str, frame: pl.DataFrame, end: datetime) -> tuple[pl.DataFrame, list[str]]:
+    """The table's rows dated before ``end`` (its date column), with a note on what was left out."""
+    column = DATE_COLUMNS[name]
+    if column not in frame.columns or frame.schema[column] != pl.Datetime("us"):
+        return frame, []
+    kept = frame.filter(pl.col(column).is_null() | (pl.col(column) < end))
+    dropped = frame.height - kept.height
+    if not dropped:
+        return frame, []
+    return kept, [f"{name}: {dropped:,} rows dated {end:%Y-%m-%d %H:%M} or later left out (the data's end)."]
 
 
 def _rename_computed(name: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:

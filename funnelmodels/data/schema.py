@@ -156,6 +156,14 @@ COMPUTED = frozenset(
 IN_FILE = "_in_file"
 """Suffix of a file's own column kept beside a canonical or computed column of the same name."""
 
+DATE_COLUMNS = {
+    "customers": CREATED_AT,
+    "transactions": ORDERED_AT,
+    "stage_events": ENTERED_AT,
+    "surveys": RESPONDED_AT,
+}
+"""Each table's own moment: when the row happened."""
+
 MAX_AMOUNT = 1e12
 """The largest amount, deal value or income a table may hold: larger is a unit or export error."""
 

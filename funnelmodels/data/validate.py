@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -470,4 +471,41 @@ def data_warnings(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> list[
             "stays open forever and keeps its win probability. Set stale_after_days under [funnel] in "
             "funnel.toml (e.g. 180: no event for 180 days means lost)."
         )
+    for name, frame in tables.items():
+        out += _far_dates(name, frame)
     return out
+
+
+def _far_dates(name: str, frame: pl.DataFrame) -> list[str]:
+    """Rows dated far beyond the bulk of their table: a typo (2062 for 2026) or a placeholder (1900-01-01).
+
+    Far means more than half the span of the middle 98% of the rows, and at least 180 days,
+    after its 99th percentile or before its 1st. One such row moves the data's end, and with it
+    every rate.
+    """
+    column = s.DATE_COLUMNS.get(name)
+    if column is None or column not in frame.columns or frame.schema[column] != pl.Datetime("us"):
+        return []
+    moments = frame[column].drop_nulls()
+    if moments.len() < 20:
+        return []
+    low, high = moments.quantile(0.01, "higher"), moments.quantile(0.99, "lower")
+    if not isinstance(low, datetime) or not isinstance(high, datetime):
+        return []
+    margin = max(timedelta(days=180), (high - low) / 2)
+    said = []
+    for side, far in (
+        ("after", moments.filter(moments > high + margin)),
+        ("before", moments.filter(moments < low - margin)),
+    ):
+        if far.len():
+            shown = ", ".join(f"{m:%Y-%m-%d}" for m in far.sort().head(3))
+            bulk = f"99% of the rows are {'on or before' if side == 'after' else 'on or after'} "
+            bulk += f"{(high if side == 'after' else low):%Y-%m-%d}"
+            said.append(
+                f"{name}.{column}: {far.len():,} row{'s' if far.len() != 1 else ''} dated far {side} the rest "
+                f"({shown}; {bulk}): a typo or a placeholder date? It moves the data's "
+                f"{'end' if side == 'after' else 'start'} and every rate; fix the rows, or set data_end under "
+                "[funnel] in funnel.toml (or --end) to leave later rows out."
+            )
+    return said

@@ -13,6 +13,7 @@ import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -409,3 +410,64 @@ def test_a_column_named_like_a_computed_one_is_renamed_not_used(synthetic_dir: P
     original = transition_frame(load_dataset(synthetic_dir))
     assert frame["converted"].to_list() == original["converted"].to_list()  # the label, not the column
     assert frame["frequency"].to_list() == original["frequency"].to_list()  # the computed count
+
+
+def test_a_date_far_beyond_the_rest_is_flagged_and_the_end_can_be_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 30 opportunities closed in 2025; the last one's close typed as 2062 instead of 2026.
+    events = pl.DataFrame(
+        {
+            "opportunity_id": [i for i in range(30) for _ in range(2)],
+            "customer_id": [1 + i % 3 for i in range(30) for _ in range(2)],
+            "stage": [s for i in range(30) for s in ("lead", "won" if i % 3 == 0 else "lost")],
+            "entered_at": [f"2025-{1 + i % 12:02d}-{d:02d}" for i in range(30) for d in (1, 20)],
+        }
+    ).with_columns(
+        pl.when(pl.int_range(pl.len()) == 59).then(pl.lit("2062-03-01")).otherwise("entered_at").alias("entered_at")
+    )
+    tables = tiny_tables() | {"stage_events": events}
+    root = _write(tmp_path / "data", tables)
+
+    assert main(["--quiet", "validate", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "stage_events.entered_at: 1 row dated far after the rest (2062-03-01; 99% of the rows are on or before" in out
+    )
+    assert "set data_end under [funnel]" in out
+
+    # --end (or data_end in funnel.toml) leaves the later rows out, and says so.
+    assert main(["--quiet", "validate", str(root), "--end", "2025-12-31"]) == 0
+    out = capsys.readouterr().out
+    assert "stage_events: 1 rows dated 2026-01-01 00:00 or later left out (the data's end)." in out
+    assert "dated far after" not in out
+    (root / "funnel.toml").write_text("[funnel]\ndata_end = 2025-12-31\n")
+    data = load_dataset(root)
+    assert data.tables["stage_events"]["entered_at"].max() < datetime(2026, 1, 1)
+    assert data.tables["stage_events"].height == 59
+
+
+def test_times_with_an_offset_and_zoned_tables_land_in_one_zone(tmp_path: Path) -> None:
+    tables = tiny_tables()
+    root = _write(tmp_path / "data", tables)
+    # The orders export writes UTC with an offset; the customers file is naive, in Berlin time.
+    orders = tables["transactions"].with_columns(
+        pl.col("ordered_at").str.to_datetime().dt.strftime("%Y-%m-%dT%H:%M:%S+00:00").alias("ordered_at")
+    )
+    orders.write_csv(root / "transactions.csv")
+    (root / "funnel.toml").write_text('[dataset]\ntimezone = "Europe/Berlin"\n')
+    data = load_dataset(root)
+    naive = load_dataset(_write(tmp_path / "plain", tiny_tables())).tables["transactions"]["ordered_at"]
+    # Berlin is UTC+1 in winter and UTC+2 in summer: every order moves by that much, none is lost.
+    shift = (data.tables["transactions"]["ordered_at"] - naive).dt.total_hours().to_list()
+    assert set(shift) <= {1, 2} and len(shift) == naive.len()
+    # A zoned Parquet column is converted the same way.
+    (root / "transactions.csv").unlink()
+    zoned = tiny_tables()["transactions"].with_columns(
+        pl.col("ordered_at").str.to_datetime().dt.replace_time_zone("UTC")
+    )
+    zoned.write_parquet(root / "transactions.parquet")
+    assert (load_dataset(root).tables["transactions"]["ordered_at"] - naive).dt.total_hours().to_list() == shift
+    (root / "funnel.toml").write_text('[dataset]\ntimezone = "Europe/Berlinn"\n')
+    with pytest.raises(FunnelModelsError, match=r"timezone must be a zone name .*did you mean 'Europe/Berlin'"):
+        load_dataset(root)
