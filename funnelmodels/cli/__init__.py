@@ -10,10 +10,12 @@ matplotlib) load only when a command uses them, so ``--help`` stays instant.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from funnelmodels.cli import data, funnel, models, reports
@@ -65,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
     )
     try:
-        return run(args, progress)
+        with _warnings_said(progress):
+            return run(args, progress)
     except BusyError as exc:
         progress.report("busy", str(exc))
         return EXIT_BUSY
@@ -92,6 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _warnings_said(progress: Progress) -> Iterator[None]:
+    """The package's warnings (leakage, unseen categories, …) as ``warning: …`` lines, once each.
+
+    Python would print them with a file name and line number, which reads like a crash.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
+                progress.report("warning", message)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -473,7 +473,34 @@ def data_warnings(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> list[
         )
     for name, frame in tables.items():
         out += _far_dates(name, frame)
+        out += _spelling_variants(name, frame)
     return out
+
+
+def _spelling_variants(name: str, frame: pl.DataFrame, *, max_levels: int = 500) -> list[str]:
+    """Category values that differ only in case or spaces (``North``, ``north ``): two categories to a model."""
+    said = []
+    ids = {c.name for c in s.SCHEMAS[name].columns if c.kind == "id"}
+    for column, dtype in frame.schema.items():
+        if dtype != pl.String or column in ids or column in (ROW, FILE):
+            continue
+        counts = frame[column].drop_nulls().value_counts()
+        if counts.height < 2 or counts.height > max_levels:
+            continue
+        folded = counts.with_columns(pl.col(column).str.strip_chars().str.to_lowercase().alias("_folded"))
+        clashes = folded.filter(pl.col("_folded").is_duplicated()).sort("_folded", column)
+        if clashes.height == 0:
+            continue
+        groups = [
+            " and ".join(f"{v!r} ({n:,})" for v, n in zip(g[column], g["count"], strict=True))
+            for _, g in clashes.group_by("_folded", maintain_order=True)
+        ]
+        said.append(
+            f"{name}.{column}: values that differ only in case or spaces: {'; '.join(groups[:3])}"
+            f"{f' and {len(groups) - 3} more' if len(groups) > 3 else ''}. The models treat them as different "
+            "categories; make them one spelling in the export."
+        )
+    return said
 
 
 def _far_dates(name: str, frame: pl.DataFrame) -> list[str]:

@@ -9,6 +9,7 @@ a term of their own; :func:`design_matrix` applies it to any rows.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from funnelmodels.data import schema as s
-from funnelmodels.errors import ModelError
+from funnelmodels.errors import ModelError, closest
 
 __all__ = [
     "LOG_FEATURES",
@@ -26,11 +27,14 @@ __all__ = [
     "MIN_LEVEL_OUTCOMES",
     "MIN_LEVEL_ROWS",
     "OTHER",
+    "UNSEEN_SHARE",
     "FeatureEncoder",
+    "UnseenCategoryWarning",
     "design_matrix",
     "design_notes",
     "design_plan",
     "unit_labels",
+    "warn_unseen",
 ]
 
 
@@ -58,6 +62,19 @@ class FeatureEncoder:
     def names(self) -> tuple[str, ...]:
         """Column order of the matrix."""
         return (*self.numeric, *self.categorical)
+
+    def unseen(self, frame: pl.DataFrame) -> dict[str, tuple[float, list[str]]]:
+        """Per categorical feature, the share of rows with a level training never saw, and some such levels."""
+        out: dict[str, tuple[float, list[str]]] = {}
+        for column in self.categorical:
+            if column not in frame.columns or frame.height == 0:
+                continue
+            values = frame[column].cast(pl.String)
+            new = values.is_not_null() & ~values.is_in(list(self.levels.get(column, ())))
+            if new.any():
+                shown = values.filter(new).value_counts(sort=True).head(5)[column].to_list()
+                out[column] = (float(new.cast(pl.Float64).mean() or 0.0), shown)  # type: ignore[arg-type]
+        return out
 
     def check(self, frame: pl.DataFrame | pl.LazyFrame) -> None:
         """Raise a clear ModelError when ``frame`` lacks a feature or has it in another type."""
@@ -115,6 +132,36 @@ class FeatureEncoder:
         """``frame`` checked against the features, ready for several predictions (its matrix built once)."""
         self.check(frame)
         return FeatureRows(frame, self)
+
+
+def _same_but_spelling(value: str, levels: Sequence[str]) -> str | None:
+    folded = {level.strip().casefold(): level for level in levels}
+    return folded.get(value.strip().casefold()) or closest(value, levels)
+
+
+UNSEEN_SHARE = 0.05
+"""Above this share of scored rows with categories unseen in training, scoring warns."""
+
+
+class UnseenCategoryWarning(UserWarning):
+    """Many scored rows carry categories the model never saw (a spelling change in the export?)."""
+
+
+def warn_unseen(encoder: FeatureEncoder, frame: pl.DataFrame) -> None:
+    """Warn, per column, when more than :data:`UNSEEN_SHARE` of the rows have levels training never saw."""
+    for column, (share, shown) in encoder.unseen(frame).items():
+        if share <= UNSEEN_SHARE:
+            continue
+        known = ", ".join(repr(level) for level in encoder.levels.get(column, ())[:8])
+        levels = encoder.levels.get(column, ())
+        near = [f"{v!r} ~ {m!r}" for v in shown if (m := _same_but_spelling(v, levels))]
+        warnings.warn(
+            f"{column}: {100 * share:.0f}% of the scored rows have categories the model never saw in training "
+            f"({', '.join(repr(v) for v in shown)}); they are scored as if the value were unknown. Did the export "
+            f"change its spelling?{' Near: ' + ', '.join(near) + '.' if near else ''} Training knew: {known}.",
+            UnseenCategoryWarning,
+            stacklevel=3,
+        )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from funnelmodels.features import build_features, build_transition_features
 from funnelmodels.frames import collect
 from funnelmodels.funnel import build_transitions, data_end
 from funnelmodels.models.conversion import StageConversionModel
-from funnelmodels.models.design import FeatureRows
+from funnelmodels.models.design import FeatureRows, warn_unseen
 from funnelmodels.models.satisfaction import SatisfactionModel
 from funnelmodels.rates import historical_win_probability
 
@@ -84,6 +84,7 @@ def score_open_opportunities(
     rows = model.prepare(
         build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(s.AS_OF))).pipe(collect)
     )
+    warn_unseen(model.encoder, rows.frame)
     p_now = model.predict_proba(rows)
     win = _win_probability(model, rows, p_now)
     frame = rows.frame
@@ -216,6 +217,7 @@ def at_risk_customers(
     )
     # Probabilities for everyone (cheap), reasons (TreeSHAP, costly) only for the rows returned.
     levels = np.asarray(model.levels, dtype=float)
+    warn_unseen(model.encoder, rows)
     proba = model.predict_proba(rows)
     ranked = rows.with_columns(
         pl.Series(s.P_LOW, model.low_share(proba)),

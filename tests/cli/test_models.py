@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 from commands import Cli
 from handmade import tiny_tables
 
 from funnelmodels.data.io import load_dataset
 from funnelmodels.models.conversion import StageConversionModel
+from funnelmodels.models.design import UnseenCategoryWarning
+from funnelmodels.models.predict import score_open_opportunities
 
 
 def test_train_then_score(cli: Cli, synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]) -> None:
@@ -145,3 +150,42 @@ def test_the_model_folder_records_every_option_that_shaped_training(
     assert training["data_fingerprint_sha256"] == load_dataset(synthetic_dir).fingerprint()
     model = StageConversionModel.load(out / "conversion" / "lightgbm")
     assert model.spec.horizon_days == 60  # what score uses
+
+
+def test_score_warns_when_the_export_spells_categories_differently(
+    cli: Cli, synthetic_dir: Path, trained_cli: tuple[Path, str], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir, data)
+    customers = pl.read_parquet(data / "customers.parquet")
+    # The new export capitalises regions: 'North' where training saw 'north'.
+    customers.with_columns(pl.col("region").str.to_titlecase()).write_parquet(data / "customers.parquet")
+
+    validated = cli("validate", str(data))
+    assert validated.returncode == 0
+    scored = cli(
+        "score", str(data), "--model", str(trained_cli[0]), "--as-of", "2026-05-01", "--out", str(tmp_path / "s.csv")
+    )
+    assert scored.returncode == 0, scored.stderr
+    warning = next(line for line in scored.stderr.splitlines() if line.startswith("warning: region:"))
+    assert "% of the scored rows have categories the model never saw in training" in warning
+    assert "'North' ~ 'north'" in warning and "Traceback" not in scored.stderr
+
+    with pytest.warns(UnseenCategoryWarning, match=r"region: 100% of the scored rows"):
+        score_open_opportunities(
+            load_dataset(data),
+            StageConversionModel.load(trained_cli[0] / "conversion" / "lightgbm"),
+            datetime(2026, 5, 1),
+        )
+
+
+def test_validate_points_out_values_that_differ_only_in_case(cli: Cli, tmp_path: Path) -> None:
+    tables = tiny_tables()
+    tables["customers"] = tables["customers"].with_columns(pl.Series("region", ["north", "North ", "south"]))
+    root = tmp_path / "data"
+    root.mkdir()
+    for name, frame in tables.items():
+        frame.write_csv(root / f"{name}.csv")
+    result = cli("validate", str(root))
+    assert result.returncode == 0
+    assert "customers.region: values that differ only in case or spaces: 'North ' (1) and 'north' (1)" in result.stdout
