@@ -89,15 +89,15 @@ def resolve_run(name: str, parameters: Mapping[str, Any] | None, notebooks_dir: 
     if not notebook.is_file():
         available = ", ".join(sorted(p.stem for p in folder.glob("*.ipynb"))) or f"none in {folder}"
         raise ConfigError(f"no report {name!r}; available: {available}.")
-    if (parameters or {}).get("period"):
-        safe_name(str(dict(parameters or {})["period"]), "period")  # before any parsing: it names a folder
+    if (parameters or {}).get("period"):  # before any parsing: the period names a folder
+        given = safe_name(str(dict(parameters or {})["period"]), "period")
+        if given == FAILED_FOLDER:
+            raise ConfigError(f"period {given!r} is not allowed: reports/{name}/{FAILED_FOLDER}/ keeps failed runs.")
     params = _check_parameters(notebook, dict(parameters or {}))
     for key in _PATH_PARAMETERS:
         if params.get(key):
             params[key] = str(Path(params[key]).resolve())
     run_id = safe_name(str(params.get("period") or "latest"), "period")
-    if run_id == FAILED_FOLDER:
-        raise ConfigError(f"period {run_id!r} is not allowed: reports/{name}/{FAILED_FOLDER}/ keeps failed runs.")
     data_dir = params.get("data_dir") or _declared_default(notebook, "data_dir", folder)
     if data_dir and not Path(data_dir).exists():
         given = "" if params.get("data_dir") else " (the notebook's default)"
