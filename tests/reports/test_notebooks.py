@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.reports import REPORTS, notebooks_folder
 
 NOTEBOOKS = sorted(notebooks_folder().glob("*.ipynb"))
@@ -35,12 +36,15 @@ def test_notebook_contract(path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_nbval_runs_every_notebook_on_small_data(synthetic_dir: Path, tmp_path: Path) -> None:
+def test_nbval_runs_every_notebook_on_small_data(tmp_path: Path) -> None:
     import papermill as pm
 
+    # 800 customers: enough for every section (the full-size runs are the report tests').
+    small = tmp_path / "data"
+    write_dataset(generate_dataset(800, seed=5), small)
     for path in NOTEBOOKS:
         pm.execute_notebook(
-            str(path), str(tmp_path / path.name), parameters={"data_dir": str(synthetic_dir)}, prepare_only=True
+            str(path), str(tmp_path / path.name), parameters={"data_dir": str(small)}, prepare_only=True
         )
     result = subprocess.run(
         [
