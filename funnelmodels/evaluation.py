@@ -8,6 +8,7 @@ because a scored pipeline is only as good as its probabilities.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +20,7 @@ from funnelmodels.frames import collect
 
 __all__ = [
     "LEAKAGE_AUC",
+    "MAX_STATSMODELS_FEATURES",
     "LeakageWarning",
     "OutOfTimeSplit",
     "binary_metrics",
@@ -28,6 +30,8 @@ __all__ = [
     "out_of_time_split",
     "reliability_table",
     "single_feature_auc",
+    "single_feature_aucs",
+    "strongest_features",
     "suspected_leaks",
 ]
 
@@ -242,7 +246,14 @@ def suspected_leaks(
     text features by the out-of-fold conversion rate of their level
     (:func:`out_of_fold_level_rate`), a missing value being a level of its own.
     """
-    y = frame[target].cast(pl.Float64).to_numpy()
+    aucs = single_feature_aucs(frame, features, frame[target].cast(pl.Float64).to_numpy(), strata=strata)
+    return {name: auc for name, auc in aucs.items() if auc > LEAKAGE_AUC}
+
+
+def single_feature_aucs(
+    frame: pl.DataFrame, features: Sequence[str], y: np.ndarray, *, strata: np.ndarray | None = None
+) -> dict[str, float]:
+    """Each feature's ROC AUC for the binary ``y`` on its own (see :func:`suspected_leaks` for how)."""
     out = {}
     for name in features:
         column = frame[name]
@@ -254,7 +265,35 @@ def suspected_leaks(
             values = out_of_fold_level_rate(column, y)
         else:
             continue
-        auc = single_feature_auc(values, y, strata)
-        if auc > LEAKAGE_AUC:
-            out[name] = auc
+        out[name] = single_feature_auc(values, y, strata)
     return out
+
+
+MAX_STATSMODELS_FEATURES = 40
+"""The most features the logit and the ordinal logit take: beyond, the strongest alone are kept."""
+
+
+def strongest_features(
+    frame: pl.DataFrame, features: Sequence[str], y: np.ndarray, *, keep: Sequence[str] = (), where: str
+) -> tuple[list[str], list[str]]:
+    """At most :data:`MAX_STATSMODELS_FEATURES` features, the strongest alone first, and a note.
+
+    A wide export (hundreds of CRM fields) would make the statsmodels fits run for many minutes
+    and their coefficients unreadable; LightGBM still sees every feature. ``keep`` (the stage
+    context) is always kept. Strength: how far the feature's ROC AUC for ``y`` on its own is from
+    0.5 (either direction).
+    """
+    if len(features) <= MAX_STATSMODELS_FEATURES:
+        return list(features), []
+    kept = [f for f in features if f in keep][:MAX_STATSMODELS_FEATURES]
+    aucs = single_feature_aucs(frame, [f for f in features if f not in kept], y)
+    ranked = sorted(aucs, key=lambda name: -abs(aucs[name] - 0.5))
+    chosen = set(kept + ranked[: MAX_STATSMODELS_FEATURES - len(kept)])
+    out = [f for f in features if f in chosen]
+    left = [f for f in features if f not in chosen]
+    note = (
+        f"{where}: {len(features)} features are more than a readable model can take; it uses the "
+        f"{len(out)} that alone rank the outcome best (LightGBM uses all). Left out: "
+        f"{', '.join(left[:10])}{f' and {len(left) - 10} more' if len(left) > 10 else ''}."
+    )
+    return out, [note]

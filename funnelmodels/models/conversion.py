@@ -36,7 +36,7 @@ import polars as pl
 from funnelmodels.config import FunnelSpec
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
-from funnelmodels.evaluation import LEAKAGE_AUC, LeakageWarning, binary_metrics, suspected_leaks
+from funnelmodels.evaluation import LEAKAGE_AUC, LeakageWarning, binary_metrics, strongest_features, suspected_leaks
 from funnelmodels.features import categorical_features, feature_columns
 from funnelmodels.models.boosting import IMPORTANCE_ROWS, booster_from_text, importance_rows, train_booster
 from funnelmodels.models.design import (
@@ -417,6 +417,14 @@ class StageConversionModel:
             )
         features = list(features) if features is not None else feature_columns(train)
         features, checks = _usable_features(train, features)
+        if engine == "logit":
+            entries = (
+                train.filter(pl.col(s.DAYS_IN_STAGE_SO_FAR) == 0) if s.DAYS_IN_STAGE_SO_FAR in train.columns else train
+            )
+            features, capped = strongest_features(
+                entries, features, entries[s.CONVERTED].cast(pl.Float64).to_numpy(), keep=s.STAGE_CONTEXT, where="logit"
+            )
+            checks += capped
         encoder = FeatureEncoder.fit(train, features, categorical_features(train, features))
         params = dict(params or {})
         state: LightGBMState | LogitState

@@ -31,7 +31,7 @@ import polars as pl
 from funnelmodels.config import SatisfactionScale
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ModelError
-from funnelmodels.evaluation import expected_calibration_error
+from funnelmodels.evaluation import expected_calibration_error, strongest_features
 from funnelmodels.features import categorical_features, feature_columns
 from funnelmodels.models.boosting import IMPORTANCE_ROWS, booster_from_text, importance_rows, train_booster
 from funnelmodels.models.design import (
@@ -215,9 +215,13 @@ class SatisfactionModel:
         train = train.filter(pl.col(target).is_not_null())
         validation = (validation if validation is not None else train.head(0)).filter(pl.col(target).is_not_null())
         features = list(features) if features is not None else feature_columns(train, exclude=(s.STAGE,))
+        scale = NPS_SCALE if target == "nps" else (scale or SatisfactionScale())
+        capped: list[str] = []
+        if engine == "ordinal":
+            low = (train[target] <= scale.low_up_to).cast(pl.Float64).to_numpy()
+            features, capped = strongest_features(train, features, low, keep=s.ORDER_CONTEXT, where="ordinal model")
         encoder = FeatureEncoder.fit(train, features, categorical_features(train, features))
         params = dict(params or {})
-        scale = NPS_SCALE if target == "nps" else (scale or SatisfactionScale())
         seen = sorted({int(v) for v in pl.concat([train, validation])[target].to_list()})
         unused = [v for v in scale.levels if v not in seen]
         scale_state = ScaleState(
@@ -232,6 +236,7 @@ class SatisfactionModel:
             state = _fit_ordinal(pl.concat([train, validation]), encoder, target, scale_state)
         else:
             state, booster = _fit_lightgbm(train, validation, encoder, target, params, seed, scale_state)
+        state["notes"] = [*capped, *state.get("notes", [])]
         if unused:
             state["notes"] = [
                 *state.get("notes", []),

@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -24,9 +24,11 @@ from places import ROOT
 
 from funnelmodels.cli import main
 from funnelmodels.data.io import load_dataset
+from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.errors import FunnelModelsError
+from funnelmodels.evaluation import MAX_STATSMODELS_FEATURES
 from funnelmodels.models.conversion import StageConversionModel
-from funnelmodels.models.train import transition_frame
+from funnelmodels.models.train import train_conversion, train_satisfaction, transition_frame
 
 README = ROOT / "README.md"
 Tables = dict[str, pl.DataFrame]
@@ -471,3 +473,25 @@ def test_times_with_an_offset_and_zoned_tables_land_in_one_zone(tmp_path: Path) 
     (root / "funnel.toml").write_text('[dataset]\ntimezone = "Europe/Berlinn"\n')
     with pytest.raises(FunnelModelsError, match=r"timezone must be a zone name .*did you mean 'Europe/Berlin'"):
         load_dataset(root)
+
+
+def test_a_wide_export_gives_readable_statsmodels_fits(tmp_path: Path) -> None:
+    # 300 extra customer fields (a CRM's custom fields), all noise.
+    data = generate_dataset(1_500, seed=11)
+    customers = data.customers
+    rng = np.random.default_rng(0)
+    noise = {f"field_{i:03d}": rng.normal(size=customers.height) for i in range(300)}
+    customers = customers.with_columns(**{k: pl.Series(v) for k, v in noise.items()})
+    root = tmp_path / "wide"
+    write_dataset(replace(data, customers=customers), root)
+    wide = load_dataset(root)
+
+    conversion = train_conversion(wide, engines=("logit",), seed=0)
+    satisfaction = train_satisfaction(wide, engines=("ordinal",), seed=0)
+
+    for model, where in ((conversion.models["logit"], "logit"), (satisfaction.models["ordinal"], "ordinal model")):
+        assert len(model.encoder.names) <= MAX_STATSMODELS_FEATURES
+        note = next(n for n in model.metadata["notes"] if n.startswith(f"{where}: "))
+        assert "features are more than a readable model can take" in note and "LightGBM uses all" in note
+    # The funnel's own context stays in the logit whatever the width.
+    assert {"stage", "days_in_stage_so_far"} <= set(conversion.models["logit"].encoder.names)

@@ -19,7 +19,9 @@ import pytest
 from commands import Cli
 from handmade import tiny_tables
 
+from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.errors import BusyError, ConfigError, OutputError
+from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.outputs import MARKER, atomic_dir, output_lock
 from funnelmodels.reports.runner import run_report
 
@@ -184,3 +186,24 @@ def test_score_writes_scores_beside_the_data_but_not_over_it(
     )
     assert result.returncode == 0, result.stderr
     assert pl.read_csv(out).height > 0
+
+
+@pytest.mark.slow
+def test_two_train_runs_at_once_publish_one_whole_model_folder(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_dataset(generate_dataset(800, seed=4), data)
+    out = tmp_path / "models"
+    command = [sys.executable, "-m", "funnelmodels.cli", "--quiet", "train", str(data), "--out", str(out)]
+    runs = [
+        subprocess.Popen([*command, "--seed", seed, "--target", "conversion"], stderr=subprocess.PIPE, text=True)
+        for seed in ("1", "2")
+    ]
+    results = [(run.wait(timeout=300), run.stderr.read() if run.stderr else "") for run in runs]
+
+    assert sorted(code for code, _ in results) == [0, 75], results
+    metrics = json.loads((out / "metrics.json").read_text())
+    winner = next(i for i, (code, _) in enumerate(results) if code == 0)
+    assert metrics["training"]["seed"] == winner + 1  # the folder is the finished run's, whole
+    for engine in ("lightgbm", "logit"):
+        assert StageConversionModel.load(out / "conversion" / engine).metadata["seed"] == winner + 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "models"], "no staging or lock left"
