@@ -452,8 +452,13 @@ def _config_from_toml(file: Path) -> DatasetConfig:
         raise ConfigError(f"{file} is not UTF-8 text; save funnel.toml as UTF-8.") from None
     _check_keys(raw, ("dataset", "funnel", "tables", "satisfaction", "kpis"), where=str(file))
     settings = _section(raw.get("dataset", {}), where=f"{file} [dataset]")
-    _check_keys(settings, ("timezone",), where=f"{file} [dataset]")
+    _check_keys(settings, ("timezone", "allow_outside"), where=f"{file} [dataset]")
     timezone = _timezone(settings.get("timezone", "UTC"), where=f"{file} [dataset]")
+    allow_outside = settings.get("allow_outside", False)
+    if not isinstance(allow_outside, bool):
+        raise ConfigError(
+            f"{file} [dataset] allow_outside must be true or false (without quotes); received {allow_outside!r}."
+        )
     funnel = _section(raw.get("funnel", {}), where=f"{file} [funnel]")
     _check_keys(funnel, _FUNNEL_KEYS, where=f"{file} [funnel]")
     stages = funnel.get("stages", DEFAULT_STAGES)
@@ -483,6 +488,8 @@ def _config_from_toml(file: Path) -> DatasetConfig:
     _check_keys(kpis, ("zero_amounts", "refunds"), where=f"{file} [kpis]")
     counting = CountingRules(**kpis)
     tables = {name: _in_zone(table, timezone) for name, table in tables.items()}
+    if not allow_outside:
+        _check_inside(file, tables)
     return DatasetConfig(
         root=root,
         spec=spec,
@@ -493,6 +500,22 @@ def _config_from_toml(file: Path) -> DatasetConfig:
         end=end,
         timezone=timezone,
     )
+
+
+def _check_inside(file: Path, tables: Mapping[str, TableSource]) -> None:
+    """Refuse files outside the folder of funnel.toml unless ``[dataset] allow_outside = true``.
+
+    A funnel.toml found in an export folder should read that folder, not any file the account
+    running the job can read.
+    """
+    home = file.parent.resolve()
+    for name, table in tables.items():
+        for path in table.files:
+            if not path.resolve().is_relative_to(home):
+                raise ConfigError(
+                    f"{file} [tables.{name}] reads {path}, outside the folder of funnel.toml ({home}). Move the "
+                    "file beside funnel.toml, or set allow_outside = true under [dataset] if that is intended."
+                )
 
 
 def _timezone(value: Any, *, where: str) -> str:

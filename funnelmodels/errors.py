@@ -22,6 +22,7 @@ __all__ = [
     "OutputError",
     "Problem",
     "ReportError",
+    "clip",
     "closest",
     "did_you_mean",
 ]
@@ -91,7 +92,13 @@ class Problem:
 
 
 def _format_row(row: Mapping[str, object]) -> str:
-    return ", ".join(f"{key}={value!r}" for key, value in row.items())
+    return ", ".join(f"{key}={clip(value)}" for key, value in row.items())
+
+
+def clip(value: object, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a message quotes a sample of the data, never all of it."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class DataValidationError(FunnelModelsError):

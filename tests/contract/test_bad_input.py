@@ -495,3 +495,27 @@ def test_a_wide_export_gives_readable_statsmodels_fits(tmp_path: Path) -> None:
         assert "features are more than a readable model can take" in note and "LightGBM uses all" in note
     # The funnel's own context stays in the logit whatever the width.
     assert {"stage", "days_in_stage_so_far"} <= set(conversion.models["logit"].encoder.names)
+
+
+def test_a_funnel_toml_reads_only_its_own_folder_unless_allowed(tmp_path: Path) -> None:
+    secret = tmp_path / "elsewhere" / "customers.csv"
+    secret.parent.mkdir()
+    tiny_tables()["customers"].write_csv(secret)
+    root = _write(tmp_path / "export", {k: v for k, v in tiny_tables().items() if k != "customers"})
+    (root / "funnel.toml").write_text('[tables.customers]\npath = "../elsewhere/customers.csv"\n')
+    with pytest.raises(
+        FunnelModelsError, match=r"reads .*elsewhere/customers\.csv, outside the folder of funnel\.toml"
+    ):
+        load_dataset(root)
+    (root / "funnel.toml").write_text(
+        '[dataset]\nallow_outside = true\n[tables.customers]\npath = "../elsewhere/customers.csv"\n'
+    )
+    assert load_dataset(root).tables["customers"].height == 3
+
+
+def test_messages_quote_a_clipped_sample_of_the_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tables = tiny_tables()
+    tables["customers"] = tables["customers"].with_columns(pl.Series("age", ["34", "x" * 5000, None]))
+    assert main(["--quiet", "validate", str(_write(tmp_path / "data", tables))]) == 1
+    err = capsys.readouterr().err
+    assert "customers.age: wrong type" in err and "x" * 100 not in err and "…" in err
