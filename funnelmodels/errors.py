@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "EXIT_BUSY",
+    "EXIT_NO_MEMORY",
     "EXIT_UNEXPECTED",
     "BusyError",
     "ConfigError",
@@ -47,6 +48,9 @@ class OutputError(FunnelModelsError):
 EXIT_BUSY = 75
 """The command line's exit code when another run is writing the same output (EX_TEMPFAIL: try again later)."""
 
+
+EXIT_NO_MEMORY = 71
+"""The command line's exit code when the data does not fit in memory (EX_OSERR)."""
 
 EXIT_UNEXPECTED = 70
 """The command line's exit code for an error funnelmodels does not handle (EX_SOFTWARE): one line, no traceback."""

@@ -22,7 +22,7 @@ from funnelmodels.config import load_config
 from funnelmodels.errors import ConfigError
 
 BASE: dict[str, Any] = {
-    "dataset": {"timezone": "Europe/Berlin"},
+    "dataset": {"timezone": "Europe/Berlin", "allow_outside": False},
     "funnel": {
         "stages": ["lead", "qualified", "won"],
         "lost": "lost",

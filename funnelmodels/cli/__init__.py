@@ -20,7 +20,7 @@ from typing import Any
 
 from funnelmodels.cli import data, funnel, models, reports
 from funnelmodels.cli.common import LOG_FORMATS, Progress
-from funnelmodels.errors import EXIT_BUSY, EXIT_UNEXPECTED, BusyError, FunnelModelsError
+from funnelmodels.errors import EXIT_BUSY, EXIT_NO_MEMORY, EXIT_UNEXPECTED, BusyError, FunnelModelsError
 from funnelmodels.provenance import version
 
 __all__ = ["build_parser", "main"]
@@ -81,6 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         progress.report("interrupted", "nothing was replaced; earlier outputs are untouched")
         return 130
+    except MemoryError:
+        progress.report(
+            "error",
+            "out of memory: the data did not fit in this machine's memory (or the job's limit). Nothing was "
+            "replaced. Free memory, raise the limit, or work on part of the data (data_end, a smaller export).",
+        )
+        return EXIT_NO_MEMORY
     except Exception as exc:  # a case funnelmodels does not handle: one line, not a traceback
         if os.environ.get("FUNNELMODELS_DEBUG"):
             raise

@@ -41,3 +41,15 @@ def test_an_unexpected_error_is_one_line_and_exit_70(
     monkeypatch.setenv("FUNNELMODELS_DEBUG", "1")
     with pytest.raises(RuntimeError):
         main(["validate", str(tmp_path)])
+
+
+def test_out_of_memory_is_one_line_and_exit_71(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def too_big(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(cli_data, "load_dataset", too_big)
+    assert main(["--quiet", "validate", str(tmp_path)]) == 71
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory: the data did not fit") and "Traceback" not in err
