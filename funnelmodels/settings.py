@@ -9,6 +9,16 @@ from funnelmodels.errors import ModelError
 __all__ = ["lightgbm_threads"]
 
 
+def stop_grace_seconds() -> float:
+    """How long a run may take to unwind after SIGTERM before it stops hard (``FUNNELMODELS_STOP_GRACE``, 30)."""
+    text = os.environ.get("FUNNELMODELS_STOP_GRACE", "30")
+    try:
+        value = float(text)
+    except ValueError:
+        return 30.0
+    return value if value > 0 else 30.0
+
+
 def lightgbm_threads() -> int:
     """LightGBM's thread count: ``FUNNELMODELS_THREADS`` if set, else 2 (the reference machine's cores).
 

@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -22,6 +23,7 @@ from funnelmodels.cli import data, funnel, models, reports
 from funnelmodels.cli.common import LOG_FORMATS, Progress
 from funnelmodels.errors import EXIT_BUSY, EXIT_NO_MEMORY, EXIT_UNEXPECTED, BusyError, FunnelModelsError
 from funnelmodels.provenance import version
+from funnelmodels.settings import stop_grace_seconds
 
 __all__ = ["build_parser", "main"]
 
@@ -66,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = (
         signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
     )
+    unwatch = _watch_for_stop(progress) if previous is not None else None
     try:
         with _warnings_said(progress):
             return run(args, progress)
@@ -100,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_UNEXPECTED
     finally:
+        if unwatch is not None:
+            unwatch()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
@@ -117,6 +122,49 @@ def _warnings_said(progress: Progress) -> Iterator[None]:
         finally:
             for message in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)):
                 progress.report("warning", message)
+
+
+def _watch_for_stop(progress: Progress) -> Callable[[], None]:
+    """Stop hard if a SIGTERM has not ended the run within the grace time.
+
+    Python runs a signal handler only between two steps of Python code: a main thread busy in a
+    native library (a polars query, a LightGBM fit, a deadlock under a tight memory limit)
+    would never see the scheduler's SIGTERM. The C-level handler still writes the signal to a
+    wake-up pipe; a watcher thread reads it and, if the run has not unwound by then, exits with
+    130. Outputs are staged, so a hard stop replaces nothing; the next run clears the staging.
+    Returns the function that removes the watcher.
+    """
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+
+    def watch() -> None:
+        with os.fdopen(read, "rb", buffering=0) as pipe:
+            while True:
+                try:
+                    got = pipe.read(1)
+                except OSError:
+                    return
+                if not got:
+                    return
+                if got[0] == signal.SIGTERM:
+                    break
+        grace = stop_grace_seconds()
+        time.sleep(grace)
+        progress.report(
+            "interrupted",
+            f"still busy {grace:g} s after SIGTERM (inside a native library); stopping now. Nothing was replaced; "
+            "earlier outputs are untouched",
+        )
+        os._exit(130)
+
+    threading.Thread(target=watch, name="funnelmodels-stop-watch", daemon=True).start()
+
+    def unwatch() -> None:
+        signal.set_wakeup_fd(previous)
+        os.close(write)
+
+    return unwatch
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -88,3 +88,39 @@ def test_sigkill_mid_run_keeps_the_previous_report_and_the_next_run_cleans_up(
     again = run_report("slow", reports_dir=reports, notebooks_dir=_notebooks(tmp_path / "again", "print('new')"))
     assert sorted(p.name for p in (reports / "slow").iterdir()) == ["latest"]
     assert "new" in again.html.read_text(encoding="utf-8")
+
+
+BUSY_IN_NATIVE_CODE = """
+import sys
+import numpy as np
+import funnelmodels.cli.data as commands
+from funnelmodels.cli import main
+
+def busy(*args, **kwargs):
+    values = np.random.default_rng(0).random(80_000_000)
+    print("sorting", file=sys.stderr, flush=True)
+    np.sort(values)  # seconds inside numpy: no Python signal handler runs until it returns
+    print("sorted", file=sys.stderr, flush=True)
+
+commands.load_dataset = busy
+sys.exit(main(["--quiet", "validate", "anything"]))
+"""
+
+
+def test_sigterm_stops_a_run_busy_inside_a_native_library(tmp_path: Path) -> None:
+    env = os.environ | {"FUNNELMODELS_STOP_GRACE": "1"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", BUSY_IN_NATIVE_CODE], stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
+    assert child.stderr is not None
+    assert child.stderr.readline().strip() == "sorting"
+    sent = time.monotonic()
+    child.send_signal(signal.SIGTERM)
+    code = child.wait(timeout=60)
+    waited = time.monotonic() - sent
+    rest = child.stderr.read()
+
+    assert code == 130, rest
+    assert "still busy 1 s after SIGTERM (inside a native library); stopping now" in rest
+    assert "sorted" not in rest, "stopped before numpy returned"
+    assert waited < 4, waited
