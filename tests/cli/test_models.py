@@ -13,6 +13,7 @@ from commands import Cli
 from handmade import tiny_tables
 
 from funnelmodels.data.io import load_dataset
+from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.design import UnseenCategoryWarning
 from funnelmodels.models.predict import score_open_opportunities
@@ -127,9 +128,9 @@ def test_satisfaction_train_score_and_missing_surveys(
     assert set(json.loads((tmp_path / "m3" / "metrics.json").read_text())) == {"conversion", "data", "training"}
 
 
-def test_the_model_folder_records_every_option_that_shaped_training(
-    cli: Cli, synthetic_dir: Path, tmp_path: Path
-) -> None:
+def test_the_model_folder_records_every_option_that_shaped_training(cli: Cli, tmp_path: Path) -> None:
+    synthetic_dir = tmp_path / "data"
+    write_dataset(generate_dataset(800, seed=6), synthetic_dir)
     out = tmp_path / "m"
     result = cli(
         "--quiet",

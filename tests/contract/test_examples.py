@@ -128,9 +128,13 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def bank_reports(bank: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every report rendered on the bank example through the command line, with 3 random folds too."""
+    """The stage-conversion report on the bank example through the command line, with 3 random folds too.
+
+    (The CRM example renders every report on real data; the reduced datasets say what a missing
+    table does to each.)
+    """
     out = tmp_path_factory.mktemp("bank-reports")
-    args = ["--quiet", "report", "--all", "-p", "data_dir", str(bank), "-p", "random_folds", "3"]
+    args = ["--quiet", "report", "stage_conversion", "-p", "data_dir", str(bank), "-p", "random_folds", "3"]
     assert main([*args, "--reports-dir", str(out)]) == 0
     return out
 
@@ -156,11 +160,6 @@ def test_bank_contacts_become_a_dated_one_step_funnel(bank: Path) -> None:
 @needs_bank
 @pytest.mark.slow
 def test_bank_model_reaches_the_published_auc_on_random_folds(bank_reports: Path) -> None:
-    # The other reports render too, saying what the bank's data lacks.
-    satisfaction = (bank_reports / "customer_satisfaction" / "latest" / "report.html").read_text(encoding="utf-8")
-    assert "No surveys table" in satisfaction
-    assert (bank_reports / "sales_performance" / "latest" / "tables" / "funnel.csv").is_file()
-
     tables = bank_reports / "stage_conversion" / "latest" / "tables"
     folds = pl.read_csv(tables / "random_folds.csv")
     means = dict(folds.filter(pl.col("fold") == -1).select("engine", "roc_auc").iter_rows())
