@@ -69,7 +69,7 @@ class Progress:
 
 
 END_HELP = (
-    "the data's end: rows dated on or after this moment (a date is the end of that day) are left out; "
+    "the data's end: rows dated after it are left out (a date keeps that whole day); "
     "default [funnel] data_end in funnel.toml"
 )
 
