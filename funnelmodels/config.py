@@ -369,6 +369,8 @@ class DatasetConfig:
     end: datetime | None = None
     """The data's end, when set (``[funnel] data_end``): rows dated after it are left out, with a note."""
     timezone: str = "UTC"
+    currency: str = "$"
+    """The symbol reports write money with (``[report] currency`` in funnel.toml)."""
 
     @property
     def name(self) -> str:
@@ -450,7 +452,7 @@ def _config_from_toml(file: Path) -> DatasetConfig:
         raise ConfigError(f"{file} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{file} is not UTF-8 text; save funnel.toml as UTF-8.") from None
-    _check_keys(raw, ("dataset", "funnel", "tables", "satisfaction", "kpis"), where=str(file))
+    _check_keys(raw, ("dataset", "funnel", "tables", "satisfaction", "kpis", "report"), where=str(file))
     settings = _section(raw.get("dataset", {}), where=f"{file} [dataset]")
     _check_keys(settings, ("timezone", "allow_outside"), where=f"{file} [dataset]")
     timezone = _timezone(settings.get("timezone", "UTC"), where=f"{file} [dataset]")
@@ -487,6 +489,7 @@ def _config_from_toml(file: Path) -> DatasetConfig:
     kpis = _section(raw.get("kpis", {}), where=f"{file} [kpis]")
     _check_keys(kpis, ("zero_amounts", "refunds"), where=f"{file} [kpis]")
     counting = CountingRules(**kpis)
+    currency = _currency(_section(raw.get("report", {}), where=f"{file} [report]"), where=f"{file} [report]")
     tables = {name: _in_zone(table, timezone) for name, table in tables.items()}
     if not allow_outside:
         _check_inside(file, tables)
@@ -499,7 +502,20 @@ def _config_from_toml(file: Path) -> DatasetConfig:
         counting=counting,
         end=end,
         timezone=timezone,
+        currency=currency,
     )
+
+
+def _currency(section: Mapping[str, Any], *, where: str) -> str:
+    """``[report] currency``: the symbol or code money is written with (``$``, ``€``, ``CHF ``)."""
+    _check_keys(section, ("currency",), where=where)
+    value = section.get("currency", "$")
+    if not isinstance(value, str) or not 1 <= len(value) <= 5 or value.strip() != value.rstrip():
+        raise ConfigError(
+            f'{where} currency must be a symbol or code of 1 to 5 characters, e.g. currency = "€" or "CHF "; '
+            f"received {value!r}."
+        )
+    return value
 
 
 def _check_inside(file: Path, tables: Mapping[str, TableSource]) -> None:

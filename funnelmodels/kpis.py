@@ -284,7 +284,8 @@ def kpi_changes(table: pl.DataFrame, *, lag: int = 1, by: str | None = None) -> 
     -------
     Long DataFrame ``period[, by], kpi, value, previous, change, change_pct, p_value,
     change_low, change_high``; for ``win_rate`` a two-proportion z-test and a 95% interval of
-    the difference (Wald), null for the counts and amounts.
+    the difference (Wald); for the counts (orders, accounts, customers, deals) the exact test of
+    two Poisson counts (periods taken as equally long); null for the amounts.
     """
     keys = ["period", *([by] if by else [])]
     ordered = table.sort(keys)
@@ -322,8 +323,32 @@ def _f(value: object) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
 
+COUNT_KPIS = ("orders", "new_accounts", "returning_customers", "active_customers", "won", "lost")
+"""The KPIs that count things: their change gets an exact test of two Poisson counts."""
+
+
+def _count_test(now: object, before: object) -> dict[str, float | None]:
+    """Two Poisson counts of periods taken as equally long: exact test and 95% interval of the difference.
+
+    The test is the exact conditional one (``now`` out of ``now + before`` at 1/2); the interval
+    ±1.96·√(now + before).
+    """
+    from scipy.stats import binomtest
+
+    if not isinstance(now, int) or not isinstance(before, int) or now + before == 0:
+        return {"p_value": None, "change_low": None, "change_high": None}
+    half = Z95 * math.sqrt(now + before)
+    return {
+        "p_value": float(binomtest(now, now + before, 0.5).pvalue),
+        "change_low": now - before - half,
+        "change_high": now - before + half,
+    }
+
+
 def _rate_test(row: dict[str, object], kpi: str) -> dict[str, float | None]:
     empty: dict[str, float | None] = {"p_value": None, "change_low": None, "change_high": None}
+    if kpi in COUNT_KPIS:
+        return _count_test(row[kpi], row[f"_prev_{kpi}"])
     if kpi != "win_rate":
         return empty
     won, lost, pw, pl_ = row["won"], row["lost"], row["_prev_won"], row["_prev_lost"]

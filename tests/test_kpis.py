@@ -144,7 +144,14 @@ def test_changes_with_a_test_for_the_win_rate() -> None:
     # Win rate 1/1 → 1/3: pooled p = 2/4, se = √(0.25·(1 + 1/3)) = 0.5774, z = −1.1547, p = 0.2482.
     assert feb["win_rate"]["change"] == pytest.approx(-2 / 3)
     assert feb["win_rate"]["p_value"] == pytest.approx(0.2482, abs=1e-4)
-    assert feb["orders"]["p_value"] is None
+    # Orders 1 → 2, equal exposure: every outcome of Binomial(3, ½) is as likely or less → p = 1;
+    # the difference 1 ± 1.96·√3. Deals lost 0 → 2: P(X = 0 or 2 | n = 2, ½) = 1/4 + 1/4 = 0.5.
+    assert feb["orders"]["p_value"] == pytest.approx(1.0)
+    assert (feb["orders"]["change_low"], feb["orders"]["change_high"]) == pytest.approx(
+        (1 - 3.3948, 1 + 3.3948), abs=1e-4
+    )
+    assert feb["lost"]["p_value"] == pytest.approx(0.5)
+    assert feb["net_revenue"]["p_value"] is None, "no test of an amount from period totals"
 
 
 def test_attainment_against_targets() -> None:

@@ -8,38 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from funnelmodels.labels import LABELS, label
+
 __all__ = [
     "reason_text",
     "top_reasons",
 ]
-
-
-_LABELS = {
-    "age": ("age {v:.0f}", "age unknown"),
-    "income": ("income {k}", "income unknown"),
-    "product_knowledge": ("product knowledge {v:.0f}/5", "product knowledge unknown"),
-    "tenure_days": ("customer for {v:.0f} days", None),
-    "recency_days": ("last purchase {v:.0f} days ago", "no purchase yet"),
-    "frequency": ("{v:.0f} earlier orders", None),
-    "monetary_total": ("{k} spent before", None),
-    "monetary_mean": ("average order {k}", "no orders yet"),
-    "monetary_max": ("largest order {k}", "no orders yet"),
-    "distinct_categories": ("bought in {v:.0f} categories", None),
-    "spend_90d": ("{k} spent in the last 90 days", None),
-    "spend_365d": ("{k} spent in the last year", None),
-    "refund_count": ("{v:.0f} refunds", None),
-    "refund_amount": ("{k} refunded", None),
-    "last_csat": ("last CSAT {v:.0f}", "no CSAT yet"),
-    "mean_csat": ("mean CSAT {v:.1f}", "no CSAT yet"),
-    "last_nps": ("last NPS {v:.0f}", "no NPS yet"),
-    "survey_count": ("{v:.0f} surveys answered", None),
-    "prior_opportunities": ("{v:.0f} earlier opportunities", None),
-    "prior_wins": ("{v:.0f} earlier wins", None),
-    "prior_losses": ("{v:.0f} earlier losses", None),
-    "days_since_opportunity_start": ("{v:.0f} days since the lead", None),
-    "stage_entry": ("entry {v:.0f} into this stage", None),
-    "deal_amount": ("deal size {k}", "deal size unknown"),
-}
 
 
 def _compact(value: float) -> str:
@@ -54,20 +28,25 @@ def reason_text(feature: str, value: object, contribution: float) -> str:
     """One reason in plain words, e.g. ``income 92k raises odds``."""
     direction = "raises" if contribution > 0 else "lowers"
     missing = value is None or (isinstance(value, float) and math.isnan(value))
-    template, unknown = _LABELS.get(feature, (None, None))
+    entry = LABELS.get(feature)
+    template, unknown = (entry.reason, entry.unknown) if entry is not None else ("", "")
     if missing:
-        text = unknown or f"{feature.replace('_', ' ')} unknown"
+        text = unknown or f"{label(feature).lower()} unknown"
     elif template and isinstance(value, int | float):
         text = template.format(v=float(value), k=_compact(float(value)))
     else:
-        text = f"{feature.replace('_', ' ')} {value}"
+        text = f"{label(feature).lower()} {value}"
     return f"{text} {direction} odds"
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def top_reasons(
     contributions: np.ndarray, names: Sequence[str], values: pl.DataFrame, *, k: int = 3
 ) -> list[dict[str, list[str]]]:
-    """Per row, the ``k`` strongest positive and negative reasons in words.
+    """Per row, the ``k`` strongest positive and negative reasons in words (never a missing value).
 
     Parameters
     ----------
@@ -78,6 +57,9 @@ def top_reasons(
     out = []
     rows = values.select(list(names)).rows()
     for row_contrib, row_values in zip(contributions, rows, strict=True):
+        # A missing value is never a reason: "no NPS yet raises odds" tells a seller nothing to act on.
+        known = np.array([not _is_missing(v) for v in row_values])
+        row_contrib = np.where(known, row_contrib, 0.0)
         order = np.argsort(row_contrib)
         up = [i for i in order[::-1][:k] if row_contrib[i] > 1e-9]
         down = [i for i in order[:k] if row_contrib[i] < -1e-9]

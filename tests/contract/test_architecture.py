@@ -19,7 +19,7 @@ PACKAGE = ROOT / "funnelmodels"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors",),
     ("config",),
-    ("frames", "settings", "provenance", "stats", "outputs"),
+    ("frames", "settings", "provenance", "stats", "outputs", "labels", "progress"),
     ("data.schema",),
     ("data.files",),
     ("data.validate",),
@@ -43,7 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("reports.params",),
     ("reports.sections",),
     ("reports.runner",),
-    ("reports.sales", "reports.satisfaction"),
+    ("reports.sales", "reports.satisfaction", "reports.conversion"),
     ("reports",),
     ("cli.common",),
     ("cli.data", "cli.funnel", "cli.models"),

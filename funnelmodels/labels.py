@@ -1,0 +1,215 @@
+"""Words and units for every measure, feature and column a reader sees: the one dictionary.
+
+Tables, charts, tiles, reasons and the at-risk list all name things through :func:`label`, so
+``net_revenue`` reads "Net revenue" everywhere and ``log(1+spend_365d)`` reads "Spend in the
+last year (log)". A name the dictionary does not know is shown with its underscores as spaces.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "LABELS",
+    "Label",
+    "Unit",
+    "good_direction",
+    "label",
+    "unit",
+]
+
+Unit = Literal[
+    "money", "price", "count", "share", "points", "days", "number", "score", "metric", "index", "text", "date", "period"
+]
+"""How a value is written: money ($1.2M), price ($84.20), count (1,234), share (38.0%), points (+2.1 pts),
+days (12), number (3 significant digits), score (3.42: CSAT), metric (0.812: AUC, Brier), index (−20.9: NPS),
+text, date, period (June 2026)."""
+
+
+@dataclass(frozen=True)
+class Label:
+    """A name in words, its unit, and which way is good (``up``, ``down`` or ``""`` for neither).
+
+    ``reason`` is the phrase a model's reason uses for a value (``{v}`` the number, ``{k}`` it
+    compacted: 92k) and ``unknown`` the phrase for a missing value.
+    """
+
+    text: str
+    unit: Unit = "number"
+    good: Literal["up", "down", ""] = ""
+    reason: str = ""
+    unknown: str = ""
+
+
+LABELS: dict[str, Label] = {
+    # --- sales KPIs (kpis.SALES_KPIS) ---
+    "net_revenue": Label("Net revenue", "money", "up"),
+    "orders": Label("Orders", "count", "up"),
+    "average_sale": Label("Average sale", "price", "up"),
+    "new_accounts": Label("New accounts", "count", "up"),
+    "returning_customers": Label("Returning customers", "count", "up"),
+    "active_customers": Label("Active customers", "count", "up"),
+    "won": Label("Deals won", "count", "up"),
+    "lost": Label("Deals lost", "count", "down"),
+    "win_rate": Label("Win rate", "share", "up"),
+    # --- report tables ---
+    "period": Label("Period", "period"),
+    "kpi": Label("Measure", "text"),
+    "value": Label("Value"),
+    "previous": Label("Previous"),
+    "change": Label("Change"),
+    "change_pct": Label("Change", "share"),
+    "p_value": Label("p-value", "number"),
+    "target": Label("Target"),
+    "attainment": Label("Attainment", "share", "up"),
+    "stage": Label("Stage", "text"),
+    "segment": Label("Segment", "text"),
+    "entered": Label("Entered", "count"),
+    "converted": Label("Converted", "share"),
+    "observed": Label("Observed", "count"),
+    "rate": Label("Conversion rate", "share"),
+    "lost_share": Label("Lost", "share"),
+    "at_risk": Label("Still open", "count"),
+    "day": Label("Day", "count"),
+    "open_deals": Label("Open deals", "count"),
+    "pipeline_amount": Label("Pipeline value", "money"),
+    "expected_value": Label("Expected value", "money", "up"),
+    "mean_win_probability": Label("Mean win probability", "share", "up"),
+    "win_probability": Label("Win probability", "share", "up"),
+    "probability": Label("Probability", "share"),
+    "p_next_stage": Label("Chance of the next stage", "share", "up"),
+    "days_in_stage_so_far": Label("Days in stage so far", "days", reason="{v:.0f} days in this stage so far"),
+    "observed_rate": Label("Observed rate", "share"),
+    "mean_predicted": Label("Mean prediction", "share"),
+    "mean_prediction": Label("Mean prediction", "share"),
+    "base_rate": Label("Base rate", "share"),
+    "n": Label("Rows", "count"),
+    "positives": Label("Positives", "count"),
+    "engine": Label("Model", "text"),
+    "roc_auc": Label("ROC AUC", "metric"),
+    "pr_auc": Label("PR AUC", "metric"),
+    "brier": Label("Brier", "metric"),
+    "log_loss": Label("Log loss", "metric"),
+    "ece": Label("ECE", "metric"),
+    "feature": Label("Feature", "text"),
+    "mean_abs_contribution": Label("Mean contribution (log-odds)", "metric"),
+    "gain": Label("Gain", "number"),
+    "odds_ratio": Label("Odds ratio", "metric"),
+    "note": Label("Note", "text"),
+    "reasons_up": Label("Raises", "text"),
+    "reasons_down": Label("Lowers", "text"),
+    "customer_id": Label("Customer", "text"),
+    "customer_name": Label("Name", "text"),
+    "owner": Label("Owner", "text"),
+    "team": Label("Team", "text"),
+    "opportunity_id": Label("Opportunity", "text"),
+    "p_low": Label("Chance of a low score", "share", "down"),
+    "expected_score": Label("Expected score", "score"),
+    "in_range": Label("In range", "text"),
+    "days_since_order": Label("Days since the last order", "days", reason="last order {v:.0f} days ago"),
+    "last_order": Label("Last order", "date"),
+    "last_answer": Label("Last answer", "text"),
+    "value_at_stake": Label("Value at stake", "money"),
+    "csat_mean": Label("CSAT (mean)", "score", "up"),
+    "csat_n": Label("CSAT answers", "count"),
+    "nps": Label("NPS", "index", "up"),
+    "nps_n": Label("NPS answers", "count"),
+    "satisfied_share": Label("Satisfied", "share", "up"),
+    "promoters": Label("Promoters", "count"),
+    "detractors": Label("Detractors", "count"),
+    "effect": Label("Effect (1 SD)", "metric"),
+    "coef": Label("Coefficient", "metric"),
+    # --- customer and purchase-history features (features.py) ---
+    "age": Label("Age", "number", reason="age {v:.0f}", unknown="age unknown"),
+    "gender": Label("Gender", "text"),
+    "income": Label("Income", "money", reason="income {k}", unknown="income unknown"),
+    "region": Label("Region", "text"),
+    "source": Label("Lead source", "text"),
+    "product_knowledge": Label(
+        "Product knowledge (1–5)", "number", reason="product knowledge {v:.0f}/5", unknown="product knowledge unknown"
+    ),
+    "tenure_days": Label("Customer for (days)", "days", reason="customer for {v:.0f} days"),
+    "recency_days": Label(
+        "Days since the last purchase", "days", reason="last purchase {v:.0f} days ago", unknown="no purchase yet"
+    ),
+    "frequency": Label("Earlier orders", "count", reason="{v:.0f} earlier orders"),
+    "monetary_total": Label("Spent before", "money", reason="{k} spent before"),
+    "monetary_mean": Label("Average order", "money", reason="average order {k}", unknown="no orders yet"),
+    "monetary_max": Label("Largest order", "money", reason="largest order {k}", unknown="no orders yet"),
+    "distinct_categories": Label("Categories bought", "count", reason="bought in {v:.0f} categories"),
+    "spend_90d": Label("Spend in the last 90 days", "money", reason="{k} spent in the last 90 days"),
+    "spend_365d": Label("Spend in the last year", "money", reason="{k} spent in the last year"),
+    "refund_count": Label("Refunds", "count", reason="{v:.0f} refunds"),
+    "refund_amount": Label("Refunded", "money", reason="{k} refunded"),
+    "last_csat": Label("Last CSAT", "score", reason="last CSAT {v:.0f}", unknown="no CSAT yet"),
+    "mean_csat": Label("Mean CSAT", "score", reason="mean CSAT {v:.1f}", unknown="no CSAT yet"),
+    "last_nps": Label("Last NPS", "score", reason="last NPS {v:.0f}", unknown="no NPS yet"),
+    "survey_count": Label("Surveys answered", "count", reason="{v:.0f} surveys answered"),
+    "prior_opportunities": Label("Earlier opportunities", "count", reason="{v:.0f} earlier opportunities"),
+    "prior_wins": Label("Earlier wins", "count", reason="{v:.0f} earlier wins"),
+    "prior_losses": Label("Earlier losses", "count", reason="{v:.0f} earlier losses"),
+    "days_since_opportunity_start": Label(
+        "Days since the lead", "days", reason="{v:.0f} days since the lead", unknown="lead date unknown"
+    ),
+    "stage_entry": Label("Entry into the stage", "count", reason="entry {v:.0f} into this stage"),
+    "deal_amount": Label("Deal size", "money", reason="deal size {k}", unknown="deal size unknown"),
+    "order_amount": Label("Order amount", "money", reason="order of {k}", unknown="order amount unknown"),
+    "order_category": Label("Order category", "text"),
+    "days_late": Label("Days late", "days", "down", reason="delivered {v:.0f} days late", unknown="delivery unknown"),
+}
+
+_SUFFIXES = {
+    "_low": "low",
+    "_high": "high",
+    "_missing": "missing",
+}
+
+
+def _entry(name: str) -> tuple[str, Label | None]:
+    """The dictionary key a column name refers to (``log(1+x)`` → ``x``), and its entry."""
+    inner = re.fullmatch(r"log\(1\+(.+)\)", name)
+    key = inner.group(1) if inner else name
+    return key, LABELS.get(key)
+
+
+def label(name: str) -> str:
+    """``net_revenue`` → "Net revenue"; ``log(1+spend_365d)`` → "Spend in the last year (log)".
+
+    ``x_low``/``x_high`` (interval bounds) and ``x_missing`` (a missing-value indicator) read
+    "X, low", "X, high", "X missing"; ``feature[level]`` reads "Feature: level"; an unknown
+    name shows with spaces for underscores.
+    """
+    level = re.fullmatch(r"(.+)\[(.+)\]", name) or re.fullmatch(r"(\w+) = (.+)", name)
+    if level:
+        return f"{label(level.group(1))}: {level.group(2)}"
+    flag = re.fullmatch(r"(\w+) missing", name)
+    if flag:
+        return f"{label(flag.group(1))} missing"
+    key, entry = _entry(name)
+    if entry is not None:
+        return entry.text + (" (log)" if key != name else "")
+    for suffix, word in _SUFFIXES.items():
+        if name.endswith(suffix) and name[: -len(suffix)] in LABELS:
+            base = LABELS[name[: -len(suffix)]].text
+            return f"{base} {word}" if word == "missing" else f"{base}, {word}"
+    text = name.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def unit(name: str) -> Unit:
+    """How values of ``name`` are written (interval bounds ``x_low``/``x_high`` take ``x``'s unit)."""
+    _, entry = _entry(name)
+    if entry is None:
+        for suffix in ("_low", "_high"):
+            if name.endswith(suffix) and name[: -len(suffix)] in LABELS:
+                return LABELS[name[: -len(suffix)]].unit
+        return "number"
+    return entry.unit
+
+
+def good_direction(name: str) -> Literal["up", "down", ""]:
+    """Which way a change of ``name`` is good for the business (``""`` when neither)."""
+    entry = LABELS.get(name)
+    return entry.good if entry is not None else ""
