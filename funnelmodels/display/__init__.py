@@ -3,9 +3,32 @@
 Notebooks use ``from funnelmodels.display import html_table, percent, show`` or ``fm.display.plot_funnel``.
 """
 
-from funnelmodels.display.format import count, money, number, percent, time_to_close_text
-from funnelmodels.display.html import environment_summary, html_table, kpi_tiles
+from funnelmodels.display.format import (
+    count,
+    interval_text,
+    money,
+    number,
+    percent,
+    period_label,
+    points,
+    price,
+    time_to_close_text,
+    use_currency,
+    value_text,
+)
+from funnelmodels.display.html import (
+    Tile,
+    details,
+    environment_summary,
+    html_table,
+    judge,
+    kpi_tiles,
+    pipeline_tiles,
+    summary_list,
+    tiles,
+)
 from funnelmodels.display.plots import (
+    chart_html,
     plot_coefficients,
     plot_cumulative_conversion,
     plot_funnel,
@@ -19,13 +42,20 @@ from funnelmodels.display.plots import (
 )
 
 __all__ = [
+    "Tile",
+    "chart_html",
     "count",
+    "details",
     "environment_summary",
     "html_table",
+    "interval_text",
+    "judge",
     "kpi_tiles",
     "money",
     "number",
     "percent",
+    "period_label",
+    "pipeline_tiles",
     "plot_coefficients",
     "plot_cumulative_conversion",
     "plot_funnel",
@@ -35,6 +65,12 @@ __all__ = [
     "plot_reliability",
     "plot_revenue_trend",
     "plot_satisfaction_trend",
+    "points",
+    "price",
     "show",
+    "summary_list",
+    "tiles",
     "time_to_close_text",
+    "use_currency",
+    "value_text",
 ]

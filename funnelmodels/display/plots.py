@@ -1,11 +1,11 @@
 """The charts of the reports: every ``plot_*`` returns a matplotlib Figure with units and periods on its axes.
 
-No function calls ``show`` itself; :func:`show` renders a figure to PNG once in a notebook.
+No function calls ``show`` itself; :func:`show` renders a figure once in a notebook, as inline SVG
+with hover values on the main charts' bars and points.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 from collections.abc import Mapping
@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import polars as pl
 
-from funnelmodels.display.format import money, percent
+from funnelmodels.display.format import count, interval_text, money, percent, period_label, price
+from funnelmodels.labels import label as words
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "chart_html",
     "plot_coefficients",
     "plot_cumulative_conversion",
     "plot_funnel",
@@ -51,20 +53,46 @@ def _percent_axis(axis: Any) -> None:
     axis.set_major_formatter(PercentFormatter(1))
 
 
-def show(figure: Figure) -> None:
-    """Display a figure once in a notebook (and free it)."""
-    from IPython.display import HTML, display
+def _tip(figure: Figure, artist: Any, text: str) -> None:
+    """Give ``artist`` a hover text: :func:`chart_html` writes it as the SVG element's ``<title>``."""
+    tips: dict[str, str] = figure.__dict__.setdefault("_fm_tips", {})
+    gid = f"fm-tip-{len(tips)}"
+    artist.set_gid(gid)
+    tips[gid] = text
 
-    # Rendered to PNG here, so the figure shows the same in JupyterLab, papermill and nbconvert
-    # whatever matplotlib backend the kernel has.
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
+
+_CHARTS = [0]
+
+
+def chart_html(figure: Figure) -> str:
+    """A figure as inline SVG: sharp at any zoom and in print, text as text, hover values, alt text.
+
+    The figure is closed afterwards. Element ids are unique per chart in a page (a salt per chart),
+    and the SVG carries no creation date, so the same figure gives the same text.
+    """
+    import matplotlib
+
+    _CHARTS[0] += 1
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"fm-chart-{_CHARTS[0]}"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     _pyplot().close(figure)
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]
+    for gid, text in figure.__dict__.get("_fm_tips", {}).items():
+        svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{html.escape(text)}</title>', 1)
     # With its titles as alternative text: a screen reader says what the chart is.
     titles = [figure.get_suptitle(), *(ax.get_title() for ax in figure.get_axes())]
-    alt = "; ".join(t for t in titles if t) or "chart"
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    display(HTML(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/>'))
+    alt = html.escape("; ".join(t for t in titles if t) or "chart")
+    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{alt}" class="fm-chart" ', 1)
+    return f"<figure>{svg}</figure>"
+
+
+def show(figure: Figure) -> None:
+    """Display a figure once in a notebook, as inline SVG (:func:`chart_html`), and free it."""
+    from IPython.display import HTML, display
+
+    display(HTML(chart_html(figure)))
 
 
 def _subplots(*args: Any, **kwargs: Any) -> tuple[Figure, Any]:
@@ -84,12 +112,28 @@ def _money_axis(ax: Any) -> None:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: money(v)))
 
 
-def plot_revenue_trend(kpis: pl.DataFrame, *, highlight: Any = None) -> Figure:
+def _period_ticks(periods: pl.Series, length: str) -> list[str]:
+    """Short tick labels: ``Jun 2026`` for months, ``Q2 2026`` for quarters, the date otherwise."""
+    if length == "month":
+        return [f"{p:%b %Y}" for p in periods]
+    if length in ("quarter", "year"):
+        return [period_label(p, length) for p in periods]
+    return [f"{p:%Y-%m-%d}" for p in periods]
+
+
+def plot_revenue_trend(kpis: pl.DataFrame, *, highlight: Any = None, length: str = "month") -> Figure:
     """Net revenue per period (bars; the report's period highlighted) and the average sale."""
     fig, ax = _figure()
-    periods = [str(p)[:7] for p in kpis["period"]]
+    periods = _period_ticks(kpis["period"], length)
     colors = [ORANGE if highlight is not None and p == highlight else BLUE for p in kpis["period"]]
-    ax.bar(periods, kpis["net_revenue"].to_numpy(), color=colors)
+    bars = ax.bar(periods, kpis["net_revenue"].to_numpy(), color=colors)
+    for bar, row in zip(bars, kpis.iter_rows(named=True), strict=True):
+        _tip(
+            fig,
+            bar,
+            f"{period_label(row['period'], length)}: net revenue {money(row['net_revenue'])}, "
+            f"{count(row['orders'])} orders, average sale {price(row['average_sale'])}",
+        )
     ax.set_ylabel("Net revenue (refunds deducted)")
     _money_axis(ax)
     ax.set_xlabel("Period")
@@ -103,13 +147,20 @@ def plot_revenue_trend(kpis: pl.DataFrame, *, highlight: Any = None) -> Figure:
     return fig
 
 
-def plot_new_vs_returning(kpis: pl.DataFrame) -> Figure:
+def plot_new_vs_returning(kpis: pl.DataFrame, *, length: str = "month") -> Figure:
     """New accounts and returning customers per period (stacked bars = active customers)."""
     fig, ax = _figure()
-    periods = [str(p)[:7] for p in kpis["period"]]
+    periods = _period_ticks(kpis["period"], length)
     new = kpis["new_accounts"].to_numpy()
-    ax.bar(periods, new, color=ORANGE, label="New accounts (first purchase)")
+    bars = ax.bar(periods, new, color=ORANGE, label="New accounts (first purchase)")
     ax.bar(periods, kpis["returning_customers"].to_numpy(), bottom=new, color=BLUE, label="Returning customers")
+    for bar, row in zip(bars, kpis.iter_rows(named=True), strict=True):
+        _tip(
+            fig,
+            bar,
+            f"{period_label(row['period'], length)}: {count(row['new_accounts'])} new, "
+            f"{count(row['returning_customers'])} returning",
+        )
     ax.set_ylabel("Customers who bought")
     ax.set_xlabel("Period")
     ax.tick_params(axis="x", rotation=60, labelsize=8)
@@ -123,12 +174,13 @@ def plot_funnel(conversion: pl.DataFrame) -> Figure:
     fig, ax = _figure(height=3.2)
     stages = conversion["stage"].to_list()
     y = np.arange(len(stages))[::-1]
-    ax.barh(y, conversion["entered"].to_numpy(), color=BLUE)
-    for yi, row in zip(y, conversion.iter_rows(named=True), strict=True):
+    bars = ax.barh(y, conversion["entered"].to_numpy(), color=BLUE)
+    for bar, yi, row in zip(bars, y, conversion.iter_rows(named=True), strict=True):
         label = f"{row['entered']:,} entered · {percent(row['rate'])} converted"
         if row.get("rate_low") is not None:
             label += f" ({percent(row['rate_low'], 0)}–{percent(row['rate_high'], 0)})"
         ax.text(row["entered"], yi, "  " + label, va="center", fontsize=9)
+        _tip(fig, bar, f"{row['stage']}: {label}")
     ax.set_yticks(y, stages)
     ax.set_xlabel("Opportunities that entered the stage")
     ax.set_xlim(0, conversion["entered"].max() * 1.8)  # type: ignore[operator]
@@ -215,7 +267,7 @@ def plot_importance(
     fig, ax = _figure(7, 0.35 * shown.height + 1.2)
     y = np.arange(shown.height)[::-1]
     ax.barh(y, shown[value].to_numpy(), color=BLUE)
-    ax.set_yticks(y, shown["feature"].to_list())
+    ax.set_yticks(y, [words(f) for f in shown["feature"].to_list()])
     ax.set_xlabel("Mean |contribution| (log-odds)")
     ax.set_title(title)
     return fig
@@ -237,13 +289,15 @@ def plot_coefficients(table: pl.DataFrame, *, top: int = 14) -> Figure:
         capsize=3,
     )
     ax.axvline(0, color=GREY, lw=1)
-    ax.set_yticks(y, shown["term"].to_list())
+    ax.set_yticks(y, [words(f) for f in shown["term"].to_list()])
     ax.set_xlabel("Effect on latent satisfaction per 1 SD (log-odds), 95% interval")
     ax.set_title("Key drivers of satisfaction (ordinal logit)")
     return fig
 
 
-def plot_satisfaction_trend(table: pl.DataFrame, *, csat_label: str = "CSAT (1–5), mean") -> Figure:
+def plot_satisfaction_trend(
+    table: pl.DataFrame, *, csat_label: str = "CSAT (1–5), mean", length: str = "month"
+) -> Figure:
     """CSAT mean and NPS per period with 95% interval bands (one panel per measure present)."""
     panels = [
         (mean, low, high, label, color)
@@ -254,7 +308,7 @@ def plot_satisfaction_trend(table: pl.DataFrame, *, csat_label: str = "CSAT (1�
         if mean in table.columns
     ]
     fig, axes = _subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
-    periods = [str(p)[:7] for p in table["period"]]
+    periods = _period_ticks(table["period"], length)
     x = np.arange(len(periods))
     for ax, (mean, low, high, label, color) in zip(axes[0], panels, strict=True):
         ax.spines[["top", "right"]].set_visible(False)
@@ -267,6 +321,11 @@ def plot_satisfaction_trend(table: pl.DataFrame, *, csat_label: str = "CSAT (1�
             label="95% interval",
         )
         ax.plot(x, table[mean].to_numpy().astype(float), color=color, marker="o", label=label)
+        for xi, row in zip(x, table.iter_rows(named=True), strict=True):
+            if row[mean] is not None:
+                (point,) = ax.plot([xi], [row[mean]], marker="o", ms=9, alpha=0, ls="none")
+                value = interval_text(mean, row[mean], row[low], row[high])
+                _tip(fig, point, f"{period_label(row['period'], length)}: {label} {value}")
         ax.set_xticks(x, periods, rotation=60, fontsize=8)
         ax.set_xlabel("Period")
         ax.set_ylabel(label)
