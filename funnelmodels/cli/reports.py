@@ -58,6 +58,7 @@ def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
             notebooks_dir=args.notebooks_dir,
             with_code=args.with_code,
             progress=progress,
+            label=args.label,
         )
     except ReportsFailed as failed:
         for run in failed.runs:
@@ -76,10 +77,10 @@ def add_commands(commands: Any) -> None:
         "report",
         help="run a report notebook with papermill and render it to HTML",
         description="Execute a report notebook with parameters and render reports/NAME/<period or latest>/"
-        "{report.html, report.ipynb, manifest.json, tables/}. The previous report stays untouched unless the run "
-        "succeeds; a failed notebook is kept under reports/NAME/failed/. Reports: "
-        + "; ".join(f"{name} ({what})" for name, what in REPORTS.items())
-        + ".",
+        "{report.html, report.ipynb, manifest.json, tables/}. The run is also kept under its resolved period "
+        "(e.g. reports/NAME/2026-06/, with _LABEL for --label) and reports/NAME/index.html lists every kept run. "
+        "The previous report stays untouched unless the run succeeds; a failed notebook is kept under "
+        "reports/NAME/failed/. Reports: " + "; ".join(f"{name} ({what})" for name, what in REPORTS.items()) + ".",
     )
     rep.add_argument("name", nargs="?", metavar="NAME", help="the report (omit with --all)")
     rep.add_argument("--all", action="store_true", help="render every report (what a scheduled run calls)")
@@ -93,6 +94,12 @@ def add_commands(commands: Any) -> None:
         help="a notebook parameter, e.g. -p period 2026-06 -p data_dir data/demo (repeatable)",
     )
     rep.add_argument("--with-code", action="store_true", help="also write report_with_code.html (analyst view)")
+    rep.add_argument(
+        "--label",
+        default="",
+        metavar="LABEL",
+        help="keep this run as reports/NAME/<period>_LABEL as well (letters, digits, - and _), e.g. board",
+    )
     rep.add_argument(
         "--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (the report's folder, rejected/)"
     )

@@ -4,16 +4,24 @@ Notebooks use ``fm.reports.sales_performance``, ``fm.reports.attempt``, ``fm.rep
 ``funnelmodels report`` calls :func:`run_reports`.
 """
 
+from funnelmodels.reports.conversion import conversion_details, conversion_summary, top_share_of_wins
 from funnelmodels.reports.params import ResolvedRun, check_period, period_end, resolve_run
 from funnelmodels.reports.registry import REPORTS, notebooks_folder
 from funnelmodels.reports.runner import ReportRun, ReportsFailed, run_report, run_reports
 from funnelmodels.reports.sales import SalesReport, sales_performance
-from funnelmodels.reports.satisfaction import SatisfactionOverview, satisfaction_overview
+from funnelmodels.reports.satisfaction import (
+    SatisfactionOverview,
+    satisfaction_details,
+    satisfaction_overview,
+    satisfaction_summary,
+    top_drivers,
+)
 from funnelmodels.reports.sections import (
     Attempt,
     attempt,
     data_notes,
     dataset_window,
+    header,
     record,
     save_tables,
     scoring_moment,
@@ -29,8 +37,11 @@ __all__ = [
     "SatisfactionOverview",
     "attempt",
     "check_period",
+    "conversion_details",
+    "conversion_summary",
     "data_notes",
     "dataset_window",
+    "header",
     "notebooks_folder",
     "period_end",
     "record",
@@ -38,7 +49,11 @@ __all__ = [
     "run_report",
     "run_reports",
     "sales_performance",
+    "satisfaction_details",
     "satisfaction_overview",
+    "satisfaction_summary",
     "save_tables",
     "scoring_moment",
+    "top_drivers",
+    "top_share_of_wins",
 ]

@@ -5,6 +5,10 @@ A run writes ``reports/NAME/<run id>/{report.html, report.ipynb, manifest.json, 
 folder and swapped in only when everything succeeded, so a failed run never touches the
 previous good report; the failed notebook is kept in ``reports/NAME/failed/<run id>/`` and
 the error names the failing cell.
+
+Besides ``latest``, a finished run is kept under its resolved period (``2026-06``, ``2026-Q2``;
+``data-to-2026-06-30`` for a report without a period), with ``_LABEL`` when a label is given,
+and ``reports/NAME/index.html`` lists every kept run: what a stakeholder bookmarks.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from typing import Any
 
 from funnelmodels.config import load_config
 from funnelmodels.data.io import fingerprint_files
+from funnelmodels.display.html import PAGE_SCRIPT, index_page
 from funnelmodels.errors import ConfigError, FunnelModelsError, ReportError, did_you_mean
 from funnelmodels.outputs import MARKER, atomic_dir
+from funnelmodels.progress import PROGRESS_ENV
 from funnelmodels.provenance import MODEL_PACKAGES, REPORT_PACKAGES, git_commit, package_versions
-from funnelmodels.reports.params import FAILED_FOLDER, ResolvedRun, resolve_run
+from funnelmodels.reports.params import FAILED_FOLDER, ResolvedRun, resolve_run, safe_name
 from funnelmodels.reports.registry import notebooks_folder
 from funnelmodels.reports.sections import FACTS_FILE
 
@@ -38,6 +44,7 @@ __all__ = [
     "ReportsFailed",
     "run_report",
     "run_reports",
+    "write_index",
 ]
 
 
@@ -71,12 +78,14 @@ def run_report(
     notebooks_dir: str | Path | None = None,
     with_code: bool = False,
     timeout: int = 900,
+    label: str = "",
 ) -> ReportRun:
     """Execute notebook ``name`` with ``parameters`` and render it to HTML, atomically.
 
     Steps: resolve the parameters → execute the notebook (papermill) → render HTML (nbconvert)
     → write the manifest → swap the staging folder in for ``reports_dir/name/<run id>``.
-    ``notebooks_dir`` defaults to the shipped notebooks.
+    ``notebooks_dir`` defaults to the shipped notebooks. The finished run is also kept under its
+    resolved period (and ``label``), and the report's ``index.html`` is rewritten.
 
     Raises
     ------
@@ -85,6 +94,8 @@ def run_report(
     notebook is kept).
     """
     run = resolve_run(name, parameters, notebooks_dir if notebooks_dir is not None else notebooks_folder())
+    if label:
+        safe_name(label, "label")
     root = Path(reports_dir) / run.name
     target = root / run.run_id
     started = datetime.now().astimezone()
@@ -100,13 +111,105 @@ def run_report(
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             manifest = _manifest(run, started, time.perf_counter() - clock, status=status, staging=staging)
             _write_manifest(root / FAILED_FOLDER / run.run_id, manifest | {"error": str(exc) or status})
+            write_index(root)
             raise
-        _render(executed, staging / "report.html", with_code=False)
+        title = _facts(staging).get("title", run.name.replace("_", " ").capitalize())
+        _render(executed, staging / "report.html", with_code=False, title=title)
         if with_code:
-            _render(executed, staging / "report_with_code.html", with_code=True)
+            _render(executed, staging / "report_with_code.html", with_code=True, title=title)
         manifest = _manifest(run, started, time.perf_counter() - clock, status="succeeded", staging=staging)
         _write_manifest(staging, manifest)
+    kept = _archive_name(manifest, label)
+    if kept and kept != run.run_id:
+        _keep_copy(target, root / kept, inputs)
+    write_index(root)
     return ReportRun(name=run.name, run_id=run.run_id, folder=target, html=target / "report.html", manifest=manifest)
+
+
+def _facts(staging: Path) -> dict[str, Any]:
+    path = staging / FACTS_FILE
+    facts: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return facts
+
+
+def _archive_name(manifest: Mapping[str, Any], label: str) -> str:
+    """The folder a run is kept in: its resolved period, else the data's last day; ``_label`` added."""
+    period, length = manifest.get("period"), manifest.get("period_length")
+    name = ""
+    if period and length:
+        day = datetime.fromisoformat(str(period)).date()
+        name = {
+            "month": f"{day:%Y-%m}",
+            "quarter": f"{day.year}-Q{(day.month - 1) // 3 + 1}",
+            "week": f"{day:%G-W%V}",
+            "year": f"{day.year}",
+        }.get(str(length), f"{day:%Y-%m-%d}")
+    else:
+        lasts = [
+            t["last"]
+            for t in manifest.get("data", {}).get("tables", {}).values()
+            if t.get("last") not in (None, "None")
+        ]
+        if lasts:
+            name = f"data-to-{max(lasts)[:10]}"
+    if name and label:
+        name = f"{name}_{label}"
+    return name
+
+
+def _keep_copy(source: Path, target: Path, inputs: Sequence[Path]) -> None:
+    """Copy a published run to its dated folder, atomically (the copy's manifest names both)."""
+    looks_like: Callable[[Path], bool] = lambda folder: (folder / MANIFEST_FILE).is_file()  # noqa: E731
+    with atomic_dir(target, command="report", looks_like=looks_like, inputs=inputs) as staging:
+        for item in source.iterdir():
+            if item.name == MARKER:
+                continue
+            if item.is_dir():
+                shutil.copytree(item, staging / item.name)
+            else:
+                shutil.copy2(item, staging / item.name)
+        manifest = json.loads((staging / MANIFEST_FILE).read_text(encoding="utf-8"))
+        _write_manifest(staging, manifest | {"kept_as": target.name})
+
+
+def write_index(root: Path) -> Path:
+    """``root/index.html``: every kept run of one report — period, data window, status, when — newest first.
+
+    Failed runs (``failed/<run id>``) are listed too, with their error. The page is replaced
+    atomically: a reader never sees half of it.
+    """
+    entries = []
+    for manifest_file in [*root.glob(f"*/{MANIFEST_FILE}"), *root.glob(f"{FAILED_FOLDER}/*/{MANIFEST_FILE}")]:
+        folder = manifest_file.parent
+        if folder.name.startswith("."):
+            continue
+        try:
+            manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        entries.append((folder, manifest))
+    entries.sort(key=lambda e: str(e[1].get("finished", "")), reverse=True)
+    rows = []
+    for folder, manifest in entries:
+        failed = folder.parent.name == FAILED_FOLDER
+        page = folder / "report.html"
+        rows.append(
+            {
+                "run": ("failed/" if failed else "") + folder.name,
+                "href": page.relative_to(root).as_posix() if page.is_file() else "",
+                "title": str(manifest.get("title", "")),
+                "data_window": str(manifest.get("data_window", "")),
+                "status": str(manifest.get("status", "")),
+                "generated": str(manifest.get("finished", "")).replace("T", " "),
+                "error": str(manifest.get("error", "")),
+            }
+        )
+    index = root / "index.html"
+    root.mkdir(parents=True, exist_ok=True)
+    partial = root / f".index.html.partial-{os.getpid()}"
+    partial.write_text(index_page(root.name.replace("_", " ").capitalize(), rows), encoding="utf-8")
+    os.replace(partial, index)
+    return index
 
 
 def _execute(run: ResolvedRun, staging: Path, *, failed_root: Path, timeout: int) -> Path:
@@ -116,6 +219,9 @@ def _execute(run: ResolvedRun, staging: Path, *, failed_root: Path, timeout: int
 
     executed = staging / "report.ipynb"
     kernel_log = staging.with_name(f"{staging.name}.kernel.log")
+    # No progress bars in a report's notebook: nobody watches it run, and it would keep them as output.
+    before = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = "0"
     try:
         with _kernel_stderr(kernel_log):
             pm.execute_notebook(
@@ -147,6 +253,10 @@ def _execute(run: ResolvedRun, staging: Path, *, failed_root: Path, timeout: int
         ) from None
     finally:
         kernel_log.unlink(missing_ok=True)
+        if before is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = before
     return executed
 
 
@@ -185,7 +295,7 @@ def _keep_failed(executed: Path, root: Path, run_id: str, kernel_log: Path) -> P
     return destination
 
 
-def _render(executed: Path, out: Path, *, with_code: bool) -> None:
+def _render(executed: Path, out: Path, *, with_code: bool, title: str) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -193,10 +303,15 @@ def _render(executed: Path, out: Path, *, with_code: bool) -> None:
     exporter.exclude_input = not with_code
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
-    body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
+    book = nbformat.read(executed, as_version=4)
+    book.metadata["title"] = title
+    body, _ = exporter.from_notebook_node(book, resources={"metadata": {"name": title}})
     # The report must open offline: drop the template's CDN scripts (MathJax, require.js,
-    # mermaid); our outputs are static HTML and embedded PNG charts.
+    # mermaid); our outputs are static HTML and inline SVG charts. Then the one copy of the
+    # tables' sort-and-filter script.
     body = _REMOTE_MODULE.sub("", _REMOTE_SCRIPT.sub("", body))
+    at = body.rfind("</body>")
+    body = body[:at] + PAGE_SCRIPT + body[at:] if at >= 0 else body + PAGE_SCRIPT
     out.write_text(body, encoding="utf-8")
 
 
@@ -255,6 +370,7 @@ def run_reports(
     notebooks_dir: str | Path | None = None,
     with_code: bool = False,
     progress: Callable[[str], None] | None = None,
+    label: str = "",
 ) -> list[ReportRun]:
     """Run several reports one after the other with shared ``parameters`` (what ``report --all`` does).
 
@@ -289,7 +405,7 @@ def run_reports(
         own = {k: v for k, v in given.items() if name not in declared or k in declared[name]}
         say(f"report {name}: running the notebook")
         try:
-            run = run_report(name, own, reports_dir=reports_dir, notebooks_dir=folder, with_code=with_code)
+            run = run_report(name, own, reports_dir=reports_dir, notebooks_dir=folder, with_code=with_code, label=label)
         except FunnelModelsError as exc:
             if len(names) == 1:
                 raise

@@ -14,10 +14,22 @@ import polars as pl
 
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
+from funnelmodels.display.format import (
+    count,
+    money,
+    percent,
+    period_label,
+    points,
+    price,
+    signed_percent,
+    value_text,
+)
+from funnelmodels.display.html import judge
 from funnelmodels.errors import ConfigError, ModelError, did_you_mean
 from funnelmodels.frames import collect
 from funnelmodels.funnel import build_transitions, data_end, stale_losses, with_stale_losses
-from funnelmodels.kpis import attainment, counting_notes, kpi_changes, sales_kpi_table
+from funnelmodels.kpis import PERIODS, attainment, counting_notes, kpi_changes, sales_kpi_table
+from funnelmodels.labels import label, unit
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.persist import ModelStore
 from funnelmodels.models.predict import pipeline_value, score_from_history, score_open_opportunities
@@ -56,6 +68,34 @@ class SalesReport:
     attainment: pl.DataFrame | None
     notes: list[str]
     missing: dict[str, str] = field(default_factory=dict)
+    segment_changes: pl.DataFrame | None = None
+    """Each segment's KPI changes against the previous period (:func:`funnelmodels.kpis.kpi_changes`)."""
+    next_target: float | None = None
+    """The net revenue target of the period after the report's: what the pipeline is to cover."""
+    segment: str = ""
+
+    @property
+    def period_label(self) -> str:
+        """The period in words: ``June 2026``, ``Q2 2026``."""
+        return period_label(self.period, self.period_length)
+
+    @property
+    def previous_label(self) -> str:
+        """The period before, in words."""
+        if self.period is None:
+            return "the previous period"
+        return period_label(_shift(self.period, self.period_length, -1), self.period_length)
+
+    @property
+    def year_earlier_label(self) -> str:
+        """The same period a year earlier, in words."""
+        if self.period is None:
+            return "a year earlier"
+        return period_label(self.period.replace(year=self.period.year - 1), self.period_length)
+
+    def summary(self) -> list[str]:
+        """The report's opening sentences (3–5): level and changes, win rate, targets, pipeline, biggest mover."""
+        return _summary(self)
 
 
 def sales_performance(
@@ -94,15 +134,34 @@ def sales_performance(
     chosen = _chosen_period(period, period_length, kpis, _data_end(transactions, events), notes)
     kpis = kpis.filter(pl.col("period") <= chosen)
     changes, yoy = _changes(kpis, chosen, period_length)
-    segments = _segment_table(dataset, transactions, closed, segment, period_length, chosen, missing)
+    by_segment = _segment_table(dataset, transactions, closed, segment, period_length, chosen, missing)
+    segments = by_segment.filter(pl.col("period") == chosen) if by_segment is not None else None
+    segment_changes = (
+        kpi_changes(by_segment, by=segment).filter(pl.col("period") == chosen) if by_segment is not None else None
+    )
     funnel = cumulative = close = pipeline = None
     if events is not None:
         funnel, cumulative, close, pipeline = _funnel_and_pipeline(
             dataset, events, chosen, period_length, model_dir, notes, missing
         )
-    goals = _attainment(kpis, targets_file, chosen) if targets_file else None
+    goals, next_target = _attainment(kpis, targets_file, chosen, period_length) if targets_file else (None, None)
     return SalesReport(
-        chosen, period_length, kpis, changes, yoy, segments, funnel, cumulative, close, pipeline, goals, notes, missing
+        chosen,
+        period_length,
+        kpis,
+        changes,
+        yoy,
+        segments,
+        funnel,
+        cumulative,
+        close,
+        pipeline,
+        goals,
+        notes,
+        missing,
+        segment_changes=segment_changes,
+        next_target=next_target,
+        segment=segment,
     )
 
 
@@ -154,12 +213,18 @@ def _changes(kpis: pl.DataFrame, chosen: date, period_length: str) -> tuple[pl.D
     return changes, kpi_changes(kpis, lag=lag).filter(pl.col("period") == chosen)
 
 
-def _attainment(kpis: pl.DataFrame, targets_file: str, chosen: date) -> pl.DataFrame:
-    """The period's targets against its KPIs, from the targets CSV."""
+def _attainment(
+    kpis: pl.DataFrame, targets_file: str, chosen: date, period_length: str
+) -> tuple[pl.DataFrame, float | None]:
+    """The period's targets against its KPIs, and the next period's net revenue target, from the targets CSV."""
     path = Path(targets_file)
     if not path.is_file():
         raise ConfigError(f"targets_file {targets_file!r} does not exist.")
-    return attainment(kpis, pl.read_csv(path)).filter(pl.col("period") == chosen)
+    goals = attainment(kpis, pl.read_csv(path))
+    upcoming = goals.filter((pl.col("period") == period_end(chosen, period_length)) & (pl.col("kpi") == "net_revenue"))[
+        "target"
+    ]
+    return goals.filter(pl.col("period") == chosen), (float(upcoming[0]) if len(upcoming) else None)
 
 
 def _segment_table(
@@ -191,6 +256,7 @@ def _segment_table(
             f"segment {segment!r} is not a customers column{did_you_mean(segment, names)}; "
             f"available: {', '.join(names)}."
         )
+    # The period and the one before it: the segments' table and their changes (the biggest mover).
     tx = transactions.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
     ev = (
         closed.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
@@ -207,7 +273,17 @@ def _segment_table(
         lost=dataset.spec.lost,
         rules=dataset.config.counting,
     )
-    return table.filter(pl.col("period") == chosen)
+    before = _shift(chosen, period_length, -1)
+    return table.filter(pl.col("period").is_between(before, chosen))
+
+
+def _shift(start: date, period_length: str, steps: int) -> date:
+    """The start of the period ``steps`` periods from the one starting on ``start``."""
+    probe = pl.Series([datetime.combine(start, datetime.min.time())]).dt.offset_by(
+        f"{steps}{PERIODS[period_length][1:]}"
+    )
+    shifted: date = probe.dt.date()[0]
+    return shifted
 
 
 def _funnel_and_pipeline(
@@ -264,3 +340,111 @@ def _data_end(transactions: pl.LazyFrame | None, events: pl.LazyFrame | None) ->
         ends.append(events.select(pl.col(s.ENTERED_AT).max()).pipe(collect).item())
     ends = [e for e in ends if e is not None]
     return (max(ends) + timedelta(days=1)).date() if ends else None
+
+
+# --- the summary -----------------------------------------------------------------------------------
+
+
+def _rows(table: pl.DataFrame | None) -> dict[str, dict[str, Any]]:
+    return {r["kpi"]: r for r in table.iter_rows(named=True)} if table is not None else {}
+
+
+def _move(kpi: str, row: dict[str, Any], against: str) -> str:
+    """``up 4.2% on May 2026``; for a share ``+2.1 pts on May 2026``; empty without a comparison."""
+    if not row or row.get("change") is None:
+        return ""
+    if unit(kpi) == "share":
+        return f"{points(row['change'])} on {against}"
+    pct = row.get("change_pct")
+    if pct is None:
+        return f"{row['change']:+,.0f} on {against}"
+    if abs(pct) < 0.0005:
+        return f"level with {against}"
+    return f"{'up' if pct > 0 else 'down'} {abs(100 * pct):.1f}% on {against}"
+
+
+def _verdict(kpi: str, row: dict[str, Any]) -> str:
+    judgement, why = judge(kpi, row.get("change"), row.get("change_pct"), row.get("p_value"))
+    if why.startswith("not significant"):
+        return f" — within chance ({why.split(', ')[1]})"
+    return {"good": " — a significant improvement", "bad": " — a significant decline"}.get(judgement, "")
+
+
+def _summary(report: SalesReport) -> list[str]:
+    if report.changes is None:
+        return [report.missing.get("sales", "No sales figures for the period.")]
+    now, yoy = _rows(report.changes), _rows(report.year_over_year)
+    when = report.period_label
+    out = []
+    revenue = now.get("net_revenue", {})
+    if revenue.get("value") is not None:
+        moves = [
+            m
+            for m in (
+                _move("net_revenue", revenue, report.previous_label),
+                _move("net_revenue", yoy.get("net_revenue", {}), report.year_earlier_label),
+            )
+            if m
+        ]
+        out.append(
+            f"Net revenue in {when}: **{money(revenue['value'])}**" + (f", {' and '.join(moves)}." if moves else ".")
+        )
+        active = now.get("active_customers", {}).get("value")
+        if active:
+            new, back = now["new_accounts"]["value"], now["returning_customers"]["value"]
+            out.append(
+                f"{count(active)} customers bought ({count(new)} new accounts, {count(back)} returning); "
+                f"average sale {price(now['average_sale']['value'])}."
+            )
+    win = now.get("win_rate", {})
+    if win.get("value") is not None:
+        move = _move("win_rate", win, report.previous_label)
+        out.append(
+            f"Win rate **{percent(win['value'])}** ({count(now['won']['value'])} won, {count(now['lost']['value'])} "
+            f"lost)" + (f", {move}{_verdict('win_rate', win)}." if move else ".")
+        )
+    if report.attainment is not None and report.attainment.height:
+        parts = [
+            f"{label(r['kpi']).lower()} {percent(r['attainment'], 0)} of {value_text(r['kpi'], r['target'])}"
+            for r in report.attainment.iter_rows(named=True)
+            if r["attainment"] is not None
+        ]
+        if parts:
+            out.append("Targets reached: " + "; ".join(parts) + ".")
+    if report.pipeline is not None and report.pipeline.height:
+        deals = int(report.pipeline["open_deals"].sum())
+        text = f"Open pipeline at the period's end: {count(deals)} deals"
+        if "pipeline_amount" in report.pipeline.columns:
+            expected = float(report.pipeline["expected_value"].sum())
+            text += (
+                f" worth {money(float(report.pipeline['pipeline_amount'].sum()))}, expected to bring "
+                f"**{money(expected)}** (value × win probability)"
+            )
+            if report.next_target:
+                text += f", {percent(expected / report.next_target, 0)} of next period's revenue target"
+        out.append(text + ".")
+    mover = _biggest_mover(report)
+    if mover:
+        out.append(mover)
+    return out[:5] if len(out) > 5 else out
+
+
+def _biggest_mover(report: SalesReport) -> str:
+    """The segment whose net revenue (or, without revenue, won deals) changed most against the previous period."""
+    if report.segment_changes is None or report.segment_changes.height == 0:
+        return ""
+    for kpi in ("net_revenue", "won"):
+        rows = report.segment_changes.filter((pl.col("kpi") == kpi) & pl.col("change").is_not_null())
+        if rows.height:
+            top = rows.sort(pl.col("change").abs(), descending=True).row(0, named=True)
+            if not top["change"]:
+                return ""
+            change = money(top["change"]) if unit(kpi) == "money" else f"{top['change']:+,.0f}"
+            if top["change"] > 0 and unit(kpi) == "money":
+                change = "+" + change
+            pct = f" ({signed_percent(top['change_pct'], 0)})" if top.get("change_pct") is not None else ""
+            return (
+                f"Biggest mover: {label(report.segment).lower()} **{top[report.segment]}**, "
+                f"{label(kpi).lower()} {change}{pct} on {report.previous_label}."
+            )
+    return ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -9,14 +10,21 @@ import polars as pl
 
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
+from funnelmodels.display.format import interval_text, percent, period_label
+from funnelmodels.display.html import details, html_table
 from funnelmodels.errors import ConfigError, ReportError, did_you_mean
 from funnelmodels.kpis import satisfaction_change, satisfaction_table
+from funnelmodels.labels import label
+from funnelmodels.models.train import SatisfactionTraining
 from funnelmodels.reports.params import period_end
 from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
 
 __all__ = [
     "SatisfactionOverview",
+    "satisfaction_details",
     "satisfaction_overview",
+    "satisfaction_summary",
+    "top_drivers",
 ]
 
 
@@ -30,6 +38,7 @@ class SatisfactionOverview:
     segments: pl.DataFrame | None
     as_of: datetime
     segment_note: str = ""
+    period_length: str = "month"
 
 
 def satisfaction_overview(
@@ -65,11 +74,9 @@ def satisfaction_overview(
                 c = change[key]
                 factor = 100 if unit == "%" else 1
                 verdict = "a significant change" if c["p_value"] < 0.05 else "no significant change"
-                parts.append(
-                    f"- **{label}**: {factor * c['before']:.2f}{unit} → {factor * c['after']:.2f}{unit} "
-                    f"({verdict}, p = {c['p_value']:.3f})"
-                )
-        text = f"Latest {period_length} ({last}) against the one before:\n\n" + "\n".join(parts)
+                before, after = (f"{factor * c[k]:.2f}".replace("-", "−") for k in ("before", "after"))
+                parts.append(f"- **{label}**: {before}{unit} → {after}{unit} ({verdict}, p = {c['p_value']:.3f})")
+        text = f"{period_label(last, period_length)} against the {period_length} before:\n\n" + "\n".join(parts)
     segments, segment_note = None, ""
     if not segment:
         segment_note = "No segment table: no segment was chosen (pass -p segment COLUMN, e.g. region)."
@@ -98,4 +105,75 @@ def satisfaction_overview(
             segments = satisfaction_table(recent, period="year", by=segment, satisfied_from=scale.satisfied_from).drop(
                 "period"
             )
-    return SatisfactionOverview(trend, change, text, segments, end, segment_note)
+    return SatisfactionOverview(trend, change, text, segments, end, segment_note, period_length)
+
+
+def top_drivers(coefficients: pl.DataFrame, *, k: int = 3) -> list[str]:
+    """The ``k`` significant effects of the ordinal model largest per standard deviation, in words."""
+    strong = (
+        coefficients.filter((pl.col("p_value") < 0.05) & ~pl.col("term").str.ends_with(" missing"))
+        .sort(pl.col("coef").abs(), descending=True)
+        .head(k)
+    )
+    return [
+        f"{label(r['term']).lower()} {'raises' if r['coef'] > 0 else 'lowers'} it" for r in strong.iter_rows(named=True)
+    ]
+
+
+def satisfaction_summary(
+    overview: SatisfactionOverview | None,
+    coefficients: pl.DataFrame | None,
+    at_risk: pl.DataFrame | None,
+    *,
+    scale_name: str = "CSAT",
+) -> list[str]:
+    """The report's opening sentences: the level, the change, the three strongest drivers, the risk list."""
+    out = []
+    if overview is not None:
+        last = overview.trend.row(-1, named=True)
+        when = period_label(last["period"], overview.period_length)
+        levels = []
+        if last.get("csat_mean") is not None:
+            level = interval_text("csat_mean", last["csat_mean"], last["csat_low"], last["csat_high"])
+            levels.append(f"{scale_name} averaged **{level}** over {last['csat_n']:,} answers")
+        if last.get("nps") is not None:
+            levels.append(f"NPS was **{interval_text('nps', last['nps'], last['nps_low'], last['nps_high'])}**")
+        if levels:
+            out.append(f"In {when}, " + " and ".join(levels) + " (95% intervals).")
+        moves = []
+        for key, name in (("csat_mean", scale_name), ("nps", "NPS")):
+            c = overview.change.get(key)
+            if c:
+                verdict = "a significant change" if c["p_value"] < 0.05 else "within chance"
+                before, after = (f"{c[k]:.2f}".replace("-", "−") for k in ("before", "after"))
+                moves.append(f"{name} {before} → {after} ({verdict}, p = {c['p_value']:.2f})")
+        if moves:
+            out.append("Against the period before: " + "; ".join(moves) + ".")
+    if coefficients is not None:
+        drivers = top_drivers(coefficients)
+        if drivers:
+            out.append("What moves satisfaction most (per standard deviation): " + "; ".join(drivers) + ".")
+    if at_risk is not None and at_risk.height:
+        worst = at_risk.row(0, named=True)
+        out.append(
+            f"The {at_risk.height} customers most likely to give a low score if asked now are listed below, "
+            f"with reasons; the highest chance is {percent(worst['p_low'], 0)}."
+        )
+    return out or ["No survey answers to summarise."]
+
+
+def satisfaction_details(result: SatisfactionTraining, drivers: pl.DataFrame) -> str:
+    """The analyst's detail of the satisfaction models, as one collapsed section (HTML)."""
+    paragraph = (
+        "An ordinal logit and LightGBM predict the distribution of scores from what we knew about the customer (and "
+        "the order a survey is about) before the answer; judged on the latest period against a naive baseline "
+        "(everyone gets the historical distribution)."
+    )
+    return details(
+        "Model details: accuracy against the baseline, LightGBM's drivers",
+        f"<p>{html.escape(paragraph)}</p>",
+        html_table(result.metrics),
+        f"<p>{html.escape(result.verdict().replace('**', ''))}</p>",
+        "<h4>LightGBM's drivers</h4>",
+        html_table(drivers.head(12)),
+    )

@@ -14,6 +14,8 @@ import polars as pl
 
 from funnelmodels.data.io import Dataset, write_rejected
 from funnelmodels.data.validate import dataset_summary
+from funnelmodels.display.format import period_label, use_currency
+from funnelmodels.display.html import report_header
 from funnelmodels.errors import DataValidationError, ModelError, ReportError
 from funnelmodels.reports.params import safe_name
 
@@ -23,6 +25,7 @@ __all__ = [
     "attempt",
     "data_notes",
     "dataset_window",
+    "header",
     "record",
     "save_tables",
     "scoring_moment",
@@ -150,3 +153,29 @@ def dataset_window(dataset: Dataset) -> str:
     first = min(t["first"] for t in summary.values())[:10]
     last = max(t["last"] for t in summary.values())[:10]
     return f"{first} … {last}"
+
+
+def header(dataset: Dataset, title: str, *, period: str = "", output_dir: str = "") -> str:
+    """The header every report opens with (HTML), and the page's title for the runner.
+
+    Title and period ("Sales performance", "June 2026"), when it was generated, and the data's
+    window ("from data of 3 January 2024 to 30 June 2026"). Money is written in the dataset's
+    currency from here on (``[report] currency``).
+    """
+    use_currency(dataset.config.currency)
+    summary = dataset_summary(dataset.tables, dataset.spec)["tables"]
+    firsts = [t["first"] for t in summary.values() if t["first"] != "None"]
+    lasts = [t["last"] for t in summary.values() if t["last"] != "None"]
+    window = (
+        f"from data of {period_label(min(firsts), 'day')} to {period_label(max(lasts), 'day')}"
+        if firsts and lasts
+        else "from undated data"
+    )
+    generated = datetime.now().astimezone()
+    subtitle = period or (f"Data up to {period_label(max(lasts), 'day')}" if lasts else "Undated data")
+    record(output_dir, title=f"{title} · {subtitle}", data_window=window)
+    return report_header(
+        title,
+        subtitle,
+        [f"Generated {generated:%d %B %Y, %H:%M %Z} {window}."],
+    )

@@ -61,8 +61,11 @@ def test_html_is_self_contained_and_hides_code(rendered: dict[str, ReportRun]) -
         page = run.html.read_text()
         assert not re.search(r"""(src|href)=["']https?://""", page), "no resource from another host"
         assert not re.search(r"""import[^;]*from\s*["']https?://""", page)
-        assert "data:image/png;base64" in page, "charts are embedded"
+        assert page.count("<svg") >= 2 and 'src="data:image/png' not in page, "charts are inline SVG"
+        assert re.search(r'<svg [^>]*aria-label="[^"]+"[^>]*role="img"', page), "charts have alternative text"
         assert "import funnelmodels as fm" not in page, "stakeholder view hides code"
+        assert page.count("funnelmodels: sortable and filterable tables") == 1, "one copy of the script"
+        assert page.index('class="fm-header"') < page.index('class="fm-summary"') < page.index("<h2")
     assert 'class="fm-tile"' in rendered["sales_performance"].html.read_text()
 
 
@@ -102,7 +105,7 @@ def test_a_failed_run_keeps_the_previous_report(tmp_path: Path, source: str, mes
     with pytest.raises(ReportError, match=message) as info:
         run_report("flaky", reports_dir=reports, notebooks_dir=bad)
     assert {p.name: p.read_bytes() for p in first.folder.iterdir() if p.is_file()} == before
-    assert sorted(p.name for p in (reports / "flaky").iterdir()) == ["failed", "latest"]
+    assert sorted(p.name for p in (reports / "flaky").iterdir()) == ["failed", "index.html", "latest"]
     assert info.value.notebook and Path(info.value.notebook).is_file()
 
 
@@ -120,25 +123,111 @@ def test_bad_names_and_parameters_are_refused(synthetic_dir: Path, tmp_path: Pat
     assert not (tmp_path / "sales_performance" / "2031-01").exists()
 
 
+PRINTABLE_WIDTH = 703
+"""CSS pixels across an A4 page inside 12 mm margins (186 mm at 96 px per inch); Letter is wider."""
+
+_MEASURE = """<script>
+document.querySelectorAll('details').forEach(function(d){d.open=true;});
+var width=document.documentElement.clientWidth, wide=[];
+document.querySelectorAll('table, svg, img, .fm-tiles').forEach(function(e){
+  var r=e.getBoundingClientRect(); if(r.width>0 && r.right>width+1){wide.push(e.tagName+' '+Math.round(r.right));}});
+var tiles=document.querySelectorAll('.fm-tile').length, sortable=document.querySelectorAll('th[data-sort]').length;
+document.body.setAttribute('data-check', JSON.stringify({width:width, wide:wide, tiles:tiles, sortable:sortable,
+  filters:document.querySelectorAll('input.fm-filter').length, title:document.title}));
+</script>"""
+
+
+def _printed(page: str) -> str:
+    """The page as the printer lays it out: print rules applied on screen, every section open, then measured."""
+    page = page.replace("@media print", "@media all")
+    at = page.rfind("</body>")
+    return page[:at] + _MEASURE + page[at:]
+
+
 @pytest.mark.slow
-def test_reports_render_in_a_realbrowser(rendered: dict[str, ReportRun], tmp_path: Path) -> None:
+def test_reports_read_and_print_in_a_real_browser(rendered: dict[str, ReportRun], tmp_path: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
+    expected_titles = {
+        "sales_performance": "Sales performance · June 2026",
+        "stage_conversion": "Stage conversion · Data up to 30 June 2026",
+        "customer_satisfaction": "Customer satisfaction · Data up to 30 June 2026",
+    }
     for name, run in rendered.items():
-        url = run.html.resolve().as_uri()
-        dom = browser(url, "--dump-dom", user_dir=tmp_path / f"{name}-dom")
+        # Laid out at the width of a printed page: no table, chart or row of tiles is wider.
+        check = tmp_path / f"{name}-print.html"
+        check.write_text(_printed(run.html.read_text(encoding="utf-8")), encoding="utf-8")
+        dom = browser(
+            check.as_uri(), f"--window-size={PRINTABLE_WIDTH},1000", "--dump-dom", user_dir=tmp_path / f"{name}-dom"
+        )
         assert dom.returncode == 0, dom.stderr[-2000:]
-        assert "<img" in dom.stdout, "charts render"
         console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
         assert not console, console
+        found = re.search(r'data-check="([^"]*)"', dom.stdout)
+        assert found, "the page's scripts ran"
+        facts = json.loads(found.group(1).replace("&quot;", '"'))
+        assert facts["width"] <= PRINTABLE_WIDTH and not facts["wide"], (name, facts)
+        assert facts["title"] == expected_titles[name]
+        assert facts["sortable"] > 0 and facts["filters"] > 0, "tables sort, long ones filter"
+        assert '<div class="fm-summary"' in dom.stdout and "<svg" in dom.stdout
+        # Printed for real: a PDF of several pages.
+        pdf = ARTIFACTS / f"{name}.pdf"
+        printed = browser(
+            run.html.resolve().as_uri(), f"--print-to-pdf={pdf}", "--no-pdf-header-footer", user_dir=tmp_path / name
+        )
+        assert printed.returncode == 0 and pdf.read_bytes().startswith(b"%PDF")
+        assert len(re.findall(rb"/Type\s*/Page\b", pdf.read_bytes())) >= 2
         shot = ARTIFACTS / f"{name}.png"
-        result = browser(url, f"--screenshot={shot}", "--window-size=1280,2400", user_dir=tmp_path / f"{name}-shot")
+        result = browser(
+            run.html.resolve().as_uri(),
+            f"--screenshot={shot}",
+            "--window-size=1280,2400",
+            user_dir=tmp_path / f"{name}-shot",
+        )
         assert result.returncode == 0 and shot.stat().st_size > 20_000
-    assert (
-        "fm-tile"
-        in browser(
-            rendered["sales_performance"].html.resolve().as_uri(), "--dump-dom", user_dir=tmp_path / "tiles"
-        ).stdout
-    )
+    # The sales report's tiles: every KPI of the period, two for the pipeline.
+    sales = rendered["sales_performance"].html.read_text(encoding="utf-8")
+    assert sales.count('class="fm-tile"') == 9 + 2
+
+
+def test_html_size_budget_and_no_row_level_data(rendered: dict[str, ReportRun]) -> None:
+    for name, run in rendered.items():
+        size = run.html.stat().st_size
+        assert size <= 2_000_000, f"{name}: {size:,} bytes is over the 2 MB budget at the demo size"
+    # No row-level data: the at-risk list and example tables are capped, and no table holds
+    # more rows than html_table shows (60) — the CSV tables hold the rest.
+    for run in rendered.values():
+        for body in re.findall(r"<tbody>(.*?)</tbody>", run.html.read_text(encoding="utf-8"), re.DOTALL):
+            assert body.count("<tr>") <= 60
 
 
 # --- the notebooks themselves ----------------------------------------------------------------------
+
+
+def test_each_run_is_kept_under_its_period_and_listed_in_the_index(rendered: dict[str, ReportRun]) -> None:
+    sales = rendered["sales_performance"].folder.parent
+    # The default run resolves June 2026: kept as 2026-06 beside latest, the same report.
+    kept = sales / "2026-06"
+    assert (kept / "report.html").read_bytes() == (sales / "latest" / "report.html").read_bytes()
+    assert json.loads((kept / "manifest.json").read_text())["kept_as"] == "2026-06"
+    # Reports without a period are kept by the data's last day.
+    assert (rendered["stage_conversion"].folder.parent / "data-to-2026-06-30" / "report.html").is_file()
+    index = (sales / "index.html").read_text(encoding="utf-8")
+    assert '<a href="latest/report.html">latest</a>' in index and '<a href="2026-06/report.html">2026-06</a>' in index
+    assert "Sales performance · June 2026" in index and "succeeded" in index
+
+
+def test_a_label_keeps_its_own_copy_and_a_failure_is_listed(tmp_path: Path) -> None:
+    folder = _notebook_dir(
+        tmp_path,
+        "import funnelmodels as fm\nfm.reports.record(output_dir, period='2026-04-01', period_length='quarter')",
+    )
+    reports = tmp_path / "reports"
+    run_report("flaky", reports_dir=reports, notebooks_dir=folder, label="board")
+    assert (reports / "flaky" / "2026-Q2_board" / "report.html").is_file()
+    with pytest.raises(ConfigError, match=r"label '\.\./x' is not allowed"):
+        run_report("flaky", reports_dir=reports, notebooks_dir=folder, label="../x")
+    bad = _notebook_dir(tmp_path / "bad", "raise ValueError('boom')")
+    with pytest.raises(ReportError):
+        run_report("flaky", reports_dir=reports, notebooks_dir=bad)
+    index = (reports / "flaky" / "index.html").read_text(encoding="utf-8")
+    assert "2026-Q2_board" in index and "failed/latest" in index and "ValueError: boom" in index

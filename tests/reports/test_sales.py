@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 
 from funnelmodels.data.io import load_dataset
-from funnelmodels.reports import sales_performance
+from funnelmodels.reports import SalesReport, sales_performance
 
 
 def test_the_latest_complete_period_by_default_and_a_note_when_asked_for_a_partial_one(
@@ -32,3 +32,81 @@ def test_the_latest_complete_period_by_default_and_a_note_when_asked_for_a_parti
     asked = sales_performance(half, period="2026-06")
     assert asked.period == date(2026, 6, 1)
     assert any("The month starting 2026-06-01 is not complete: the data ends on 2026-06-14" in n for n in asked.notes)
+
+
+def _report(**overrides: object) -> SalesReport:
+    changes = pl.DataFrame(
+        {
+            "kpi": [
+                "net_revenue",
+                "orders",
+                "average_sale",
+                "new_accounts",
+                "returning_customers",
+                "active_customers",
+                "won",
+                "lost",
+                "win_rate",
+            ],
+            "value": [110_000.0, 500.0, 220.0, 40.0, 260.0, 300.0, 30.0, 70.0, 0.30],
+            "previous": [100_000.0, 480.0, 208.3, 50.0, 240.0, 290.0, 20.0, 80.0, 0.20],
+            "change": [10_000.0, 20.0, 11.7, -10.0, 20.0, 10.0, 10.0, -10.0, 0.10],
+            "change_pct": [0.10, 0.0417, 0.056, -0.2, 0.083, 0.0345, 0.5, -0.125, 0.5],
+            "p_value": [None, 0.53, None, 0.32, 0.39, 0.68, 0.10, 0.44, 0.02],
+        }
+    )
+    yoy = changes.with_columns(pl.lit(-0.05).alias("change_pct"), pl.lit(-5_000.0).alias("change"))
+    fields: dict[str, object] = {
+        "period": date(2026, 6, 1),
+        "period_length": "month",
+        "kpis": None,
+        "changes": changes,
+        "year_over_year": yoy,
+        "segments": None,
+        "funnel": None,
+        "cumulative": None,
+        "time_to_close": None,
+        "pipeline": pl.DataFrame(
+            {
+                "stage": ["lead", "proposal"],
+                "open_deals": [80, 20],
+                "pipeline_amount": [400_000.0, 100_000.0],
+                "expected_value": [40_000.0, 50_000.0],
+            }
+        ),
+        "attainment": pl.DataFrame(
+            {"kpi": ["net_revenue"], "value": [110_000.0], "target": [100_000.0], "attainment": [1.1]}
+        ),
+        "notes": [],
+        "segment_changes": pl.DataFrame(
+            {
+                "region": ["north", "south"],
+                "kpi": ["net_revenue", "net_revenue"],
+                "change": [-2_000.0, 12_000.0],
+                "change_pct": [-0.04, 0.24],
+            }
+        ),
+        "next_target": 120_000.0,
+        "segment": "region",
+    }
+    return SalesReport(**(fields | overrides))  # type: ignore[arg-type]
+
+
+def test_the_summary_says_level_changes_target_pipeline_and_the_biggest_mover() -> None:
+    said = _report().summary()
+    assert said == [
+        "Net revenue in June 2026: **$110.0k**, up 10.0% on May 2026 and down 5.0% on June 2025.",
+        "300 customers bought (40 new accounts, 260 returning); average sale $220.00.",
+        # 30/(30+70) = 30%; +10 points with p = 0.02: significant, and a higher win rate is good.
+        "Win rate **30.0%** (30 won, 70 lost), +10.0 pts on May 2026 — a significant improvement.",
+        "Targets reached: net revenue 110% of $100.0k.",
+        # Expected 40k + 50k = 90k against next month's 120k target: 75%.
+        "Open pipeline at the period's end: 100 deals worth $500.0k, expected to bring **$90.0k** "
+        "(value × win probability), 75% of next period's revenue target.",
+    ]
+    # Five sentences at most: the biggest mover is the sixth and is left out; without targets it shows.
+    alone = _report(attainment=None).summary()
+    assert alone[-1] == "Biggest mover: region **south**, net revenue +$12.0k (+24%) on May 2026."
+    # A win-rate change within chance says so, and no verdict of better or worse.
+    calm = _report(changes=_report().changes.with_columns(pl.lit(0.56).alias("p_value")))  # type: ignore[union-attr]
+    assert "+10.0 pts on May 2026 — within chance (p = 0.56)." in calm.summary()[2]

@@ -1,0 +1,144 @@
+"""The stage-conversion report's business view: what the scores are worth to a sales team, in sentences."""
+
+from __future__ import annotations
+
+import html
+
+import polars as pl
+
+from funnelmodels.data import schema as s
+from funnelmodels.display.format import percent, period_label, points
+from funnelmodels.display.html import details, html_table
+from funnelmodels.display.plots import chart_html, plot_lift, plot_reliability
+from funnelmodels.labels import label
+from funnelmodels.models.train import ORACLE, ConversionTraining
+
+__all__ = [
+    "TOP_SHARE",
+    "conversion_details",
+    "conversion_summary",
+    "top_share_of_wins",
+]
+
+HONEST_GAP = 0.02
+"""A mean prediction within 2 points of the observed rate is called honest on average."""
+
+TOP_SHARE = 0.3
+"""The share of scored deals the summary looks at: "the top 30% of scored deals hold X% of the wins"."""
+
+
+def top_share_of_wins(result: ConversionTraining, *, top: float = TOP_SHARE, engine: str = "lightgbm") -> float:
+    """The share of the test period's conversions among its ``top`` share of rows by ``engine``'s score."""
+    preds = result.predictions().sort(f"p_{engine}", s.OPPORTUNITY_ID, descending=[True, False])
+    converted = preds[s.CONVERTED].cast(pl.Int64)
+    total = int(converted.sum())
+    if total == 0:
+        return float("nan")
+    head = round(top * preds.height)
+    return float(converted.head(head).sum()) / total
+
+
+def conversion_summary(result: ConversionTraining, *, top: float = TOP_SHARE) -> list[str]:
+    """The report's opening sentences: ranking value, honesty of the probabilities, the baseline, drivers."""
+    overall = {r["engine"]: r for r in result.metrics.filter(pl.col(s.STAGE) == "all").iter_rows(named=True)}
+    gbm = overall.get("lightgbm")
+    if gbm is None:
+        return ["No LightGBM model: see the notes below."]
+    since = period_label(result.split.test_start, "day")
+    held = top_share_of_wins(result, top=top)
+    out = [
+        f"Scored on the stage entries since {since} (never seen in training), the top {top:.0%} of scores "
+        f"held **{percent(held, 0)}** of the conversions — {held / top:.1f}× what picking at random gives."
+        if held == held
+        else f"No stage entry since {since} converted: there is nothing to rank yet."
+    ]
+    gap = gbm["mean_prediction"] - gbm["base_rate"]
+    honest = abs(gap) < HONEST_GAP
+    out.append(
+        (
+            "The probabilities are honest on average"
+            if honest
+            else f"The probabilities run {'high' if gap > 0 else 'low'} in the test period"
+        )
+        + f": predicted {percent(gbm['mean_prediction'])} where {percent(gbm['base_rate'])} converted "
+        f"({points(gap)}); the average gap per score band is {100 * gbm['ece']:.1f} pts."
+    )
+    if "logit" in overall:
+        logit = overall["logit"]
+        better = "ranks better than" if gbm["roc_auc"] > logit["roc_auc"] else "does not rank better than"
+        out.append(
+            f"LightGBM {better} the interpretable logit (ROC AUC {gbm['roc_auc']:.3f} vs {logit['roc_auc']:.3f}; "
+            "0.5 is a coin toss, 1 perfect)."
+        )
+    if ORACLE in overall:
+        out.append(
+            f"On this generated data the true probabilities reach ROC AUC {overall[ORACLE]['roc_auc']:.3f}: "
+            "the best any model could do."
+        )
+    importance = result.models["lightgbm"].importance(result.test)
+    drivers = [label(f).lower() for f in importance["feature"].head(3).to_list()]
+    if drivers:
+        out.append(
+            f"What moves a deal most: {', '.join(drivers[:-1])} and {drivers[-1]}."
+            if len(drivers) > 1
+            else f"What moves a deal most: {drivers[0]}."
+        )
+    return out[:5]
+
+
+def conversion_details(result: ConversionTraining, folds: pl.DataFrame | None = None, folds_note: str = "") -> str:
+    """The analyst's detail of the stage-conversion models, as one collapsed section (HTML).
+
+    The split, accuracy against the baselines, calibration and lift, deals that wait, the logit's
+    significant odds ratios, the random k-fold comparison (when run) and the models' notes.
+    """
+    odds = result.models["logit"].odds_ratios()
+    waiting = result.by_time_in_stage()
+    parts = [
+        _p(result.describe_split().replace("**", "")),
+        "<h4>Accuracy on the test period</h4>",
+        _p(
+            "ROC AUC and PR AUC: ranking (higher is better). Log loss and Brier: probability accuracy (lower is "
+            "better). ECE: the average gap between predicted and observed rates (lower is better)."
+        ),
+        html_table(result.metrics),
+        "<h4>Calibration and lift</h4>",
+        chart_html(plot_reliability(result.reliability())),
+        chart_html(plot_lift(result.lift())),
+    ]
+    if waiting is not None:
+        parts += [
+            "<h4>Deals that wait</h4>",
+            _p(
+                "An open opportunity is scored as it stands: the longer it has waited in its stage, the less likely "
+                "it is to move on. Test-period rows by days already spent in the stage, LightGBM's mean prediction "
+                "against what happened within the horizon."
+            ),
+            html_table(waiting),
+        ]
+    parts += [
+        "<h4>Logit odds ratios</h4>",
+        _p(
+            "Per standard deviation (or against the reference level) with 95% intervals: the significant ones, and "
+            "any the model had to treat specially (see the note)."
+        ),
+        html_table(odds.filter((pl.col("p_value") < 0.05) | (pl.col("note") != "")).sort(s.STAGE, "p_value")),
+    ]
+    if folds is not None:
+        parts += [
+            "<h4>Random k-fold, for comparison</h4>",
+            _p(
+                "Random folds let a model learn from contacts made after the ones it is tested on, which flatters it "
+                "when the world drifts; the out-of-time figures above are the honest ones. Fold −1 is the mean."
+            ),
+            html_table(folds.select("engine", "fold", "n", "positives", "roc_auc", "pr_auc", "brier", "ece")),
+        ]
+    elif folds_note:
+        parts.append(_p(folds_note))
+    for engine, model in result.models.items():
+        parts += [_p(f"Note ({engine}): {note}") for note in model.metadata.get("notes", [])]
+    return details("Model details: accuracy, calibration, waiting deals, odds ratios, notes", *parts)
+
+
+def _p(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"

@@ -1,0 +1,31 @@
+"""The stage-conversion report's business view: the share of wins the top scores hold, and its sentences."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from funnelmodels.models.train import ConversionTraining
+from funnelmodels.reports import conversion_summary, top_share_of_wins
+
+
+def test_the_top_scores_hold_more_of_the_wins_than_chance(trained: ConversionTraining) -> None:
+    preds = trained.predictions().sort("p_lightgbm", "opportunity_id", descending=[True, False])
+    top = round(0.3 * preds.height)
+    by_hand = preds["converted"].head(top).sum() / preds["converted"].sum()
+    held = top_share_of_wins(trained)
+    assert held == pytest.approx(by_hand)
+    assert 0.3 < held < 1, "a useful model puts more than 30% of the wins in its top 30%"
+    # The oracle ranks at least as well as chance too, and the share is bounded by 1.
+    assert top_share_of_wins(trained, top=1.0) == pytest.approx(1.0)
+
+
+def test_the_summary_reads_as_words_for_a_sales_director(trained: ConversionTraining) -> None:
+    said = conversion_summary(trained)
+    assert 3 <= len(said) <= 5
+    held = top_share_of_wins(trained)
+    assert f"the top 30% of scores held **{100 * held:.0f}%** of the conversions" in said[0]
+    overall = trained.metrics.filter(pl.col("stage") == "all", pl.col("engine") == "lightgbm").row(0, named=True)
+    assert f"predicted {100 * overall['mean_prediction']:.1f}% where {100 * overall['base_rate']:.1f}%" in said[1]
+    assert any(s.startswith("What moves a deal most: ") for s in said)
+    assert not any("_" in s for s in said), "no code names in the sentences"
