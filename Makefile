@@ -24,9 +24,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(BIN)/python -m uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m ipykernel install --sys-prefix --name funnelmodels --display-name "Python (funnelmodels)" >/dev/null
+	@if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/nbstripout --install; fi
 	@touch $(STAMP)
 
-env: $(STAMP) ## create .venv/ from the lock (done by every target that needs it)
+env: $(STAMP) ## create .venv/ from the lock, the notebook kernel 'funnelmodels' and git's output filter
 
 browser: ## install Debian's chromium for the report browser checks (needs root; done by `make test`)
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -47,9 +49,12 @@ lint: $(STAMP) ## ruff (code, docstrings, notebook cells, formatting) and mypy -
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-lab: $(STAMP) ## open the notebooks in JupyterLab (creates the demo data first if missing)
+# JupyterLab refuses root without --allow-root (containers often run as root); it prints the URL
+# to open, with its token, and opens no browser on a machine without one.
+lab: $(STAMP) ## open the notebooks in JupyterLab (creates the demo data first if missing); prints the URL
 	@test -f data/demo/stage_events.parquet || $(BIN)/funnelmodels demo --no-reports
-	$(BIN)/jupyter lab notebooks/
+	@echo "JupyterLab: open the http://127.0.0.1 URL printed below; the notebooks use the kernel 'funnelmodels'."
+	$(BIN)/jupyter lab notebooks/ --ServerApp.open_browser=False $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 # rfc3987-syntax (an optional format checker of jsonschema, pulled in by jupyter-events) builds a
 # parser grammar at import: 2.7 s in every process that imports jsonschema (papermill, nbconvert,

@@ -1,13 +1,15 @@
 """funnelmodels: stage-conversion and satisfaction models and sales-performance reports.
 
 Notebooks use ``import funnelmodels as fm``; the names below are the public API, with
-``fm.kpis``, ``fm.display`` and ``fm.reports`` for the measures, charts and report pieces.
+``fm.kpis``, ``fm.plots``, ``fm.display`` and ``fm.reports`` for the measures, charts, report
+pieces and reports (each tab-completes in a notebook).
 """
 
 from funnelmodels import display, kpis, reports
 from funnelmodels.config import DatasetConfig, FunnelSpec, load_config
 from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.data.synthetic import SyntheticData, generate_dataset, write_dataset
+from funnelmodels.display import plots
 from funnelmodels.errors import (
     ConfigError,
     DataValidationError,
@@ -66,6 +68,7 @@ __all__ = [
     "load_config",
     "load_dataset",
     "pipeline_value",
+    "plots",
     "reports",
     "rfm_summary",
     "score_from_history",

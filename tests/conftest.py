@@ -21,6 +21,7 @@ from places import SHARED_DATA
 from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.data.synthetic import SyntheticData, generate_dataset, write_dataset
 from funnelmodels.funnel import build_transitions
+from funnelmodels.models.train import ConversionTraining, SatisfactionTraining, train_conversion, train_satisfaction
 
 
 @pytest.fixture
@@ -82,3 +83,15 @@ def trained_cli(cli: Cli, synthetic_dir: Path, tmp_path_factory: pytest.TempPath
     result = cli("--quiet", "train", str(synthetic_dir), "--out", str(models))
     assert result.returncode == 0, result.stderr
     return models, result.stdout
+
+
+@pytest.fixture(scope="session")
+def trained(synthetic_dir: Path) -> ConversionTraining:
+    """Both conversion engines trained (seed 0) on the small synthetic dataset."""
+    return train_conversion(load_dataset(synthetic_dir), seed=0)
+
+
+@pytest.fixture(scope="session")
+def satisfaction(synthetic_dir: Path) -> SatisfactionTraining:
+    """Both satisfaction engines trained (seed 0, CSAT) on the small synthetic dataset."""
+    return train_satisfaction(load_dataset(synthetic_dir), seed=0)

@@ -22,6 +22,7 @@ from typing import Any
 from funnelmodels.cli import data, funnel, models, reports
 from funnelmodels.cli.common import LOG_FORMATS, Progress
 from funnelmodels.errors import EXIT_BUSY, EXIT_NO_MEMORY, EXIT_UNEXPECTED, BusyError, FunnelModelsError
+from funnelmodels.progress import PROGRESS_ENV
 from funnelmodels.provenance import version
 from funnelmodels.settings import stop_grace_seconds
 
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
     progress = Progress(quiet=args.quiet, log_format=args.log_format)
+    # The command line logs its own progress lines; no bars beside them (FUNNELMODELS_PROGRESS=1 asks for them).
+    os.environ.setdefault(PROGRESS_ENV, "0")
     run: Callable[[argparse.Namespace, Progress], int] = args.run
     # A scheduler stops a job with SIGTERM: unwind like Ctrl-C, so every atomic write is rolled
     # back (the previous output stays) and the exit code says the run did not finish.

@@ -8,6 +8,7 @@ writes tables and folders so that a reader never sees half an output.
 from __future__ import annotations
 
 import hashlib
+import html
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -16,11 +17,12 @@ from pathlib import Path
 
 import polars as pl
 
-from funnelmodels.config import DatasetConfig, FunnelSpec, load_config
+from funnelmodels.config import DatasetConfig, FunnelSpec, TableSource, load_config
 from funnelmodels.data.files import read_table
 from funnelmodels.data.schema import COMPUTED, CSAT, DATE_COLUMNS, IN_FILE, NPS, SCHEMAS
 from funnelmodels.data.validate import missing_customers_problem, validate_tables
 from funnelmodels.errors import DataValidationError, Problem
+from funnelmodels.progress import steps
 
 __all__ = ["Dataset", "fingerprint_files", "load_dataset", "write_rejected", "write_table"]
 
@@ -44,6 +46,36 @@ class Dataset:
     def spec(self) -> FunnelSpec:
         """The dataset's funnel: stage order, lost stage, horizon."""
         return self.config.spec
+
+    def _lines(self) -> list[tuple[str, str]]:
+        """What a notebook shows of the dataset: each table's rows and dates, the funnel, notes."""
+        out = []
+        for name, frame in self.tables.items():
+            column = DATE_COLUMNS.get(name)
+            window = ""
+            if column in frame.columns and frame.height:
+                first, last = frame[column].min(), frame[column].max()
+                window = f", {str(first)[:10]} … {str(last)[:10]}"
+            out.append((name, f"{frame.height:,} rows{window}"))
+        out.append(("funnel", " → ".join(self.spec.stages) + f" (lost: {self.spec.lost})"))
+        if self.notes:
+            out.append(("notes", f"{len(self.notes)} (see .notes)"))
+        if self.rejected:
+            out.append(("set aside", ", ".join(f"{n}: {f.height:,}" for n, f in self.rejected.items())))
+        return out
+
+    def __repr__(self) -> str:
+        """``Dataset(demo: customers 3,000 rows, 2024-07-01 … 2026-06-30; …)``: short, whatever the size."""
+        body = "; ".join(f"{k} {v}" for k, v in self._lines())
+        return f"Dataset({Path(self.config.name).name}: {body})"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td>"
+            "</tr>"
+            for k, v in self._lines()
+        )
+        return f"<b>Dataset</b> {html.escape(Path(self.config.name).name)}<table>{rows}</table>"
 
     def has(self, name: str) -> bool:
         """Whether table ``name`` is present."""
@@ -118,18 +150,45 @@ def load_dataset(data_dir: str | Path, *, drop_invalid: bool = False, end: datet
     if not config.tables:
         expected = ", ".join(f"{name}.parquet/.csv" for name in SCHEMAS)
         problems.append(Problem("dataset", "", f"no tables found in {config.name}; expected one or more of {expected}"))
-    for name, source in config.tables.items():
-        read = read_table(source, SCHEMAS[name])
-        problems.extend(read.problems)
-        notes.extend(read.notes)
-        if read.frame is not None:
-            tables[name], renamed = _rename_computed(name, read.frame)
-            notes.extend(renamed)
-            if config.end is not None:
-                tables[name], after = _until(name, tables[name], config.end)
-                notes.extend(after)
-        if read.unparsed is not None:
-            unparsed[name] = read.unparsed
+    with steps("loading", len(config.tables) + 1) as bar:
+        for name, source in config.tables.items():
+            bar.step(name)
+            _read_one(name, source, config, tables, unparsed, problems, notes)
+        bar.step("validating")
+        return _validated(config, tables, unparsed, problems, notes, drop_invalid)
+
+
+def _read_one(
+    name: str,
+    source: TableSource,
+    config: DatasetConfig,
+    tables: dict[str, pl.DataFrame],
+    unparsed: dict[str, pl.DataFrame],
+    problems: list[Problem],
+    notes: list[str],
+) -> None:
+    """Read one table into ``tables`` (and its unparsed text into ``unparsed``), collecting problems and notes."""
+    read = read_table(source, SCHEMAS[name])
+    problems.extend(read.problems)
+    notes.extend(read.notes)
+    if read.frame is not None:
+        tables[name], renamed = _rename_computed(name, read.frame)
+        notes.extend(renamed)
+        if config.end is not None:
+            tables[name], after = _until(name, tables[name], config.end)
+            notes.extend(after)
+    if read.unparsed is not None:
+        unparsed[name] = read.unparsed
+
+
+def _validated(
+    config: DatasetConfig,
+    tables: dict[str, pl.DataFrame],
+    unparsed: dict[str, pl.DataFrame],
+    problems: list[Problem],
+    notes: list[str],
+    drop_invalid: bool,
+) -> Dataset:
     problems.extend(_whole_table_problems(config, tables))
     validated = validate_tables(
         tables,

@@ -380,6 +380,14 @@ class StageConversionModel:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     _boosters: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def __repr__(self) -> str:
+        """Engine, features and training window in one line (``.metadata`` has the rest)."""
+        window = self.metadata.get("trained_on") or self.metadata.get("window") or ""
+        return (
+            f"StageConversionModel({self.engine}; {len(self.encoder.names)} features; "
+            f"stages {' → '.join(self.spec.stages)}" + (f"; trained on {window}" if window else "") + ")"
+        )
+
     # -- fit --
     @classmethod
     def fit(

@@ -165,6 +165,13 @@ class SatisfactionModel:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     _booster: Any = field(default=None, compare=False, repr=False)
 
+    def __repr__(self) -> str:
+        """Engine, target, levels and features in one line (``.metadata`` has the rest)."""
+        return (
+            f"SatisfactionModel({self.engine}; {self.target}; levels {list(self.levels)}; "
+            f"{len(self.encoder.names)} features)"
+        )
+
     @property
     def levels(self) -> tuple[int, ...]:
         """The score levels the model gives probabilities to (those seen in training), lowest first."""

@@ -7,6 +7,7 @@ fitted → metrics on the test period (with the generator's oracle on synthetic 
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +34,7 @@ from funnelmodels.models.satisfaction import (
     check_target,
     ordinal_metrics,
 )
+from funnelmodels.progress import Steps, steps
 from funnelmodels.segments import AGE_BANDS, age_band
 
 __all__ = [
@@ -56,6 +58,14 @@ BASE_RATE_SHIFT = 0.05
 """A test-period base rate this far (in probability) from training's is said in words."""
 
 
+def _html_lines(title: str, lines: list[tuple[str, str]]) -> str:
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
+        for k, v in lines
+    )
+    return f"<b>{html.escape(title)}</b><table>{rows}</table>"
+
+
 @dataclass(frozen=True)
 class ConversionTraining:
     """The outcome of :func:`train_conversion`: fitted engines, the split and the test metrics.
@@ -71,6 +81,23 @@ class ConversionTraining:
     metrics: pl.DataFrame
     snapshots: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
     history: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+
+    def _headline(self) -> list[tuple[str, str]]:
+        overall = self.metrics.filter(pl.col(s.STAGE) == "all")
+        auc = ", ".join(f"{r['engine']} {r['roc_auc']:.3f}" for r in overall.iter_rows(named=True))
+        return [
+            ("engines", ", ".join(self.models)),
+            ("learnt from", f"{self.history.height:,} stage entries before {self.split.test_start:%Y-%m-%d}"),
+            ("tested on", f"{self.test.height:,} stage entries from {self.split.test_start:%Y-%m-%d}"),
+            ("ROC AUC (test)", auc),
+        ]
+
+    def __repr__(self) -> str:
+        """A few lines, whatever the data's size: engines, split and headline metrics (``.metrics`` has all)."""
+        return "ConversionTraining(" + "; ".join(f"{k}: {v}" for k, v in self._headline()) + ")"
+
+    def _repr_html_(self) -> str:
+        return _html_lines("Stage-conversion training", self._headline())
 
     def reliability(self) -> dict[str, pl.DataFrame]:
         """Reliability table (calibration curve) on the test rows, per engine and the oracle."""
@@ -253,6 +280,21 @@ def train_conversion(
     → metrics per stage and overall on the test period's entry rows, with the oracle (the
     generator's true probabilities) when the dataset has ground truth.
     """
+    with steps("training", 2 + len(engines)) as bar:
+        bar.step("transitions and features")
+        return _train_conversion(dataset, bar, engines, seed, horizon_days, test_share, params, snapshots)
+
+
+def _train_conversion(
+    dataset: Dataset,
+    bar: Steps,
+    engines: Sequence[Engine],
+    seed: int,
+    horizon_days: int | None,
+    test_share: float,
+    params: dict[str, dict[str, Any]] | None,
+    snapshots: Sequence[int] | None,
+) -> ConversionTraining:
     frame = transition_frame(dataset, horizon_days=horizon_days, snapshots=snapshots)
     observed = frame.filter(~pl.col(s.CENSORED))
     if observed.height == 0:
@@ -268,6 +310,7 @@ def train_conversion(
     features = feature_columns(frame, extra=extra_features(dataset))
     models: dict[str, StageConversionModel] = {}
     for engine in engines:
+        bar.step(f"fitting {engine}")
         models[engine] = StageConversionModel.fit(
             train,
             validation=validation,
@@ -278,6 +321,7 @@ def train_conversion(
             params=(params or {}).get(engine),
             metadata=meta | {"snapshot_days": list(snapshots or ())},
         )
+    bar.step("evaluating on the test period")
     test_entries = test.filter(pl.col(s.DAYS_IN_STAGE_SO_FAR) == 0)
     tables = [
         metrics_table(test_entries, model.predict_proba(test_entries), label=name) for name, model in models.items()
@@ -368,6 +412,22 @@ class SatisfactionTraining:
     metrics: pl.DataFrame
     evaluation: str = "out of time"
     """How the test rows were chosen: "out of time", or "random" when the surveys have no dates."""
+
+    def _headline(self) -> list[tuple[str, str]]:
+        rps = ", ".join(f"{r['engine']} {r['rps']:.4f}" for r in self.metrics.iter_rows(named=True) if "rps" in r)
+        return [
+            ("target", self.target),
+            ("engines", ", ".join(self.models)),
+            ("rows", f"{self.train.height:,} to learn from, {self.test.height:,} to test ({self.evaluation})"),
+            ("ranked probability score (test, lower is better)", rps),
+        ]
+
+    def __repr__(self) -> str:
+        """A few lines, whatever the data's size: target, engines, split and headline metrics."""
+        return "SatisfactionTraining(" + "; ".join(f"{k}: {v}" for k, v in self._headline()) + ")"
+
+    def _repr_html_(self) -> str:
+        return _html_lines("Satisfaction training", self._headline())
 
     def summary(self) -> dict[str, Any]:
         """The split, the test metrics and the ordinal model's coefficients as plain data (``metrics.json``)."""
@@ -472,19 +532,20 @@ def train_satisfaction(
         meta = {"data_fingerprint": dataset.fingerprint(), "evaluation": "random split (the surveys have no dates)"}
     features = feature_columns(frame, exclude=(s.STAGE,), extra=extra_features(dataset))
     meta = meta | {"response_lag": response_lag(pl.concat([train, validation]))}
-    models: dict[str, SatisfactionModel] = {
-        engine: SatisfactionModel.fit(
-            train,
-            validation=validation,
-            engine=engine,
-            target=target,
-            features=features,
-            seed=seed,
-            metadata=meta,
-            scale=dataset.config.scale,
-        )
-        for engine in engines
-    }
+    models: dict[str, SatisfactionModel] = {}
+    with steps("training", len(engines)) as bar:
+        for engine in engines:
+            bar.step(f"fitting {engine}")
+            models[engine] = SatisfactionModel.fit(
+                train,
+                validation=validation,
+                engine=engine,
+                target=target,
+                features=features,
+                seed=seed,
+                metadata=meta,
+                scale=dataset.config.scale,
+            )
     first = next(iter(models.values()))
     levels, satisfied_from = first.levels, first.satisfied_from
     y = test[target].to_numpy()

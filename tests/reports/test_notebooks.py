@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -10,11 +11,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from places import ROOT
 
 from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.reports import REPORTS, notebooks_folder
 
-NOTEBOOKS = sorted(notebooks_folder().glob("*.ipynb"))
+TUTORIAL = ROOT / "notebooks" / "tutorial.ipynb"
+NOTEBOOKS = sorted(p for p in notebooks_folder().glob("*.ipynb") if p.stem in REPORTS)
 
 
 PARAMETER_LINE = re.compile(r"^[a-z_][a-z0-9_]*: (str|int|float|bool) = [^#=]+  # [^=]+$")
@@ -33,6 +36,51 @@ def test_notebook_contract(path: Path) -> None:
             tree = ast.parse(cell.source)
             assert not [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)], "no def/class"
     assert {p.stem for p in NOTEBOOKS} == set(REPORTS)
+    assert book.metadata["kernelspec"]["name"] == "funnelmodels", "the named kernel `make env` installs"
+
+
+def test_every_notebook_is_a_report_or_the_tutorial() -> None:
+    found = {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
+    assert found == {*REPORTS, "tutorial"}
+    # The tutorial is committed with its outputs (nbval compares them); git's filter leaves it alone.
+    book = nbformat.read(TUTORIAL, as_version=4)
+    code = [c for c in book.cells if c.cell_type == "code"]
+    assert all(c.outputs for c in code), "every tutorial cell has its committed output"
+    assert "notebooks/tutorial.ipynb -filter" in (ROOT / ".gitattributes").read_text()
+
+
+@pytest.mark.slow
+def test_the_tutorial_gives_the_same_outputs_again(tmp_path: Path) -> None:
+    # Strict nbval: every output compared, only the last of three decimals sanitised.
+    env = os.environ | {"FUNNELMODELS_THREADS": "1", "FUNNELMODELS_PROGRESS": "0", "OMP_WAIT_POLICY": "PASSIVE"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval",
+            "--nbval-current-env",
+            "--nbval-sanitize-with",
+            str(TUTORIAL.with_suffix(".sanitize.cfg")),
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "-q",
+            "--rootdir",
+            str(tmp_path),
+            str(TUTORIAL),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    cells = sum(c.cell_type == "code" for c in nbformat.read(TUTORIAL, as_version=4).cells)
+    assert re.search(rf"\b{cells} passed", result.stdout), result.stdout[-500:]
 
 
 @pytest.mark.slow
@@ -52,6 +100,7 @@ def test_nbval_runs_every_notebook_on_small_data(tmp_path: Path) -> None:
             "-m",
             "pytest",
             "--nbval-lax",
+            "--nbval-current-env",
             "-p",
             "no:cacheprovider",
             "-q",
