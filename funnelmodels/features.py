@@ -290,7 +290,8 @@ def extra_features(dataset: Dataset) -> list[str]:
     """A dataset's own columns used as features too.
 
     Customers columns beyond the canonical ones (a CRM's firmographics) and stage-event columns
-    beyond them (an opportunity's product, …).
+    beyond them (an opportunity's product, …). A customer's name (:data:`~funnelmodels.data.schema.NAME_COLUMNS`)
+    is not a feature: it identifies, it does not describe.
 
     Numbers and text only: a date column is not a feature as it is (its meaning depends on
     the moment it is read at).
@@ -299,7 +300,11 @@ def extra_features(dataset: Dataset) -> list[str]:
     if dataset.has("customers"):
         schema = dataset.lazy("customers").collect_schema()
         canonical = set(s.SCHEMAS["customers"].names)
-        out += [c for c, t in schema.items() if c not in canonical and not c.startswith("_") and _usable(t)]
+        out += [
+            c
+            for c, t in schema.items()
+            if c not in canonical and c not in s.NAME_COLUMNS and not c.startswith("_") and _usable(t)
+        ]
     if dataset.has("stage_events"):
         schema = dataset.lazy("stage_events").collect_schema()
         own = [c for c in opportunity_columns(schema.names()) if c not in (s.AMOUNT, s.SOURCE)]

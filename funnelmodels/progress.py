@@ -31,7 +31,9 @@ def progress_wanted() -> bool:
     setting = os.environ.get(PROGRESS_ENV, "").strip()
     if setting in ("0", "1"):
         return setting == "1"
-    if "ipykernel" in sys.modules:
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if type(shell).__name__ == "ZMQInteractiveShell":  # a notebook's kernel
         return True
     stream = sys.stderr
     return bool(stream is not None and hasattr(stream, "isatty") and stream.isatty())

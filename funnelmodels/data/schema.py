@@ -116,6 +116,12 @@ STAGE_CONTEXT = (
 )
 CATEGORICAL_FEATURES = (GENDER, REGION, STAGE, SOURCE, "order_category")
 
+NAME_COLUMNS = ("name", "customer_name", "company", "account_name")
+"""Customers columns that name a customer for a person: shown beside the id in the lists a
+seller works (at-risk customers, the scored pipeline), never a model feature."""
+OWNER_COLUMNS = ("owner", "team", "sales_agent")
+"""Stage-event columns that say who works a deal: shown in those lists when the export has them."""
+
 # Output columns of the scores (models.predict).
 P_NEXT_STAGE = "p_next_stage"
 WIN_PROBABILITY = "win_probability"

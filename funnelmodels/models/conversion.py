@@ -567,23 +567,58 @@ class StageConversionModel:
                 out[mask, names.index(owner)] += terms[:, j]
         return out
 
-    def explain(self, rows: pl.DataFrame | FeatureRows, *, k: int = 3) -> pl.DataFrame:
-        """Per row: the ``k`` strongest reasons up and down, in plain words.
+    def probability_points(self, rows: pl.DataFrame | FeatureRows) -> tuple[np.ndarray, np.ndarray]:
+        """Each feature's part of a row's probability, in probability: the parts add up to p − base.
+
+        The exact log-odds contributions (LightGBM's TreeSHAP, the logit's terms) are shared out
+        in proportion over the distance between the row's calibrated probability ``p`` and the
+        model's base probability — ``p`` with every contribution taken away (for LightGBM the
+        probability of its average raw score; for the logit the stage's intercept). A part has
+        the sign of its log-odds contribution, and the parts add up to ``p − base`` exactly.
 
         Returns
         -------
-        DataFrame ``probability, reasons_up, reasons_down`` (lists of text), one row per input row.
+        ``(points, base)``: an array (rows × ``encoder.names``) and each row's base probability.
         """
         prepared = self._rows(rows)
         contrib = self.contributions(prepared)
-        reasons = top_reasons(contrib, self.encoder.names, prepared.frame, k=k)
+        p = self.predict_proba(prepared)
+        total = contrib.sum(axis=1)
+        if self.engine == "lightgbm":
+            a, b = self._lightgbm["calibration"]
+            base = _sigmoid(a + b * (self._raw_lightgbm(prepared) - total))
+        else:
+            base = _sigmoid(_logit(p) - total)
+        share = np.divide(p - base, total, out=np.zeros_like(p), where=np.abs(total) > 1e-12)
+        return contrib * share[:, None], base
+
+    def explain(self, rows: pl.DataFrame | FeatureRows, *, k: int = 3) -> pl.DataFrame:
+        """Per row: the ``k`` strongest reasons up and down, in words and probability points.
+
+        Each reason says how many points of probability the feature adds or takes away
+        (:meth:`probability_points`): all features' points add up to ``probability − base_probability``.
+
+        Returns
+        -------
+        DataFrame ``probability, base_probability, reasons_up, reasons_down`` (lists of text, e.g.
+        "last purchase 12 days ago +4.1 pts"), one row per input row.
+        """
+        prepared = self._rows(rows)
+        points, base = self.probability_points(prepared)
+        reasons = top_reasons(points, self.encoder.names, prepared.frame, k=k, unit="points")
         return pl.DataFrame(
             {
                 "probability": self.predict_proba(prepared),
+                "base_probability": base,
                 s.REASONS_UP: [r["up"] for r in reasons],
                 s.REASONS_DOWN: [r["down"] for r in reasons],
             },
-            schema={"probability": pl.Float64, s.REASONS_UP: pl.List(pl.String), s.REASONS_DOWN: pl.List(pl.String)},
+            schema={
+                "probability": pl.Float64,
+                "base_probability": pl.Float64,
+                s.REASONS_UP: pl.List(pl.String),
+                s.REASONS_DOWN: pl.List(pl.String),
+            },
         )
 
     def importance(self, frame: pl.DataFrame, *, max_rows: int | None = IMPORTANCE_ROWS) -> pl.DataFrame:

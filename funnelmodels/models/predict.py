@@ -27,6 +27,7 @@ __all__ = [
     "pipeline_value",
     "score_from_history",
     "score_open_opportunities",
+    "with_people",
 ]
 
 
@@ -106,7 +107,45 @@ def score_open_opportunities(
         explained[s.REASONS_UP],
         explained[s.REASONS_DOWN],
     )
+    out = with_people(dataset, out, as_of)
     return out.sort(s.EXPECTED_VALUE, s.OPPORTUNITY_ID, descending=[True, False], nulls_last=True)
+
+
+def with_people(dataset: Dataset, rows: pl.DataFrame, as_of: datetime) -> pl.DataFrame:
+    """``rows`` with the customer's name and the deal's owner, when the export has them.
+
+    Names come from the customers table (:data:`~funnelmodels.data.schema.NAME_COLUMNS`), owners
+    from the stage events before ``as_of`` (:data:`~funnelmodels.data.schema.OWNER_COLUMNS`): the
+    opportunity's latest, or — for rows without one — the customer's latest opportunity's. They
+    follow the id columns; a dataset without them gives ``rows`` unchanged.
+    """
+    ids = [c for c in (s.OPPORTUNITY_ID, s.CUSTOMER_ID) if c in rows.columns]
+    added: list[str] = []
+    if dataset.has("customers") and s.CUSTOMER_ID in rows.columns:
+        customers = dataset.lazy("customers")
+        names = [c for c in s.NAME_COLUMNS if c in customers.collect_schema().names() and c not in rows.columns]
+        if names:
+            looked_up = customers.select(s.CUSTOMER_ID, *names).unique(s.CUSTOMER_ID, keep="first").pipe(collect)
+            rows = rows.join(looked_up, on=s.CUSTOMER_ID, how="left")
+            added += names
+    if dataset.has("stage_events"):
+        events = dataset.lazy("stage_events")
+        owners = [c for c in s.OWNER_COLUMNS if c in events.collect_schema().names() and c not in rows.columns]
+        if owners:
+            key = s.OPPORTUNITY_ID if s.OPPORTUNITY_ID in rows.columns else s.CUSTOMER_ID
+            latest = (
+                events.filter(pl.col(s.ENTERED_AT) < as_of)
+                .sort(s.ENTERED_AT)
+                .group_by(key)
+                .agg(pl.col(c).drop_nulls().last() for c in owners)
+                .pipe(collect)
+            )
+            rows = rows.join(latest, on=key, how="left")
+            added += owners
+    if not added:
+        return rows
+    rest = [c for c in rows.columns if c not in ids and c not in added]
+    return rows.select(*ids, *added, *rest)
 
 
 def _win_probability(model: StageConversionModel, rows: FeatureRows, p_now: np.ndarray) -> np.ndarray:
@@ -188,9 +227,12 @@ def at_risk_customers(
 
     Returns
     -------
-    DataFrame ``customer_id, p_low, expected_score, in_range, days_since_order, last_csat,
-    reasons_down, reasons_up, note`` — in-range customers first, by ``p_low`` (P(score in the
-    scale's bottom levels)) highest first; the ``top`` rows (all if None).
+    DataFrame ``customer_id, [name, owner,] p_low, expected_score, in_range, last_order,
+    days_since_order, last_answer, last_csat, value_at_stake, reasons_down, reasons_up, note`` —
+    in-range customers first, by ``p_low`` (P(score in the scale's bottom levels)) highest first;
+    the ``top`` rows (all if None). ``value_at_stake`` is what the customer spent in the year
+    before ``as_of``; the name and owner columns appear when the export has them
+    (:func:`with_people`).
     """
     if not dataset.has("transactions"):
         raise ModelError(
@@ -202,11 +244,16 @@ def at_risk_customers(
         .filter(pl.col(s.ORDERED_AT).is_between(start, as_of, closed="left") & (pl.col(s.AMOUNT) > 0))
         .sort(s.ORDERED_AT, s.ORDER_ID)
         .group_by(s.CUSTOMER_ID)
-        .agg(pl.col(s.ORDER_ID).last())
+        .agg(pl.col(s.ORDER_ID).last(), pl.col(s.ORDERED_AT).last().alias("_last_order"))
         .sort(s.CUSTOMER_ID)
         .with_columns(pl.lit(as_of).alias(s.AS_OF))
+        .pipe(collect)
     )
-    rows = build_features(dataset, last_orders).pipe(collect)
+    rows = (
+        build_features(dataset, last_orders.drop("_last_order").lazy())
+        .pipe(collect)
+        .join(last_orders.select(s.CUSTOMER_ID, "_last_order"), on=s.CUSTOMER_ID, how="left")
+    )
     if rows.height == 0:
         raise ModelError(f"no customer bought in the {active_days} days before {as_of}; nobody to score.")
     lag = model.metadata.get("response_lag", {}) or {}
@@ -232,13 +279,41 @@ def at_risk_customers(
     last_csat = (
         ranked["last_csat"] if "last_csat" in ranked.columns else pl.Series([None] * ranked.height, dtype=pl.Float64)
     )
-    return ranked.select(s.CUSTOMER_ID, s.P_LOW, s.EXPECTED_SCORE, s.IN_RANGE).with_columns(
+    at_stake = ranked["spend_365d"] if "spend_365d" in ranked.columns else pl.Series([None] * ranked.height)
+    listed = ranked.select(s.CUSTOMER_ID, s.P_LOW, s.EXPECTED_SCORE, s.IN_RANGE).with_columns(
+        ranked["_last_order"].dt.date().alias("last_order"),
         ranked["_waited"].alias("days_since_order"),
+        pl.Series("last_answer", _last_answers(dataset, ranked[s.CUSTOMER_ID], as_of), dtype=pl.String),
         last_csat.alias("last_csat"),
+        at_stake.cast(pl.Float64).alias("value_at_stake"),
         explained[s.REASONS_DOWN],
         explained[s.REASONS_UP],
         pl.Series("note", notes, dtype=pl.String),
     )
+    return with_people(dataset, listed, as_of)
+
+
+def _last_answers(dataset: Dataset, customers: pl.Series, as_of: datetime) -> list[str | None]:
+    """Each customer's last survey answer before ``as_of`` in words: ``CSAT 2 on 2026-06-03``."""
+    if not dataset.has("surveys"):
+        return [None] * customers.len()
+    surveys = dataset.lazy("surveys")
+    names = surveys.collect_schema().names()
+    scores = [c for c in (s.CSAT, s.NPS) if c in names]
+    if not scores or s.RESPONDED_AT not in names:
+        return [None] * customers.len()
+    last = (
+        surveys.filter(pl.col(s.CUSTOMER_ID).is_in(customers.implode()) & (pl.col(s.RESPONDED_AT) < as_of))
+        .sort(s.RESPONDED_AT)
+        .group_by(s.CUSTOMER_ID)
+        .agg(pl.col(s.RESPONDED_AT).last(), *(pl.col(c).last() for c in scores))
+        .pipe(collect)
+    )
+    said = {}
+    for row in last.iter_rows(named=True):
+        parts = [f"{c.upper()} {row[c]:.0f}" for c in scores if row[c] is not None]
+        said[row[s.CUSTOMER_ID]] = f"{', '.join(parts)} on {row[s.RESPONDED_AT]:%Y-%m-%d}" if parts else None
+    return [said.get(c) for c in customers.to_list()]
 
 
 def _at_risk_notes(ranked: pl.DataFrame, explained: pl.DataFrame, lag: dict[str, Any]) -> list[str]:

@@ -24,8 +24,8 @@ def _compact(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def reason_text(feature: str, value: object, contribution: float) -> str:
-    """One reason in plain words, e.g. ``income 92k raises odds``."""
+def reason_text(feature: str, value: object, contribution: float, *, unit: str = "odds") -> str:
+    """One reason in plain words: ``income 92k raises odds``, or in points ``income 92k +4.1 pts``."""
     direction = "raises" if contribution > 0 else "lowers"
     missing = value is None or (isinstance(value, float) and math.isnan(value))
     entry = LABELS.get(feature)
@@ -36,6 +36,8 @@ def reason_text(feature: str, value: object, contribution: float) -> str:
         text = template.format(v=float(value), k=_compact(float(value)))
     else:
         text = f"{label(feature).lower()} {value}"
+    if unit == "points":
+        return f"{text} {'+' if contribution > 0 else '−'}{abs(100 * contribution):.1f} pts"
     return f"{text} {direction} odds"
 
 
@@ -44,13 +46,14 @@ def _is_missing(value: object) -> bool:
 
 
 def top_reasons(
-    contributions: np.ndarray, names: Sequence[str], values: pl.DataFrame, *, k: int = 3
+    contributions: np.ndarray, names: Sequence[str], values: pl.DataFrame, *, k: int = 3, unit: str = "odds"
 ) -> list[dict[str, list[str]]]:
     """Per row, the ``k`` strongest positive and negative reasons in words (never a missing value).
 
     Parameters
     ----------
-    contributions : (rows, features) log-odds contributions.
+    contributions : (rows, features) log-odds contributions, or probability points with
+        ``unit="points"`` (a reason below 0.05 points is too small to say).
     names : feature names of the columns.
     values : the rows' raw feature values (for the words).
     """
@@ -61,12 +64,13 @@ def top_reasons(
         known = np.array([not _is_missing(v) for v in row_values])
         row_contrib = np.where(known, row_contrib, 0.0)
         order = np.argsort(row_contrib)
-        up = [i for i in order[::-1][:k] if row_contrib[i] > 1e-9]
-        down = [i for i in order[:k] if row_contrib[i] < -1e-9]
+        floor = 0.0005 if unit == "points" else 1e-9
+        up = [i for i in order[::-1][:k] if row_contrib[i] > floor]
+        down = [i for i in order[:k] if row_contrib[i] < -floor]
         out.append(
             {
-                "up": [reason_text(names[i], row_values[i], row_contrib[i]) for i in up],
-                "down": [reason_text(names[i], row_values[i], row_contrib[i]) for i in down],
+                "up": [reason_text(names[i], row_values[i], row_contrib[i], unit=unit) for i in up],
+                "down": [reason_text(names[i], row_values[i], row_contrib[i], unit=unit) for i in down],
             }
         )
     return out

@@ -246,6 +246,12 @@ CASES = [
     ),
     Case("one-stage-funnel", _toml('[funnel]\nstages = ["won"]\n'), r"\[funnel\] stages needs at least two stages"),
     Case(
+        "bad-currency",
+        _toml("[report]\ncurrency = 978\n"),
+        r'\[report\] currency must be a symbol or code of 1 to 5 characters, e\.g\. currency = "€" or "CHF "; '
+        r"received 978",
+    ),
+    Case(
         "misspelt-column",
         _toml('[tables.customers]\npath = "customers.csv"\n[tables.customers.columns]\ncreated_at = "Created_At"\n'),
         r"customers\.created_at: funnel\.toml maps it to column 'Created_At', which customers\.csv lacks "

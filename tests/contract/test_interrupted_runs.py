@@ -66,7 +66,7 @@ def test_sigterm_mid_run_exits_130_and_keeps_the_previous_report(
     assert "funnelmodels/" not in err
     assert _snapshot(reports / "slow" / "latest") == before
     # No half-written folder is left beside it; the partial notebook is kept for debugging.
-    assert sorted(p.name for p in (reports / "slow").iterdir()) == ["failed", "latest"]
+    assert sorted(p.name for p in (reports / "slow").iterdir()) == ["failed", "index.html", "latest"]
     assert (reports / "slow" / "failed" / "latest" / "report.ipynb").is_file()
 
 
@@ -82,11 +82,11 @@ def test_sigkill_mid_run_keeps_the_previous_report_and_the_next_run_cleans_up(
     assert child.returncode == -signal.SIGKILL
     assert _snapshot(reports / "slow" / "latest") == before
     # What a hard kill leaves is hidden (a dot-folder), never in place of the report...
-    leftovers = [p.name for p in (reports / "slow").iterdir() if p.name != "latest"]
+    leftovers = [p.name for p in (reports / "slow").iterdir() if p.name not in ("latest", "index.html")]
     assert all(name.startswith(".") for name in leftovers), leftovers
     # ...and the next run removes it.
     again = run_report("slow", reports_dir=reports, notebooks_dir=_notebooks(tmp_path / "again", "print('new')"))
-    assert sorted(p.name for p in (reports / "slow").iterdir()) == ["latest"]
+    assert sorted(p.name for p in (reports / "slow").iterdir()) == ["index.html", "latest"]
     assert "new" in again.html.read_text(encoding="utf-8")
 
 

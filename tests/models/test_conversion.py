@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +52,19 @@ def test_explanations_in_words(trained: ConversionTraining) -> None:
     sample = [r for rs in explained["reasons_up"].to_list() for r in rs] + [
         r for rs in explained["reasons_down"].to_list() for r in rs
     ]
-    assert all(r.endswith(("raises odds", "lowers odds")) for r in sample)
+    assert sample and all(re.search(r" [+−]\d+\.\d pts$", r) for r in sample)
     assert all(len(rs) <= 3 for rs in explained["reasons_up"].to_list())
+    assert all("+" in r for rs in explained["reasons_up"] for r in rs)
+    assert all("−" in r for rs in explained["reasons_down"] for r in rs)
+    # The points of every feature add up to the probability less the model's base probability.
+    for engine in ("lightgbm", "logit"):
+        points, base = trained.models[engine].probability_points(rows)
+        p = trained.models[engine].predict_proba(rows)
+        assert np.allclose(points.sum(axis=1), p - base, atol=1e-12), engine
+        # ... and each part has the sign of its log-odds contribution.
+        contributions = trained.models[engine].contributions(rows)
+        assert (np.sign(points) * np.sign(contributions) >= 0).all(), engine
+    assert np.allclose(explained["base_probability"], explained["base_probability"][0]), "one base for LightGBM"
     importance = model.importance(rows)
     assert importance["mean_abs_contribution"].is_sorted(descending=True)
     assert importance["gain"].sum() > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from funnelmodels.data.io import load_dataset
 from funnelmodels.data.synthetic import generate_dataset, true_low_satisfaction, true_satisfaction, write_dataset
 from funnelmodels.errors import ModelError
+from funnelmodels.features import extra_features
 from funnelmodels.models.predict import at_risk_customers, score_open_opportunities
 from funnelmodels.models.train import ConversionTraining, SatisfactionTraining, train_conversion, train_satisfaction
 
@@ -112,3 +114,45 @@ def test_reasons_never_run_against_the_customers_own_answer(satisfaction: Satisf
         for last, ups, downs in zip(rows["last_csat"], explained["reasons_up"], explained["reasons_down"], strict=True):
             assert not (last <= 2 and any(r.startswith("last CSAT") for r in ups)), (engine, last, ups)
             assert not (last >= 4 and any(r.startswith("last CSAT") for r in downs)), (engine, last, downs)
+
+
+def test_lists_carry_names_owners_last_purchase_last_answer_and_value(
+    synthetic_dir: Path, trained: ConversionTraining, satisfaction: SatisfactionTraining
+) -> None:
+    """A list a seller can work: who the customer is, who owns the deal, what they bought and said."""
+    data = load_dataset(synthetic_dir)
+    customers = data.tables["customers"].with_columns(
+        ("Customer " + pl.col("customer_id").cast(pl.String)).alias("name")
+    )
+    events = data.tables["stage_events"].with_columns(
+        ("rep " + (pl.col("opportunity_id") % 7).cast(pl.String)).alias("owner")
+    )
+    named = dataclasses.replace(data, tables=dict(data.tables) | {"customers": customers, "stage_events": events})
+    as_of = datetime(2026, 7, 1)
+
+    scored = score_open_opportunities(named, trained.models["lightgbm"], as_of)
+    assert scored.columns[:4] == ["opportunity_id", "customer_id", "name", "owner"]
+    assert (scored["name"] == "Customer " + scored["customer_id"].cast(pl.String)).all()
+    assert (scored["owner"] == "rep " + (scored["opportunity_id"] % 7).cast(pl.String)).all()
+    assert "name" not in extra_features(named), "a name identifies a customer; it is not a feature"
+
+    risk = at_risk_customers(named, satisfaction.models["ordinal"], as_of, top=15)
+    assert risk.columns[:3] == ["customer_id", "name", "owner"]
+    # Worked out from the tables directly: last purchase, last answer and the year's spend.
+    tx = data.tables["transactions"].filter((pl.col("ordered_at") < as_of) & (pl.col("amount") > 0))
+    surveys = data.tables["surveys"].filter(pl.col("responded_at") < as_of).sort("responded_at")
+    for row in risk.iter_rows(named=True):
+        mine = tx.filter(pl.col("customer_id") == row["customer_id"])
+        assert row["last_order"] == mine["ordered_at"].max().date()
+        # Value at stake: what the customer bought in the year before as_of (purchases, not refunds).
+        year = mine.filter(pl.col("ordered_at") >= datetime(2025, 7, 1))
+        assert year.height > 0 and row["value_at_stake"] == pytest.approx(year["amount"].sum())
+        said = surveys.filter(pl.col("customer_id") == row["customer_id"]).tail(1)
+        if said.height:
+            last = said.row(0, named=True)
+            scores = [f"{c.upper()} {last[c]:.0f}" for c in ("csat", "nps") if last.get(c) is not None]
+            assert row["last_answer"] == f"{', '.join(scores)} on {last['responded_at']:%Y-%m-%d}"
+        else:
+            assert row["last_answer"] is None
+    # Without those columns the lists are as before: nothing is made up.
+    assert "name" not in at_risk_customers(data, satisfaction.models["ordinal"], as_of, top=3).columns
