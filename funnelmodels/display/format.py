@@ -110,6 +110,8 @@ def value_text(name: str, value: Any, *, kind: Unit | None = None) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     kind = kind or unit(name)
+    if kind == "text":  # an id or a name: as it is, never "1,047"
+        return str(value)
     if isinstance(value, datetime | date):
         return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) and value.time() else f"{value:%Y-%m-%d}"
     if not isinstance(value, int | float):

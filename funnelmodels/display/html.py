@@ -292,6 +292,10 @@ def pipeline_tiles(pipeline: pl.DataFrame, *, target: float | None = None, targe
 # --- tables --------------------------------------------------------------------------------------
 
 
+NAMED_VALUES = ("feature", "term", "kpi")
+"""Columns whose values are names (a feature, a model term, a KPI): shown in words too."""
+
+
 def _intervals(columns: Sequence[str]) -> dict[str, tuple[str, str]]:
     """Columns ``x`` with both ``x_low`` and ``x_high``: shown as one ``x (low–high)`` cell."""
     have = set(columns)
@@ -331,6 +335,8 @@ def html_table(
             value = row[name]
             if name in formats:
                 text = formats[name](value)
+            elif name in NAMED_VALUES and isinstance(value, str):
+                text = label(value)
             elif name in merged:
                 text = interval_text(name, value, row[merged[name][0]], row[merged[name][1]])
             else:

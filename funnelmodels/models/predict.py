@@ -223,14 +223,17 @@ def at_risk_customers(
     weeks of an order (``model.metadata["response_lag"]``): a customer whose last order is older
     than the 95th percentile of those lags is *out of range* — listed after the others, with a
     note, not ranked as if the model knew. Reasons that run against the customer's own last
-    answer (a last CSAT of 1 said to raise satisfaction) are left out, and the note says so.
+    answer (a last CSAT of 1 said to raise satisfaction) are left out, and ``reasons_left_out``
+    names them.
 
     Returns
     -------
     DataFrame ``customer_id, [name, owner,] p_low, expected_score, in_range, last_order,
-    days_since_order, last_answer, last_csat, value_at_stake, reasons_down, reasons_up, note`` —
+    days_since_order, last_answer, last_csat, value_at_stake, risk_up, risk_down,
+    reasons_left_out, note`` —
     in-range customers first, by ``p_low`` (P(score in the scale's bottom levels)) highest first;
-    the ``top`` rows (all if None). ``value_at_stake`` is what the customer spent in the year
+    the ``top`` rows (all if None). ``risk_up``/``risk_down`` are the reasons in points of
+    P(low) (:meth:`SatisfactionModel.risk_points`). ``value_at_stake`` is what the customer spent in the year
     before ``as_of``; the name and owner columns appear when the export has them
     (:func:`with_people`).
     """
@@ -275,7 +278,7 @@ def at_risk_customers(
     if top:
         ranked = ranked.head(top)
     explained = model.explain(ranked)
-    notes = _at_risk_notes(ranked, explained, lag)
+    notes = _at_risk_notes(ranked, lag)
     last_csat = (
         ranked["last_csat"] if "last_csat" in ranked.columns else pl.Series([None] * ranked.height, dtype=pl.Float64)
     )
@@ -286,8 +289,9 @@ def at_risk_customers(
         pl.Series("last_answer", _last_answers(dataset, ranked[s.CUSTOMER_ID], as_of), dtype=pl.String),
         last_csat.alias("last_csat"),
         at_stake.cast(pl.Float64).alias("value_at_stake"),
-        explained[s.REASONS_DOWN],
-        explained[s.REASONS_UP],
+        explained["risk_up"],
+        explained["risk_down"],
+        explained["left_out"].alias("reasons_left_out"),
         pl.Series("note", notes, dtype=pl.String),
     )
     return with_people(dataset, listed, as_of)
@@ -316,9 +320,9 @@ def _last_answers(dataset: Dataset, customers: pl.Series, as_of: datetime) -> li
     return [said.get(c) for c in customers.to_list()]
 
 
-def _at_risk_notes(ranked: pl.DataFrame, explained: pl.DataFrame, lag: dict[str, Any]) -> list[str]:
+def _at_risk_notes(ranked: pl.DataFrame, lag: dict[str, Any]) -> list[str]:
     notes = []
-    for row, dropped in zip(ranked.iter_rows(named=True), explained["left_out"].to_list(), strict=True):
+    for row in ranked.iter_rows(named=True):
         parts = []
         if not row[s.IN_RANGE] and lag.get("p95") is not None:
             waited = row["_waited"]
@@ -328,7 +332,5 @@ def _at_risk_notes(ranked: pl.DataFrame, explained: pl.DataFrame, lag: dict[str,
                 if waited is not None
                 else "out of range: no order to ask about"
             )
-        if dropped:
-            parts.append(f"left out a reason that runs against the customer's own answer ({'; '.join(dropped)})")
         notes.append("; ".join(parts))
     return notes

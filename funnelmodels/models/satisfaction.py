@@ -318,22 +318,55 @@ class SatisfactionModel:
             satisfied = np.arange(k) >= k - 1
         return np.asarray(per_class[:, satisfied, :].mean(axis=1) - per_class[:, ~satisfied, :].mean(axis=1))
 
-    def explain(self, frame: pl.DataFrame, *, k: int = 3) -> pl.DataFrame:
-        """Per row: expected score, P(low), and the strongest reasons down and up, in words.
+    def risk_points(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each feature's part of a row's chance of a low score, in probability: the parts add up to p − base.
 
-        A reason about the customer's own earlier answer that runs against it (a last CSAT of 1
-        said to raise satisfaction: the model weighing it against other things) is left out of
-        the lists and named in ``left_out``.
+        The feature's push on satisfaction (:meth:`contributions`) is shared out in proportion over
+        the distance between the row's P(low) and the model's base P(low) — with every push taken
+        away (the ordinal model at the average customer; LightGBM at its starting scores). For
+        the ordinal model a part has the opposite sign of the push: what raises satisfaction
+        lowers the risk.
 
         Returns
         -------
-        DataFrame ``expected_score, p_low, reasons_down, reasons_up, left_out``; ``p_low`` is
-        P(CSAT ≤ 2) or P(NPS ≤ 6, a detractor).
+        ``(points, base)``: an array (rows × ``encoder.names``; positive raises the risk) and each
+        row's base P(low).
+        """
+        contributions = self.contributions(frame)
+        p = self.low_share(self.predict_proba(frame))
+        if self.engine == "ordinal":
+            thresholds = np.asarray(self._ordinal["thresholds"])
+            base = self.low_share(_ordinal_proba(np.zeros(frame.height), thresholds))
+        else:
+            k, names = len(self.levels), len(self.encoder.names)
+            contrib = np.asarray(self._booster.predict(self.encoder.matrix(frame), pred_contrib=True))
+            margins = contrib.reshape(frame.height, k, names + 1)[:, :, -1]
+            shifted = np.exp(margins - margins.max(axis=1, keepdims=True))
+            base = self.low_share(shifted / shifted.sum(axis=1, keepdims=True))
+        total = contributions.sum(axis=1)
+        share = np.divide(p - base, total, out=np.zeros_like(p), where=np.abs(total) > 1e-12)
+        return contributions * share[:, None], base
+
+    def explain(self, frame: pl.DataFrame, *, k: int = 3) -> pl.DataFrame:
+        """Per row: expected score, P(low), and the strongest reasons, in words.
+
+        ``reasons_down``/``reasons_up``: what lowers and raises satisfaction. ``risk_up``/``risk_down``:
+        the same reasons stated in points of the chance of a low score (:meth:`risk_points`), e.g.
+        "8 refunds +12.3 pts". A reason about the customer's own earlier answer that runs against
+        it (a last CSAT of 1 said to raise satisfaction: the model weighing it against other
+        things) is left out of the lists and named in ``left_out``.
+
+        Returns
+        -------
+        DataFrame ``expected_score, p_low, base_p_low, reasons_down, reasons_up, risk_up, risk_down,
+        left_out``; ``p_low`` is P(CSAT ≤ 2) or P(NPS ≤ 6, a detractor).
         """
         proba = self.predict_proba(frame)
         contributions = self.contributions(frame)
         against = _against_own_answers(frame, self.encoder.names, contributions)
         reasons = top_reasons(np.where(against, 0.0, contributions), self.encoder.names, frame, k=k)
+        points, base = self.risk_points(frame)
+        risks = top_reasons(np.where(against, 0.0, points), self.encoder.names, frame, k=k, unit="points")
         words = {"raises odds": "raises satisfaction", "lowers odds": "lowers satisfaction"}
 
         def reword(items: list[str]) -> list[str]:
@@ -345,20 +378,27 @@ class SatisfactionModel:
             [reword([reason_text(names[j], row[j], contributions[i, j])])[0] for j in np.flatnonzero(against[i])]
             for i, row in enumerate(values)
         ]
+        text = pl.List(pl.String)
         return pl.DataFrame(
             {
                 s.EXPECTED_SCORE: proba @ np.asarray(self.levels, dtype=float),
                 s.P_LOW: self.low_share(proba),
+                "base_p_low": base,
                 s.REASONS_DOWN: [reword(r["down"]) for r in reasons],
                 s.REASONS_UP: [reword(r["up"]) for r in reasons],
+                "risk_up": [r["up"] for r in risks],
+                "risk_down": [r["down"] for r in risks],
                 "left_out": left_out,
             },
             schema={
                 s.EXPECTED_SCORE: pl.Float64,
                 s.P_LOW: pl.Float64,
-                s.REASONS_DOWN: pl.List(pl.String),
-                s.REASONS_UP: pl.List(pl.String),
-                "left_out": pl.List(pl.String),
+                "base_p_low": pl.Float64,
+                s.REASONS_DOWN: text,
+                s.REASONS_UP: text,
+                "risk_up": text,
+                "risk_down": text,
+                "left_out": text,
             },
         )
 

@@ -32,7 +32,7 @@ from funnelmodels.kpis import PERIODS, attainment, counting_notes, kpi_changes, 
 from funnelmodels.labels import label, unit
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.persist import ModelStore
-from funnelmodels.models.predict import pipeline_value, score_from_history, score_open_opportunities
+from funnelmodels.models.predict import pipeline_value, score_from_history, score_open_opportunities, with_people
 from funnelmodels.rates import conversion_table, cumulative_conversion_table, time_to_close
 from funnelmodels.reports.params import check_period, period_end
 from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
@@ -73,6 +73,8 @@ class SalesReport:
     next_target: float | None = None
     """The net revenue target of the period after the report's: what the pipeline is to cover."""
     segment: str = ""
+    top_deals: pl.DataFrame | None = None
+    """The open deals worth most (expected value) at the period's end: the list a seller works."""
 
     @property
     def period_label(self) -> str:
@@ -139,9 +141,9 @@ def sales_performance(
     segment_changes = (
         kpi_changes(by_segment, by=segment).filter(pl.col("period") == chosen) if by_segment is not None else None
     )
-    funnel = cumulative = close = pipeline = None
+    funnel = cumulative = close = pipeline = deals = None
     if events is not None:
-        funnel, cumulative, close, pipeline = _funnel_and_pipeline(
+        funnel, cumulative, close, pipeline, deals = _funnel_and_pipeline(
             dataset, events, chosen, period_length, model_dir, notes, missing
         )
     goals, next_target = _attainment(kpis, targets_file, chosen, period_length) if targets_file else (None, None)
@@ -162,6 +164,7 @@ def sales_performance(
         segment_changes=segment_changes,
         next_target=next_target,
         segment=segment,
+        top_deals=deals,
     )
 
 
@@ -199,9 +202,9 @@ def _chosen_period(
     chosen = check_period(period, period_length, kpis["period"], last_day)
     if last_day is not None and period_end(chosen, period_length) > last_day:
         notes.append(
-            f"The {period_length} starting {chosen} is not complete: the data ends on "
-            f"{last_day - timedelta(days=1)}. Its figures cover part of it, and its changes compare part of a "
-            f"{period_length} with a whole one."
+            f"{period_label(chosen, period_length)} is not complete: the data ends on "
+            f"{period_label(last_day - timedelta(days=1), 'day')}. Its figures cover part of the {period_length}, and "
+            f"its changes compare part of a {period_length} with a whole one."
         )
     return chosen
 
@@ -294,29 +297,35 @@ def _funnel_and_pipeline(
     model_dir: str,
     notes: list[str],
     missing: dict[str, str],
-) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame | None]:
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame | None, pl.DataFrame | None]:
 
     end = datetime.combine(period_end(chosen, period_length), datetime.min.time())
     transitions = build_transitions(events, dataset.spec, end=end)
     funnel = conversion_table(transitions, dataset.spec)
     cumulative = cumulative_conversion_table(transitions, dataset.spec, end=end)
     close = time_to_close(events, dataset.spec, end=end)
-    pipeline = None
+    pipeline = deals = None
     try:
-        pipeline = _pipeline(dataset, end, model_dir, notes)
+        pipeline, deals = _pipeline(dataset, end, model_dir, notes)
     except ModelError as exc:
         missing["pipeline"] = f"No pipeline forecast at {end:%Y-%m-%d}: {exc}"
     if s.AMOUNT not in events.collect_schema().names():
+        if deals is not None:
+            deals = deals.drop(s.AMOUNT, s.EXPECTED_VALUE, strict=False)
         if pipeline is not None:
             pipeline = pipeline.drop("pipeline_amount", s.EXPECTED_VALUE)
         missing["pipeline_value"] = (
             "The stage events have no deal value (stage_events.amount): the pipeline counts deals and their win "
             "probability but cannot say what they are worth; add amount to stage_events for its value."
         )
-    return funnel, cumulative, close, pipeline
+    return funnel, cumulative, close, pipeline, deals
 
 
-def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str]) -> pl.DataFrame:
+TOP_DEALS = 15
+"""How many open deals the sales report lists, worth most first."""
+
+
+def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     if model_dir:
         model = StageConversionModel.load(ModelStore(Path(model_dir)).conversion("lightgbm"), engine="lightgbm")
         scored = score_open_opportunities(dataset, model, end)
@@ -327,8 +336,30 @@ def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str])
             "history: for each deal, what past deals that had waited as long in the same stage went on to do, "
             "times the share of each later stage's entries that converted"
         )
-    notes.append(f"Pipeline forecast at {end:%Y-%m-%d} from {method}.")
-    return pipeline_value(scored, by=s.STAGE, spec=dataset.spec)
+    notes.append(f"Pipeline forecast at the start of {period_label(end.date(), 'day')} from {method}.")
+    return pipeline_value(scored, by=s.STAGE, spec=dataset.spec), _top_deals(dataset, scored, end)
+
+
+def _top_deals(dataset: Dataset, scored: pl.DataFrame, end: datetime) -> pl.DataFrame:
+    """The open deals worth most, with who they are for and who works them: the list to act on."""
+    ranked = scored.sort(
+        s.EXPECTED_VALUE, s.WIN_PROBABILITY, s.OPPORTUNITY_ID, descending=[True, True, False], nulls_last=True
+    ).head(TOP_DEALS)
+    ranked = ranked.with_columns(
+        ((pl.lit(end) - pl.col(s.ENTERED_AT)).dt.total_hours() / 24).floor().alias(s.DAYS_IN_STAGE_SO_FAR)
+    )
+    columns = [
+        s.OPPORTUNITY_ID,
+        s.CUSTOMER_ID,
+        s.STAGE,
+        s.DAYS_IN_STAGE_SO_FAR,
+        s.AMOUNT,
+        s.WIN_PROBABILITY,
+        s.EXPECTED_VALUE,
+        s.REASONS_UP,
+        s.REASONS_DOWN,
+    ]
+    return with_people(dataset, ranked.select([c for c in columns if c in ranked.columns]), end)
 
 
 def _data_end(transactions: pl.LazyFrame | None, events: pl.LazyFrame | None) -> date | None:

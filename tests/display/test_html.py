@@ -70,6 +70,8 @@ def test_tables_read_in_words_with_intervals_merged_and_capped() -> None:
     page = html_table(frame)
     assert ">Conversion rate<" in page and ">Entered<" in page and "rate_low" not in page.split("<tbody>")[0]
     assert ">38.0% (36.9–40.1%)<" in page and 'data-value="1234"' in page
+    names = html_table(pl.DataFrame({"feature": ["log(1+spend_365d)", "days_late"], "gain": [1.0, 2.0]}))
+    assert ">Spend in the last year (log)<" in names and ">Days late<" in names and "days_late" not in names
     many = pl.DataFrame({"customer_id": list(range(100_000))})
     capped = html_table(many)
     assert capped.count("<tr>") == 61 and "99,940 more rows in the CSV table" in capped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -53,15 +54,18 @@ def test_at_risk_list_with_reasons(synthetic_dir: Path, satisfaction: Satisfacti
     risk = at_risk_customers(load_dataset(synthetic_dir), satisfaction.models["ordinal"], datetime(2026, 7, 1), top=10)
     assert risk.height == 10
     assert risk["p_low"].is_sorted(descending=True)
-    assert all(r.endswith("lowers satisfaction") for rs in risk["reasons_down"].to_list() for r in rs)
+    # Reasons in points of the chance of a low score: what raises it, what lowers it.
+    assert all(re.search(r" \+\d+\.\d pts$", r) for rs in risk["risk_up"].to_list() for r in rs)
+    assert all(re.search(r" −\d+\.\d pts$", r) for rs in risk["risk_down"].to_list() for r in rs)
+    assert sum(len(rs) for rs in risk["risk_up"].to_list()) > 10
     # Reasons are computed only for the rows returned: the same as the head of the full list.
     everyone = at_risk_customers(
         load_dataset(synthetic_dir), satisfaction.models["ordinal"], datetime(2026, 7, 1), top=None
     )
     head = everyone.head(10)
     assert everyone.height > 100
-    assert head.select("customer_id", "reasons_down", "reasons_up").equals(
-        risk.select(head.select("customer_id", "reasons_down", "reasons_up").columns)
+    assert head.select("customer_id", "risk_up", "risk_down").equals(
+        risk.select(head.select("customer_id", "risk_up", "risk_down").columns)
     )
     assert np.allclose(
         head["p_low"].to_numpy(), risk["p_low"].to_numpy(), rtol=1e-12
@@ -105,6 +109,18 @@ def test_at_risk_list_finds_the_truly_unhappy_better_than_the_last_answer(tmp_pa
     # Nobody who just answered 5 is at the top with a near-certain risk.
     top = inside.head(20)
     assert top.filter((pl.col("last_csat") == 5) & (pl.col("p_low") > 0.9)).height == 0
+
+
+def test_risk_points_add_up_to_the_chance_of_a_low_score_less_the_base(satisfaction: SatisfactionTraining) -> None:
+    rows = satisfaction.test.head(200)
+    for engine, model in satisfaction.models.items():
+        points, base = model.risk_points(rows)
+        p_low = model.low_share(model.predict_proba(rows))
+        assert np.allclose(points.sum(axis=1), p_low - base, atol=1e-12), engine
+    # The ordinal model: what raises satisfaction lowers the risk, feature by feature.
+    ordinal = satisfaction.models["ordinal"]
+    points, _ = ordinal.risk_points(rows)
+    assert (np.sign(points) * np.sign(ordinal.contributions(rows)) <= 0).all()
 
 
 def test_reasons_never_run_against_the_customers_own_answer(satisfaction: SatisfactionTraining) -> None:

@@ -23,7 +23,16 @@ def test_every_report_writes_html_notebook_manifest_and_tables(
     rendered: dict[str, ReportRun], synthetic_dir: Path
 ) -> None:
     expected_tables = {
-        "sales_performance": {"kpis", "changes", "year_over_year", "segments", "funnel", "cumulative", "pipeline"},
+        "sales_performance": {
+            "kpis",
+            "changes",
+            "year_over_year",
+            "segments",
+            "funnel",
+            "cumulative",
+            "pipeline",
+            "top_deals",
+        },
         "stage_conversion": {"metrics", "importance", "odds_ratios", "waiting", "cumulative"},
         "customer_satisfaction": {"trend", "metrics", "coefficients", "drivers", "at_risk"},
     }

@@ -6,9 +6,12 @@ import dataclasses
 from datetime import date, datetime
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pytest
 
 from funnelmodels.data.io import load_dataset
+from funnelmodels.models.predict import score_from_history
 from funnelmodels.reports import SalesReport, sales_performance
 
 
@@ -31,7 +34,7 @@ def test_the_latest_complete_period_by_default_and_a_note_when_asked_for_a_parti
     assert not any("not complete" in n for n in report.notes)
     asked = sales_performance(half, period="2026-06")
     assert asked.period == date(2026, 6, 1)
-    assert any("The month starting 2026-06-01 is not complete: the data ends on 2026-06-14" in n for n in asked.notes)
+    assert any("June 2026 is not complete: the data ends on 14 June 2026" in n for n in asked.notes)
 
 
 def _report(**overrides: object) -> SalesReport:
@@ -110,3 +113,20 @@ def test_the_summary_says_level_changes_target_pipeline_and_the_biggest_mover() 
     # A win-rate change within chance says so, and no verdict of better or worse.
     calm = _report(changes=_report().changes.with_columns(pl.lit(0.56).alias("p_value")))  # type: ignore[union-attr]
     assert "+10.0 pts on May 2026 — within chance (p = 0.56)." in calm.summary()[2]
+
+
+def test_the_deals_to_work_are_the_open_deals_worth_most(synthetic_dir: Path) -> None:
+    data = load_dataset(synthetic_dir)
+    report = sales_performance(data, period="2026-05")
+    deals = report.top_deals
+    assert deals is not None and deals.height == 15
+    assert deals["expected_value"].is_sorted(descending=True)
+    assert np.allclose(deals["expected_value"], deals["amount"] * deals["win_probability"])
+    # The same deals as ranking every open deal at the period's end (1 June) by hand.
+    everyone = score_from_history(data, datetime(2026, 6, 1)).sort("expected_value", descending=True)
+    assert deals["expected_value"][0] == pytest.approx(everyone["expected_value"][0])
+    assert set(deals["opportunity_id"]) <= set(everyone["opportunity_id"])
+    assert deals["expected_value"].sum() <= report.pipeline["expected_value"].sum()  # type: ignore[index]
+    # Days in the stage are counted to the period's end.
+    first = everyone.filter(pl.col("opportunity_id") == deals["opportunity_id"][0]).row(0, named=True)
+    assert deals["days_in_stage_so_far"][0] == (datetime(2026, 6, 1) - first["entered_at"]).days
