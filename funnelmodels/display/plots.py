@@ -81,6 +81,9 @@ def chart_html(figure: Figure) -> str:
     svg = svg[svg.index("<svg") :]
     for gid, text in figure.__dict__.get("_fm_tips", {}).items():
         svg = svg.replace(f'<g id="{gid}">', f'<g id="{gid}"><title>{html.escape(text)}</title>', 1)
+    # Every id unique in the page (two charts both have a "figure_1"), references with them.
+    prefix = f"fm{_CHARTS[0]}-"
+    svg = svg.replace('id="', f'id="{prefix}').replace("url(#", f"url(#{prefix}").replace('href="#', f'href="#{prefix}')
     # With its titles as alternative text: a screen reader says what the chart is.
     titles = [figure.get_suptitle(), *(ax.get_title() for ax in figure.get_axes())]
     alt = html.escape("; ".join(t for t in titles if t) or "chart")
@@ -112,6 +115,27 @@ def _money_axis(ax: Any) -> None:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: money(v)))
 
 
+MAX_PERIODS = 120
+"""A trend chart shows at most the last 120 periods (the CSV tables hold all): a report's size does
+not grow with the length of the history."""
+
+
+def _recent(table: pl.DataFrame, ax: Any, title: str, length: str) -> pl.DataFrame:
+    """The last :data:`MAX_PERIODS` rows, and the chart's title saying so when older ones are left out."""
+    if table.height <= MAX_PERIODS:
+        ax.set_title(title)
+        return table
+    ax.set_title(f"{title} (the last {MAX_PERIODS} {length}s)")
+    return table.tail(MAX_PERIODS)
+
+
+def _thin_ticks(ax: Any, count: int, most: int = 30) -> None:
+    """At most ``most`` labels on the x axis, every k-th one, the last always."""
+    if count > most:
+        step = -(-count // most)
+        ax.set_xticks([i for i in range(count) if (count - 1 - i) % step == 0])
+
+
 def _period_ticks(periods: pl.Series, length: str) -> list[str]:
     """Short tick labels: ``Jun 2026`` for months, ``Q2 2026`` for quarters, the date otherwise."""
     if length == "month":
@@ -124,6 +148,7 @@ def _period_ticks(periods: pl.Series, length: str) -> list[str]:
 def plot_revenue_trend(kpis: pl.DataFrame, *, highlight: Any = None, length: str = "month") -> Figure:
     """Net revenue per period (bars; the report's period highlighted) and the average sale."""
     fig, ax = _figure()
+    kpis = _recent(kpis, ax, "Revenue by period", length)
     periods = _period_ticks(kpis["period"], length)
     colors = [ORANGE if highlight is not None and p == highlight else BLUE for p in kpis["period"]]
     bars = ax.bar(periods, kpis["net_revenue"].to_numpy(), color=colors)
@@ -137,19 +162,20 @@ def plot_revenue_trend(kpis: pl.DataFrame, *, highlight: Any = None, length: str
     ax.set_ylabel("Net revenue (refunds deducted)")
     _money_axis(ax)
     ax.set_xlabel("Period")
+    _thin_ticks(ax, len(periods))
     ax.tick_params(axis="x", rotation=60, labelsize=8)
     twin = ax.twinx()
     twin.plot(periods, kpis["average_sale"].to_numpy(), color=GREY, marker="o", lw=1.5, label="Average sale")
     twin.set_ylabel("Average sale")
     _money_axis(twin)
     twin.legend(loc="upper left", frameon=False)
-    ax.set_title("Revenue by period")
     return fig
 
 
 def plot_new_vs_returning(kpis: pl.DataFrame, *, length: str = "month") -> Figure:
     """New accounts and returning customers per period (stacked bars = active customers)."""
     fig, ax = _figure()
+    kpis = _recent(kpis, ax, "New and returning customers", length)
     periods = _period_ticks(kpis["period"], length)
     new = kpis["new_accounts"].to_numpy()
     bars = ax.bar(periods, new, color=ORANGE, label="New accounts (first purchase)")
@@ -163,9 +189,9 @@ def plot_new_vs_returning(kpis: pl.DataFrame, *, length: str = "month") -> Figur
         )
     ax.set_ylabel("Customers who bought")
     ax.set_xlabel("Period")
+    _thin_ticks(ax, len(periods))
     ax.tick_params(axis="x", rotation=60, labelsize=8)
     ax.legend(frameon=False)
-    ax.set_title("New and returning customers")
     return fig
 
 
@@ -308,6 +334,9 @@ def plot_satisfaction_trend(
         if mean in table.columns
     ]
     fig, axes = _subplots(1, len(panels), figsize=(5 * len(panels), 3.6), squeeze=False)
+    if table.height > MAX_PERIODS:
+        table = table.tail(MAX_PERIODS)
+        fig.suptitle(f"The last {MAX_PERIODS} {length}s", fontsize=10)
     periods = _period_ticks(table["period"], length)
     x = np.arange(len(periods))
     for ax, (mean, low, high, label, color) in zip(axes[0], panels, strict=True):

@@ -18,6 +18,7 @@ from funnelmodels.funnel import build_transitions, data_end
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.design import FeatureRows, warn_unseen
 from funnelmodels.models.satisfaction import SatisfactionModel
+from funnelmodels.progress import steps
 from funnelmodels.rates import historical_win_probability
 
 __all__ = [
@@ -79,24 +80,28 @@ def score_open_opportunities(
     amount, p_next_stage, win_probability, expected_value, reasons_up, reasons_down`` sorted by
     expected value.
     """
-    opened = open_opportunities(dataset, as_of)
-    if opened.height == 0:
-        raise ModelError(f"no opportunity is open at {as_of}.")
-    rows = model.prepare(
-        build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(s.AS_OF))).pipe(collect)
-    )
-    warn_unseen(model.encoder, rows.frame)
-    p_now = model.predict_proba(rows)
-    win = _win_probability(model, rows, p_now)
-    frame = rows.frame
-    amount = frame[s.AMOUNT] if s.AMOUNT in frame.columns else pl.Series(s.AMOUNT, [None] * frame.height, pl.Float64)
-    if reasons:
-        explained = model.explain(rows).select(s.REASONS_UP, s.REASONS_DOWN)
-    else:
-        explained = pl.DataFrame(
-            {s.REASONS_UP: [[]] * frame.height, s.REASONS_DOWN: [[]] * frame.height},
-            schema={s.REASONS_UP: pl.List(pl.String), s.REASONS_DOWN: pl.List(pl.String)},
+    with steps("scoring", 3 if reasons else 2) as bar:
+        bar.step("open deals and their features")
+        opened = open_opportunities(dataset, as_of)
+        if opened.height == 0:
+            raise ModelError(f"no opportunity is open at {as_of}.")
+        rows = model.prepare(
+            build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(s.AS_OF))).pipe(collect)
         )
+        warn_unseen(model.encoder, rows.frame)
+        bar.step("probabilities")
+        p_now = model.predict_proba(rows)
+        win = _win_probability(model, rows, p_now)
+        frame = rows.frame
+        if reasons:
+            bar.step("reasons")
+            explained = model.explain(rows).select(s.REASONS_UP, s.REASONS_DOWN)
+        else:
+            explained = pl.DataFrame(
+                {s.REASONS_UP: [[]] * frame.height, s.REASONS_DOWN: [[]] * frame.height},
+                schema={s.REASONS_UP: pl.List(pl.String), s.REASONS_DOWN: pl.List(pl.String)},
+            )
+    amount = frame[s.AMOUNT] if s.AMOUNT in frame.columns else pl.Series(s.AMOUNT, [None] * frame.height, pl.Float64)
     out = frame.select(
         s.OPPORTUNITY_ID, s.CUSTOMER_ID, s.STAGE, s.ENTERED_AT, s.OPPORTUNITY_START, s.DAYS_IN_STAGE_SO_FAR
     ).with_columns(

@@ -92,3 +92,16 @@ def test_surveys_without_dates_are_judged_on_random_answers(tmp_path: Path) -> N
     assert result.evaluation == "random" and result.split is None
     assert "The surveys have no dates" in result.verdict()
     assert set(result.models["ordinal"].encoder.names) <= {"age", "gender", "income", "region", "product_knowledge"}
+
+
+def test_a_training_result_displays_in_a_few_lines(
+    trained: ConversionTraining, satisfaction: SatisfactionTraining
+) -> None:
+    # Displaying a result in a notebook printed 133,630 characters: now a summary, whatever the size.
+    for result in (trained, satisfaction):
+        text, page = repr(result), result._repr_html_()
+        assert len(text) < 400 and len(page) < 2_000, (len(text), len(page))
+    overall = trained.metrics.filter(pl.col("stage") == "all", pl.col("engine") == "lightgbm")["roc_auc"][0]
+    assert f"lightgbm {overall:.3f}" in repr(trained) and "tested on" in repr(trained)
+    assert repr(trained.models["lightgbm"]).startswith("StageConversionModel(lightgbm; ")
+    assert repr(satisfaction.models["ordinal"]).startswith("SatisfactionModel(ordinal; csat; levels [1, 2, 3, 4, 5]")
