@@ -21,11 +21,24 @@ __all__ = [
 ]
 
 Unit = Literal[
-    "money", "price", "count", "share", "points", "days", "number", "score", "metric", "index", "text", "date", "period"
+    "money",
+    "price",
+    "count",
+    "share",
+    "points",
+    "days",
+    "number",
+    "score",
+    "metric",
+    "index",
+    "pvalue",
+    "text",
+    "date",
+    "period",
 ]
 """How a value is written: money ($1.2M), price ($84.20), count (1,234), share (38.0%), points (+2.1 pts),
 days (12), number (3 significant digits), score (3.42: CSAT), metric (0.812: AUC, Brier), index (−20.9: NPS),
-text, date, period (June 2026)."""
+pvalue (0.042, < 0.001), text, date, period (June 2026)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,7 @@ LABELS: dict[str, Label] = {
     "previous": Label("Previous"),
     "change": Label("Change"),
     "change_pct": Label("Change", "share"),
-    "p_value": Label("p-value", "number"),
+    "p_value": Label("p-value", "pvalue"),
     "target": Label("Target"),
     "attainment": Label("Attainment", "share", "up"),
     "stage": Label("Stage", "text"),
@@ -75,6 +88,8 @@ LABELS: dict[str, Label] = {
     "day": Label("Day", "count"),
     "open_deals": Label("Open deals", "count"),
     "pipeline_amount": Label("Pipeline value", "money"),
+    "amount": Label("Amount", "money"),
+    "expected_wins": Label("Expected wins", "number"),
     "expected_value": Label("Expected value", "money", "up"),
     "mean_win_probability": Label("Mean win probability", "share", "up"),
     "win_probability": Label("Win probability", "share", "up"),

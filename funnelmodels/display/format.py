@@ -21,6 +21,7 @@ __all__ = [
     "interval_text",
     "money",
     "number",
+    "p_value",
     "percent",
     "period_label",
     "points",
@@ -116,6 +117,12 @@ def value_text(name: str, value: Any, *, kind: Unit | None = None) -> str:
         return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) and value.time() else f"{value:%Y-%m-%d}"
     if not isinstance(value, int | float):
         return str(value)
+    # One name, two meanings: "converted" counts entries in the funnel table and is a share in the
+    # cumulative one. A whole number is never a share; a fraction is never a count.
+    if kind == "share" and isinstance(value, int):
+        kind = "count"
+    elif kind == "count" and isinstance(value, float) and not value.is_integer():
+        kind = "number"
     writers: dict[str, Callable[[float], str]] = {
         "money": money,
         "price": price,
@@ -126,6 +133,7 @@ def value_text(name: str, value: Any, *, kind: Unit | None = None) -> str:
         "score": lambda v: _signed(f"{abs(v):,.2f}", v),
         "metric": lambda v: _signed(f"{abs(v):,.3f}" if abs(v) < 10 else f"{abs(v):,.1f}", v),
         "index": lambda v: _signed(f"{abs(v):,.1f}", v),
+        "pvalue": p_value,
     }
     if kind in writers:
         return writers[kind](value)
@@ -185,7 +193,19 @@ def number(value: float | None) -> str:
     if _missing(value):
         return "–"
     assert value is not None
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if 0 < abs(value) < 1e-3:  # 0.0000123, not 1.23e-05: a reader does not read exponents
+        return f"{value:.{min(12, 2 - math.floor(math.log10(abs(value))))}f}"
+    return f"{value:,.3g}"
+
+
+def p_value(value: float | None) -> str:
+    """A p-value to three decimals, ``< 0.001`` below that; ``–`` for missing."""
+    if _missing(value):
+        return "–"
+    assert value is not None
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
 
 
 def count(value: float | None) -> str:

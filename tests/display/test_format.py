@@ -28,6 +28,11 @@ def test_values_are_written_by_unit_with_fixed_decimals() -> None:
     assert value_text("nps", -20.94) == "−20.9"
     assert value_text("orders", None) == "–" and value_text("win_rate", float("nan")) == "–"
     assert points(0.021) == "+2.1 pts" and signed_percent(-0.086) == "−8.6%"
+    # "converted" is a count in the funnel table and a share in the cumulative one.
+    assert value_text("converted", 1202) == "1,202" and value_text("converted", 0.383) == "38.3%"
+    assert value_text("lost", 0.593) == "0.593" and value_text("lost", 53) == "53"
+    assert value_text("p_value", 2.42e-95) == "< 0.001" and value_text("p_value", 0.0421) == "0.042"
+    assert value_text("gain", 0.0000123) == "0.0000123"
 
 
 def test_intervals_in_the_value_unit() -> None:

@@ -74,6 +74,9 @@ def test_html_is_self_contained_and_hides_code(rendered: dict[str, ReportRun]) -
         assert re.search(r'<svg [^>]*aria-label="[^"]+"[^>]*role="img"', page), "charts have alternative text"
         assert "import funnelmodels as fm" not in page, "stakeholder view hides code"
         assert page.count("funnelmodels: sortable and filterable tables") == 1, "one copy of the script"
+        cells = re.findall(r"<td[^>]*>([^<]*)</td>", page)
+        assert not [c for c in cells if re.fullmatch(r"[\d,]{4,}\.\d%", c)], "a count shown as a share"
+        assert not [c for c in cells if re.fullmatch(r"\d+(\.\d+)?e[+-]\d+", c)], "no scientific notation"
         assert page.index('class="fm-header"') < page.index('class="fm-summary"') < page.index("<h2")
     assert 'class="fm-tile"' in rendered["sales_performance"].html.read_text()
 
