@@ -94,6 +94,8 @@ LABELS: dict[str, Label] = {
     "mean_win_probability": Label("Mean win probability", "share", "up"),
     "win_probability": Label("Win probability", "share", "up"),
     "probability": Label("Probability", "share"),
+    "base_probability": Label("Base probability", "share"),
+    "base_p_low": Label("Base chance of a low score", "share"),
     "p_next_stage": Label("Chance of the next stage", "share", "up"),
     "days_in_stage_so_far": Label("Days in stage so far", "days", reason="{v:.0f} days in this stage so far"),
     "observed_rate": Label("Observed rate", "share"),

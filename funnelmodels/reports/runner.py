@@ -22,6 +22,7 @@ import re
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -121,7 +122,10 @@ def run_report(
         _write_manifest(staging, manifest)
     kept = _archive_name(manifest, label)
     if kept and kept != run.run_id:
-        _keep_copy(target, root / kept, inputs)
+        try:
+            _keep_copy(target, root / kept, inputs)
+        except FunnelModelsError as exc:  # a folder someone else wrote, or a run writing it now
+            warnings.warn(f"the report is published in {target} but not kept as {kept}: {exc}", stacklevel=2)
     write_index(root)
     return ReportRun(name=run.name, run_id=run.run_id, folder=target, html=target / "report.html", manifest=manifest)
 

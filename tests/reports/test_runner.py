@@ -243,3 +243,15 @@ def test_a_label_keeps_its_own_copy_and_a_failure_is_listed(tmp_path: Path) -> N
         run_report("flaky", reports_dir=reports, notebooks_dir=bad)
     index = (reports / "flaky" / "index.html").read_text(encoding="utf-8")
     assert "2026-Q2_board" in index and "failed/latest" in index and "ValueError: boom" in index
+    # A folder the runner did not write is never replaced: the run is published, not kept there.
+    theirs = reports / "flaky" / "2026-Q2"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    (reports / "flaky" / "odd").mkdir()
+    (reports / "flaky" / "odd" / "manifest.json").write_text("{not json")
+    with pytest.warns(UserWarning, match=r"published in .*latest but not kept as 2026-Q2: refusing"):
+        run_report("flaky", reports_dir=reports, notebooks_dir=folder)
+    assert [p.name for p in theirs.iterdir()] == ["notes.txt"]
+    assert "2026-Q2_board" in (reports / "flaky" / "index.html").read_text(encoding="utf-8"), (
+        "a bad manifest is skipped"
+    )
