@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 comma := ,
 
 .DEFAULT_GOAL := help
-.PHONY: help env browser demo reports test lint lab lock clean bench
+.PHONY: help env browser demo reports test lint lab tutorial lock clean bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -55,6 +55,11 @@ lab: $(STAMP) ## open the notebooks in JupyterLab (creates the demo data first i
 	@test -f data/demo/stage_events.parquet || $(BIN)/funnelmodels demo --no-reports
 	@echo "JupyterLab: open the http://127.0.0.1 URL printed below; the notebooks use the kernel 'funnelmodels'."
 	$(BIN)/jupyter lab notebooks/ --ServerApp.open_browser=False $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+# The tutorial is committed with its outputs, which the tests compare: re-run it as they do.
+tutorial: $(STAMP) ## re-run notebooks/tutorial.ipynb in place (its outputs are committed and checked by nbval)
+	FUNNELMODELS_THREADS=1 FUNNELMODELS_PROGRESS=0 OMP_WAIT_POLICY=PASSIVE $(BIN)/jupyter nbconvert --to notebook \
+	  --execute --inplace --ExecutePreprocessor.kernel_name=funnelmodels notebooks/tutorial.ipynb
 
 # rfc3987-syntax (an optional format checker of jsonschema, pulled in by jupyter-events) builds a
 # parser grammar at import: 2.7 s in every process that imports jsonschema (papermill, nbconvert,
