@@ -16,6 +16,9 @@ comma := ,
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
+# git's filter strips notebook outputs on commit; which notebooks it applies to is said by the
+# tracked .gitattributes (the tutorial keeps its outputs). `nbstripout --install` is not used: it
+# writes .git/info/attributes, which would override .gitattributes and strip the tutorial too.
 # --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on our CI machines) Python never
 # caches compiled modules, and every process would recompile lightgbm, statsmodels and jupyter
 # from source (measured: `import lightgbm` 8.9 s without, 3.4 s with).
@@ -25,7 +28,10 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m uv pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name funnelmodels --display-name "Python (funnelmodels)" >/dev/null
-	@if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/nbstripout --install; fi
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+	  git config filter.nbstripout.clean "'$(CURDIR)/$(BIN)/python' -m nbstripout" && \
+	  git config filter.nbstripout.smudge cat && \
+	  git config diff.ipynb.textconv "'$(CURDIR)/$(BIN)/python' -m nbstripout -t"; fi
 	@touch $(STAMP)
 
 env: $(STAMP) ## create .venv/ from the lock, the notebook kernel 'funnelmodels' and git's output filter

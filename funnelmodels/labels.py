@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "CURRENCY",
     "LABELS",
     "Label",
     "Unit",
@@ -39,6 +40,11 @@ Unit = Literal[
 """How a value is written: money ($1.2M), price ($84.20), count (1,234), share (38.0%), points (+2.1 pts),
 days (12), number (3 significant digits), score (3.42: CSAT), metric (0.812: AUC, Brier), index (−20.9: NPS),
 pvalue (0.042, < 0.001), text, date, period (June 2026)."""
+
+
+CURRENCY = ["$"]
+"""The symbol money is written with: set once per process (``display.format.use_currency``), read by
+every writer of money — tables, tiles and a model's reasons alike."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,9 @@ LABELS: dict[str, Label] = {
     "segment": Label("Segment", "text"),
     "entered": Label("Entered", "count"),
     "converted": Label("Converted", "share"),
-    "observed": Label("Observed", "count"),
+    "observed": Label("Horizon over", "count"),
+    "dropped": Label("Did not convert", "count"),
+    "censored": Label("Horizon not over", "count"),
     "rate": Label("Conversion rate", "share"),
     "lost_share": Label("Lost", "share"),
     "at_risk": Label("Still open", "count"),
@@ -89,7 +97,7 @@ LABELS: dict[str, Label] = {
     "open_deals": Label("Open deals", "count"),
     "pipeline_amount": Label("Pipeline value", "money"),
     "amount": Label("Amount", "money"),
-    "expected_wins": Label("Expected wins", "number"),
+    "expected_wins": Label("Expected wins", "index"),
     "expected_value": Label("Expected value", "money", "up"),
     "mean_win_probability": Label("Mean win probability", "share", "up"),
     "win_probability": Label("Win probability", "share", "up"),
@@ -114,6 +122,19 @@ LABELS: dict[str, Label] = {
     "mean_abs_contribution": Label("Mean contribution (log-odds)", "metric"),
     "gain": Label("Gain", "number"),
     "odds_ratio": Label("Odds ratio", "metric"),
+    "or_low": Label("Odds ratio, low", "metric"),
+    "or_high": Label("Odds ratio, high", "metric"),
+    "mae": Label("Mean absolute error", "metric"),
+    "rps": Label("Ranked probability score", "metric"),
+    "ece_satisfied": Label("ECE of P(satisfied)", "metric"),
+    "within_one": Label("Within one level", "share"),
+    "spearman": Label("Spearman", "metric"),
+    "fold": Label("Fold", "text"),
+    "lightgbm": Label("LightGBM", "text"),
+    "logit": Label("Logit", "text"),
+    "ordinal": Label("Ordinal logit", "text"),
+    "naive": Label("Naive baseline", "text"),
+    "oracle": Label("Oracle (true probabilities)", "text"),
     "note": Label("Note", "text"),
     "reasons_left_out": Label("Reasons left out", "text"),
     "reasons_up": Label("Raises", "text"),
@@ -131,7 +152,7 @@ LABELS: dict[str, Label] = {
     "days_since_order": Label("Days since the last order", "days", reason="last order {v:.0f} days ago"),
     "last_order": Label("Last order", "date"),
     "last_answer": Label("Last answer", "text"),
-    "value_at_stake": Label("Value at stake", "money"),
+    "value_at_stake": Label("Bought in the last year", "money"),
     "csat_mean": Label("CSAT (mean)", "score", "up"),
     "csat_n": Label("CSAT answers", "count"),
     "nps": Label("NPS", "index", "up"),
@@ -161,8 +182,8 @@ LABELS: dict[str, Label] = {
     "distinct_categories": Label("Categories bought", "count", reason="bought in {v:.0f} categories"),
     "spend_90d": Label("Spend in the last 90 days", "money", reason="{k} spent in the last 90 days"),
     "spend_365d": Label("Spend in the last year", "money", reason="{k} spent in the last year"),
-    "refund_count": Label("Refunds", "count", reason="{v:.0f} refunds"),
-    "refund_amount": Label("Refunded", "money", reason="{k} refunded"),
+    "refund_count": Label("Number of refunds", "count", reason="{v:.0f} refunds"),
+    "refund_amount": Label("Amount refunded", "money", reason="{k} refunded"),
     "last_csat": Label("Last CSAT", "number", reason="last CSAT {v:.0f}", unknown="no CSAT yet"),
     "mean_csat": Label("Mean CSAT", "score", reason="mean CSAT {v:.1f}", unknown="no CSAT yet"),
     "last_nps": Label("Last NPS", "number", reason="last NPS {v:.0f}", unknown="no NPS yet"),

@@ -374,11 +374,13 @@ def time_to_close(
 
     Lost opportunities are censored on the day they are lost, open ones at ``end`` (the data's
     end by default): the median says how long a deal takes to win among deals still in play.
+    Beside it, what a reader asks first: how long the won deals took (their median and 90th
+    percentile) — deals still open are not in it, so it leans short when many are young.
 
     Returns
     -------
-    ``{"opportunities", "won", "median_days", "median_low", "median_high"}`` (None where the
-    curve never falls below one half).
+    ``{"opportunities", "won", "median_days", "median_low", "median_high", "won_median_days",
+    "won_p90_days"}`` (the Kaplan–Meier median None where the curve never falls below one half).
     """
     import statsmodels.api as sm
 
@@ -399,7 +401,18 @@ def time_to_close(
     won = per_opp["_won"].is_not_null().to_numpy().astype(int)
     out: dict[str, float | int | None] = {"opportunities": per_opp.height, "won": int(won.sum())}
     if not won.sum():
-        return out | {"median_days": None, "median_low": None, "median_high": None}
+        return out | {
+            "median_days": None,
+            "median_low": None,
+            "median_high": None,
+            "won_median_days": None,
+            "won_p90_days": None,
+        }
+    taken = per_opp.filter(pl.col("_won").is_not_null())["_days"].to_numpy()
+    out |= {
+        "won_median_days": float(np.median(taken)),
+        "won_p90_days": float(np.quantile(taken, 0.9, method="nearest")),
+    }
     fit = sm.SurvfuncRight(np.maximum(per_opp["_days"].to_numpy(), 0.0), won)
     q = km_quantile(fit, 0.5, confidence)
     return out | {"median_days": q["days"], "median_low": q["days_low"], "median_high": q["days_high"]}

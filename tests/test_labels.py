@@ -37,5 +37,7 @@ def test_reasons_use_the_same_dictionary() -> None:
     from funnelmodels.models.reasons import reason_text
 
     assert reason_text("recency_days", 12.0, 0.3) == "last purchase 12 days ago raises odds"
-    assert reason_text("income", 92_000.0, -0.1) == "income 92k lowers odds"
+    assert reason_text("income", 92_000.0, -0.1) == "income $92k lowers odds"
+    assert reason_text("frequency", 1.0, 0.1) == "1 earlier order raises odds"
+    assert reason_text("recency_days", 1.0, 0.004, unit="points") == "last purchase 1 day ago +0.4 pts"
     assert reason_text("region", "west", 0.2) == "region west raises odds"

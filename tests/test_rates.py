@@ -129,7 +129,11 @@ def test_time_to_close_by_kaplan_meier() -> None:
         ]
     )
     # Now 4 is won after 30 days too: at risk at 30 days are 1 and 4 → S(30) = 1/2; at 69: 0 → median 69.
-    assert time_to_close(won_early.lazy(), FUNNEL_SPEC, end=FUNNEL_END)["median_days"] == 69.0
+    again = time_to_close(won_early.lazy(), FUNNEL_SPEC, end=FUNNEL_END)
+    assert again["median_days"] == 69.0
+    # The won deals themselves took 30 and 69 days: median 49.5, 90th percentile (nearest) 69.
+    assert (again["won_median_days"], again["won_p90_days"]) == (49.5, 69.0)
+    assert close["won_median_days"] == close["won_p90_days"] == 69.0
 
 
 def test_cumulative_conversion_covers_the_generators_all_time_conversion(synthetic) -> None:  # type: ignore[no-untyped-def]

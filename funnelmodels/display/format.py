@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from funnelmodels.labels import Unit, unit
+from funnelmodels.labels import CURRENCY, Unit, unit
 
 __all__ = [
     "count",
@@ -32,7 +32,7 @@ __all__ = [
     "value_text",
 ]
 
-_CURRENCY = ["$"]
+_CURRENCY = CURRENCY
 
 
 def use_currency(symbol: str) -> None:
@@ -114,7 +114,8 @@ def value_text(name: str, value: Any, *, kind: Unit | None = None) -> str:
     if kind == "text":  # an id or a name: as it is, never "1,047"
         return str(value)
     if isinstance(value, datetime | date):
-        return value.strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) and value.time() else f"{value:%Y-%m-%d}"
+        day = f"{value.day} {value:%b %Y}"  # 30 Jun 2026: a date as a reader writes it, short enough not to wrap
+        return f"{day} {value:%H:%M}" if isinstance(value, datetime) and value.time() else day
     if not isinstance(value, int | float):
         return str(value)
     # One name, two meanings: "converted" counts entries in the funnel table and is a share in the
@@ -129,7 +130,7 @@ def value_text(name: str, value: Any, *, kind: Unit | None = None) -> str:
         "count": count,
         "share": percent,
         "points": points,
-        "days": lambda v: f"{v:,.0f}",
+        "days": lambda v: f"{math.floor(v):,}" if v >= 0 else f"{v:,.0f}",  # whole days elapsed
         "score": lambda v: _signed(f"{abs(v):,.2f}", v),
         "metric": lambda v: _signed(f"{abs(v):,.3f}" if abs(v) < 10 else f"{abs(v):,.1f}", v),
         "index": lambda v: _signed(f"{abs(v):,.1f}", v),
@@ -214,17 +215,12 @@ def count(value: float | None) -> str:
 
 
 def time_to_close_text(close: Mapping[str, Any]) -> str:
-    """One sentence on the Kaplan–Meier median days from first contact to a win."""
-    if close.get("median_days") is None:
-        return (
-            f"Median time to close: not reached — fewer than half of the {close['opportunities']:,} opportunities "
-            "are won before being lost or the period's end."
-        )
-    interval = ""
-    if close.get("median_low") is not None and close.get("median_high") is not None:
-        interval = f" (95% interval {close['median_low']:.0f}–{close['median_high']:.0f})"
+    """One sentence on how long won deals took, and the share of deals won."""
+    if not close.get("won"):
+        return f"Time to close: no deal was won among the {close['opportunities']:,} opportunities."
+    median, p90 = close.get("won_median_days"), close.get("won_p90_days")
     return (
-        f"Median time to close: **{close['median_days']:.0f} days**{interval} from the first stage to won, by "
-        f"Kaplan–Meier over {close['opportunities']:,} opportunities ({close['won']:,} won; lost and open ones "
-        "censored)."
+        f"Won deals took a median of **{median:.0f} days** from the first stage to won (90% within {p90:.0f} days); "
+        f"{close['won']:,} of the {close['opportunities']:,} opportunities were won. Deals still open are not "
+        "counted, so a young pipeline makes this look shorter."
     )

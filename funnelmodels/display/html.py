@@ -292,7 +292,7 @@ def pipeline_tiles(pipeline: pl.DataFrame, *, target: float | None = None, targe
 # --- tables --------------------------------------------------------------------------------------
 
 
-NAMED_VALUES = ("feature", "term", "kpi")
+NAMED_VALUES = ("feature", "term", "kpi", "engine")
 """Columns whose values are names (a feature, a model term, a KPI): shown in words too."""
 
 
@@ -302,6 +302,9 @@ def _intervals(columns: Sequence[str]) -> dict[str, tuple[str, str]]:
     out = {}
     for c in columns:
         # csat_mean with csat_low/csat_high, satisfied_share with satisfied_low/satisfied_high
+        if c == "odds_ratio" and {"or_low", "or_high"} <= have:
+            out[c] = ("or_low", "or_high")
+            continue
         for stem in (c, *((c.rsplit("_", 1)[0],) if c.endswith(("_mean", "_share")) else ())):
             if f"{stem}_low" in have and f"{stem}_high" in have and stem + "_low" != c:
                 out[c] = (f"{stem}_low", f"{stem}_high")
@@ -345,7 +348,7 @@ def html_table(
             css = ' class="fm-text"' if isinstance(value, str | list) else ""
             cells.append(f"<td{css}{raw}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    note = f"<p><i>{frame.height - max_rows:,} more rows in the CSV table.</i></p>" if frame.height > max_rows else ""
+    note = f"<p><i>{frame.height - max_rows:,} more rows not shown.</i></p>" if frame.height > max_rows else ""
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     return f'<table class="fm-table">{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>' + note
 

@@ -294,7 +294,7 @@ def plot_importance(
     y = np.arange(shown.height)[::-1]
     ax.barh(y, shown[value].to_numpy(), color=BLUE)
     ax.set_yticks(y, [words(f) for f in shown["feature"].to_list()])
-    ax.set_xlabel("Mean |contribution| (log-odds)")
+    ax.set_xlabel("Average size of the feature's effect on a score (log-odds)")
     ax.set_title(title)
     return fig
 

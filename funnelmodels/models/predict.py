@@ -303,7 +303,7 @@ def at_risk_customers(
 
 
 def _last_answers(dataset: Dataset, customers: pl.Series, as_of: datetime) -> list[str | None]:
-    """Each customer's last survey answer before ``as_of`` in words: ``CSAT 2 on 2026-06-03``."""
+    """Each customer's last survey answer before ``as_of`` in words: ``CSAT 2, NPS 5 on 3 Jun 2026``."""
     if not dataset.has("surveys"):
         return [None] * customers.len()
     surveys = dataset.lazy("surveys")
@@ -321,7 +321,8 @@ def _last_answers(dataset: Dataset, customers: pl.Series, as_of: datetime) -> li
     said = {}
     for row in last.iter_rows(named=True):
         parts = [f"{c.upper()} {row[c]:.0f}" for c in scores if row[c] is not None]
-        said[row[s.CUSTOMER_ID]] = f"{', '.join(parts)} on {row[s.RESPONDED_AT]:%Y-%m-%d}" if parts else None
+        when = row[s.RESPONDED_AT]
+        said[row[s.CUSTOMER_ID]] = f"{', '.join(parts)} on {when.day} {when:%b %Y}" if parts else None
     return [said.get(c) for c in customers.to_list()]
 
 

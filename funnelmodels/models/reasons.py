@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 
-from funnelmodels.labels import LABELS, label
+from funnelmodels.labels import CURRENCY, LABELS, label
 
 __all__ = [
     "reason_text",
     "top_reasons",
 ]
+
+
+_PLURALS = {
+    "days": "day",
+    "orders": "order",
+    "wins": "win",
+    "losses": "loss",
+    "refunds": "refund",
+    "categories": "category",
+    "surveys": "survey",
+    "opportunities": "opportunity",
+}
+
+
+def _singular(text: str) -> str:
+    """``1 days ago`` → ``1 day ago``: a count of one takes the singular."""
+    return re.sub(
+        r"\b1 (earlier )?(\w+)", lambda m: f"1 {m.group(1) or ''}{_PLURALS.get(m.group(2), m.group(2))}", text
+    )
 
 
 def _compact(value: float) -> str:
@@ -33,7 +53,10 @@ def reason_text(feature: str, value: object, contribution: float, *, unit: str =
     if missing:
         text = unknown or f"{label(feature).lower()} unknown"
     elif template and isinstance(value, int | float):
-        text = template.format(v=float(value), k=_compact(float(value)))
+        compact = _compact(float(value))
+        if entry is not None and entry.unit == "money":
+            compact = CURRENCY[0] + compact
+        text = _singular(template.format(v=float(value), k=compact))
     else:
         text = f"{label(feature).lower()} {value}"
     if unit == "points":

@@ -58,6 +58,11 @@ BASE_RATE_SHIFT = 0.05
 """A test-period base rate this far (in probability) from training's is said in words."""
 
 
+def _day(moment: Any) -> str:
+    """``1 February 2026``: a date as a reader writes it."""
+    return f"{moment.day} {moment:%B %Y}"
+
+
 def _html_lines(title: str, lines: list[tuple[str, str]]) -> str:
     rows = "".join(
         f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
@@ -146,11 +151,11 @@ class ConversionTraining:
         split = self.split
         snapshots = self.snapshots.height - self.test.height
         return (
-            f"The models learnt from every transition before **{split.test_start:%Y-%m-%d}** "
+            f"The models learnt from every transition before **{_day(split.test_start)}** "
             f"({self.history.height:,} stage entries, plus snapshots of the opportunities still open some days "
-            f"later); LightGBM chose its number of rounds on the entries from **{split.validation_start:%Y-%m-%d}** "
+            f"later); LightGBM chose its number of rounds on the entries from **{_day(split.validation_start)}** "
             f"(trained without them first, then refitted on all). They are tested on the {self.test.height:,} stage "
-            f"entries from {split.test_start:%Y-%m-%d} on"
+            f"entries from {_day(split.test_start)} on"
             + (f" (and {snapshots:,} snapshots of open opportunities, below)." if snapshots > 0 else ".")
         )
 

@@ -119,10 +119,11 @@ def conversion_details(result: ConversionTraining, folds: pl.DataFrame | None = 
     parts += [
         "<h4>Logit odds ratios</h4>",
         _p(
-            "Per standard deviation (or against the reference level) with 95% intervals: the significant ones, and "
-            "any the model had to treat specially (see the note)."
+            "Per standard deviation (or against the reference level) with 95% intervals: per stage, in the funnel's "
+            f"order, the {ODDS_PER_STAGE} most significant (p < 0.05) and any the model had to treat specially (see "
+            "the note); every term is in tables/odds_ratios.csv."
         ),
-        html_table(odds.filter((pl.col("p_value") < 0.05) | (pl.col("note") != "")).sort(s.STAGE, "p_value")),
+        html_table(_strongest_per_stage(result, odds)),
     ]
     if folds is not None:
         parts += [
@@ -138,6 +139,24 @@ def conversion_details(result: ConversionTraining, folds: pl.DataFrame | None = 
     for engine, model in result.models.items():
         parts += [_p(f"Note ({engine}): {note}") for note in model.metadata.get("notes", [])]
     return details("Model details: accuracy, calibration, waiting deals, odds ratios, notes", *parts)
+
+
+ODDS_PER_STAGE = 12
+"""The odds ratios shown per stage in the model details (the CSV holds every term)."""
+
+
+def _strongest_per_stage(result: ConversionTraining, odds: pl.DataFrame) -> pl.DataFrame:
+    """Each stage's significant (or specially treated) odds ratios, the most significant first, stages in order."""
+    spec = result.models["logit"].spec
+    shown = odds.filter((pl.col("p_value") < 0.05) | (pl.col("note") != "")).sort(s.STAGE, "p_value")
+    return (
+        shown.with_columns(
+            pl.int_range(pl.len()).over(s.STAGE).alias("_rank"), spec.stage_order(pl.col(s.STAGE)).alias("_o")
+        )
+        .filter(pl.col("_rank") < ODDS_PER_STAGE)
+        .sort("_o", "p_value")
+        .drop("_rank", "_o")
+    )
 
 
 def _p(text: str) -> str:

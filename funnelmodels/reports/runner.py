@@ -130,6 +130,15 @@ def run_report(
     return ReportRun(name=run.name, run_id=run.run_id, folder=target, html=target / "report.html", manifest=manifest)
 
 
+def _when(stamp: str) -> str:
+    """``27 Nov 2026, 17:32 UTC`` from an ISO time stamp (as it was when it cannot be read)."""
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    return f"{moment.day} {moment:%b %Y, %H:%M %Z}".strip()
+
+
 def _facts(staging: Path) -> dict[str, Any]:
     path = staging / FACTS_FILE
     facts: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
@@ -204,7 +213,7 @@ def write_index(root: Path) -> Path:
                 "title": str(manifest.get("title", "")),
                 "data_window": str(manifest.get("data_window", "")),
                 "status": str(manifest.get("status", "")),
-                "generated": str(manifest.get("finished", "")).replace("T", " "),
+                "generated": _when(str(manifest.get("finished", ""))),
                 "error": str(manifest.get("error", "")),
             }
         )

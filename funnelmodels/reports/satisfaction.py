@@ -10,7 +10,7 @@ import polars as pl
 
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
-from funnelmodels.display.format import interval_text, percent, period_label
+from funnelmodels.display.format import interval_text, percent, period_label, value_text
 from funnelmodels.display.html import details, html_table
 from funnelmodels.errors import ConfigError, ReportError, did_you_mean
 from funnelmodels.kpis import satisfaction_change, satisfaction_table
@@ -65,17 +65,16 @@ def satisfaction_overview(
             surveys, before=(starts[-2], starts[-1]), after=(starts[-1], end), satisfied_from=scale.satisfied_from
         )
         parts = []
-        for key, label, unit in (
-            ("csat_mean", f"{scale.name} mean", ""),
-            ("satisfied_share", f"Share satisfied ({scale.satisfied_words})", "%"),
-            ("nps", "NPS", " pts"),
+        for key, label in (
+            ("csat_mean", f"{scale.name} mean"),
+            ("satisfied_share", f"Share satisfied ({scale.satisfied_words})"),
+            ("nps", "NPS"),
         ):
             if key in change:
                 c = change[key]
-                factor = 100 if unit == "%" else 1
                 verdict = "a significant change" if c["p_value"] < 0.05 else "no significant change"
-                before, after = (f"{factor * c[k]:.2f}".replace("-", "−") for k in ("before", "after"))
-                parts.append(f"- **{label}**: {before}{unit} → {after}{unit} ({verdict}, p = {c['p_value']:.3f})")
+                before, after = (value_text(key, c[k]) for k in ("before", "after"))
+                parts.append(f"- **{label}**: {before} → {after} ({verdict}, p = {c['p_value']:.2f})")
         text = f"{period_label(last, period_length)} against the {period_length} before:\n\n" + "\n".join(parts)
     segments, segment_note = None, ""
     if not segment:
@@ -145,14 +144,18 @@ def satisfaction_summary(
             c = overview.change.get(key)
             if c:
                 verdict = "a significant change" if c["p_value"] < 0.05 else "within chance"
-                before, after = (f"{c[k]:.2f}".replace("-", "−") for k in ("before", "after"))
+                before, after = (value_text(key, c[k]) for k in ("before", "after"))
                 moves.append(f"{name} {before} → {after} ({verdict}, p = {c['p_value']:.2f})")
         if moves:
             out.append("Against the period before: " + "; ".join(moves) + ".")
     if coefficients is not None:
         drivers = top_drivers(coefficients)
         if drivers:
-            out.append("What moves satisfaction most (per standard deviation): " + "; ".join(drivers) + ".")
+            out.append(
+                "What moves satisfaction most (per standard deviation, or against the reference group): "
+                + "; ".join(drivers)
+                + "."
+            )
     if at_risk is not None and at_risk.height:
         worst = at_risk.row(0, named=True)
         out.append(

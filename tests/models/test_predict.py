@@ -167,7 +167,8 @@ def test_lists_carry_names_owners_last_purchase_last_answer_and_value(
         if said.height:
             last = said.row(0, named=True)
             scores = [f"{c.upper()} {last[c]:.0f}" for c in ("csat", "nps") if last.get(c) is not None]
-            assert row["last_answer"] == f"{', '.join(scores)} on {last['responded_at']:%Y-%m-%d}"
+            day = last["responded_at"]
+            assert row["last_answer"] == f"{', '.join(scores)} on {day.day} {day:%b %Y}"
         else:
             assert row["last_answer"] is None
     # Without those columns the lists are as before: nothing is made up.

@@ -47,6 +47,17 @@ def test_every_notebook_is_a_report_or_the_tutorial() -> None:
     code = [c for c in book.cells if c.cell_type == "code"]
     assert all(c.outputs for c in code), "every tutorial cell has its committed output"
     assert "notebooks/tutorial.ipynb -filter" in (ROOT / ".gitattributes").read_text()
+    if (ROOT / ".git").exists():
+        # What git will do on commit: strip the report notebooks, keep the tutorial's outputs (a
+        # filter installed into .git/info/attributes would override .gitattributes and strip it).
+        said = subprocess.run(
+            ["git", "check-attr", "filter", "--", "notebooks/tutorial.ipynb", "notebooks/sales_performance.ipynb"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        ).stdout
+        assert "notebooks/tutorial.ipynb: filter: unset" in said, said
 
 
 @pytest.mark.slow

@@ -22,8 +22,9 @@ def test_satisfaction_report_names_late_delivery_as_the_top_driver(tmp_path: Pat
     assert pl.read_csv(tables / "drivers.csv")["feature"][0] == "days_late"  # LightGBM
     assert pl.read_csv(tables / "coefficients.csv")["term"][0] == "days_late"  # the ordinal model
     # The report names it in words, first, in its summary.
-    assert "What moves satisfaction most (per standard deviation): days late lowers it" in run.html.read_text(
-        encoding="utf-8"
+    assert (
+        "What moves satisfaction most (per standard deviation, or against the reference group): days late lowers it"
+        in run.html.read_text(encoding="utf-8")
     )
 
 
@@ -59,8 +60,8 @@ def test_the_summary_gives_level_change_three_drivers_and_the_risk_list() -> Non
         "**−26.5 (−33.4 to −19.6)** (95% intervals).",
         "Against the period before: CSAT 1–5 3.37 → 3.40 (within chance, p = 0.62).",
         # The strongest significant effects; a missing-value indicator and p = 0.2 are not drivers.
-        "What moves satisfaction most (per standard deviation): refunds lowers it; region: south lowers it; "
-        "earlier orders (log) raises it.",
+        "What moves satisfaction most (per standard deviation, or against the reference group): number of refunds "
+        "lowers it; region: south lowers it; earlier orders (log) raises it.",
         "The 2 customers most likely to give a low score if asked now are listed below, with reasons; the "
         "highest chance is 92%.",
     ]
