@@ -21,6 +21,7 @@ from funnelmodels.config import CountingRules
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ConfigError
 from funnelmodels.frames import collect
+from funnelmodels.labels import CURRENCY
 from funnelmodels.stats import Z95, two_sided
 
 __all__ = [
@@ -409,15 +410,20 @@ def counting_notes(transactions: pl.LazyFrame, rules: CountingRules) -> list[str
     )
     notes = []
     if counts["zero"]:
+        one = counts["zero"] == 1
         fate = "count as orders" if rules.zero_amounts == "order" else "are not counted as orders or purchases"
+        if one:
+            fate = "counts as an order" if rules.zero_amounts == "order" else "is not counted as an order or purchase"
         notes.append(
-            f'{counts["zero"]:,} transactions of 0 {fate} (zero_amounts = "{rules.zero_amounts}" under [kpis] in '
-            "funnel.toml)."
+            f"Over the whole data, {counts['zero']:,} transaction{'' if one else 's'} of 0 {fate} (zero_amounts = "
+            f'"{rules.zero_amounts}" under [kpis] in funnel.toml).'
         )
     if counts["refunds"]:
-        fate = "are subtracted from net revenue" if rules.refunds == "subtract" else "are left out of revenue"
+        verb = "is" if counts["refunds"] == 1 else "are"
+        fate = f"{verb} subtracted from net revenue" if rules.refunds == "subtract" else f"{verb} left out of revenue"
         notes.append(
-            f"{counts['refunds']:,} refunds (negative amounts, {-counts['refunded']:,.2f} in all) {fate} "
+            f"Over the whole data, {counts['refunds']:,} refund{'' if counts['refunds'] == 1 else 's'} (negative "
+            f"amounts, {CURRENCY[0]}{-counts['refunded']:,.2f} in all) {fate} "
             f'(refunds = "{rules.refunds}" under [kpis] in funnel.toml).'
         )
     return notes

@@ -188,9 +188,11 @@ def test_counting_rules_for_purchases_of_zero_and_refunds() -> None:
 
     notes = counting_notes(rows, CountingRules())
     assert notes[0].startswith(
-        '1 transactions of 0 are not counted as orders or purchases (zero_amounts = "not an order"'
+        'Over the whole data, 1 transaction of 0 is not counted as an order or purchase (zero_amounts = "not an order"'
     )
-    assert notes[1].startswith("1 refunds (negative amounts, 100.00 in all) are subtracted from net revenue")
+    assert notes[1].startswith(
+        "Over the whole data, 1 refund (negative amounts, $100.00 in all) is subtracted from net revenue"
+    )
     with pytest.raises(ConfigError, match='zero_amounts must be "not an order" or "order"'):
         CountingRules(zero_amounts="maybe")  # type: ignore[arg-type]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 import polars as pl
 
@@ -137,7 +138,7 @@ def conversion_details(result: ConversionTraining, folds: pl.DataFrame | None = 
     elif folds_note:
         parts.append(_p(folds_note))
     for engine, model in result.models.items():
-        parts += [_p(f"Note ({engine}): {note}") for note in model.metadata.get("notes", [])]
+        parts += [_p(f"Note ({label(engine)}): {_in_words(note)}") for note in model.metadata.get("notes", [])]
     return details("Model details: accuracy, calibration, waiting deals, odds ratios, notes", *parts)
 
 
@@ -157,6 +158,11 @@ def _strongest_per_stage(result: ConversionTraining, odds: pl.DataFrame) -> pl.D
         .sort("_o", "p_value")
         .drop("_rank", "_o")
     )
+
+
+def _in_words(note: str) -> str:
+    """A model's note with the feature names it quotes in words: 'days_in_stage_so_far' → 'Days in stage so far'."""
+    return re.sub(r"'([a-z][a-z0-9_]*(?: missing)?|log\(1\+[a-z0-9_]+\))'", lambda m: f"'{label(m.group(1))}'", note)
 
 
 def _p(text: str) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 import pytest
 
 from funnelmodels.models.train import ConversionTraining
-from funnelmodels.reports import conversion_summary, top_share_of_wins
+from funnelmodels.reports import conversion_details, conversion_summary, top_share_of_wins
 
 
 def test_the_top_scores_hold_more_of_the_wins_than_chance(trained: ConversionTraining) -> None:
@@ -29,3 +31,16 @@ def test_the_summary_reads_as_words_for_a_sales_director(trained: ConversionTrai
     assert f"predicted {100 * overall['mean_prediction']:.1f}% where {100 * overall['base_rate']:.1f}%" in said[1]
     assert any(s.startswith("What moves a deal most: ") for s in said)
     assert not any("_" in s for s in said), "no code names in the sentences"
+
+
+def test_the_model_details_are_collapsed_and_in_words(trained: ConversionTraining) -> None:
+    page = conversion_details(trained)
+    assert page.startswith('<details class="fm-details"><summary>Model details')
+    assert page.count("<svg") == 2, "calibration and lift"
+    paragraphs = re.findall(r"<p>([^<]*)</p>", page)
+    coded = [p for p in paragraphs if re.search(r"\b[a-z]+_[a-z0-9_]+\b(?!\.csv)", p)]  # a CSV may be named
+    assert not coded, coded
+    # The odds ratios: per stage in the funnel's order, at most 12 each.
+    stages = re.findall(r'<tr><td class="fm-text">(lead|qualified|relationship|proposal)</td>', page)
+    order = ["lead", "qualified", "relationship", "proposal"]
+    assert stages == sorted(stages, key=order.index) and max(stages.count(s) for s in set(stages)) <= 12
