@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "LABELS",
     "Label",
     "Unit",
+    "day_text",
     "good_direction",
     "label",
     "unit",
@@ -231,23 +233,34 @@ def label(name: str) -> str:
     key, entry = _entry(name)
     if entry is not None:
         return entry.text + (" (log)" if key != name else "")
-    for suffix, word in _SUFFIXES.items():
-        if name.endswith(suffix) and name[: -len(suffix)] in LABELS:
-            base = LABELS[name[: -len(suffix)]].text
-            return f"{base} {word}" if word == "missing" else f"{base}, {word}"
+    suffixed = _suffixed(name)
+    if suffixed is not None:
+        base, word = suffixed
+        return f"{base.text} {word}" if word == "missing" else f"{base.text}, {word}"
     text = name.replace("_", " ").strip()
     return text[:1].upper() + text[1:]
+
+
+def _suffixed(name: str) -> tuple[Label, str] | None:
+    """A known name with a suffix (``rate_low``): the known name's entry and the suffix's word."""
+    for suffix, word in _SUFFIXES.items():
+        if name.endswith(suffix) and name[: -len(suffix)] in LABELS:
+            return LABELS[name[: -len(suffix)]], word
+    return None
 
 
 def unit(name: str) -> Unit:
     """How values of ``name`` are written (interval bounds ``x_low``/``x_high`` take ``x``'s unit)."""
     _, entry = _entry(name)
-    if entry is None:
-        for suffix in ("_low", "_high"):
-            if name.endswith(suffix) and name[: -len(suffix)] in LABELS:
-                return LABELS[name[: -len(suffix)]].unit
-        return "number"
-    return entry.unit
+    if entry is not None:
+        return entry.unit
+    suffixed = _suffixed(name)
+    return suffixed[0].unit if suffixed is not None and suffixed[1] != "missing" else "number"
+
+
+def day_text(moment: date, *, short: bool = True) -> str:
+    """A day as a reader writes it: ``30 Jun 2026`` (short, never wraps in a table) or ``30 June 2026``."""
+    return f"{moment.day} {moment:{'%b' if short else '%B'} %Y}"
 
 
 def good_direction(name: str) -> Literal["up", "down", ""]:

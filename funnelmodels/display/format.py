@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from funnelmodels.labels import CURRENCY, Unit, unit
+from funnelmodels.labels import CURRENCY, Unit, day_text, unit
 
 __all__ = [
     "count",
@@ -114,7 +114,7 @@ def value_text(name: str, value: Any, *, kind: Unit | None = None) -> str:
     if kind == "text":  # an id or a name: as it is, never "1,047"
         return str(value)
     if isinstance(value, datetime | date):
-        day = f"{value.day} {value:%b %Y}"  # 30 Jun 2026: a date as a reader writes it, short enough not to wrap
+        day = day_text(value)
         return f"{day} {value:%H:%M}" if isinstance(value, datetime) and value.time() else day
     if not isinstance(value, int | float):
         return str(value)
@@ -178,7 +178,7 @@ def period_label(start: date | datetime | str | None, period_length: str = "mont
         return "–"
     if isinstance(start, str):
         start = date.fromisoformat(start[:10])
-    day = f"{start.day} {_MONTHS[start.month - 1]} {start.year}"
+    day = day_text(start, short=False)
     labels = {
         "month": f"{_MONTHS[start.month - 1]} {start.year}",
         "quarter": f"Q{(start.month - 1) // 3 + 1} {start.year}",

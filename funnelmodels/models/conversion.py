@@ -580,7 +580,11 @@ class StageConversionModel:
         -------
         ``(points, base)``: an array (rows × ``encoder.names``) and each row's base probability.
         """
-        prepared = self._rows(rows)
+        points, base, _ = self._points(self._rows(rows))
+        return points, base
+
+    def _points(self, prepared: FeatureRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`probability_points` and the probabilities they share out (computed once)."""
         contrib = self.contributions(prepared)
         p = self.predict_proba(prepared)
         total = contrib.sum(axis=1)
@@ -590,7 +594,7 @@ class StageConversionModel:
         else:
             base = _sigmoid(_logit(p) - total)
         share = np.divide(p - base, total, out=np.zeros_like(p), where=np.abs(total) > 1e-12)
-        return contrib * share[:, None], base
+        return contrib * share[:, None], base, p
 
     def explain(self, rows: pl.DataFrame | FeatureRows, *, k: int = 3) -> pl.DataFrame:
         """Per row: the ``k`` strongest reasons up and down, in words and probability points.
@@ -604,11 +608,11 @@ class StageConversionModel:
         "last purchase 12 days ago +4.1 pts"), one row per input row.
         """
         prepared = self._rows(rows)
-        points, base = self.probability_points(prepared)
+        points, base, p = self._points(prepared)
         reasons = top_reasons(points, self.encoder.names, prepared.frame, k=k, unit="points")
         return pl.DataFrame(
             {
-                "probability": self.predict_proba(prepared),
+                "probability": p,
                 "base_probability": base,
                 s.REASONS_UP: [r["up"] for r in reasons],
                 s.REASONS_DOWN: [r["down"] for r in reasons],

@@ -15,6 +15,7 @@ from funnelmodels.errors import ModelError
 from funnelmodels.features import build_features, build_transition_features
 from funnelmodels.frames import collect
 from funnelmodels.funnel import build_transitions, data_end
+from funnelmodels.labels import day_text
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.design import FeatureRows, warn_unseen
 from funnelmodels.models.satisfaction import SatisfactionModel
@@ -322,7 +323,7 @@ def _last_answers(dataset: Dataset, customers: pl.Series, as_of: datetime) -> li
     for row in last.iter_rows(named=True):
         parts = [f"{c.upper()} {row[c]:.0f}" for c in scores if row[c] is not None]
         when = row[s.RESPONDED_AT]
-        said[row[s.CUSTOMER_ID]] = f"{', '.join(parts)} on {when.day} {when:%b %Y}" if parts else None
+        said[row[s.CUSTOMER_ID]] = f"{', '.join(parts)} on {day_text(when)}" if parts else None
     return [said.get(c) for c in customers.to_list()]
 
 

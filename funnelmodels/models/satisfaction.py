@@ -300,6 +300,10 @@ class SatisfactionModel:
         On the latent satisfaction (ordinal), or on the log-odds of the satisfied scores against
         the others (LightGBM).
         """
+        return self._pushes(frame)[0]
+
+    def _pushes(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`contributions`, and for LightGBM each class's starting score (from one TreeSHAP pass)."""
         names = list(self.encoder.names)
         out = np.zeros((frame.height, len(names)))
         if self.engine == "ordinal":
@@ -308,15 +312,17 @@ class SatisfactionModel:
             terms = X * np.asarray(fitted["beta"])
             for j, owner in enumerate(fitted["plan"]["owners"]):
                 out[:, names.index(owner)] += terms[:, j]
-            return out
+            return out, None
         contrib = np.asarray(self._booster.predict(self.encoder.matrix(frame), pred_contrib=True))
         k = len(self.levels)
-        per_class = contrib.reshape(frame.height, k, len(names) + 1)[:, :, :-1]
+        per_class = contrib.reshape(frame.height, k, len(names) + 1)
         # Softmax contributions per class; the satisfied scores' mean minus the others'.
         satisfied = np.asarray(self.levels) >= self.satisfied_from
         if satisfied.all() or not satisfied.any():
             satisfied = np.arange(k) >= k - 1
-        return np.asarray(per_class[:, satisfied, :].mean(axis=1) - per_class[:, ~satisfied, :].mean(axis=1))
+        features = per_class[:, :, :-1]
+        contrast = features[:, satisfied, :].mean(axis=1) - features[:, ~satisfied, :].mean(axis=1)
+        return np.asarray(contrast), per_class[:, :, -1]
 
     def risk_points(self, frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Each feature's part of a row's chance of a low score, in probability: the parts add up to p − base.
@@ -332,16 +338,19 @@ class SatisfactionModel:
         ``(points, base)``: an array (rows × ``encoder.names``; positive raises the risk) and each
         row's base P(low).
         """
-        contributions = self.contributions(frame)
-        p = self.low_share(self.predict_proba(frame))
-        if self.engine == "ordinal":
+        contributions, starts = self._pushes(frame)
+        return self._risk(frame, self.predict_proba(frame), contributions, starts)
+
+    def _risk(
+        self, frame: pl.DataFrame, proba: np.ndarray, contributions: np.ndarray, starts: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`risk_points` from the probabilities and pushes already computed."""
+        p = self.low_share(proba)
+        if starts is None:  # the ordinal model: the average customer
             thresholds = np.asarray(self._ordinal["thresholds"])
             base = self.low_share(_ordinal_proba(np.zeros(frame.height), thresholds))
         else:
-            k, names = len(self.levels), len(self.encoder.names)
-            contrib = np.asarray(self._booster.predict(self.encoder.matrix(frame), pred_contrib=True))
-            margins = contrib.reshape(frame.height, k, names + 1)[:, :, -1]
-            shifted = np.exp(margins - margins.max(axis=1, keepdims=True))
+            shifted = np.exp(starts - starts.max(axis=1, keepdims=True))
             base = self.low_share(shifted / shifted.sum(axis=1, keepdims=True))
         total = contributions.sum(axis=1)
         share = np.divide(p - base, total, out=np.zeros_like(p), where=np.abs(total) > 1e-12)
@@ -362,10 +371,10 @@ class SatisfactionModel:
         left_out``; ``p_low`` is P(CSAT ≤ 2) or P(NPS ≤ 6, a detractor).
         """
         proba = self.predict_proba(frame)
-        contributions = self.contributions(frame)
+        contributions, starts = self._pushes(frame)
         against = _against_own_answers(frame, self.encoder.names, contributions)
         reasons = top_reasons(np.where(against, 0.0, contributions), self.encoder.names, frame, k=k)
-        points, base = self.risk_points(frame)
+        points, base = self._risk(frame, proba, contributions, starts)
         risks = top_reasons(np.where(against, 0.0, points), self.encoder.names, frame, k=k, unit="points")
         words = {"raises odds": "raises satisfaction", "lowers odds": "lowers satisfaction"}
 

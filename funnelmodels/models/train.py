@@ -24,6 +24,7 @@ from funnelmodels.evaluation import OutOfTimeSplit, lift_table, out_of_time_spli
 from funnelmodels.features import build_features, build_transition_features, extra_features, feature_columns
 from funnelmodels.frames import collect
 from funnelmodels.funnel import SNAPSHOT_DAYS, add_snapshots, build_transitions, data_end
+from funnelmodels.labels import day_text
 from funnelmodels.models.conversion import ENGINES, Engine, StageConversionModel, metrics_table
 from funnelmodels.models.satisfaction import (
     LEVELS,
@@ -58,21 +59,29 @@ BASE_RATE_SHIFT = 0.05
 """A test-period base rate this far (in probability) from training's is said in words."""
 
 
-def _day(moment: Any) -> str:
-    """``1 February 2026``: a date as a reader writes it."""
-    return f"{moment.day} {moment:%B %Y}"
+class _Headlined:
+    """What a notebook shows of a training result: a few lines from ``_headline``, whatever the data's size."""
+
+    _TITLE = ""
+
+    def _headline(self) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        """One line: the headline (engines, split, headline metrics); the fields hold the rest."""
+        return f"{type(self).__name__}(" + "; ".join(f"{k}: {v}" for k, v in self._headline()) + ")"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td>"
+            "</tr>"
+            for k, v in self._headline()
+        )
+        return f"<b>{html.escape(self._TITLE)}</b><table>{rows}</table>"
 
 
-def _html_lines(title: str, lines: list[tuple[str, str]]) -> str:
-    rows = "".join(
-        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
-        for k, v in lines
-    )
-    return f"<b>{html.escape(title)}</b><table>{rows}</table>"
-
-
-@dataclass(frozen=True)
-class ConversionTraining:
+@dataclass(frozen=True, repr=False)
+class ConversionTraining(_Headlined):
     """The outcome of :func:`train_conversion`: fitted engines, the split and the test metrics.
 
     ``test`` holds the test period's entry rows (what the metrics are on), ``snapshots`` every
@@ -86,6 +95,7 @@ class ConversionTraining:
     metrics: pl.DataFrame
     snapshots: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
     history: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    _TITLE = "Stage-conversion training"
 
     def _headline(self) -> list[tuple[str, str]]:
         overall = self.metrics.filter(pl.col(s.STAGE) == "all")
@@ -96,13 +106,6 @@ class ConversionTraining:
             ("tested on", f"{self.test.height:,} stage entries from {self.split.test_start:%Y-%m-%d}"),
             ("ROC AUC (test)", auc),
         ]
-
-    def __repr__(self) -> str:
-        """A few lines, whatever the data's size: engines, split and headline metrics (``.metrics`` has all)."""
-        return "ConversionTraining(" + "; ".join(f"{k}: {v}" for k, v in self._headline()) + ")"
-
-    def _repr_html_(self) -> str:
-        return _html_lines("Stage-conversion training", self._headline())
 
     def reliability(self) -> dict[str, pl.DataFrame]:
         """Reliability table (calibration curve) on the test rows, per engine and the oracle."""
@@ -150,12 +153,13 @@ class ConversionTraining:
         """Which rows trained, chose the rounds and tested the models, in one sentence (markdown)."""
         split = self.split
         snapshots = self.snapshots.height - self.test.height
+        test_start, validation_start = (day_text(d, short=False) for d in (split.test_start, split.validation_start))
         return (
-            f"The models learnt from every transition before **{_day(split.test_start)}** "
+            f"The models learnt from every transition before **{test_start}** "
             f"({self.history.height:,} stage entries, plus snapshots of the opportunities still open some days "
-            f"later); LightGBM chose its number of rounds on the entries from **{_day(split.validation_start)}** "
+            f"later); LightGBM chose its number of rounds on the entries from **{validation_start}** "
             f"(trained without them first, then refitted on all). They are tested on the {self.test.height:,} stage "
-            f"entries from {_day(split.test_start)} on"
+            f"entries from {test_start} on"
             + (f" (and {snapshots:,} snapshots of open opportunities, below)." if snapshots > 0 else ".")
         )
 
@@ -405,8 +409,8 @@ def cross_validate_conversion(
 # --- satisfaction --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SatisfactionTraining:
+@dataclass(frozen=True, repr=False)
+class SatisfactionTraining(_Headlined):
     """The outcome of :func:`train_satisfaction`: fitted engines, the split and test metrics."""
 
     models: dict[str, SatisfactionModel]
@@ -417,6 +421,7 @@ class SatisfactionTraining:
     metrics: pl.DataFrame
     evaluation: str = "out of time"
     """How the test rows were chosen: "out of time", or "random" when the surveys have no dates."""
+    _TITLE = "Satisfaction training"
 
     def _headline(self) -> list[tuple[str, str]]:
         rps = ", ".join(f"{r['engine']} {r['rps']:.4f}" for r in self.metrics.iter_rows(named=True) if "rps" in r)
@@ -426,13 +431,6 @@ class SatisfactionTraining:
             ("rows", f"{self.train.height:,} to learn from, {self.test.height:,} to test ({self.evaluation})"),
             ("ranked probability score (test, lower is better)", rps),
         ]
-
-    def __repr__(self) -> str:
-        """A few lines, whatever the data's size: target, engines, split and headline metrics."""
-        return "SatisfactionTraining(" + "; ".join(f"{k}: {v}" for k, v in self._headline()) + ")"
-
-    def _repr_html_(self) -> str:
-        return _html_lines("Satisfaction training", self._headline())
 
     def summary(self) -> dict[str, Any]:
         """The split, the test metrics and the ordinal model's coefficients as plain data (``metrics.json``)."""

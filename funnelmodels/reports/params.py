@@ -21,6 +21,7 @@ __all__ = [
     "period_end",
     "resolve_run",
     "safe_name",
+    "shift_period",
 ]
 
 
@@ -218,6 +219,13 @@ def check_period(value: str, period_length: str, available: pl.Series, data_end:
 
 def period_end(start: date, period_length: str) -> date:
     """The first day after the period of ``period_length`` that starts on ``start``."""
-    probe = pl.Series([datetime.combine(start, datetime.min.time())]).dt.offset_by(PERIODS[period_length])
-    end: date = probe.dt.date()[0]
-    return end
+    return shift_period(start, period_length, 1)
+
+
+def shift_period(start: date, period_length: str, steps: int) -> date:
+    """The start of the period ``steps`` periods of ``period_length`` from the one starting on ``start``."""
+    probe = pl.Series([datetime.combine(start, datetime.min.time())]).dt.offset_by(
+        f"{steps}{PERIODS[period_length][1:]}"
+    )
+    shifted: date = probe.dt.date()[0]
+    return shifted

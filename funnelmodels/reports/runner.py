@@ -33,6 +33,7 @@ from funnelmodels.config import load_config
 from funnelmodels.data.io import fingerprint_files
 from funnelmodels.display.html import PAGE_SCRIPT, index_page
 from funnelmodels.errors import ConfigError, FunnelModelsError, ReportError, did_you_mean
+from funnelmodels.labels import day_text
 from funnelmodels.outputs import MARKER, atomic_dir
 from funnelmodels.progress import PROGRESS_ENV
 from funnelmodels.provenance import MODEL_PACKAGES, REPORT_PACKAGES, git_commit, package_versions
@@ -136,7 +137,7 @@ def _when(stamp: str) -> str:
         moment = datetime.fromisoformat(stamp)
     except ValueError:
         return stamp
-    return f"{moment.day} {moment:%b %Y, %H:%M %Z}".strip()
+    return f"{day_text(moment)}, {moment:%H:%M %Z}".strip()
 
 
 def _facts(staging: Path) -> dict[str, Any]:

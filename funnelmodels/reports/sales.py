@@ -28,13 +28,13 @@ from funnelmodels.display.html import judge
 from funnelmodels.errors import ConfigError, ModelError, did_you_mean
 from funnelmodels.frames import collect
 from funnelmodels.funnel import build_transitions, data_end, stale_losses, with_stale_losses
-from funnelmodels.kpis import PERIODS, attainment, counting_notes, kpi_changes, sales_kpi_table
+from funnelmodels.kpis import attainment, counting_notes, kpi_changes, sales_kpi_table
 from funnelmodels.labels import label, unit
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.persist import ModelStore
 from funnelmodels.models.predict import pipeline_value, score_from_history, score_open_opportunities, with_people
 from funnelmodels.rates import conversion_table, cumulative_conversion_table, time_to_close
-from funnelmodels.reports.params import check_period, period_end
+from funnelmodels.reports.params import check_period, period_end, shift_period
 from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
 
 __all__ = [
@@ -86,7 +86,7 @@ class SalesReport:
         """The period before, in words."""
         if self.period is None:
             return "the previous period"
-        return period_label(_shift(self.period, self.period_length, -1), self.period_length)
+        return period_label(shift_period(self.period, self.period_length, -1), self.period_length)
 
     @property
     def year_earlier_label(self) -> str:
@@ -276,17 +276,8 @@ def _segment_table(
         lost=dataset.spec.lost,
         rules=dataset.config.counting,
     )
-    before = _shift(chosen, period_length, -1)
+    before = shift_period(chosen, period_length, -1)
     return table.filter(pl.col("period").is_between(before, chosen))
-
-
-def _shift(start: date, period_length: str, steps: int) -> date:
-    """The start of the period ``steps`` periods from the one starting on ``start``."""
-    probe = pl.Series([datetime.combine(start, datetime.min.time())]).dt.offset_by(
-        f"{steps}{PERIODS[period_length][1:]}"
-    )
-    shifted: date = probe.dt.date()[0]
-    return shifted
 
 
 def _funnel_and_pipeline(

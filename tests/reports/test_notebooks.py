@@ -60,33 +60,42 @@ def test_every_notebook_is_a_report_or_the_tutorial() -> None:
         assert "notebooks/tutorial.ipynb: filter: unset" in said, said
 
 
-@pytest.mark.slow
-def test_the_tutorial_gives_the_same_outputs_again(tmp_path: Path) -> None:
-    # Strict nbval: every output compared, only the last of three decimals sanitised.
-    env = os.environ | {"FUNNELMODELS_THREADS": "1", "FUNNELMODELS_PROGRESS": "0", "OMP_WAIT_POLICY": "PASSIVE"}
-    result = subprocess.run(
+def _nbval(folder: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """pytest with nbval on notebooks, in this environment's kernel, from ``folder`` (none of our options)."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
             "pytest",
-            "--nbval",
             "--nbval-current-env",
-            "--nbval-sanitize-with",
-            str(TUTORIAL.with_suffix(".sanitize.cfg")),
             "-p",
             "no:cacheprovider",
             "-o",
             "addopts=",
             "-q",
             "--rootdir",
-            str(tmp_path),
-            str(TUTORIAL),
+            str(folder),
+            *args,
         ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
-        cwd=tmp_path,
+        cwd=folder,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_the_tutorial_gives_the_same_outputs_again(tmp_path: Path) -> None:
+    # Strict nbval: every output compared, only the last of three decimals sanitised.
+    env = os.environ | {"FUNNELMODELS_THREADS": "1", "FUNNELMODELS_PROGRESS": "0", "OMP_WAIT_POLICY": "PASSIVE"}
+    result = _nbval(
+        tmp_path,
+        "--nbval",
+        "--nbval-sanitize-with",
+        str(TUTORIAL.with_suffix(".sanitize.cfg")),
+        str(TUTORIAL),
         env=env,
     )
     assert result.returncode == 0, result.stdout[-4000:]
@@ -105,25 +114,6 @@ def test_nbval_runs_every_notebook_on_small_data(tmp_path: Path) -> None:
         pm.execute_notebook(
             str(path), str(tmp_path / path.name), parameters={"data_dir": str(small)}, prepare_only=True
         )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--nbval-lax",
-            "--nbval-current-env",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--rootdir",
-            str(tmp_path),
-            *[str(tmp_path / p.name) for p in NOTEBOOKS],
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        cwd=tmp_path,
-    )
+    result = _nbval(tmp_path, "--nbval-lax", *[str(tmp_path / p.name) for p in NOTEBOOKS])
     assert result.returncode == 0, result.stdout[-3000:]
     assert re.search(r"\d+ passed", result.stdout)

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from funnelmodels.data.io import load_dataset
+from funnelmodels.kpis import SALES_KPIS
 from funnelmodels.models.predict import score_from_history
 from funnelmodels.reports import SalesReport, sales_performance
 
@@ -40,17 +41,7 @@ def test_the_latest_complete_period_by_default_and_a_note_when_asked_for_a_parti
 def _report(**overrides: object) -> SalesReport:
     changes = pl.DataFrame(
         {
-            "kpi": [
-                "net_revenue",
-                "orders",
-                "average_sale",
-                "new_accounts",
-                "returning_customers",
-                "active_customers",
-                "won",
-                "lost",
-                "win_rate",
-            ],
+            "kpi": list(SALES_KPIS),
             "value": [110_000.0, 500.0, 220.0, 40.0, 260.0, 300.0, 30.0, 70.0, 0.30],
             "previous": [100_000.0, 480.0, 208.3, 50.0, 240.0, 290.0, 20.0, 80.0, 0.20],
             "change": [10_000.0, 20.0, 11.7, -10.0, 20.0, 10.0, 10.0, -10.0, 0.10],
