@@ -401,6 +401,8 @@ def run_reports(
 
     folder = Path(notebooks_dir) if notebooks_dir is not None else notebooks_folder()
     say = progress or (lambda line: None)
+    if label:
+        safe_name(label, "label")  # refused before any run starts
     given = dict(parameters or {})
     declared = (
         {name: set(pm.inspect_notebook(str(folder / f"{name}.ipynb"))) for name in names} if len(names) > 1 else {}
