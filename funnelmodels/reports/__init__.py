@@ -26,7 +26,6 @@ from funnelmodels.reports.sections import (
     save_tables,
     scoring_moment,
 )
-from funnelmodels.reports.teams import TeamReport, action_list, stability_text, team_details, team_performance
 
 __all__ = [
     "REPORTS",
@@ -36,8 +35,6 @@ __all__ = [
     "ResolvedRun",
     "SalesReport",
     "SatisfactionOverview",
-    "TeamReport",
-    "action_list",
     "attempt",
     "check_period",
     "conversion_details",
@@ -57,9 +54,6 @@ __all__ = [
     "satisfaction_summary",
     "save_tables",
     "scoring_moment",
-    "stability_text",
-    "team_details",
-    "team_performance",
     "top_drivers",
     "top_share_of_wins",
 ]
