@@ -52,7 +52,7 @@ __all__ = [
 
 CONFIG_FILE = "funnel.toml"
 DEFAULT_STAGES = ("lead", "qualified", "relationship", "proposal", "won")
-TABLE_NAMES = ("customers", "transactions", "stage_events", "surveys")
+TABLE_NAMES = ("customers", "transactions", "stage_events", "surveys", "owners", "activities")
 _FORMATS = ("csv", "parquet")
 
 

@@ -246,6 +246,50 @@ def build_features(
     return out.sort("_row_order").drop("_row_order")
 
 
+def _add_activities(rows: pl.LazyFrame, activities: pl.LazyFrame) -> pl.LazyFrame:
+    """Activity features of each opportunity row, from activities strictly before its ``as_of``.
+
+    Counts by type on the opportunity and in the current stage (from ``entered_at``), touches in the
+    last 14 and 30 days, days since the last touch, days from the opportunity's start to its first
+    touch (empty while there is none), and touches per week in the stage so far.
+    """
+    id_type = rows.collect_schema()[s.OPPORTUNITY_ID]
+    acts = activities.select(
+        pl.col(s.OPPORTUNITY_ID).cast(id_type).alias(s.OPPORTUNITY_ID), pl.col(s.AT).alias("_at"), pl.col(s.TYPE)
+    )
+    keyed = rows.select("_act_row", s.OPPORTUNITY_ID, s.AS_OF, s.ENTERED_AT, s.OPPORTUNITY_START)
+    seen = keyed.join(acts, on=s.OPPORTUNITY_ID, how="inner").filter(pl.col("_at") < pl.col(s.AS_OF))
+    in_stage = pl.col("_at") >= pl.col(s.ENTERED_AT)
+    recent = {days: pl.col("_at") >= pl.col(s.AS_OF) - pl.duration(days=days) for days in (14, 30)}
+    after_start = pl.col("_at") >= pl.col(s.OPPORTUNITY_START)
+    summary = seen.group_by("_act_row").agg(
+        *[
+            (pl.col(s.TYPE) == kind).sum().alias(name)
+            for kind, name in zip(s.ACTIVITY_TYPES, s.ACTIVITY_COUNTS, strict=True)
+        ],
+        *[
+            ((pl.col(s.TYPE) == kind) & in_stage).sum().alias(name)
+            for kind, name in zip(s.ACTIVITY_TYPES, s.ACTIVITY_IN_STAGE, strict=True)
+        ],
+        *[expr.sum().alias(f"touches_{days}d") for days, expr in recent.items()],
+        in_stage.sum().alias("_in_stage"),
+        pl.col("_at").max().alias("_last_touch"),
+        pl.col("_at").filter(after_start).min().alias("_first_touch"),
+    )
+    counts = [*s.ACTIVITY_COUNTS, *s.ACTIVITY_IN_STAGE, "touches_14d", "touches_30d", "_in_stage"]
+    weeks = pl.max_horizontal(as_days(pl.col(s.AS_OF) - pl.col(s.ENTERED_AT)), pl.lit(1.0)) / 7
+    return (
+        rows.join(summary, on="_act_row", how="left")
+        .with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in counts)
+        .with_columns(
+            as_days(pl.col(s.AS_OF) - pl.col("_last_touch")).alias("days_since_last_touch"),
+            as_days(pl.col("_first_touch") - pl.col(s.OPPORTUNITY_START)).alias("first_response_days"),
+            (pl.col("_in_stage") / weeks).alias("touches_per_week_in_stage"),
+        )
+        .drop("_in_stage", "_last_touch", "_first_touch")
+    )
+
+
 def build_transition_features(dataset: Dataset, transitions: pl.LazyFrame) -> pl.LazyFrame:
     """Features of stage-transition rows: point-in-time features plus stage context.
 
@@ -259,7 +303,8 @@ def build_transition_features(dataset: Dataset, transitions: pl.LazyFrame) -> pl
     -------
     ``transitions`` plus ``as_of`` (kept when given, else entered_at), the :func:`build_features`
     columns and stage context: ``days_since_opportunity_start, days_in_stage_so_far, stage_entry,
-    deal_amount`` (and ``stage``, ``source`` as they are), all as of ``as_of``.
+    deal_amount`` (and ``stage``, ``source`` as they are), all as of ``as_of``; with an activities
+    table, the activity features (``schema.ACTIVITY_FEATURES``).
     """
     names = transitions.collect_schema().names()
     as_of = pl.col(s.AS_OF) if s.AS_OF in names else pl.col(s.ENTERED_AT)
@@ -270,7 +315,12 @@ def build_transition_features(dataset: Dataset, transitions: pl.LazyFrame) -> pl
         pl.col(s.ENTRY).alias("stage_entry"),
         (pl.col(s.AMOUNT) if s.AMOUNT in names else pl.lit(None, dtype=pl.Float64)).alias("deal_amount"),
     ]
-    return build_features(dataset, transitions.with_columns(context))
+    out = build_features(dataset, transitions.with_columns(context))
+    if dataset.has("activities"):
+        rows = out.with_row_index("_act_row")
+        # Joins do not promise to keep row order: put the rows back in theirs.
+        out = _add_activities(rows, dataset.lazy("activities")).sort("_act_row").drop("_act_row")
+    return out
 
 
 def feature_columns(
@@ -281,7 +331,15 @@ def feature_columns(
     ``extra``: the dataset's own customer columns (:func:`extra_features`), appended.
     """
     names = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
-    wanted = (*s.DEMOGRAPHIC, *s.PURCHASES, *s.SATISFACTION, *s.OPPORTUNITIES, *s.ORDER_CONTEXT, *s.STAGE_CONTEXT)
+    wanted = (
+        *s.DEMOGRAPHIC,
+        *s.PURCHASES,
+        *s.SATISFACTION,
+        *s.OPPORTUNITIES,
+        *s.ORDER_CONTEXT,
+        *s.STAGE_CONTEXT,
+        *s.ACTIVITY_FEATURES,
+    )
     known = [c for c in wanted if c in names and c not in exclude]
     return known + [c for c in extra if c in names and c not in exclude and c not in known]
 

@@ -95,3 +95,23 @@ def trained(synthetic_dir: Path) -> ConversionTraining:
 def satisfaction(synthetic_dir: Path) -> SatisfactionTraining:
     """Both satisfaction engines trained (seed 0, CSAT) on the small synthetic dataset."""
     return train_satisfaction(load_dataset(synthetic_dir), seed=0)
+
+
+TEAMS_CUSTOMERS = 4_000
+"""Enough deals per owner (about 160) for the planted skill to show; the same size for every seed."""
+
+
+@pytest.fixture(scope="session")
+def teams_data(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[SyntheticData, Dataset]]:
+    """A synthetic dataset with sales teams and activities per (seed, planted effects), generated once and loaded."""
+    made: dict[tuple[int, bool], tuple[SyntheticData, Dataset]] = {}
+
+    def get(seed: int, effects: bool = True) -> tuple[SyntheticData, Dataset]:
+        if (seed, effects) not in made:
+            data = generate_dataset(TEAMS_CUSTOMERS, seed=seed, teams=True, activity_effects=effects)
+            root = tmp_path_factory.mktemp(f"teams_{seed}_{int(effects)}")
+            write_dataset(data, root)
+            made[(seed, effects)] = (data, load_dataset(root))
+        return made[(seed, effects)]
+
+    return get

@@ -113,7 +113,9 @@ def print_summary(summary: dict[str, Any], data: Path) -> None:
     """Print a valid dataset's summary: rows and dates per table, stages, notes and warnings."""
     print(f"{data}: valid")
     for name, info in summary["tables"].items():
-        print(f"  {name:<13} {info['rows']:>11,} rows  {info['first'][:10]} … {info['last'][:10]}")
+        dated = info["first"] != "None"
+        window = f"  {info['first'][:10]} … {info['last'][:10]}" if dated else "  (no dates)"
+        print(f"  {name:<13} {info['rows']:>11,} rows{window}")
     if summary["missing"]:
         print(f"  not present:  {', '.join(summary['missing'])}")
     for note in summary.get("notes", []):

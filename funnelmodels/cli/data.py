@@ -36,18 +36,20 @@ DEMO_CUSTOMERS = 5_000
 DEMO_SEED = 42
 
 
-def generate_into(out: Path, *, customers: int, seed: int, fmt: str, progress: Progress) -> Any:
+def generate_into(out: Path, *, customers: int, seed: int, fmt: str, progress: Progress, teams: bool = False) -> Any:
     """Generate a synthetic dataset into ``out`` (replaced only on success); returns it and its oracle AUCs."""
     # Checked and locked before minutes of generating.
     with atomic_dir(out, command="generate", looks_like=lambda folder: (folder / "ground_truth").is_dir()) as staging:
-        data = generate_dataset(customers, seed=seed, progress=progress)
+        data = generate_dataset(customers, seed=seed, teams=teams, progress=progress)
         progress(f"writing {fmt} files to {out}")
         write_dataset(data, staging, fmt=fmt)
     return data, oracle_auc(data.ground_truth["conversion"])
 
 
 def _cmd_generate(args: argparse.Namespace, progress: Progress) -> int:
-    data, auc = generate_into(args.out, customers=args.customers, seed=args.seed, fmt=args.format, progress=progress)
+    data, auc = generate_into(
+        args.out, customers=args.customers, seed=args.seed, fmt=args.format, progress=progress, teams=args.teams
+    )
     print_generated(data, auc, args.out)
     return 0
 
@@ -57,7 +59,7 @@ def print_generated(data: Any, auc: dict[str, float], out: Path) -> None:
     print(f"wrote {out}/")
     for name, frame in data.tables().items():
         print(f"  {name:<13} {frame.height:>11,} rows")
-    print("  ground_truth/ conversion, satisfaction, coefficients.json")
+    print(f"  ground_truth/ {', '.join(data.ground_truth)}, coefficients.json")
     print("true per-stage ROC AUC (the best any model can do): " + ", ".join(f"{k} {v:.3f}" for k, v in auc.items()))
 
 
@@ -83,7 +85,8 @@ def add_commands(commands: Any) -> None:
     gen = commands.add_parser(
         "generate",
         help="write a synthetic dataset with ground truth",
-        description="Write a reproducible synthetic dataset (four tables plus ground_truth/) into a folder. "
+        description="Write a reproducible synthetic dataset (four tables, six with --teams, plus ground_truth/) into a "
+        "folder. "
         "The same seed gives byte-identical files.",
     )
     gen.add_argument(
@@ -93,6 +96,12 @@ def add_commands(commands: Any) -> None:
     gen.add_argument("--out", type=Path, required=True, help="output folder (replaced only when generation succeeds)")
     gen.add_argument(
         "--format", choices=("parquet", "csv"), default="parquet", help="file format (default %(default)s)"
+    )
+    gen.add_argument(
+        "--teams",
+        action="store_true",
+        help="add sales people with planted skill, uneven lead assignment and an activities table with planted "
+        "effects (owners and activities tables; ground truth for both)",
     )
     gen.set_defaults(run=_cmd_generate)
     val = commands.add_parser(

@@ -27,7 +27,9 @@ def _cmd_demo(args: argparse.Namespace, progress: Progress) -> int:
 
     if args.force or not (args.out / "stage_events.parquet").exists():
         progress(f"generating the demo dataset ({DEMO_CUSTOMERS:,} customers, seed {DEMO_SEED})")
-        data, auc = generate_into(args.out, customers=DEMO_CUSTOMERS, seed=DEMO_SEED, fmt="parquet", progress=progress)
+        data, auc = generate_into(
+            args.out, customers=DEMO_CUSTOMERS, seed=DEMO_SEED, fmt="parquet", progress=progress, teams=True
+        )
         print_generated(data, auc, args.out)
     else:
         progress(f"using the demo dataset in {args.out} (--force regenerates it)")

@@ -361,6 +361,7 @@ def _kind_words(spec: ColumnSpec) -> str:
         "float": "a number",
         "id": "an identifier",
         "str": "text",
+        "bool": "true or false",
     }[spec.kind]
 
 
@@ -373,6 +374,8 @@ def _parse_rule(spec: ColumnSpec, source: FileSource) -> str:
         )
     if spec.kind == "int":
         return "wrong type: values are not whole numbers"
+    if spec.kind == "bool":
+        return "wrong type: values are not true or false (true/false, yes/no, 1/0)"
     if spec.kind == "float":
         hint = " (set decimal_comma = true in funnel.toml for 1,5-style decimals)" if not source.decimal_comma else ""
         return (
@@ -387,6 +390,8 @@ def _parse_expr(values: pl.Series, spec: ColumnSpec, source: FileSource) -> pl.E
     dtype = values.dtype
     if spec.kind == "str":
         return col.cast(pl.String)
+    if spec.kind == "bool":
+        return bool_expr(col, dtype)
     if spec.kind == "id":
         return id_expr(col, values)
     if spec.kind == "datetime":
@@ -395,6 +400,18 @@ def _parse_expr(values: pl.Series, spec: ColumnSpec, source: FileSource) -> pl.E
     if spec.kind == "int":
         return pl.when(number == number.round(0)).then(number).otherwise(None).cast(pl.Int64)
     return number
+
+
+_TRUE = ("true", "yes", "y", "1", "t")
+_FALSE = ("false", "no", "n", "0", "f")
+
+
+def bool_expr(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A yes/no column as written by exports: true/false, yes/no, 1/0 in any case; anything else unparsed (null)."""
+    if dtype == pl.Boolean:
+        return col
+    text = col.cast(pl.String).str.strip_chars().str.to_lowercase()
+    return pl.when(text.is_in(_TRUE)).then(True).when(text.is_in(_FALSE)).then(False).otherwise(None)
 
 
 def id_expr(col: pl.Expr, values: pl.Series) -> pl.Expr:

@@ -18,9 +18,10 @@ from pathlib import Path
 import polars as pl
 
 from funnelmodels.config import DatasetConfig, FunnelSpec, TableSource, load_config
+from funnelmodels.data.activities import map_activity_types
 from funnelmodels.data.files import read_table
 from funnelmodels.data.schema import COMPUTED, CSAT, DATE_COLUMNS, IN_FILE, NPS, SCHEMAS
-from funnelmodels.data.validate import missing_customers_problem, validate_tables
+from funnelmodels.data.validate import missing_customers_problem, missing_events_problem, validate_tables
 from funnelmodels.errors import DataValidationError, Problem
 from funnelmodels.progress import steps
 
@@ -174,6 +175,9 @@ def _read_one(
     if read.frame is not None:
         tables[name], renamed = _rename_computed(name, read.frame)
         notes.extend(renamed)
+        if name == "activities":
+            tables[name], mapped = map_activity_types(tables[name])
+            notes.extend(mapped)
         if config.end is not None:
             tables[name], after = _until(name, tables[name], config.end)
             notes.extend(after)
@@ -234,9 +238,9 @@ def _rename_computed(name: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, list
 
 def _whole_table_problems(config: DatasetConfig, tables: Mapping[str, pl.DataFrame]) -> list[Problem]:
     problems = []
-    missing = missing_customers_problem(list(config.tables))
-    if missing is not None:
-        problems.append(missing)
+    for missing in (missing_customers_problem(list(config.tables)), missing_events_problem(list(config.tables))):
+        if missing is not None:
+            problems.append(missing)
     surveys = tables.get("surveys")
     if surveys is not None and CSAT not in surveys.columns and NPS not in surveys.columns:
         problems.append(Problem("surveys", CSAT, "surveys need a csat or an nps column"))

@@ -2,7 +2,7 @@
 
 Every other module refers to columns through the constants here, so a column is
 named once. ``kind`` says how a column is parsed: ``id`` (integer or text,
-kept as read), ``datetime``, ``float``, ``int`` or ``str``.
+kept as read), ``datetime``, ``float``, ``int``, ``str`` or ``bool`` (true/false, yes/no, 1/0).
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "ACTIVITIES",
+    "ACTIVITY_TYPES",
     "CUSTOMERS",
+    "OWNERS",
     "SCHEMAS",
     "STAGE_EVENTS",
     "SURVEYS",
@@ -20,7 +23,7 @@ __all__ = [
     "TableSchema",
 ]
 
-ColumnKind = Literal["id", "datetime", "float", "int", "str"]
+ColumnKind = Literal["id", "datetime", "float", "int", "str", "bool"]
 
 # Column names, defined once.
 CUSTOMER_ID = "customer_id"
@@ -43,6 +46,21 @@ SOURCE = "source"
 RESPONDED_AT = "responded_at"
 CSAT = "csat"
 NPS = "nps"
+OWNER = "owner"
+"""The sales person who works an opportunity (stage_events) or a row of the owners table."""
+TEAM = "team"
+MANAGER = "manager"
+STARTED_AT = "started_at"
+"""When a sales person started (owners): deals before it are not theirs to judge."""
+ACTIVITY_ID = "activity_id"
+AT = "at"
+"""When an activity happened."""
+TYPE = "type"
+"""An activity's kind, mapped to :data:`ACTIVITY_TYPES` from the export's own words."""
+DURATION_MINUTES = "duration_minutes"
+OUTCOME = "outcome"
+RANDOMISED = "randomised"
+"""Activities: true when the activity was assigned at random (an experiment), so its effect is a plain difference."""
 ROW = "_row"
 """Helper column: the 1-based data row of the input file, shown in error examples."""
 FILE = "_file"
@@ -116,11 +134,29 @@ STAGE_CONTEXT = (
 )
 CATEGORICAL_FEATURES = (GENDER, REGION, STAGE, SOURCE, "order_category")
 
+ACTIVITY_TYPES = ("call", "email", "meeting", "demo", "proposal_sent", "other")
+"""The documented set of activity types; an export's own words are mapped to it (``data.activities``)."""
+ACTIVITY_COUNTS = tuple(f"{t}_count" for t in ACTIVITY_TYPES)
+"""Activities of each type on the opportunity before ``as_of``."""
+ACTIVITY_IN_STAGE = tuple(f"{t}_in_stage" for t in ACTIVITY_TYPES)
+"""Activities of each type in the current stage before ``as_of``."""
+ACTIVITY_FEATURES = (
+    *ACTIVITY_COUNTS,
+    *ACTIVITY_IN_STAGE,
+    "touches_14d",
+    "touches_30d",
+    "days_since_last_touch",
+    "first_response_days",
+    "touches_per_week_in_stage",
+)
+"""Point-in-time activity features of an opportunity (features.build_transition_features)."""
+
 NAME_COLUMNS = ("name", "customer_name", "company", "account_name")
 """Customers columns that name a customer for a person: shown beside the id in the lists a
 seller works (at-risk customers, the scored pipeline), never a model feature."""
-OWNER_COLUMNS = ("owner", "team", "sales_agent")
-"""Stage-event columns that say who works a deal: shown in those lists when the export has them."""
+OWNER_COLUMNS = (OWNER, TEAM, "sales_agent")
+"""Stage-event columns that say who works a deal: shown in those lists when the export has them, never a
+model feature (a model that saw the owner could not judge the owner)."""
 
 # Output columns of the scores (models.predict).
 P_NEXT_STAGE = "p_next_stage"
@@ -144,6 +180,7 @@ COMPUTED = frozenset(
         *OPPORTUNITIES,
         *ORDER_CONTEXT,
         *STAGE_CONTEXT,
+        *ACTIVITY_FEATURES,
         P_NEXT_STAGE,
         WIN_PROBABILITY,
         EXPECTED_VALUE,
@@ -167,6 +204,8 @@ DATE_COLUMNS = {
     "transactions": ORDERED_AT,
     "stage_events": ENTERED_AT,
     "surveys": RESPONDED_AT,
+    "owners": STARTED_AT,
+    "activities": AT,
 }
 """Each table's own moment: when the row happened."""
 
@@ -244,6 +283,8 @@ STAGE_EVENTS = TableSchema(
         ColumnSpec(ENTERED_AT, "datetime"),
         ColumnSpec(AMOUNT, "float", required=False, nullable=True),
         ColumnSpec(SOURCE, "str", required=False, nullable=True),
+        ColumnSpec(OWNER, "str", required=False, nullable=True),
+        ColumnSpec(TEAM, "str", required=False, nullable=True),
     ),
     key=(OPPORTUNITY_ID, STAGE, ENTERED_AT),
 )
@@ -260,4 +301,34 @@ SURVEYS = TableSchema(
     key=(CUSTOMER_ID, RESPONDED_AT),
 )
 
-SCHEMAS: dict[str, TableSchema] = {s.name: s for s in (CUSTOMERS, TRANSACTIONS, STAGE_EVENTS, SURVEYS)}
+OWNERS = TableSchema(
+    name="owners",
+    columns=(
+        ColumnSpec(OWNER, "str"),
+        ColumnSpec(TEAM, "str", required=False, nullable=True),
+        ColumnSpec(MANAGER, "str", required=False, nullable=True),
+        ColumnSpec(REGION, "str", required=False, nullable=True),
+        ColumnSpec(STARTED_AT, "datetime", required=False, nullable=True),
+    ),
+    key=(OWNER,),
+)
+
+ACTIVITIES = TableSchema(
+    name="activities",
+    columns=(
+        ColumnSpec(ACTIVITY_ID, "id"),
+        ColumnSpec(OPPORTUNITY_ID, "id"),
+        ColumnSpec(CUSTOMER_ID, "id", required=False),
+        ColumnSpec(AT, "datetime"),
+        ColumnSpec(TYPE, "str"),
+        ColumnSpec(DURATION_MINUTES, "float", required=False, nullable=True),
+        ColumnSpec(OUTCOME, "str", required=False, nullable=True),
+        ColumnSpec(OWNER, "str", required=False, nullable=True),
+        ColumnSpec(RANDOMISED, "bool", required=False, nullable=True),
+    ),
+    key=(ACTIVITY_ID,),
+)
+
+SCHEMAS: dict[str, TableSchema] = {
+    s.name: s for s in (CUSTOMERS, TRANSACTIONS, STAGE_EVENTS, SURVEYS, OWNERS, ACTIVITIES)
+}

@@ -25,6 +25,7 @@ before the moment (as_of) - the same rule the features module follows.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Callable
@@ -94,6 +95,46 @@ HORIZON_DAYS = 90
 BASE_INCOME = 55_000.0
 BASE_DEAL = 5_000.0
 
+# --- sales teams and activities (generate_dataset(teams=True)) -----------------------------------
+TEAMS = {
+    # team: (manager, region, lead tier: how good the leads it is handed are)
+    "enterprise": ("Morgan Hale", "east", 1.0),
+    "midmarket": ("Priya Natarajan", "north", 0.35),
+    "smb": ("Luis Ortega", "south", -0.35),
+    "inside": ("Grace Kim", "west", -1.0),
+}
+REP_NAMES = (
+    "Ava Brooks", "Ben Carter", "Chloe Diaz", "Daniel Evans", "Emma Foster",
+    "Farah Ghani", "Gabriel Hunt", "Hana Ito", "Ivan Jensen", "Julia Klein",
+    "Kofi Larbi", "Lena Meyer", "Marco Neri", "Nadia Owusu", "Oscar Petit",
+    "Paula Quinn", "Rafael Silva", "Sara Thorne", "Tomas Ulrich", "Vera Wolff",
+)  # fmt: skip
+SKILL_SD = 0.6
+"""Spread of the reps' planted skill: a shift of the log-odds of every stage they work."""
+HALF_YEAR = int(182.625 * DAY)
+ASSIGNMENT_TILT = 1.5
+"""How strongly better leads go to the teams with a higher lead tier (log-odds per SD of lead quality)."""
+ACTIVITY_EFFECTS: dict[str, dict[str, float]] = {
+    "lead": {"meeting": 0.9, "demo": 0.3, "email": 0.15, "calls_without_meeting": -0.7},
+    "qualified": {"meeting": 0.5, "demo": 1.0, "email": 0.1, "calls_without_meeting": -0.5},
+    "relationship": {"meeting": 0.6, "demo": 0.4, "email": 0.1, "proposal_sent": 0.8, "calls_without_meeting": -0.4},
+    "proposal": {"meeting": 0.7, "demo": 0.2, "email": 0.0, "proposal_sent": 0.3, "calls_without_meeting": -0.3},
+}
+"""Planted effects on the log-odds of reaching the next stage, per stage: at least one activity of the type in the
+stage (``calls_without_meeting``: three calls or more and no meeting)."""
+ACTIVITY_PROPENSITY: dict[str, tuple[float, float]] = {
+    "meeting": (0.0, 0.6),
+    "demo": (-0.5, 0.5),
+    "email": (0.8, 0.3),
+    "proposal_sent": (0.2, 0.4),
+}
+"""Per type (intercept, slope on the standardised lead quality) of the log-odds of at least one in a stage:
+better deals get more meetings (the confounding a fair estimate has to take out)."""
+CALL_RATE = (0.6, -0.3)
+"""Calls in a stage: Poisson with log-mean intercept + slope × standardised quality (weak deals get called more)."""
+ACTIVITY_DAYS = 30
+"""Activities of a stage fall in its first 30 days (or before it ends)."""
+
 
 @dataclass(frozen=True)
 class SyntheticData:
@@ -106,14 +147,17 @@ class SyntheticData:
     ground_truth: dict[str, pl.DataFrame]
     coefficients: dict[str, object]
     spec: FunnelSpec = field(default_factory=FunnelSpec)
+    extra_tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    """``owners`` and ``activities`` when generated with ``teams``."""
 
     def tables(self) -> dict[str, pl.DataFrame]:
-        """The four canonical tables by name."""
+        """The canonical tables by name (four, six with teams)."""
         return {
             "customers": self.customers,
             "transactions": self.transactions,
             "stage_events": self.stage_events,
             "surveys": self.surveys,
+            **self.extra_tables,
         }
 
 
@@ -127,6 +171,8 @@ def generate_dataset(
     unrecorded_losses: float = 0.0,
     late_deliveries: bool = False,
     survey_lag_days: tuple[float, float] = (1.0, 10.0),
+    teams: bool = False,
+    activity_effects: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> SyntheticData:
     """Generate a reproducible synthetic dataset with its ground truth.
@@ -146,6 +192,13 @@ def generate_dataset(
         deliveries lower satisfaction (:data:`LATE_EFFECT` per day late, as known when answering).
         The other tables are the same as without it.
     survey_lag_days : surveys are answered this many days (uniform) after the order.
+    teams : sales people in four teams (``owners`` table; ``owner`` and ``team`` on the stage events), each
+        with a planted skill (:data:`SKILL_SD`), leads handed out unevenly (better leads to the teams with a
+        higher lead tier, :data:`TEAMS`), and an ``activities`` table (calls, emails, meetings, demos,
+        proposals sent) whose planted effects on the next stage differ by stage (:data:`ACTIVITY_EFFECTS`);
+        ground truth ``owners`` (skill, lead tier) and ``activity_effects``. Customers, transactions and
+        surveys are the same as without it; the outcomes of the stage events change with skill and activities.
+    activity_effects : with ``teams``, plant the activity effects (default) or none (every effect 0).
 
     Returns
     -------
@@ -176,22 +229,29 @@ def generate_dataset(
         rng, customers, transactions, history, t1, lag=survey_lag_days, about_orders=late_deliveries
     )
     say("opportunities and stage events")
-    events, conv_truth, outcomes = _opportunities(rng, customers, history, surveys, t1, unrecorded_losses)
+    sales = _SalesForce.build(rng.spawn(1)[0], t0, t1, activity_effects) if teams else None
+    events, conv_truth, outcomes = _opportunities(rng, customers, history, surveys, t1, unrecorded_losses, sales)
     truth = {"conversion": conv_truth, "satisfaction": sat_truth}
     if unrecorded_losses > 0:
         truth["opportunities"] = outcomes
+    extra: dict[str, pl.DataFrame] = {}
+    if sales is not None:
+        extra = {"owners": sales.owners(), "activities": sales.activities(events)}
+        truth["owners"] = sales.truth_owners()
+        truth["activity_effects"] = sales.truth_effects()
     return SyntheticData(
         customers=customers,
         transactions=transactions,
         stage_events=events,
         surveys=surveys,
         ground_truth=truth,
-        coefficients=_coefficients(),
+        coefficients=_coefficients(sales),
+        extra_tables=extra,
     )
 
 
-def _coefficients() -> dict[str, object]:
-    return {
+def _coefficients(sales: _SalesForce | None = None) -> dict[str, object]:
+    out: dict[str, object] = {
         "horizon_days": HORIZON_DAYS,
         "base_income": BASE_INCOME,
         "base_deal": BASE_DEAL,
@@ -208,6 +268,24 @@ def _coefficients() -> dict[str, object]:
             "relative to web."
         ),
     }
+    if sales is not None:
+        out["teams"] = {
+            "skill_sd": SKILL_SD,
+            "assignment_tilt": ASSIGNMENT_TILT,
+            "activity_effects": sales.effects,
+            "activity_propensity": ACTIVITY_PROPENSITY,
+            "call_rate": CALL_RATE,
+            "notes": (
+                "Skill shifts the log-odds of every stage an owner works; leads go to owners with probability "
+                "proportional to exp(tilt × lead tier × standardised lead quality) among the owners started by "
+                "then; a rep's lead tier is 0.4 × the team's (TEAMS) plus a fresh N(0, 1) every half-year. "
+                "Activity effects shift the log-odds of the stage they happen in; calls_without_meeting is "
+                "three calls or more and no meeting. ground_truth/activity_effects.effect is the difference in "
+                "P(next stage) with and without the activity, averaged over the stage's observed rows: what an "
+                "adjusted estimate targets."
+            ),
+        }
+    return out
 
 
 def _seconds_to_datetime(values: np.ndarray) -> pl.Series:
@@ -508,19 +586,32 @@ def _opportunities(
     surveys: pl.DataFrame,
     t1: int,
     unrecorded_losses: float,
+    sales: _SalesForce | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     spec = FunnelSpec(stages=DEFAULT_STAGES, horizon_days=HORIZON_DAYS)
     opps = _opportunity_starts(rng, customers, t1)
+    if sales is not None:
+        quality = _conversion_logit(spec.stages[0], customers, opps, history, surveys)
+        opps = opps.with_columns(pl.Series("_rep", sales.assign(quality, opps["_t"].to_numpy())))
     events = [opps.select(s.OPPORTUNITY_ID, "_c", "_t", pl.lit(spec.stages[0]).alias(s.STAGE))]
     truth, closed = [], []
     active = opps
     for stage, following in zip(spec.open_stages, spec.stages[1:], strict=True):
-        p = 1.0 / (1.0 + np.exp(-_conversion_logit(stage, customers, active, history, surveys)))
+        logit = _conversion_logit(stage, customers, active, history, surveys)
+        plan = None
+        if sales is not None:
+            skill = sales.skill[active["_rep"].to_numpy()]
+            observed_horizon = active["_t"].to_numpy() + HORIZON_DAYS * DAY <= t1
+            offset, plan = sales.plan_activities(stage, logit, skill, active, observed_horizon)
+            logit = logit + skill + offset
+        p = 1.0 / (1.0 + np.exp(-logit))
         converts = rng.random(p.size) < p
         # Conversions happen within the horizon (so p is exactly P(converted within horizon)).
         wait = np.minimum(rng.gamma(2.0, 8.0, p.size), HORIZON_DAYS - 1) * DAY
         lose = np.minimum(rng.gamma(2.0, 20.0, p.size), 365) * DAY
         next_t = active["_t"].to_numpy() + np.where(converts, wait, lose).astype(np.int64)
+        if sales is not None and plan is not None:
+            sales.place_activities(plan, next_t, t1)
         observed = next_t <= t1
         truth.append(
             active.select(
@@ -552,7 +643,7 @@ def _opportunities(
             moved.filter(pl.Series(~silent)).select(s.OPPORTUNITY_ID, "_c", "_t", pl.Series(s.STAGE, outcome[~silent]))
         )
         active = moved.filter(pl.Series(converts[observed]))
-    info = opps.select(s.OPPORTUNITY_ID, s.AMOUNT, s.SOURCE)
+    info = opps.select(s.OPPORTUNITY_ID, s.AMOUNT, s.SOURCE, *(["_rep"] if sales is not None else []))
     stage_events = (
         pl.concat(events)
         .join(info, on=s.OPPORTUNITY_ID)
@@ -564,6 +655,7 @@ def _opportunities(
             pl.from_epoch("_t", time_unit="s").alias(s.ENTERED_AT),
             s.AMOUNT,
             s.SOURCE,
+            *(sales.owner_columns("_rep") if sales is not None else []),
         )
     )
     conversion = (
@@ -587,6 +679,223 @@ def _opportunities(
         .sort(s.OPPORTUNITY_ID)
     )
     return stage_events, conversion, outcomes
+
+
+_PLANNED = ("meeting", "demo", "email", "proposal_sent")
+"""Activity types drawn as 'at least one in the stage' (calls are a count, 'other' carries no effect)."""
+_EXTRA_PER_ONE = {"meeting": 0.4, "demo": 0.2, "email": 1.5, "proposal_sent": 0.0}
+"""A stage with at least one such activity has 1 + Poisson(this) of them."""
+
+
+@dataclass
+class _SalesForce:
+    """Sales people with planted skill, uneven lead assignment, and activities with planted effects."""
+
+    rng: np.random.Generator
+    reps: pl.DataFrame  # owner, team, manager, region, started_at (seconds), skill, tier, volume
+    effects: dict[str, dict[str, float]]
+    tiers: np.ndarray  # half-years × reps: how good the leads each rep is handed then
+    t0: int
+    placed: list[pl.DataFrame] = field(default_factory=list)
+    truths: list[dict[str, object]] = field(default_factory=list)
+
+    @property
+    def skill(self) -> np.ndarray:
+        return np.asarray(self.reps["skill"].to_numpy(), dtype=float)
+
+    @staticmethod
+    def build(rng: np.random.Generator, t0: int, t1: int, activity_effects: bool) -> _SalesForce:
+        n = len(REP_NAMES)
+        team_names = list(TEAMS)
+        team = [team_names[i * len(team_names) // n] for i in range(n)]
+        skill = rng.normal(0.0, SKILL_SD, n)
+        skill -= skill.mean()
+        # Lead routing changes every half-year (territories, campaigns): who gets the best leads moves.
+        halves = max(1, math.ceil((t1 - t0) / HALF_YEAR))
+        team_tiers = np.array([TEAMS[x][2] for x in team_names])
+        of_team = [team_names.index(x) for x in team]
+        tiers = 0.4 * team_tiers[of_team][None, :] + rng.normal(0.0, 1.0, (halves, n))
+        started = np.full(n, t0, dtype=np.int64)
+        late = rng.choice(n, 4, replace=False)  # four join during the window: few deals to judge them by
+        started[late] = t0 + (rng.uniform(0.3, 0.6, late.size) * (t1 - t0)).astype(np.int64)
+        reps = pl.DataFrame(
+            {
+                s.OWNER: list(REP_NAMES),
+                s.TEAM: team,
+                s.MANAGER: [TEAMS[x][0] for x in team],
+                s.REGION: [TEAMS[x][1] for x in team],
+                "_started": started,
+                "skill": skill,
+                "tier": tiers.mean(axis=0),
+                "volume": rng.lognormal(0.0, 0.3, n),
+            }
+        )
+        effects = {
+            stage: {k: (v if activity_effects else 0.0) for k, v in e.items()} for stage, e in ACTIVITY_EFFECTS.items()
+        }
+        return _SalesForce(rng=rng, reps=reps, effects=effects, tiers=tiers, t0=t0)
+
+    def assign(self, quality: np.ndarray, when: np.ndarray) -> np.ndarray:
+        """The rep of each new opportunity: better leads to higher tiers, among the reps started by then."""
+        z = (quality - quality.mean()) / max(float(quality.std()), 1e-9)
+        half = np.clip((when - self.t0) // HALF_YEAR, 0, self.tiers.shape[0] - 1)
+        tier = self.tiers[half]
+        logits = np.log(self.reps["volume"].to_numpy())[None, :] + ASSIGNMENT_TILT * tier * z[:, None]
+        logits = np.where(when[:, None] < self.reps["_started"].to_numpy()[None, :], -np.inf, logits)
+        return np.asarray(np.argmax(logits + self.rng.gumbel(size=logits.shape), axis=1), dtype=np.int64)
+
+    def plan_activities(
+        self, stage: str, logit: np.ndarray, skill: np.ndarray, active: pl.DataFrame, observed: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Draw each opportunity's activities in this stage; their effect on the log-odds; the true effects.
+
+        How many activities a deal gets depends on how good it looks (``logit``, from its features), not on
+        its owner's skill: the features are then all an adjusted estimate needs.
+        """
+        z = (logit - logit.mean()) / max(float(logit.std()), 1e-9)
+        rng, effects = self.rng, self.effects[stage]
+        chance = {
+            kind: (1 / (1 + np.exp(-(a + b * z))) if kind in effects else np.zeros(z.size))
+            for kind, (a, b) in ACTIVITY_PROPENSITY.items()
+        }
+        rate = np.exp(CALL_RATE[0] + CALL_RATE[1] * z)
+        has = {kind: rng.random(z.size) < chance[kind] for kind in _PLANNED}
+        calls = rng.poisson(rate)
+        plan = {kind: has[kind] * (1 + rng.poisson(_EXTRA_PER_ONE[kind], z.size)) for kind in _PLANNED}
+        plan["call"] = calls
+        plan["other"] = (rng.random(z.size) < 0.15).astype(np.int64)
+        plan["_id"] = active[s.OPPORTUNITY_ID].to_numpy()
+        plan["_c"] = active["_c"].to_numpy()
+        plan["_rep"] = active["_rep"].to_numpy()
+        plan["_t"] = active["_t"].to_numpy()
+        offset = sum((effects.get(k, 0.0) * has[k] for k in _PLANNED), np.zeros(z.size))
+        offset = offset + effects["calls_without_meeting"] * ((calls >= 3) & ~has["meeting"])
+        self._true_effects(stage, logit + skill, chance, rate, observed)
+        return offset, plan
+
+    def _true_effects(
+        self, stage: str, logit: np.ndarray, chance: dict[str, np.ndarray], rate: np.ndarray, observed: np.ndarray
+    ) -> None:
+        """E[P(next) | activity] − E[P(next) | none], other activities as they are drawn, over the observed rows."""
+        effects = self.effects[stage]
+        logit, rate = logit[observed], rate[observed]
+        chance = {k: v[observed] for k, v in chance.items()}
+        p_calls = [np.exp(-rate), np.exp(-rate) * (rate + rate**2 / 2), None]
+        p_calls[2] = 1 - p_calls[0] - p_calls[1]
+        combos = []
+        for bits in itertools.product((0, 1), repeat=len(_PLANNED)):
+            for calls in range(3):
+                weight = np.ones(logit.size)
+                for kind, bit in zip(_PLANNED, bits, strict=True):
+                    weight = weight * (chance[kind] if bit else 1 - chance[kind])
+                weight = weight * p_calls[calls]
+                flags = dict(zip(_PLANNED, bits, strict=True))
+                eta = logit + sum(effects.get(k, 0.0) * flags[k] for k in _PLANNED)
+                heavy_alone = calls == 2 and not flags["meeting"]
+                eta = eta + effects["calls_without_meeting"] * heavy_alone
+                flags["call"] = int(calls > 0)
+                flags["calls_without_meeting"] = int(heavy_alone)
+                combos.append((weight, 1 / (1 + np.exp(-eta)), flags))
+        for treatment in (*_PLANNED, "call", "calls_without_meeting"):
+            on = sum(w * p * f[treatment] for w, p, f in combos)
+            on_w = sum(w * f[treatment] for w, p, f in combos)
+            off = sum(w * p * (1 - f[treatment]) for w, p, f in combos)
+            off_w = sum(w * (1 - f[treatment]) for w, p, f in combos)
+            if not np.any(on_w > 0):
+                continue
+            effect = np.asarray(on / np.where(on_w > 0, on_w, 1) - off / off_w)
+            self.truths.append(
+                {
+                    s.STAGE: stage,
+                    "treatment": treatment,
+                    "logit_effect": effects.get(treatment, 0.0),
+                    "effect": float(effect.mean()),
+                    "treated_share": float(on_w.mean()),
+                    "rows": int(logit.size),
+                }
+            )
+
+    def place_activities(self, plan: dict[str, np.ndarray], next_t: np.ndarray, t1: int) -> None:
+        """Date the planned activities within the stage's first days (before it ends; none after the data's end)."""
+        start = plan["_t"]
+        span = np.maximum(np.minimum(ACTIVITY_DAYS * DAY, next_t - start) - 1, 0)
+        kinds = [k for k in (*_PLANNED, "call", "other")]
+        counts = np.stack([plan[k] for k in kinds], axis=1).astype(np.int64)
+        row = np.repeat(np.arange(start.size), counts.sum(axis=1))
+        kind = np.concatenate([np.repeat(np.array(kinds), c) for c in counts]) if row.size else np.array([], dtype=str)
+        at = start[row] + (self.rng.random(row.size) * span[row]).astype(np.int64)
+        keep = at <= t1
+        self.placed.append(
+            pl.DataFrame(
+                {
+                    s.OPPORTUNITY_ID: plan["_id"][row][keep],
+                    "_c": plan["_c"][row][keep],
+                    "_rep": plan["_rep"][row][keep],
+                    "_t": at[keep],
+                    s.TYPE: kind[keep],
+                },
+                schema={
+                    s.OPPORTUNITY_ID: pl.Int64,
+                    "_c": pl.Int64,
+                    "_rep": pl.Int64,
+                    "_t": pl.Int64,
+                    s.TYPE: pl.String,
+                },
+            )
+        )
+
+    def owner_columns(self, index: str) -> list[pl.Expr]:
+        """Expressions naming the owner and team of the rep index in column ``index``."""
+        return [
+            pl.col(index)
+            .replace_strict(range(self.reps.height), self.reps[c].to_list(), return_dtype=pl.String)
+            .alias(c)
+            for c in (s.OWNER, s.TEAM)
+        ]
+
+    def owners(self) -> pl.DataFrame:
+        """The owners table: owner, team, manager, region, started_at."""
+        return self.reps.select(
+            s.OWNER, s.TEAM, s.MANAGER, s.REGION, pl.from_epoch("_started", time_unit="s").alias(s.STARTED_AT)
+        )
+
+    def activities(self, events: pl.DataFrame) -> pl.DataFrame:
+        """The activities table, in time order, with a duration and outcome where the type has one."""
+        frame = pl.concat(self.placed).sort("_t", s.OPPORTUNITY_ID, s.TYPE)
+        n = frame.height
+        rng = self.rng
+        connected = rng.random(n) < 0.6
+        minutes = {
+            "call": np.where(connected, rng.uniform(2, 25, n), rng.uniform(0, 1, n)),
+            "meeting": rng.choice([30.0, 45.0, 60.0], n),
+            "demo": rng.choice([45.0, 60.0, 90.0], n),
+        }
+        kind = frame[s.TYPE].to_numpy()
+        duration = np.full(n, np.nan)
+        for name, values in minutes.items():
+            duration = np.where(kind == name, np.round(values), duration)
+        called = kind == "call"
+        outcome = [("connected" if c else "no answer") if k else None for k, c in zip(called, connected, strict=True)]
+        return frame.select(
+            pl.int_range(1, n + 1, dtype=pl.Int64).alias(s.ACTIVITY_ID),
+            s.OPPORTUNITY_ID,
+            (pl.col("_c") + 1).cast(pl.Int64).alias(s.CUSTOMER_ID),
+            pl.from_epoch("_t", time_unit="s").alias(s.AT),
+            s.TYPE,
+            pl.Series(s.DURATION_MINUTES, duration).fill_nan(None),
+            pl.Series(s.OUTCOME, outcome, dtype=pl.String),
+            *self.owner_columns("_rep"),
+        ).drop(s.TEAM)
+
+    def truth_owners(self) -> pl.DataFrame:
+        """Each owner's planted skill and lead tier."""
+        return self.reps.select(s.OWNER, s.TEAM, "skill", pl.col("tier").alias("lead_tier")).with_columns(
+            pl.Series(f"lead_tier_half_{k + 1}", self.tiers[k]) for k in range(self.tiers.shape[0])
+        )
+
+    def truth_effects(self) -> pl.DataFrame:
+        """The planted activity effects per stage: log-odds and the difference in P(next stage) they make."""
+        return pl.DataFrame(self.truths)
 
 
 def true_satisfaction(

@@ -34,6 +34,7 @@ __all__ = [
     "data_warnings",
     "dataset_summary",
     "missing_customers_problem",
+    "missing_events_problem",
     "validate_tables",
 ]
 
@@ -73,6 +74,14 @@ def _rules(table: str, spec: FunnelSpec, columns: list[str], scale: Satisfaction
             Rule(s.AMOUNT, _TOO_LARGE, col(s.AMOUNT) > s.MAX_AMOUNT),
         ],
         "transactions": [Rule(s.AMOUNT, _TOO_LARGE, col(s.AMOUNT).abs() > s.MAX_AMOUNT)],
+        "activities": [
+            Rule(s.DURATION_MINUTES, "must be 0 or more", col(s.DURATION_MINUTES) < 0),
+            Rule(
+                s.DURATION_MINUTES,
+                "implausibly long: more than 24 hours (minutes expected)",
+                col(s.DURATION_MINUTES) > 24 * 60,
+            ),
+        ],
         "surveys": [
             Rule(
                 s.CSAT,
@@ -223,6 +232,8 @@ _SORT_KEYS = {
     "transactions": [s.ORDERED_AT, s.ORDER_ID],
     "stage_events": [s.ENTERED_AT, s.OPPORTUNITY_ID],
     "surveys": [s.RESPONDED_AT, s.CUSTOMER_ID],
+    "owners": [s.OWNER],
+    "activities": [s.AT, s.ACTIVITY_ID],
 }
 
 
@@ -233,9 +244,13 @@ def _finish(name: str, frame: pl.DataFrame) -> pl.DataFrame:
 
 def _unify_id_types(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     # Text ids in one table and integer ids in another only match as text.
-    dtypes = {f[s.CUSTOMER_ID].dtype for f in tables.values() if s.CUSTOMER_ID in f.columns}
-    if len(dtypes) > 1:
-        tables = {n: f.with_columns(pl.col(s.CUSTOMER_ID).cast(pl.String)) for n, f in tables.items()}
+    for column in (s.CUSTOMER_ID, s.OPPORTUNITY_ID):
+        dtypes = {f[column].dtype for f in tables.values() if column in f.columns}
+        if len(dtypes) > 1:
+            tables = {
+                n: f.with_columns(pl.col(column).cast(pl.String)) if column in f.columns else f
+                for n, f in tables.items()
+            }
     return tables
 
 
@@ -298,13 +313,62 @@ def _duplicate_findings(name: str, frame: pl.DataFrame) -> list[Finding]:
     return [Finding(problem, reasons)]
 
 
-def _reference_findings(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> list[tuple[str, Finding]]:
-    if "customers" not in tables:
+def _activity_findings(tables: Mapping[str, pl.DataFrame]) -> list[tuple[str, Finding]]:
+    """Activities must be about a known opportunity (and, when they name one, of its customer)."""
+    activities = tables.get("activities")
+    if activities is None:
         return []
-    known = tables["customers"].select(s.CUSTOMER_ID)
+    events = tables.get("stage_events")
+    if events is None:
+        return []  # the whole-table problem says the stage events are missing
+    owners = events.group_by(s.OPPORTUNITY_ID).agg(pl.col(s.CUSTOMER_ID).first().alias("_customer"))
+    matched = activities.join(
+        owners.with_columns(pl.col(s.OPPORTUNITY_ID).cast(activities.schema[s.OPPORTUNITY_ID])),
+        on=s.OPPORTUNITY_ID,
+        how="left",
+    )
     findings = []
-    for name in ("transactions", "stage_events", "surveys"):
-        if name not in tables:
+    unknown = matched.filter(pl.col("_customer").is_null())
+    if unknown.height:
+        rule = "refers to opportunities that are not in the stage_events table"
+        problem = Problem(
+            "activities", s.OPPORTUNITY_ID, rule, unknown.height, _examples(unknown, "activities", [s.OPPORTUNITY_ID])
+        )
+        reason = pl.format("opportunity_id {} is not in the stage_events table", pl.col(s.OPPORTUNITY_ID))
+        findings.append(("activities", Finding(problem, _reason_rows(unknown, reason))))
+    if s.CUSTOMER_ID in activities.columns:
+        other = matched.filter(
+            pl.col("_customer").is_not_null()
+            & pl.col(s.CUSTOMER_ID).is_not_null()
+            & (pl.col("_customer").cast(pl.String) != pl.col(s.CUSTOMER_ID).cast(pl.String))
+        )
+        if other.height:
+            rule = "the opportunity belongs to another customer"
+            shown = _examples(other, "activities", [s.OPPORTUNITY_ID, s.CUSTOMER_ID])
+            problem = Problem("activities", s.CUSTOMER_ID, rule, other.height, shown)
+            findings.append(("activities", Finding(problem, _reason_rows(other, f"customer_id: {rule}"))))
+    return findings
+
+
+def missing_events_problem(tables: Sequence[str]) -> Problem | None:
+    """The problem of activities without the stage events they are about."""
+    if "activities" in tables and "stage_events" not in tables:
+        return Problem(
+            "stage_events",
+            "",
+            "the stage_events table is missing, but activities refer to opportunities; add "
+            "stage_events.csv/.parquet (opportunity_id, customer_id, stage, entered_at, …)",
+        )
+    return None
+
+
+def _reference_findings(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> list[tuple[str, Finding]]:
+    findings = _activity_findings(tables)
+    if "customers" not in tables:
+        return findings
+    known = tables["customers"].select(s.CUSTOMER_ID)
+    for name in ("transactions", "stage_events", "surveys", "activities"):
+        if name not in tables or s.CUSTOMER_ID not in tables[name].columns:
             continue
         orphans = tables[name].join(known, on=s.CUSTOMER_ID, how="anti")
         if orphans.height:
@@ -430,6 +494,8 @@ _TIME = {
     "transactions": s.ORDERED_AT,
     "stage_events": s.ENTERED_AT,
     "surveys": s.RESPONDED_AT,
+    "owners": s.STARTED_AT,
+    "activities": s.AT,
 }
 
 

