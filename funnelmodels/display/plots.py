@@ -28,6 +28,7 @@ __all__ = [
     "plot_importance",
     "plot_lift",
     "plot_new_vs_returning",
+    "plot_owner_ratios",
     "plot_reliability",
     "plot_revenue_trend",
     "plot_satisfaction_trend",
@@ -299,25 +300,48 @@ def plot_importance(
     return fig
 
 
+def _forest(ax: Any, names: list[str], value: np.ndarray, low: np.ndarray, high: np.ndarray, at: float) -> Any:
+    """Points with 95% intervals, one row per name (the first on top), and a line at ``at``."""
+    y = np.arange(len(names))[::-1]
+    bars = ax.errorbar(value, y, xerr=[value - low, high - value], fmt="o", color=BLUE, ecolor=GREY, capsize=3)
+    ax.axvline(at, color=GREY, lw=1)
+    ax.set_yticks(y, names)
+    return bars, y
+
+
 def plot_coefficients(table: pl.DataFrame, *, top: int = 14) -> Figure:
     """Forest plot of the ordinal model's coefficients per SD with 95% intervals."""
     shown = table.sort(pl.col("coef").abs(), descending=True).head(top)
     fig, ax = _figure(7, 0.35 * shown.height + 1.2)
-    y = np.arange(shown.height)[::-1]
-    coef = shown["coef"].to_numpy()
-    ax.errorbar(
-        coef,
-        y,
-        xerr=[coef - shown["ci_low"].to_numpy(), shown["ci_high"].to_numpy() - coef],
-        fmt="o",
-        color=BLUE,
-        ecolor=GREY,
-        capsize=3,
-    )
-    ax.axvline(0, color=GREY, lw=1)
-    ax.set_yticks(y, [words(f) for f in shown["term"].to_list()])
+    names = [words(f) for f in shown["term"].to_list()]
+    _forest(ax, names, shown["coef"].to_numpy(), shown["ci_low"].to_numpy(), shown["ci_high"].to_numpy(), 0.0)
     ax.set_xlabel("Effect on latent satisfaction per 1 SD (log-odds), 95% interval")
     ax.set_title("Key drivers of satisfaction (ordinal logit)")
+    return fig
+
+
+def plot_owner_ratios(reps: pl.DataFrame, *, top: int = 40) -> Figure:
+    """Each owner's shrunk observed / expected wins with its 95% interval, the raw ratio beside it (hollow)."""
+    shown = reps.sort("shrunk_ratio", descending=True, nulls_last=True).head(top)
+    fig, ax = _figure(7, 0.32 * shown.height + 1.3)
+    names = [str(n) for n in shown["owner"].to_list()]
+    value = shown["shrunk_ratio"].to_numpy().astype(float)
+    low, high = (shown[c].to_numpy().astype(float) for c in ("shrunk_ratio_low", "shrunk_ratio_high"))
+    _, y = _forest(ax, names, value, low, high, 1.0)
+    raw = shown["ratio"].to_numpy().astype(float)
+    ax.scatter(raw, y, facecolors="none", edgecolors=ORANGE, zorder=3, label="observed / expected, not shrunk")
+    for row, yy in zip(shown.iter_rows(named=True), y, strict=True):
+        marker = ax.scatter([row["shrunk_ratio"]], [yy], s=60, alpha=0, zorder=4)
+        _tip(
+            fig,
+            marker,
+            f"{row['owner']}: {row['wins']:,} won, {row['expected_wins']:.1f} expected; shrunk "
+            f"{row['shrunk_ratio']:.2f} ({row['shrunk_ratio_low']:.2f}–{row['shrunk_ratio_high']:.2f})",
+        )
+    ax.set_xlabel("Wins against the wins their leads would usually give (1 = as expected), 95% interval")
+    ax.set_title("Sales people against the leads they received")
+    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
     return fig
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -59,13 +60,14 @@ BASE_RATE_SHIFT = 0.05
 """A test-period base rate this far (in probability) from training's is said in words."""
 
 
-class _Headlined:
+class _Headlined(ABC):
     """What a notebook shows of a training result: a few lines from ``_headline``, whatever the data's size."""
 
     _TITLE = ""
 
+    @abstractmethod
     def _headline(self) -> list[tuple[str, str]]:
-        raise NotImplementedError
+        """The (name, value) lines shown: engines, split, headline metrics."""
 
     def __repr__(self) -> str:
         """One line: the headline (engines, split, headline metrics); the fields hold the rest."""

@@ -91,7 +91,7 @@ def team_performance(
     dataset: Dataset,
     *,
     period: str = "",
-    period_length: str = "quarter",
+    period_length: str = "month",
     team: str = "",
     window_months: int = 12,
     seed: int = 0,
@@ -369,13 +369,21 @@ def _summary(report: TeamReport) -> list[str]:
             f"{reps.height} owners worked {opps:,} new opportunities and won {wins:,} of them by the period's end."
         )
         top, bottom = reps.row(0, named=True), reps.row(reps.height - 1, named=True)
-        out.append(
-            f"Against the leads they received, **{top[s.OWNER]}** won most above expectation "
-            f"({top['shrunk_ratio']:.2f}× expected wins, 95% {top['shrunk_ratio_low']:.2f}–"
-            f"{top['shrunk_ratio_high']:.2f}) and "
-            f"**{bottom[s.OWNER]}** least ({bottom['shrunk_ratio']:.2f}×, {bottom['shrunk_ratio_low']:.2f}–"
-            f"{bottom['shrunk_ratio_high']:.2f})."
-        )
+        clear = reps.filter((pl.col("shrunk_ratio_low") > 1) | (pl.col("shrunk_ratio_high") < 1)).height
+        if clear:
+            out.append(
+                f"Against the leads they received, **{top[s.OWNER]}** won most above expectation "
+                f"({top['shrunk_ratio']:.2f}× expected wins, 95% {top['shrunk_ratio_low']:.2f}–"
+                f"{top['shrunk_ratio_high']:.2f}) and **{bottom[s.OWNER]}** least ({bottom['shrunk_ratio']:.2f}×, "
+                f"{bottom['shrunk_ratio_low']:.2f}–{bottom['shrunk_ratio_high']:.2f}); {clear} of {reps.height} "
+                "differ clearly from 1."
+            )
+        else:
+            out.append(
+                "Against the leads they received, **no owner won clearly more or less than expected**: every "
+                f"owner's 95% interval holds 1 (shrunk ratios {bottom['shrunk_ratio']:.2f} to "
+                f"{top['shrunk_ratio']:.2f}). Differences in raw win rate here are the leads and chance."
+            )
         by_raw = reps.sort("win_rate", descending=True, nulls_last=True)[s.OWNER].head(5).to_list()
         by_fair = reps[s.OWNER].head(5).to_list()
         moved = len(set(by_raw) - set(by_fair))
@@ -384,22 +392,29 @@ def _summary(report: TeamReport) -> list[str]:
             f"expected: a raw win rate also measures the leads. {stability_text(perf)}"
         )
     if report.effects is not None and report.effects.height and "adjusted" in report.effects.columns:
-        clear = report.effects.filter(pl.col("adjusted").is_not_null() & (pl.col("adjusted_low") > 0))
-        if clear.height:
-            best = clear.sort("adjusted", descending=True).row(0, named=True)
+        helps = report.effects.filter(pl.col("adjusted").is_not_null() & (pl.col("adjusted_low") > 0))
+        if helps.height:
+            best = helps.sort("adjusted", descending=True).row(0, named=True)
             many = ACTIVITY_WORDS.get(best["treatment"], ("", best["treatment"]))[1]
             out.append(
                 f"At stage {best[s.STAGE]}, {many} go with {100 * best['adjusted']:+.0f} points of reaching the "
                 f"next stage (95% {100 * best['adjusted_low']:+.0f} to {100 * best['adjusted_high']:+.0f}), adjusted "
                 f"for the deals: an {ASSOCIATION}."
             )
-    if report.actions is not None and report.actions.height:
+    if report.actions is not None and report.actions.height and "activities" not in report.missing:
         untouched = report.actions.filter(pl.col("last_touch_days").is_null() | (pl.col("last_touch_days") > 14))
         value = untouched[s.EXPECTED_VALUE].sum() if s.EXPECTED_VALUE in untouched.columns else None
         worth = f", worth {value_text('expected_value', value)} in expected value" if value else ""
         out.append(
             f"{report.actions.height:,} deals are open; {untouched.height:,} of them had no touch in the last 14 days"
             f"{worth}."
+        )
+    elif report.actions is not None and report.actions.height:
+        value = report.actions[s.EXPECTED_VALUE].sum() if s.EXPECTED_VALUE in report.actions.columns else None
+        worth = f", worth {value_text('expected_value', value)} in expected value" if value else ""
+        out.append(
+            f"{report.actions.height:,} deals are open{worth}; without an activities table the action list ranks "
+            "them per owner but cannot suggest a next step."
         )
     return out[:5]
 

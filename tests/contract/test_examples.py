@@ -341,3 +341,22 @@ def test_crm_example_renders_every_report(tmp_path: Path) -> None:
         "services",
         "employment",
     }
+    # Team performance: the agents judged against their leads, counted as a plain reading of the file gives them.
+    team = tmp_path / "team_performance" / "latest"
+    owners = pl.read_csv(team / "tables" / "owners.csv")
+    with (CRM / "sales_pipeline.csv").open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["account"] and "2017-01-01" <= r["engage_date"] < "2018-01-01"]
+    with (CRM / "sales_teams.csv").open(newline="") as handle:
+        manager = {r["sales_agent"]: r["manager"] for r in csv.DictReader(handle)}
+    by_hand = {
+        agent: (
+            sum(r["sales_agent"] == agent for r in rows),
+            sum(r["sales_agent"] == agent and r["deal_stage"] == "Won" for r in rows),
+        )
+        for agent in {r["sales_agent"] for r in rows}
+    }
+    ours = {o: (n, w) for o, n, w in owners.select("owner", "opportunities", "wins").iter_rows()}
+    assert ours == by_hand and len(ours) == 30
+    assert dict(owners.select("owner", "team").iter_rows()) == {a: manager[a] for a in by_hand}
+    html = (team / "report.html").read_text(encoding="utf-8")
+    assert "No activities table" in html and "without an activities table the action list" in html

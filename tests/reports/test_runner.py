@@ -173,7 +173,7 @@ def test_reports_read_and_print_in_a_real_browser(rendered: dict[str, ReportRun]
         "sales_performance": "Sales performance · June 2026",
         "stage_conversion": "Stage conversion · Data up to 30 June 2026",
         "customer_satisfaction": "Customer satisfaction · Data up to 30 June 2026",
-        "team_performance": "Team performance · Q2 2026",
+        "team_performance": "Team performance · June 2026",
     }
     for name, run in rendered.items():
         # Laid out at the width of a printed page: no table, chart or row of tiles is wider.

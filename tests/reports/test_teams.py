@@ -21,7 +21,7 @@ def test_without_owners_the_report_says_what_to_add(tiny: Any) -> None:
 
 @pytest.fixture(scope="module")
 def report(teams_data: Callable[..., Any]) -> Any:
-    return team_performance(teams_data(0)[1], period="2026-Q2")
+    return team_performance(teams_data(0)[1], period="2026-Q2", period_length="quarter")
 
 
 def test_period_tables_count_the_deals_closed_in_the_period(report: Any, teams_data: Callable[..., Any]) -> None:
