@@ -29,6 +29,7 @@ from funnelmodels.display.html import (
 )
 from funnelmodels.display.plots import (
     chart_html,
+    plot_activity_effects,
     plot_coefficients,
     plot_cumulative_conversion,
     plot_funnel,
@@ -57,6 +58,7 @@ __all__ = [
     "percent",
     "period_label",
     "pipeline_tiles",
+    "plot_activity_effects",
     "plot_coefficients",
     "plot_cumulative_conversion",
     "plot_funnel",

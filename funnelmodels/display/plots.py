@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "chart_html",
+    "plot_activity_effects",
     "plot_coefficients",
     "plot_cumulative_conversion",
     "plot_funnel",
@@ -341,6 +342,25 @@ def plot_owner_ratios(reps: pl.DataFrame, *, top: int = 40) -> Figure:
     ax.set_xlabel("Wins against the wins their leads would usually give (1 = as expected), 95% interval")
     ax.set_title("Sales people against the leads they received")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def plot_activity_effects(effects: pl.DataFrame, *, stages: list[str] | None = None) -> Figure:
+    """Per stage and activity, the adjusted difference in the chance of the next stage with its 95% interval."""
+    shown = effects.filter(pl.col("adjusted").is_not_null())
+    if stages:
+        order = {stage: i for i, stage in enumerate(stages)}
+        shown = shown.with_columns(pl.col("stage").replace_strict(order, default=len(order)).alias("_order"))
+        shown = shown.sort("_order", "adjusted", descending=[False, True])
+    fig, ax = _figure(7, 0.3 * shown.height + 1.3)
+    names = [f"{stage}: {words(kind).lower()}" for stage, kind in shown.select("stage", "treatment").iter_rows()]
+    value = 100 * shown["adjusted"].to_numpy().astype(float)
+    low, high = (100 * shown[c].to_numpy().astype(float) for c in ("adjusted_low", "adjusted_high"))
+    bars, _ = _forest(ax, names, value, low, high, 0.0)
+    _tip(fig, bars.lines[0], "Adjusted difference in points, 95% interval: an association, not an experiment")
+    ax.set_xlabel("Points of the chance of reaching the next stage, adjusted for the deals (95% interval)")
+    ax.set_title("Activities and progress, per stage")
     ax.spines[["top", "right"]].set_visible(False)
     return fig
 

@@ -23,6 +23,7 @@ the plain difference overstates; this module adjusts for what was known at entry
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
@@ -149,9 +150,13 @@ def activity_effects(
     *,
     end: datetime | None = None,
     seed: int = 0,
-    spells: pl.DataFrame | None = None,
+    treatments: Sequence[str] = TREATMENTS,
 ) -> pl.DataFrame:
     """Per stage and activity: the adjusted difference in P(next stage), its interval and its label.
+
+    Parameters
+    ----------
+    treatments : the comparisons to make (default every one of :data:`TREATMENTS`).
 
     Returns
     -------
@@ -162,7 +167,7 @@ def activity_effects(
     """
     if not dataset.has("activities") or not dataset.has("stage_events"):
         return pl.DataFrame()
-    spells = stage_spells(dataset, end=end) if spells is None else spells
+    spells = stage_spells(dataset, end=end)
     randomised = _randomised_types(dataset)
     extra = [c for c in extra_features(dataset) if c not in _IN_STAGE]
     features = [
@@ -180,7 +185,7 @@ def activity_effects(
         y = rows[s.CONVERTED].cast(pl.Float64).to_numpy()
         folds = fold_of(rows[s.OPPORTUNITY_ID], 3, seed)
         clusters = rows[s.OPPORTUNITY_ID].cast(pl.String).to_numpy()
-        for treatment in TREATMENTS:
+        for treatment in treatments:
             t = rows[treatment].cast(pl.Float64).to_numpy()
             row = {s.STAGE: stage, "treatment": treatment, "rows": rows.height, "treated_share": float(t.mean())}
             raw = float(y[t == 1].mean() - y[t == 0].mean()) if 0 < t.sum() < t.size else math.nan

@@ -69,6 +69,22 @@ class TeamReport:
         """The 3–5 sentences the report opens with."""
         return _summary(self)
 
+    def only(self, team: str) -> TeamReport:
+        """The same report showing one team's owners and deals (judged against everyone's leads, as before)."""
+        mine = pl.col(s.TEAM) == team
+        performance = replace(self.performance, reps=self.performance.reps.filter(mine)) if self.performance else None
+
+        def of_team(frame: pl.DataFrame | None) -> pl.DataFrame | None:
+            return frame.filter(mine) if frame is not None and s.TEAM in frame.columns else frame
+
+        return replace(
+            self,
+            team=team,
+            performance=performance,
+            period_table=of_team(self.period_table),
+            actions=of_team(self.actions),
+        )
+
 
 def _no_owner(dataset: Dataset) -> str:
     if not dataset.has("stage_events"):
@@ -141,16 +157,10 @@ def team_performance(
             "next step need one (activity_id, opportunity_id, at, type — call, email, meeting, demo, proposal sent)."
         )
         actions = action_list(dataset, None, as_of)
-    if team:
-        performance = _only_team(performance, team)
-        period_table = period_table.filter(pl.col(s.TEAM) == team)
-        actions = (
-            actions.filter(pl.col(s.TEAM) == team) if actions is not None and s.TEAM in actions.columns else actions
-        )
-    return TeamReport(
+    report = TeamReport(
         chosen,
         period_length,
-        team,
+        "",
         period_table=period_table,
         team_table=team_table,
         performance=performance,
@@ -163,10 +173,7 @@ def team_performance(
         notes=notes,
         missing=missing,
     )
-
-
-def _only_team(performance: RepPerformance, team: str) -> RepPerformance:
-    return replace(performance, reps=performance.reps.filter(pl.col(s.TEAM) == team))
+    return report.only(team) if team else report
 
 
 def _teams(dataset: Dataset) -> pl.DataFrame:

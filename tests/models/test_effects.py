@@ -61,7 +61,7 @@ def test_randomised_activities_get_a_plain_difference(
         pl.when(pl.col("type") == "demo").then(pl.lit("yes")).otherwise(pl.lit("no")).alias("randomised")
     )
     dataset = load_dataset(write_tables(tables))
-    table = activity_effects(dataset)
+    table = activity_effects(dataset, treatments=("demo", "meeting"))
     demo = table.filter(pl.col("treatment") == "demo")
     assert set(demo["label"]) == {RANDOMISED}
     assert (demo["adjusted"] - demo["raw_difference"]).abs().max() < 1e-12

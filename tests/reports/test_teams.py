@@ -61,10 +61,10 @@ def test_summary_says_fair_and_raw_and_labels_associations(report: Any) -> None:
     assert 3 <= len(report.summary()) <= 5
 
 
-def test_one_team_and_an_unknown_team(teams_data: Callable[..., Any]) -> None:
-    dataset = teams_data(0)[1]
-    only = team_performance(dataset, team="smb")
-    assert set(only.performance.reps["team"]) == {"smb"}
-    assert set(only.actions["team"]) == {"smb"}
+def test_one_team_and_an_unknown_team(report: Any, teams_data: Callable[..., Any]) -> None:
+    only = report.only("smb")
+    assert set(only.performance.reps["team"]) == {"smb"} and set(only.actions["team"]) == {"smb"}
+    everyone = report.performance.reps.filter(pl.col("team") == "smb")
+    assert only.performance.reps.equals(everyone)  # judged against everyone's leads, as before
     with pytest.raises(ConfigError, match="team 'nope' is not in the data; its teams are: enterprise, inside"):
-        team_performance(dataset, team="nope")
+        team_performance(teams_data(0)[1], team="nope")
