@@ -21,6 +21,7 @@ __all__ = [
     "PACKAGE_PARAMS",
     "booster_from_text",
     "cross_fitted",
+    "fit_booster",
     "fold_of",
     "importance_rows",
     "train_booster",
@@ -69,6 +70,37 @@ def train_booster(
     on ``validation`` (no early stopping without it). ``init_score`` sets each row's starting
     raw score. Categorical columns of ``encoder`` are LightGBM categories.
     """
+    booster, best = fit_booster(
+        X,
+        y,
+        encoder,
+        defaults=defaults,
+        params=params,
+        seed=seed,
+        fixed=fixed,
+        validation=validation,
+        init_score=init_score,
+        validation_init_score=validation_init_score,
+        rounds=rounds,
+    )
+    return booster.model_to_string(num_iteration=best), best
+
+
+def fit_booster(
+    X: np.ndarray,
+    y: np.ndarray,
+    encoder: FeatureEncoder,
+    *,
+    defaults: Mapping[str, Any],
+    params: Mapping[str, Any],
+    seed: int,
+    fixed: Mapping[str, Any] | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
+    init_score: np.ndarray | None = None,
+    validation_init_score: np.ndarray | None = None,
+    rounds: int | None = None,
+) -> tuple[Any, int]:
+    """:func:`train_booster`'s booster itself (and its best round), for a model used at once and not kept."""
     import lightgbm as lgb
 
     lgb_params, max_rounds, patience = _parameters(defaults, params, seed, fixed or {})
@@ -96,7 +128,7 @@ def train_booster(
         lgb_params, train, num_boost_round=rounds or max_rounds, valid_sets=valid_sets, callbacks=callbacks
     )
     best = rounds or booster.best_iteration or booster.current_iteration()
-    return booster.model_to_string(num_iteration=best), best
+    return booster, best
 
 
 def booster_from_text(text: str) -> Any:
@@ -150,8 +182,8 @@ def cross_fitted(
         if train_y.min() == train_y.max():
             out[test] = float(train_y.mean())
             continue
-        text, _ = train_booster(
+        booster, _ = fit_booster(
             X[~test], train_y, encoder, defaults=CROSS_FIT_PARAMS, params={}, seed=seed, rounds=rounds
         )
-        out[test] = booster_from_text(text).predict(X[test])
+        out[test] = booster.predict(X[test])
     return np.clip(out, 1e-6, 1 - 1e-6)

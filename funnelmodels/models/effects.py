@@ -33,7 +33,7 @@ from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.features import build_transition_features, categorical_features, extra_features, feature_columns
 from funnelmodels.funnel import build_transitions, data_end
-from funnelmodels.models.boosting import CROSS_FIT_PARAMS, booster_from_text, cross_fitted, fold_of, train_booster
+from funnelmodels.models.boosting import CROSS_FIT_PARAMS, cross_fitted, fit_booster, fold_of
 from funnelmodels.models.design import FeatureEncoder
 
 __all__ = [
@@ -124,10 +124,9 @@ def _aipw(
         if y[~test].min() == y[~test].max():
             mu1[test] = mu0[test] = float(y[~test].mean())
             continue
-        text, _ = train_booster(
+        booster, _ = fit_booster(
             Xt[~test], y[~test], treated_encoder, defaults=CROSS_FIT_PARAMS, params={}, seed=seed, rounds=40
         )
-        booster = booster_from_text(text)
         mu1[test] = booster.predict(np.column_stack([X[test], np.ones(test.sum())]))
         mu0[test] = booster.predict(np.column_stack([X[test], np.zeros(test.sum())]))
     psi = mu1 - mu0 + t * (y - mu1) / e - (1 - t) * (y - mu0) / (1 - e)

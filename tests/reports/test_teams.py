@@ -11,6 +11,9 @@ import pytest
 from funnelmodels.errors import ConfigError
 from funnelmodels.reports.teams import team_performance
 
+# The seeded datasets with teams are generated once, on one test worker.
+pytestmark = pytest.mark.xdist_group("teams")
+
 
 def test_without_owners_the_report_says_what_to_add(tiny: Any) -> None:
     report = team_performance(tiny)
