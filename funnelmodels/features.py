@@ -23,6 +23,7 @@ from funnelmodels.frames import as_days, collect_all
 from funnelmodels.funnel import opportunity_columns, with_stale_losses
 
 __all__ = [
+    "activity_features",
     "build_features",
     "build_transition_features",
     "categorical_features",
@@ -246,13 +247,23 @@ def build_features(
     return out.sort("_row_order").drop("_row_order")
 
 
-def _add_activities(rows: pl.LazyFrame, activities: pl.LazyFrame) -> pl.LazyFrame:
+def activity_features(rows: pl.LazyFrame, activities: pl.LazyFrame) -> pl.LazyFrame:
     """Activity features of each opportunity row, from activities strictly before its ``as_of``.
 
     Counts by type on the opportunity and in the current stage (from ``entered_at``), touches in the
     last 14 and 30 days, days since the last touch, days from the opportunity's start to its first
     touch (empty while there is none), and touches per week in the stage so far.
+
+    Parameters
+    ----------
+    rows : ``opportunity_id, as_of, entered_at, opportunity_start`` (+ any columns, kept in their order).
     """
+    rows = rows.with_row_index("_act_row")
+    # Joins do not promise to keep row order: the rows are put back in theirs at the end.
+    return _add_activities(rows, activities).sort("_act_row").drop("_act_row")
+
+
+def _add_activities(rows: pl.LazyFrame, activities: pl.LazyFrame) -> pl.LazyFrame:
     id_type = rows.collect_schema()[s.OPPORTUNITY_ID]
     acts = activities.select(
         pl.col(s.OPPORTUNITY_ID).cast(id_type).alias(s.OPPORTUNITY_ID), pl.col(s.AT).alias("_at"), pl.col(s.TYPE)
@@ -317,9 +328,7 @@ def build_transition_features(dataset: Dataset, transitions: pl.LazyFrame) -> pl
     ]
     out = build_features(dataset, transitions.with_columns(context))
     if dataset.has("activities"):
-        rows = out.with_row_index("_act_row")
-        # Joins do not promise to keep row order: put the rows back in theirs.
-        out = _add_activities(rows, dataset.lazy("activities")).sort("_act_row").drop("_act_row")
+        out = activity_features(out, dataset.lazy("activities"))
     return out
 
 

@@ -13,7 +13,7 @@ import pytest
 from handmade import tiny_tables
 
 from funnelmodels.data.io import Dataset, load_dataset
-from funnelmodels.features import build_features, build_transition_features, feature_columns
+from funnelmodels.features import activity_features, build_features, build_transition_features, feature_columns
 from funnelmodels.funnel import build_transitions
 
 Writer = Callable[..., Path]
@@ -158,3 +158,41 @@ def test_features_reproduce_the_generators_true_probabilities(synthetic_dir: Pat
     intercept = np.array([coef["conversion"]["intercept"][s] for s in stage])
     expected = 1 / (1 + np.exp(-(intercept + score)))
     assert f["true_probability"].to_numpy() == pytest.approx(expected, rel=1e-9)
+
+
+def _activities(*extra: tuple[str, str]) -> pl.LazyFrame:
+    """Opportunity 100's activities: a call in its lead stage, a meeting in its qualified stage, and ``extra``."""
+    rows = [("2025-01-05 00:00:00", "call"), ("2025-01-12 00:00:00", "meeting"), *extra]
+    return pl.LazyFrame(
+        {
+            "opportunity_id": [100] * len(rows),
+            "at": [datetime.fromisoformat(at) for at, _ in rows],
+            "type": [kind for _, kind in rows],
+        }
+    )
+
+
+def test_activity_features_by_hand_and_nothing_at_or_after_as_of() -> None:
+    as_of = datetime(2025, 1, 20, 12)
+    row = pl.LazyFrame(
+        {
+            "opportunity_id": [100],
+            "as_of": [as_of],
+            "entered_at": [datetime(2025, 1, 9)],  # the qualified stage
+            "opportunity_start": [datetime(2025, 1, 2)],
+        }
+    )
+    base = activity_features(row, _activities()).collect().row(0, named=True)
+    # By hand: one call (lead stage), one meeting (this stage); the meeting is 8.5 days old, the call 15.5.
+    assert (base["call_count"], base["meeting_count"], base["call_in_stage"], base["meeting_in_stage"]) == (1, 1, 0, 1)
+    assert (base["touches_14d"], base["touches_30d"]) == (1, 2)
+    assert base["days_since_last_touch"] == pytest.approx(8.5)
+    assert base["first_response_days"] == pytest.approx(3.0)
+    assert base["touches_per_week_in_stage"] == pytest.approx(1 / (11.5 / 7))
+    for moment in (as_of, as_of + timedelta(seconds=1)):
+        later = activity_features(row, _activities((moment.isoformat(sep=" "), "demo"))).collect()
+        assert later.row(0, named=True) == base
+    seen = activity_features(row, _activities(((as_of - timedelta(seconds=1)).isoformat(sep=" "), "demo"))).collect()
+    seen_row = seen.row(0, named=True)
+    assert (seen_row["demo_count"], seen_row["demo_in_stage"], seen_row["touches_14d"]) == (1, 1, 2)
+    assert seen_row["days_since_last_touch"] == pytest.approx(1 / 86_400)

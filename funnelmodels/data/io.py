@@ -25,7 +25,7 @@ from funnelmodels.data.validate import missing_customers_problem, missing_events
 from funnelmodels.errors import DataValidationError, Problem
 from funnelmodels.progress import steps
 
-__all__ = ["Dataset", "fingerprint_files", "load_dataset", "write_rejected", "write_table"]
+__all__ = ["Dataset", "fingerprint_files", "lines_html", "load_dataset", "write_rejected", "write_table"]
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,7 @@ class Dataset:
         return f"Dataset({Path(self.config.name).name}: {body})"
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td>"
-            "</tr>"
-            for k, v in self._lines()
-        )
-        return f"<b>Dataset</b> {html.escape(Path(self.config.name).name)}<table>{rows}</table>"
+        return lines_html("Dataset", self._lines(), subtitle=Path(self.config.name).name)
 
     def has(self, name: str) -> bool:
         """Whether table ``name`` is present."""
@@ -106,6 +101,16 @@ class Dataset:
             top = "; ".join(f"{reason} ({count:,})" for reason, count in reasons.head(3).iter_rows())
             lines.append(f"{name}: {frame.height:,} rows set aside — {top}")
         return lines
+
+
+def lines_html(title: str, lines: list[tuple[str, str]], *, subtitle: str = "") -> str:
+    """A notebook's short view of an object: a bold title (and subtitle) over a table of (name, value) lines."""
+    rows = "".join(
+        f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td></tr>"
+        for k, v in lines
+    )
+    after = f" {html.escape(subtitle)}" if subtitle else ""
+    return f"<b>{html.escape(title)}</b>{after}<table>{rows}</table>"
 
 
 def fingerprint_files(config: DatasetConfig) -> str:

@@ -50,6 +50,7 @@ __all__ = [
     "RepPerformance",
     "assignments",
     "observed_expected_interval",
+    "opportunity_owners",
     "poisson_binomial_cdf",
     "rep_performance",
     "shrink",
@@ -201,6 +202,24 @@ def shrink(y: np.ndarray, p: np.ndarray, group: np.ndarray, *, confidence: float
 # --- the opportunities and their reference probabilities ---------------------------------------------
 
 
+def opportunity_owners(dataset: Dataset) -> pl.DataFrame:
+    """Who works each opportunity: ``opportunity_id, owner, team``.
+
+    The first owner and team its events name; a team the events do not give comes from the owners table.
+    """
+    events = dataset.tables["stage_events"].sort(s.ENTERED_AT)
+    columns = [c for c in (s.OWNER, s.TEAM) if c in events.columns]
+    frame = events.group_by(s.OPPORTUNITY_ID).agg(pl.col(c).drop_nulls().first() for c in columns)
+    for column in (s.OWNER, s.TEAM):
+        if column not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+    if dataset.has("owners") and s.TEAM in dataset.tables["owners"].columns:
+        owners = dataset.tables["owners"].select(s.OWNER, pl.col(s.TEAM).alias("_team"))
+        frame = frame.join(owners, on=s.OWNER, how="left").with_columns(pl.coalesce(s.TEAM, "_team").alias(s.TEAM))
+        frame = frame.drop("_team")
+    return frame.select(s.OPPORTUNITY_ID, s.OWNER, s.TEAM)
+
+
 def assignments(dataset: Dataset, *, end: datetime | None = None) -> pl.DataFrame:
     """One row per opportunity: when and to whom it was assigned, its features then, and how it ended.
 
@@ -215,13 +234,6 @@ def assignments(dataset: Dataset, *, end: datetime | None = None) -> pl.DataFram
     events = with_stale_losses(events.filter(pl.col(s.ENTERED_AT) <= end), spec, end=end)
     first = build_transitions(events, spec, end=end).filter(pl.col(s.ENTRY) == 1)
     first = first.sort(s.ENTERED_AT, s.OPPORTUNITY_ID).unique(s.OPPORTUNITY_ID, keep="first", maintain_order=True)
-    who = (
-        events.sort(s.ENTERED_AT)
-        .group_by(s.OPPORTUNITY_ID)
-        .agg(
-            *[pl.col(c).drop_nulls().first().alias(c) for c in (s.OWNER, s.TEAM) if c in names],
-        )
-    )
     closed = events.filter(pl.col(s.STAGE).is_in([spec.won, spec.lost])).sort(s.ENTERED_AT)
     ends = closed.group_by(s.OPPORTUNITY_ID).agg(
         (pl.col(s.STAGE) == spec.won).any().alias("won"),
@@ -230,6 +242,8 @@ def assignments(dataset: Dataset, *, end: datetime | None = None) -> pl.DataFram
         .cast(pl.Float64)
         .alias("_won_amount"),
     )
+    id_type = first.collect_schema()[s.OPPORTUNITY_ID]
+    who = opportunity_owners(dataset).lazy().with_columns(pl.col(s.OPPORTUNITY_ID).cast(id_type))
     rows = build_transition_features(dataset, first).join(who, on=s.OPPORTUNITY_ID, how="left")
     rows = rows.join(ends, on=s.OPPORTUNITY_ID, how="left").with_columns(
         pl.col("won").fill_null(False),
@@ -243,16 +257,6 @@ def assignments(dataset: Dataset, *, end: datetime | None = None) -> pl.DataFram
     )
     rows = rows.with_columns(pl.when(pl.col("won")).then(amount).alias("won_amount")).drop("_won_amount")
     frame = rows.collect()
-    if s.TEAM not in frame.columns:
-        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(s.TEAM))
-    if dataset.has("owners") and s.OWNER in frame.columns:
-        owners = dataset.tables["owners"]
-        if s.TEAM in owners.columns:
-            frame = (
-                frame.join(owners.select(s.OWNER, pl.col(s.TEAM).alias("_owners_team")), on=s.OWNER, how="left")
-                .with_columns(pl.coalesce(s.TEAM, "_owners_team").alias(s.TEAM))
-                .drop("_owners_team")
-            )
     return frame.sort(s.ENTERED_AT, s.OPPORTUNITY_ID)
 
 

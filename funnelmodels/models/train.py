@@ -7,7 +7,6 @@ fitted → metrics on the test period (with the generator's oracle on synthetic 
 
 from __future__ import annotations
 
-import html
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from funnelmodels.data import schema as s
-from funnelmodels.data.io import Dataset
+from funnelmodels.data.io import Dataset, lines_html
 from funnelmodels.data.synthetic import read_ground_truth
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import OutOfTimeSplit, lift_table, out_of_time_split, reliability_table
@@ -74,12 +73,7 @@ class _Headlined(ABC):
         return f"{type(self).__name__}(" + "; ".join(f"{k}: {v}" for k, v in self._headline()) + ")"
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>{html.escape(v)}</td>"
-            "</tr>"
-            for k, v in self._headline()
-        )
-        return f"<b>{html.escape(self._TITLE)}</b><table>{rows}</table>"
+        return lines_html(self._TITLE, self._headline())
 
 
 @dataclass(frozen=True, repr=False)

@@ -21,11 +21,12 @@ from funnelmodels.data.io import Dataset
 from funnelmodels.display.format import period_label, value_text
 from funnelmodels.display.html import details, html_table
 from funnelmodels.errors import ConfigError
+from funnelmodels.features import activity_features
 from funnelmodels.funnel import build_transitions, data_end, with_stale_losses
 from funnelmodels.kpis import PERIODS
 from funnelmodels.models.effects import ASSOCIATION, activity_effects
 from funnelmodels.models.predict import score_from_history, with_people
-from funnelmodels.models.reps import RepPerformance, rep_performance, stability_text
+from funnelmodels.models.reps import RepPerformance, opportunity_owners, rep_performance, stability_text
 from funnelmodels.rates import conversion_table
 from funnelmodels.reports.params import check_period, period_end, shift_period
 
@@ -134,7 +135,7 @@ def team_performance(
     if end > last + timedelta(days=1):
         notes.append(f"{period_label(chosen, period_length)} is not complete: the data ends on {last:%d %B %Y}.")
         end = min(end, last + timedelta(days=1))
-    teams = _teams(dataset)
+    teams = opportunity_owners(dataset)
     if team and team not in set(teams[s.TEAM].drop_nulls().to_list()):
         known = ", ".join(sorted(teams[s.TEAM].drop_nulls().unique().to_list()))
         raise ConfigError(f"team {team!r} is not in the data; its teams are: {known or 'none'}.")
@@ -174,20 +175,6 @@ def team_performance(
         missing=missing,
     )
     return report.only(team) if team else report
-
-
-def _teams(dataset: Dataset) -> pl.DataFrame:
-    """Each opportunity's owner and team (the events' own, else the owners table's)."""
-    events = dataset.tables["stage_events"].sort(s.ENTERED_AT)
-    columns = [c for c in (s.OWNER, s.TEAM) if c in events.columns]
-    frame = events.group_by(s.OPPORTUNITY_ID).agg(pl.col(c).drop_nulls().first() for c in columns)
-    if s.TEAM not in frame.columns:
-        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(s.TEAM))
-    if dataset.has("owners") and s.TEAM in dataset.tables["owners"].columns:
-        owners = dataset.tables["owners"].select(s.OWNER, pl.col(s.TEAM).alias("_team"))
-        frame = frame.join(owners, on=s.OWNER, how="left").with_columns(pl.coalesce(s.TEAM, "_team").alias(s.TEAM))
-        frame = frame.drop("_team")
-    return frame
 
 
 def _period_tables(
@@ -300,22 +287,13 @@ def action_list(dataset: Dataset, effects: pl.DataFrame | None, as_of: datetime)
     95% interval is clear of zero and that the deal has not had in this stage (or, after three calls and
     no meeting where that pattern goes with less progress, a meeting). Associations, not experiments.
     """
-    scored = score_from_history(dataset, as_of)
-    scored = with_people(dataset, scored, as_of)
+    scored = with_people(dataset, score_from_history(dataset, as_of), as_of)
     days = ((pl.lit(as_of) - pl.col(s.ENTERED_AT)).dt.total_hours() / 24).alias(s.DAYS_IN_STAGE_SO_FAR)
-    scored = scored.with_columns(days)
-    counts: dict[object, dict[str, int]] = {}
-    last_touch: dict[object, float] = {}
+    scored = scored.with_columns(days, pl.lit(as_of).alias(s.AS_OF))
     if dataset.has("activities"):
-        id_type = scored.schema[s.OPPORTUNITY_ID]
-        acts = dataset.tables["activities"].with_columns(pl.col(s.OPPORTUNITY_ID).cast(id_type))
-        seen = scored.select(s.OPPORTUNITY_ID, s.ENTERED_AT).join(acts, on=s.OPPORTUNITY_ID)
-        seen = seen.filter(pl.col(s.AT) < as_of)
-        in_stage = seen.filter(pl.col(s.AT) >= pl.col(s.ENTERED_AT)).group_by(s.OPPORTUNITY_ID, s.TYPE).len()
-        for opp, kind, n in in_stage.iter_rows():
-            counts.setdefault(opp, {})[kind] = n
-        for opp, at in seen.group_by(s.OPPORTUNITY_ID).agg(pl.col(s.AT).max()).iter_rows():
-            last_touch[opp] = (as_of - at).total_seconds() / 86_400
+        scored = activity_features(scored.lazy(), dataset.lazy("activities")).collect()
+    else:
+        scored = scored.with_columns(pl.lit(None, dtype=pl.Float64).alias("days_since_last_touch"))
     useful: dict[str, list[dict[str, object]]] = {}
     if effects is not None and effects.height and "adjusted" in effects.columns:
         clear = effects.filter(
@@ -328,12 +306,14 @@ def action_list(dataset: Dataset, effects: pl.DataFrame | None, as_of: datetime)
         for row in clear.iter_rows(named=True):
             useful.setdefault(row[s.STAGE], []).append(row)
     suggestions, effects_at = [], []
-    for opp, stage, waited in scored.select(s.OPPORTUNITY_ID, s.STAGE, s.DAYS_IN_STAGE_SO_FAR).iter_rows():
-        text, effect = _suggestion(stage, counts.get(opp, {}), waited, useful.get(stage, []))
+    in_stage = [c for c in s.ACTIVITY_IN_STAGE if c in scored.columns]
+    for row in scored.select(s.STAGE, s.DAYS_IN_STAGE_SO_FAR, *in_stage).iter_rows(named=True):
+        counts = {kind: row.get(f"{kind}_in_stage") or 0 for kind in s.ACTIVITY_TYPES}
+        text, effect = _suggestion(row[s.STAGE], counts, row[s.DAYS_IN_STAGE_SO_FAR], useful.get(row[s.STAGE], []))
         suggestions.append(text)
         effects_at.append(effect)
     scored = scored.with_columns(
-        pl.Series("last_touch_days", [last_touch.get(o) for o in scored[s.OPPORTUNITY_ID].to_list()], dtype=pl.Float64),
+        pl.col("days_since_last_touch").alias("last_touch_days"),
         pl.Series("next_step", suggestions, dtype=pl.String),
         pl.Series("next_step_effect", effects_at, dtype=pl.Float64).fill_nan(None),
     )

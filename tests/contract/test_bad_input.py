@@ -65,6 +65,21 @@ def _set(table: str, column: str, values: list[object]) -> Callable[[Tables], No
     return change
 
 
+def _activities(opportunity: int, randomised: str) -> Callable[[Tables], None]:
+    def change(tables: Tables) -> None:
+        tables["activities"] = pl.DataFrame(
+            {
+                "activity_id": [1, 2],
+                "opportunity_id": [100, opportunity],
+                "at": ["2025-01-05", "2025-01-12"],
+                "type": ["Phone call", "Site visit"],
+                "randomised": ["no", randomised],
+            }
+        )
+
+    return change
+
+
 def _drop(table: str, column: str) -> Callable[[Tables], None]:
     def change(tables: Tables) -> None:
         tables[table] = tables[table].drop(column)
@@ -187,6 +202,16 @@ CASES = [
         "duplicate-id", _validate(_set("customers", "customer_id", [1, 1, 3])), r"customers\.customer_id: .*duplicate"
     ),
     Case("negative-age", _validate(_set("customers", "age", [34, -2, None])), r"customers\.age: .*"),
+    Case(
+        "activity-unknown-opportunity",
+        _validate(_activities(777, "no")),
+        r"activities\.opportunity_id: refers to opportunities that are not in the stage_events table",
+    ),
+    Case(
+        "activity-randomised-word",
+        _validate(_activities(101, "perhaps")),
+        r"activities\.randomised: wrong type: values are not true or false",
+    ),
     Case("csat-off-scale", _validate(_set("surveys", "csat", [4, 9])), r"surveys\.csat: .*1.*5"),
     Case("nps-off-scale", _validate(_set("surveys", "nps", [9, 11])), r"surveys\.nps: .*0.*10"),
     Case("unknown-stage", _validate(_events(["lead", "negotiation"])), r"stage_events\.stage: .*negotiation"),
