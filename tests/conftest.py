@@ -17,6 +17,7 @@ import pytest
 from commands import Cli, run_cli
 from handmade import FUNNEL_END, FUNNEL_SPEC, funnel_events, tiny_tables
 from places import SHARED_DATA
+from shared import once_per_run
 
 from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.data.synthetic import SyntheticData, generate_dataset, write_dataset
@@ -46,10 +47,8 @@ def synthetic() -> SyntheticData:
 
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory: pytest.TempPathFactory, synthetic: SyntheticData) -> Path:
-    """The small synthetic dataset written as Parquet."""
-    root = tmp_path_factory.mktemp("synthetic")
-    write_dataset(synthetic, root)
-    return root
+    """The small synthetic dataset written as Parquet (once per run: every worker reads the same files)."""
+    return once_per_run(tmp_path_factory, "synthetic", lambda root: write_dataset(synthetic, root))
 
 
 @pytest.fixture

@@ -51,6 +51,8 @@ TREATMENTS = ("meeting", "demo", "proposal_sent", "email", "call", "calls_withou
 more and no meeting."""
 HEAVY_CALLS = 3
 TRIM = 0.05
+FOLDS = 3
+"""Cross-fitting folds of the nuisance models."""
 BOOTSTRAP = 400
 MIN_ROWS = 30
 """Rows needed with and without the activity (and conversions and non-conversions) for an estimate."""
@@ -182,7 +184,7 @@ def activity_effects(
         encoder = FeatureEncoder.fit(rows, used, categorical_features(rows, used))
         X = encoder.matrix(rows)
         y = rows[s.CONVERTED].cast(pl.Float64).to_numpy()
-        folds = fold_of(rows[s.OPPORTUNITY_ID], 3, seed)
+        folds = fold_of(rows[s.OPPORTUNITY_ID], FOLDS, seed)
         clusters = rows[s.OPPORTUNITY_ID].cast(pl.String).to_numpy()
         for treatment in treatments:
             t = rows[treatment].cast(pl.Float64).to_numpy()

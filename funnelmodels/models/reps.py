@@ -56,7 +56,7 @@ __all__ = [
     "shrink",
 ]
 
-EXACT_UP_TO = 400
+EXACT_UP_TO = 150
 """Deals up to which the Poisson-binomial tail is convolved exactly (the refined normal approximation above)."""
 MIN_DEALS = 30
 """Opportunities below which the reference model is not fitted (every lead gets the overall win rate)."""

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 from places import ROOT, SHARED_DATA
+from shared import once_per_run
 
 from funnelmodels.cli import main
 from funnelmodels.data.io import load_dataset
@@ -119,24 +120,28 @@ def _prepare_module() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bank example prepared into a temporary folder, with its funnel.toml."""
-    root = tmp_path_factory.mktemp("bank")
-    _prepare_module().prepare(BANK, root / "prepared")
-    shutil.copy(EXAMPLES / "bank_marketing" / "funnel.toml", root / "funnel.toml")
-    return root / "funnel.toml"
+    """The bank example prepared into a temporary folder (once per test run), with its funnel.toml."""
+
+    def prepare(root: Path) -> None:
+        _prepare_module().prepare(BANK, root / "prepared")
+        shutil.copy(EXAMPLES / "bank_marketing" / "funnel.toml", root / "funnel.toml")
+
+    return once_per_run(tmp_path_factory, "bank", prepare) / "funnel.toml"
 
 
 @pytest.fixture(scope="module")
 def bank_reports(bank: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The stage-conversion report on the bank example through the command line, with 3 random folds too.
 
-    (The CRM example renders every report on real data; the reduced datasets say what a missing
-    table does to each.)
+    Rendered once per test run. (The CRM example renders every report on real data; the reduced
+    datasets say what a missing table does to each.)
     """
-    out = tmp_path_factory.mktemp("bank-reports")
-    args = ["--quiet", "report", "stage_conversion", "-p", "data_dir", str(bank), "-p", "random_folds", "3"]
-    assert main([*args, "--reports-dir", str(out)]) == 0
-    return out
+
+    def render(out: Path) -> None:
+        args = ["--quiet", "report", "stage_conversion", "-p", "data_dir", str(bank), "-p", "random_folds", "3"]
+        assert main([*args, "--reports-dir", str(out)]) == 0
+
+    return once_per_run(tmp_path_factory, "bank-reports", render)
 
 
 @needs_bank

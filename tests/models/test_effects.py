@@ -11,9 +11,6 @@ from scipy.stats import spearmanr
 
 from funnelmodels.models.effects import ASSOCIATION, RANDOMISED, activity_effects
 
-# The seeded datasets with teams are generated once, on one test worker.
-pytestmark = pytest.mark.xdist_group("teams")
-
 
 def _against_truth(data: Any, dataset: Any) -> pl.DataFrame:
     estimates = activity_effects(dataset, seed=0).filter(pl.col("adjusted").is_not_null())

@@ -12,9 +12,6 @@ from scipy.stats import spearmanr
 
 from funnelmodels.models.reps import observed_expected_interval, poisson_binomial_cdf, rep_performance, shrink
 
-# The seeded datasets with teams are generated once, on one test worker.
-pytestmark = pytest.mark.xdist_group("teams")
-
 
 def test_poisson_binomial_cdf_is_the_exact_convolution() -> None:
     # Three deals at 0.2, 0.5 and 0.9: P(W <= 1) by hand.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from shared import once_per_run
 
 from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.reports import REPORTS, ReportRun, run_report
@@ -12,9 +14,20 @@ from funnelmodels.reports import REPORTS, ReportRun, run_report
 
 @pytest.fixture(scope="session")
 def rendered(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ReportRun]:
-    """Every report run once with its defaults on the small synthetic dataset (team performance: one with teams)."""
-    out = tmp_path_factory.mktemp("reports")
-    teams = tmp_path_factory.mktemp("teams_small")
-    write_dataset(generate_dataset(1_500, seed=7, teams=True), teams)
-    data_dirs = {name: synthetic_dir for name in REPORTS} | {"team_performance": teams}
-    return {name: run_report(name, {"data_dir": str(data_dirs[name])}, reports_dir=out) for name in REPORTS}
+    """Every report run once per test run with its defaults on the small synthetic dataset (team performance: on
+    one with teams); the test workers read the same runs."""
+
+    def render(out: Path) -> None:
+        teams = out / "teams-data"
+        write_dataset(generate_dataset(1_500, seed=7, teams=True), teams)
+        data_dirs = {name: synthetic_dir for name in REPORTS} | {"team_performance": teams}
+        for name in REPORTS:
+            run_report(name, {"data_dir": str(data_dirs[name])}, reports_dir=out / "reports")
+
+    out = once_per_run(tmp_path_factory, "rendered", render)
+    runs = {}
+    for name in REPORTS:
+        folder = out / "reports" / name / "latest"
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        runs[name] = ReportRun(name, "latest", folder, folder / "report.html", manifest)
+    return runs

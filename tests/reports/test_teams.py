@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import polars as pl
 import pytest
 
+from funnelmodels.data.io import Dataset, load_dataset
+from funnelmodels.data.synthetic import SyntheticData, generate_dataset, write_dataset
 from funnelmodels.errors import ConfigError
 from funnelmodels.reports.teams import team_performance
-
-# The seeded datasets with teams are generated once, on one test worker.
-pytestmark = pytest.mark.xdist_group("teams")
 
 
 def test_without_owners_the_report_says_what_to_add(tiny: Any) -> None:
@@ -23,12 +21,21 @@ def test_without_owners_the_report_says_what_to_add(tiny: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-def report(teams_data: Callable[..., Any]) -> Any:
-    return team_performance(teams_data(0)[1], period="2026-Q2", period_length="quarter")
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[SyntheticData, Dataset]:
+    """2,000 customers with teams: enough for the tables and the action list (the statistics have their own)."""
+    data = generate_dataset(2_000, seed=0, teams=True)
+    root = tmp_path_factory.mktemp("teams-small")
+    write_dataset(data, root)
+    return data, load_dataset(root)
 
 
-def test_period_tables_count_the_deals_closed_in_the_period(report: Any, teams_data: Callable[..., Any]) -> None:
-    data, _ = teams_data(0)
+@pytest.fixture(scope="module")
+def report(small: tuple[SyntheticData, Dataset]) -> Any:
+    return team_performance(small[1], period="2026-Q2", period_length="quarter")
+
+
+def test_period_tables_count_the_deals_closed_in_the_period(report: Any, small: tuple[SyntheticData, Dataset]) -> None:
+    data, _ = small
     events = data.stage_events
     closed = events.filter(
         pl.col("stage").is_in(["won", "lost"])
@@ -64,10 +71,10 @@ def test_summary_says_fair_and_raw_and_labels_associations(report: Any) -> None:
     assert 3 <= len(report.summary()) <= 5
 
 
-def test_one_team_and_an_unknown_team(report: Any, teams_data: Callable[..., Any]) -> None:
+def test_one_team_and_an_unknown_team(report: Any, small: tuple[SyntheticData, Dataset]) -> None:
     only = report.only("smb")
     assert set(only.performance.reps["team"]) == {"smb"} and set(only.actions["team"]) == {"smb"}
     everyone = report.performance.reps.filter(pl.col("team") == "smb")
     assert only.performance.reps.equals(everyone)  # judged against everyone's leads, as before
     with pytest.raises(ConfigError, match="team 'nope' is not in the data; its teams are: enterprise, inside"):
-        team_performance(teams_data(0)[1], team="nope")
+        team_performance(small[1], team="nope")
