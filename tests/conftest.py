@@ -108,8 +108,8 @@ def teams_data(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., tuple[
     def get(seed: int, effects: bool = True) -> tuple[SyntheticData, Dataset]:
         if (seed, effects) not in made:
             data = generate_dataset(TEAMS_CUSTOMERS, seed=seed, teams=True, activity_effects=effects)
-            root = tmp_path_factory.mktemp(f"teams_{seed}_{int(effects)}")
-            write_dataset(data, root)
+            # The same seed gives the same files: written once per run, whichever worker asks first.
+            root = once_per_run(tmp_path_factory, f"teams-{seed}-{int(effects)}", lambda out: write_dataset(data, out))
             made[(seed, effects)] = (data, load_dataset(root))
         return made[(seed, effects)]
 
