@@ -537,10 +537,29 @@ def data_warnings(tables: Mapping[str, pl.DataFrame], spec: FunnelSpec) -> list[
             "stays open forever and keeps its win probability. Set stale_after_days under [funnel] in "
             "funnel.toml (e.g. 180: no event for 180 days means lost)."
         )
+    out += _unlisted_owners(tables)
     for name, frame in tables.items():
         out += _far_dates(name, frame)
         out += _spelling_variants(name, frame)
     return out
+
+
+def _unlisted_owners(tables: Mapping[str, pl.DataFrame]) -> list[str]:
+    """Owners the stage events name that the owners table does not list: their team is unknown."""
+    events, owners = tables.get("stage_events"), tables.get("owners")
+    if events is None or owners is None or s.OWNER not in events.columns:
+        return []
+    named = events[s.OWNER].drop_nulls().unique()
+    missing = named.filter(~named.is_in(owners[s.OWNER].implode())).sort()
+    if missing.len() == 0:
+        return []
+    shown = ", ".join(repr(v) for v in missing.head(3).to_list())
+    more = f" and {missing.len() - 3} more" if missing.len() > 3 else ""
+    return [
+        f"stage_events.owner: {missing.len():,} owner{'s' if missing.len() != 1 else ''} not in the owners table "
+        f"({shown}{more}): their team, manager and region are unknown unless the stage events give them. Add them "
+        "to the owners table, or check the spelling."
+    ]
 
 
 def _spelling_variants(name: str, frame: pl.DataFrame, *, max_levels: int = 500) -> list[str]:

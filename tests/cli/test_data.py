@@ -29,6 +29,19 @@ def test_generate_then_validate(cli: Cli, tmp_path: Path) -> None:
     assert set(summary["stages"]) == {"lead", "qualified", "relationship", "proposal", "won", "lost"}
 
 
+def test_generate_with_teams_writes_owners_activities_and_their_truth(tmp_path: Path) -> None:
+    out = tmp_path / "teams"
+    assert cli.main(["--quiet", "generate", "--customers", "400", "--seed", "5", "--teams", "--out", str(out)]) == 0
+    for name in ("owners", "activities", "ground_truth/owners", "ground_truth/activity_effects"):
+        assert (out / f"{name}.parquet").is_file(), name
+    events = pl.read_parquet(out / "stage_events.parquet")
+    owners = pl.read_parquet(out / "owners.parquet")
+    assert events["owner"].null_count() == 0 and set(events["owner"]) <= set(owners["owner"])
+    activities = pl.read_parquet(out / "activities.parquet")
+    assert set(activities["opportunity_id"]) <= set(events["opportunity_id"])
+    assert set(activities["type"]) <= {"call", "email", "meeting", "demo", "proposal_sent", "other"}
+
+
 def test_validate_bad_data_exits_1_without_traceback(cli: Cli, tmp_path: Path) -> None:
     tables = tiny_tables()
     tables["surveys"] = tables["surveys"].with_columns(pl.Series("csat", [9, 2]))

@@ -11,6 +11,7 @@ import pytest
 from handmade import tiny_tables
 
 from funnelmodels.data.io import load_dataset
+from funnelmodels.data.validate import dataset_summary
 from funnelmodels.errors import DataValidationError
 
 
@@ -93,3 +94,14 @@ def test_owners_table_is_read_and_a_repeated_owner_refused(write_tables: Callabl
     twice = pl.concat([owners, owners.head(1)])
     with pytest.raises(DataValidationError, match=r"owners.*duplicate"):
         load_dataset(write_tables(tiny_tables() | {"owners": twice}, "twice"))
+
+
+def test_owners_the_owners_table_does_not_list_are_named(write_tables: Callable[..., Path]) -> None:
+    events = tiny_tables()["stage_events"].with_columns(pl.Series("owner", ["Ann", "Ann", "Ann", "Bob", "Bob"]))
+    owners = pl.DataFrame({"owner": ["Ann"], "team": ["east"]})
+    data = load_dataset(write_tables(tiny_tables() | {"stage_events": events, "owners": owners}))
+    said = [w for w in dataset_summary(data.tables, data.spec)["warnings"] if w.startswith("stage_events.owner")]
+    assert said == [
+        "stage_events.owner: 1 owner not in the owners table ('Bob'): their team, manager and region are unknown "
+        "unless the stage events give them. Add them to the owners table, or check the spelling."
+    ]
