@@ -58,6 +58,13 @@ def _folded(column: pl.Expr) -> pl.Expr:
     return column.str.to_lowercase().str.replace_all(r"[\s_\-/]+", " ").str.strip_chars()
 
 
+def _kind(word: str) -> str:
+    """The documented type of one folded word: a whole-word synonym, else the first key word in it, else other."""
+    if word in SYNONYMS:
+        return SYNONYMS[word]
+    return next((kind for key, kind in KEY_WORDS if key in word), "other")
+
+
 def map_activity_types(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     """``activities`` with ``type`` mapped to the documented set (the export's word kept as ``type_in_file``).
 
@@ -67,13 +74,14 @@ def map_activity_types(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     """
     if s.TYPE not in frame.columns:
         return frame, []
-    folded = _folded(pl.col(s.TYPE))
-    mapped: pl.Expr = folded.replace_strict(SYNONYMS, default=None, return_dtype=pl.String)
-    for word, kind in KEY_WORDS:
-        mapped = (
-            pl.when(mapped.is_null() & folded.str.contains(word, literal=True)).then(pl.lit(kind)).otherwise(mapped)
-        )
-    out = frame.with_columns(pl.col(s.TYPE).alias(TYPE_IN_FILE), mapped.fill_null("other").alias(s.TYPE))
+    # An export has a handful of distinct words: each is looked up once.
+    words = frame.select(_folded(pl.col(s.TYPE).cast(pl.String)).unique()).to_series().to_list()
+    mapped = _folded(pl.col(s.TYPE).cast(pl.String)).replace_strict(
+        {w: _kind(w) for w in words if w is not None}, default="other", return_dtype=pl.String
+    )
+    # An empty type stays empty, for validation to report.
+    kind = pl.when(pl.col(s.TYPE).is_null()).then(pl.lit(None, dtype=pl.String)).otherwise(mapped)
+    out = frame.with_columns(pl.col(s.TYPE).alias(TYPE_IN_FILE), kind.alias(s.TYPE))
     unknown = out.filter((pl.col(s.TYPE) == "other") & (_folded(pl.col(TYPE_IN_FILE)) != "other"))
     if unknown.height == 0:
         return out, []

@@ -153,7 +153,7 @@ def importance_rows(frame: pl.DataFrame, max_rows: int | None = IMPORTANCE_ROWS)
 CROSS_FIT_PARAMS: dict[str, Any] = {
     "objective": "binary",
     "learning_rate": 0.15,
-    "num_leaves": 15,
+    "num_leaves": 7,
     "min_data_in_leaf": 30,
     "feature_fraction": 0.9,
     "lambda_l2": 1.0,

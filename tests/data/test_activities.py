@@ -105,3 +105,9 @@ def test_owners_the_owners_table_does_not_list_are_named(write_tables: Callable[
         "stage_events.owner: 1 owner not in the owners table ('Bob'): their team, manager and region are unknown "
         "unless the stage events give them. Add them to the owners table, or check the spelling."
     ]
+
+
+def test_an_empty_activity_type_is_reported_not_counted_as_other(write_tables: Callable[..., Path]) -> None:
+    tables = tiny_tables() | {"activities": _activities(type=["call", None, "email", "demo", "meeting", "call"])}
+    with pytest.raises(DataValidationError, match=r"activities\.type: must not be empty"):
+        load_dataset(write_tables(tables))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 from scipy.stats import spearmanr
 
+from funnelmodels.data.io import load_dataset
+from funnelmodels.data.synthetic import generate_dataset
 from funnelmodels.models.effects import ASSOCIATION, RANDOMISED, activity_effects
 
 
@@ -50,17 +53,15 @@ def test_without_planted_effects_the_intervals_cover_zero(teams_data: Callable[.
     assert covered >= 0.85
 
 
-def test_randomised_activities_get_a_plain_difference(
-    teams_data: Callable[..., Any], write_tables: Callable[..., Any]
-) -> None:
-    from funnelmodels.data.io import load_dataset
-
-    data, _ = teams_data(0)
+def test_randomised_activities_get_a_plain_difference(tmp_path: Path) -> None:
+    data = generate_dataset(2_000, seed=0, teams=True)
     tables = data.tables()
     tables["activities"] = tables["activities"].with_columns(
         pl.when(pl.col("type") == "demo").then(pl.lit("yes")).otherwise(pl.lit("no")).alias("randomised")
     )
-    dataset = load_dataset(write_tables(tables))
+    for name, frame in tables.items():
+        frame.write_parquet(tmp_path / f"{name}.parquet")
+    dataset = load_dataset(tmp_path)
     table = activity_effects(dataset, treatments=("demo", "meeting"))
     demo = table.filter(pl.col("treatment") == "demo")
     assert set(demo["label"]) == {RANDOMISED}
