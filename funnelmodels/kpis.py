@@ -25,6 +25,7 @@ from funnelmodels.labels import CURRENCY
 from funnelmodels.stats import Z95, two_sided
 
 __all__ = [
+    "FORECAST_KPI",
     "PERIODS",
     "SALES_KPIS",
     "attainment",
@@ -174,6 +175,8 @@ def _change(before: float, after: float, p_value: float) -> dict[str, float]:
 
 # --- sales performance ---------------------------------------------------------------------------
 
+FORECAST_KPI = "won_value"
+"""The targets file's KPI for the forecast: the value of the deals won in a period (stage_events amounts)."""
 SALES_KPIS = (
     "net_revenue",
     "orders",
@@ -383,9 +386,13 @@ def attainment(table: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFrame:
     missing = [c for c in ("kpi", "period", "target") if c not in targets.columns]
     if missing:
         raise ConfigError(f"the targets file needs columns kpi, period, target; it lacks {missing}.")
-    unknown = sorted(set(targets["kpi"]) - set(SALES_KPIS))
+    unknown = sorted(set(targets["kpi"]) - set(SALES_KPIS) - {FORECAST_KPI})
     if unknown:
-        raise ConfigError(f"targets name unknown KPIs {unknown}; known: {', '.join(SALES_KPIS)}.")
+        raise ConfigError(
+            f"targets name unknown KPIs {unknown}; known: {', '.join(SALES_KPIS)} and {FORECAST_KPI} (the forecast's)."
+        )
+    # The forecast's target is read by the forecast, not set against the KPI table.
+    targets = targets.filter(pl.col("kpi") != FORECAST_KPI)
     periods = targets["period"].cast(pl.String)
     parsed = pl.coalesce(
         periods.str.strptime(pl.Date, "%Y-%m", strict=False), periods.str.strptime(pl.Date, "%Y-%m-%d", strict=False)

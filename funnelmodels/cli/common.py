@@ -18,6 +18,7 @@ __all__ = [
     "Progress",
     "end_moment",
     "moment",
+    "non_negative_int",
     "positive_int",
     "print_rejected",
     "print_summary",
@@ -88,6 +89,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, received {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argument type: a whole number of 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, received {value}")
     return value
 
 

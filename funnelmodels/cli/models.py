@@ -1,8 +1,9 @@
-"""The model commands: ``train`` the models into a folder, ``score`` open opportunities or customers at risk."""
+"""The model commands: ``train`` into a folder, ``score`` the present, ``forecast`` a period's won value."""
 
 from __future__ import annotations
 
 import argparse
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +15,25 @@ from funnelmodels.cli.common import (
     Progress,
     end_moment,
     moment,
+    non_negative_int,
     positive_int,
     print_rejected,
 )
+from funnelmodels.data import schema as s
 from funnelmodels.data.io import load_dataset, write_rejected, write_table
-from funnelmodels.errors import ModelError
+from funnelmodels.errors import ConfigError, ModelError
+from funnelmodels.kpis import FORECAST_KPI
 from funnelmodels.models.conversion import StageConversionModel
+from funnelmodels.models.forecast import ALL, forecast_period, read_forecast_summary, train_forecast
+from funnelmodels.models.hazard import CloseTimeModel
 from funnelmodels.models.persist import METRICS_FILE, ModelStore, write_json
 from funnelmodels.models.predict import at_risk_customers, check_as_of, score_open_opportunities
 from funnelmodels.models.satisfaction import SatisfactionModel
 from funnelmodels.models.train import train_conversion, train_satisfaction
 from funnelmodels.outputs import atomic_dir, check_file_output
 from funnelmodels.provenance import version
+from funnelmodels.reports.params import parse_period
+from funnelmodels.reports.params import period_end as parse_period_end
 
 __all__ = [
     "add_commands",
@@ -43,6 +51,10 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
         if args.target in ("all", "conversion"):
             progress("conversion: features, lightgbm and logit on an out-of-time split")
             conversion = train_conversion(dataset, seed=args.seed, horizon_days=args.horizon_days)
+        forecast = None
+        if args.target in ("all", "conversion"):
+            progress("forecast: close-time models (won / lost / open by any date) and a backtest of past months")
+            forecast = train_forecast(dataset, seed=args.seed, periods=args.forecast_periods, progress=progress)
         if args.target == "satisfaction" or (args.target == "all" and dataset.has("surveys")):
             progress(f"satisfaction ({args.satisfaction_score}): ordinal logit and lightgbm on an out-of-time split")
             satisfaction = train_satisfaction(dataset, target=args.satisfaction_score, seed=args.seed)
@@ -51,6 +63,10 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
             for engine, model in conversion.models.items():
                 model.save(store.conversion(engine))
             report["conversion"] = conversion.summary()
+        if forecast is not None:
+            for engine, cmodel in forecast.models.items():
+                cmodel.save(store.close_time(engine))
+            write_json(store.forecast, forecast.summary())
         if satisfaction is not None:
             for engine, smodel in satisfaction.models.items():
                 smodel.save(store.satisfaction(engine))
@@ -78,6 +94,12 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
         for engine, model in conversion.models.items():
             for note in model.metadata.get("notes", []):
                 print(f"note ({engine}): {note}")
+    if forecast is not None:
+        print("\nForecast of won value (close-time model)")
+        if forecast.backtest is not None:
+            print(forecast.backtest.coverage_sentence())
+        for note in forecast.notes:
+            print(f"note: {note}")
     if satisfaction is not None:
         print(f"\nSatisfaction: {satisfaction.target} (out of time)")
         print(f"{'engine':<10}{'rows':>7}{'MAE':>7}{'±1':>7}{'RPS':>7}{'log loss':>10}{'Spearman':>10}")
@@ -163,6 +185,109 @@ def _score_satisfaction(args: argparse.Namespace, dataset: Any, progress: Progre
     return at_risk_customers(dataset, model, args.as_of, top=None)
 
 
+def _forecast_period(text: str) -> tuple[str, date]:
+    """``2026-Q3`` → ("quarter", 2026-07-01); ``2026-07`` → month; ``2026`` → year."""
+    length = "quarter" if "Q" in text.upper() else "year" if text.isdigit() else "month"
+    return length, parse_period(text.upper(), length)
+
+
+def _targets(path: Path | None, length: str, start: date, by: str | None) -> dict[str, float]:
+    """The period's won_value targets per segment (``all`` for the whole) from a targets CSV.
+
+    A row counts when it names the same period: a month's target (2026-07) is not a quarter's (2026-Q3).
+    """
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise ConfigError(f"--targets {path} does not exist.")
+    table = pl.read_csv(path, infer_schema_length=0)
+    missing = [c for c in ("kpi", "period", "target") if c not in table.columns]
+    if missing:
+        raise ConfigError(f"the targets file {path} needs columns kpi, period, target; it lacks {', '.join(missing)}.")
+    rows = table.filter(pl.col("kpi") == FORECAST_KPI)
+    out: dict[str, float] = {}
+    for row in rows.iter_rows(named=True):
+        try:
+            named, when = _forecast_period(str(row["period"]).strip())
+            value = float(row["target"])
+        except (ConfigError, ValueError):
+            raise ConfigError(
+                f"the targets file {path}: row {row} is not a period (2026-Q3, 2026-07) and a number."
+            ) from None
+        if named != length or when != start:
+            continue
+        segment = row.get(by) if by and by in row else None
+        out[str(segment) if segment not in (None, "") else ALL] = value
+    return out
+
+
+def _cmd_forecast(args: argparse.Namespace, progress: Progress) -> int:
+
+    if args.out.suffix not in (".parquet", ".csv"):
+        raise ModelError(f"--out must end in .parquet or .csv; received {args.out.name!r}.")
+    length, start = _forecast_period(args.period)
+    end = parse_period_end(start, length)
+    progress(f"loading {args.data}")
+    dataset = load_dataset(args.data, drop_invalid=args.drop_invalid, end=getattr(args, "end", None))
+    deals_out = args.out.with_name(f"{args.out.stem}_deals{args.out.suffix}")
+    inputs = [*dataset.config.inputs[1:], args.model, *([args.targets] if args.targets else [])]
+    for target in (args.out, deals_out):
+        check_file_output(target, inputs=inputs)
+    store = ModelStore(args.model)
+    if not (store.close_time("lightgbm") / "model.json").is_file():
+        raise ModelError(
+            f"{args.model} has no close-time model (close_time/lightgbm/): it was trained before forecasts; "
+            f"train it again with funnelmodels train."
+        )
+    model = CloseTimeModel.load(store.close_time("lightgbm"), engine="lightgbm")
+    if dataset.spec.stages != model.spec.stages:
+        raise ModelError(
+            f"the model was trained on the funnel {list(model.spec.stages)}, the data has {list(dataset.spec.stages)}."
+        )
+    backtest = read_forecast_summary(store.forecast).get("backtest", {})
+    goals = _targets(args.targets, length, start, args.by)
+    start_at, end_at = datetime.combine(start, datetime.min.time()), datetime.combine(end, datetime.min.time())
+    progress(f"forecasting {args.period}: open deals, deals not yet created, the distribution")
+    result = forecast_period(
+        dataset,
+        model,
+        start=start_at,
+        end=end_at,
+        as_of=args.as_of,
+        by=args.by,
+        targets=goals,
+        fan=False,
+        spread=float(backtest.get("spread", 0.0) or 0.0),
+    )
+    slipped = result.slipped.select(s.OPPORTUNITY_ID, "expected_close_before").with_columns(
+        pl.lit(True).alias("slipped")
+    )
+    deals = result.deals.join(slipped, on=s.OPPORTUNITY_ID, how="left").with_columns(pl.col("slipped").fill_null(False))
+    table = result.table.with_columns(pl.lit(args.period).alias("period"), pl.lit(result.as_of).alias("as_of"))
+    write_table(table.select("period", "as_of", *[c for c in table.columns if c not in ("period", "as_of")]), args.out)
+    write_table(deals, deals_out)
+    total = result.total
+    print(
+        f"{args.period} won value, forecast at {result.as_of:%Y-%m-%d}: mean {total['mean']:,.0f}, "
+        f"80% between {total['p10']:,.0f} and {total['p90']:,.0f} (median {total['p50']:,.0f})"
+    )
+    print(
+        f"  already won {total['closed']:,.0f}; from {total['open_deals']:,} open deals {total['open_mean']:,.0f}; "
+        f"from deals not yet created {total['new_mean']:,.0f}"
+    )
+    if total["p_target"] is not None:
+        print(f"  P(reaching the target {total['target']:,.0f}) = {100 * total['p_target']:.0f}%")
+    elif args.targets:
+        print(f"  the targets file has no {FORECAST_KPI} row for {args.period}: no P(target)")
+    print(f"  {result.slipped.height:,} open deals slipped past the period's end since {result.compared_at:%Y-%m-%d}")
+    if backtest.get("sentence"):
+        print(f"  {backtest['sentence']}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {args.out} and {deals_out}")
+    return 0
+
+
 def add_commands(commands: Any) -> None:
     """Add ``train`` and ``score`` to the command line's subparsers."""
     train = commands.add_parser(
@@ -170,8 +295,9 @@ def add_commands(commands: Any) -> None:
         help="train and evaluate the models; write them to a folder",
         description="Train the stage-conversion models (LightGBM and the logit baseline) and the satisfaction "
         "models (ordinal logit and LightGBM) on the past, evaluate them out of time on the latest period (with the "
-        "oracle on synthetic data) and write MODEL_DIR/conversion/<engine>/, MODEL_DIR/satisfaction/<engine>/ and "
-        "MODEL_DIR/metrics.json. The folder is replaced only when training succeeds.",
+        "oracle on synthetic data), fit the close-time models of the forecast and backtest it on past months, and "
+        "write MODEL_DIR/conversion/<engine>/, MODEL_DIR/satisfaction/<engine>/, MODEL_DIR/close_time/<engine>/, "
+        "MODEL_DIR/metrics.json and MODEL_DIR/forecast.json. The folder is replaced only when training succeeds.",
     )
     train.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
     train.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder to write")
@@ -189,6 +315,13 @@ def add_commands(commands: Any) -> None:
     )
     train.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
     train.add_argument("--horizon-days", type=positive_int, metavar="N", help="days a stage has to convert")
+    train.add_argument(
+        "--forecast-periods",
+        type=non_negative_int,
+        default=8,
+        metavar="N",
+        help="past months to backtest the forecast on, refitting before each (default %(default)s; 0 skips it)",
+    )
     train.add_argument("--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (MODEL_DIR/rejected/)")
     train.add_argument("--end", type=end_moment, metavar="DATE", help=END_HELP)
     train.set_defaults(run=_cmd_train)
@@ -220,3 +353,32 @@ def add_commands(commands: Any) -> None:
         "--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (FILE's folder, <name>_rejected/)"
     )
     score.set_defaults(run=_cmd_score)
+    forecast = commands.add_parser(
+        "forecast",
+        help="the value of deals won by a period's end, as a distribution (mean, P10, P50, P90, P(target))",
+        description="Forecast the value of the deals won in PERIOD: already won + each open deal's P(won by the "
+        "period's end) from the close-time model + deals not yet created (their arrival rate, what they are like, "
+        "how many win in time), computed exactly as a distribution, with the interval widened by the backtest's "
+        "past errors. Writes FILE (one row per segment and 'all': closed, open_mean, new_mean, mean, p10, p50, "
+        "p90, target, p_target) and FILE_deals (each open deal's P(won/lost/still open by the end), expected close, "
+        "and whether it slipped past the period since the comparison moment).",
+    )
+    forecast.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
+    forecast.add_argument("--model", type=Path, required=True, metavar="MODEL_DIR", help="folder written by train")
+    forecast.add_argument("--period", required=True, metavar="PERIOD", help="2026-Q3, 2026-07 or 2026")
+    forecast.add_argument("--by", metavar="SEGMENT", help="a stage_events or customers column, e.g. region")
+    forecast.add_argument(
+        "--targets",
+        type=Path,
+        metavar="FILE",
+        help=f"CSV kpi, period, target[, SEGMENT]: the {FORECAST_KPI} rows of PERIOD give P(reaching the target)",
+    )
+    forecast.add_argument(
+        "--as-of",
+        type=moment,
+        metavar="DATE",
+        help="the forecast moment (default: the data's end, or the period's start)",
+    )
+    forecast.add_argument("--out", type=Path, required=True, metavar="FILE", help="output .csv or .parquet")
+    forecast.add_argument("--drop-invalid", action="store_true", help=DROP_INVALID_HELP)
+    forecast.set_defaults(run=_cmd_forecast)

@@ -173,6 +173,7 @@ def generate_dataset(
     survey_lag_days: tuple[float, float] = (1.0, 10.0),
     teams: bool = False,
     activity_effects: bool = True,
+    cycle_scale: float = 1.0,
     progress: Callable[[str], None] | None = None,
 ) -> SyntheticData:
     """Generate a reproducible synthetic dataset with its ground truth.
@@ -199,6 +200,14 @@ def generate_dataset(
         ground truth ``owners`` (skill, lead tier) and ``activity_effects``. Customers, transactions and
         surveys are the same as without it; the outcomes of the stage events change with skill and activities.
     activity_effects : with ``teams``, plant the activity effects (default) or none (every effect 0).
+    cycle_scale : stretch the sales cycle: waits in a stage are this many times longer (1, the default,
+        changes nothing). Above 1, conversions are no longer bound to ``horizon_days`` (``true_probability``
+        is then P(the stage converts at all)), each stage's probability is set by the customer as they were
+        when the opportunity opened, and every opportunity is followed past the window's end:
+        ``ground_truth["opportunities"]`` says how each really ended and when (``closed_at`` may lie
+        after the window) and gives its ``true_win_probability`` (the product of its stages' probabilities)
+        and each stage's probability (``p_<stage>``: a deal open in a stage wins with the product from it
+        on) — what a model of the recent, still-open cohorts should recover. Not with ``teams``.
 
     Returns
     -------
@@ -213,6 +222,10 @@ def generate_dataset(
         raise ValueError(f"n_customers must be at least 1; received {n_customers}.")
     if not 0.0 <= unrecorded_losses <= 1.0:
         raise ValueError(f"unrecorded_losses must be a share from 0 to 1; received {unrecorded_losses}.")
+    if cycle_scale < 1.0:
+        raise ValueError(f"cycle_scale must be 1 or more; received {cycle_scale}.")
+    if cycle_scale != 1.0 and teams:
+        raise ValueError("cycle_scale and teams do not go together: the activities' timing assumes the usual cycle.")
     rng = np.random.default_rng(seed)
     say = progress or (lambda _msg: None)
     t0, t1 = int(start.timestamp()), int(end.timestamp())
@@ -230,9 +243,11 @@ def generate_dataset(
     )
     say("opportunities and stage events")
     sales = _SalesForce.build(rng.spawn(1)[0], t0, t1, activity_effects) if teams else None
-    events, conv_truth, outcomes = _opportunities(rng, customers, history, surveys, t1, unrecorded_losses, sales)
+    events, conv_truth, outcomes = _opportunities(
+        rng, customers, history, surveys, t1, unrecorded_losses, sales, cycle_scale
+    )
     truth = {"conversion": conv_truth, "satisfaction": sat_truth}
-    if unrecorded_losses > 0:
+    if unrecorded_losses > 0 or cycle_scale != 1.0:
         truth["opportunities"] = outcomes
     extra: dict[str, pl.DataFrame] = {}
     if sales is not None:
@@ -587,9 +602,21 @@ def _opportunities(
     t1: int,
     unrecorded_losses: float,
     sales: _SalesForce | None = None,
+    cycle_scale: float = 1.0,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     spec = FunnelSpec(stages=DEFAULT_STAGES, horizon_days=HORIZON_DAYS)
     opps = _opportunity_starts(rng, customers, t1)
+    stretched = cycle_scale != 1.0
+    win_probability = None
+    by_stage: dict[str, np.ndarray] = {}
+    if stretched:
+        # Each stage's probability is the customer's as at the opening: the product is exactly P(won).
+        win_probability = np.ones(opps.height)
+
+        for stage in spec.open_stages:
+            by_stage[stage] = 1.0 / (1.0 + np.exp(-_conversion_logit(stage, customers, opps, history, surveys)))
+            win_probability *= by_stage[stage]
+        opps = opps.with_columns(pl.col("_t").alias("_t0"))
     if sales is not None:
         quality = _conversion_logit(spec.stages[0], customers, opps, history, surveys)
         opps = opps.with_columns(pl.Series("_rep", sales.assign(quality, opps["_t"].to_numpy())))
@@ -597,7 +624,8 @@ def _opportunities(
     truth, closed = [], []
     active = opps
     for stage, following in zip(spec.open_stages, spec.stages[1:], strict=True):
-        logit = _conversion_logit(stage, customers, active, history, surveys)
+        at_opening = active.with_columns(pl.col("_t0").alias("_t")) if stretched else active
+        logit = _conversion_logit(stage, customers, at_opening, history, surveys)
         plan = None
         if sales is not None:
             skill = sales.skill[active["_rep"].to_numpy()]
@@ -607,22 +635,28 @@ def _opportunities(
         p = 1.0 / (1.0 + np.exp(-logit))
         converts = rng.random(p.size) < p
         # Conversions happen within the horizon (so p is exactly P(converted within horizon)).
-        wait = np.minimum(rng.gamma(2.0, 8.0, p.size), HORIZON_DAYS - 1) * DAY
-        lose = np.minimum(rng.gamma(2.0, 20.0, p.size), 365) * DAY
+        if stretched:
+            wait = np.minimum(rng.gamma(2.0, WAIT_SCALE * cycle_scale, p.size), WAIT_CAP_DAYS) * DAY
+            lose = np.minimum(rng.gamma(2.0, LOSE_SCALE * cycle_scale, p.size), 365 * cycle_scale) * DAY
+        else:
+            wait = np.minimum(rng.gamma(2.0, 8.0, p.size), HORIZON_DAYS - 1) * DAY
+            lose = np.minimum(rng.gamma(2.0, 20.0, p.size), 365) * DAY
         next_t = active["_t"].to_numpy() + np.where(converts, wait, lose).astype(np.int64)
         if sales is not None and plan is not None:
             sales.place_activities(plan, next_t, t1)
-        observed = next_t <= t1
-        truth.append(
-            active.select(
-                s.OPPORTUNITY_ID,
-                pl.lit(stage).alias(s.STAGE),
-                "_t",
-                pl.Series("true_probability", p),
-                pl.Series(s.CONVERTED, converts & observed),
-                (pl.col("_t") + HORIZON_DAYS * DAY > t1).alias(s.CENSORED),
-            )
+        # A stretched cycle follows every opportunity past the window (for the truth); the data keeps what
+        # happened by its end.
+        recorded = next_t <= t1
+        observed = np.ones(next_t.size, dtype=bool) if stretched else recorded
+        entered = active.select(
+            s.OPPORTUNITY_ID,
+            pl.lit(stage).alias(s.STAGE),
+            "_t",
+            pl.Series("true_probability", p),
+            pl.Series(s.CONVERTED, converts & recorded),
+            (pl.col("_t") + HORIZON_DAYS * DAY > t1).alias(s.CENSORED),
         )
+        truth.append(entered.filter(pl.col("_t") <= t1) if stretched else entered)
         moved = active.with_columns(pl.Series("_t", next_t)).filter(pl.Series(observed))
         outcome = np.where(converts, following, spec.lost)[observed]
         lost = outcome == spec.lost
@@ -639,8 +673,9 @@ def _opportunities(
                 pl.Series("loss_recorded", ~silent[lost | (outcome == spec.won)]),
             )
         )
+        kept = ~silent & recorded[observed] if stretched else ~silent
         events.append(
-            moved.filter(pl.Series(~silent)).select(s.OPPORTUNITY_ID, "_c", "_t", pl.Series(s.STAGE, outcome[~silent]))
+            moved.filter(pl.Series(kept)).select(s.OPPORTUNITY_ID, "_c", "_t", pl.Series(s.STAGE, outcome[kept]))
         )
         active = moved.filter(pl.Series(converts[observed]))
     info = opps.select(s.OPPORTUNITY_ID, s.AMOUNT, s.SOURCE, *(["_rep"] if sales is not None else []))
@@ -678,6 +713,13 @@ def _opportunities(
         )
         .sort(s.OPPORTUNITY_ID)
     )
+    if win_probability is not None:
+        chance = opps.select(
+            s.OPPORTUNITY_ID,
+            pl.Series("true_win_probability", win_probability),
+            *(pl.Series(f"p_{stage}", p) for stage, p in by_stage.items()),
+        )
+        outcomes = outcomes.join(chance, on=s.OPPORTUNITY_ID, how="left")
     return stage_events, conversion, outcomes
 
 
@@ -896,6 +938,44 @@ class _SalesForce:
     def truth_effects(self) -> pl.DataFrame:
         """The planted activity effects per stage: log-odds and the difference in P(next stage) they make."""
         return pl.DataFrame(self.truths)
+
+
+WAIT_SCALE, LOSE_SCALE, WAIT_CAP_DAYS = 8.0, 20.0, 3 * 365
+"""Days a stage waits before converting (Gamma(2, WAIT_SCALE)) or ending lost (Gamma(2, LOSE_SCALE))."""
+
+
+def open_win_probability(truth: pl.DataFrame, open_deals: pl.DataFrame, cycle_scale: float) -> np.ndarray:
+    """The exact P(won) of deals still open, from a stretched-cycle generation's truth (``cycle_scale`` > 1).
+
+    A deal still in its stage after ``e`` days is less likely to convert than when it entered (losses
+    wait longer): by Bayes, p·S_win(e) / (p·S_win(e) + (1 − p)·S_lose(e)) with the Gamma waits' survival
+    functions, times the probabilities of the stages after it.
+
+    Parameters
+    ----------
+    truth : ``ground_truth["opportunities"]`` (``opportunity_id, p_<stage>…``).
+    open_deals : ``opportunity_id, stage, days_in_stage_so_far``.
+    """
+    from scipy.stats import gamma
+
+    rows = open_deals.join(truth, on=s.OPPORTUNITY_ID, how="left")
+    stages = list(DEFAULT_STAGES[:-1])
+    stage = rows[s.STAGE].to_numpy()
+    waited = rows[s.DAYS_IN_STAGE_SO_FAR].to_numpy().astype(float)
+    out = np.zeros(rows.height)
+    for i, name in enumerate(stages):
+        mine = stage == name
+        if not mine.any():
+            continue
+        p = rows[f"p_{name}"].to_numpy()[mine]
+        e = waited[mine]
+        s_win = np.where(e < WAIT_CAP_DAYS, gamma.sf(e, 2.0, scale=WAIT_SCALE * cycle_scale), 0.0)
+        s_lose = np.where(e < 365 * cycle_scale, gamma.sf(e, 2.0, scale=LOSE_SCALE * cycle_scale), 0.0)
+        now = p * s_win / np.maximum(p * s_win + (1 - p) * s_lose, 1e-300)
+        for later in stages[i + 1 :]:
+            now = now * rows[f"p_{later}"].to_numpy()[mine]
+        out[mine] = now
+    return out
 
 
 def true_satisfaction(

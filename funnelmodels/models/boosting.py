@@ -99,15 +99,26 @@ def fit_booster(
     init_score: np.ndarray | None = None,
     validation_init_score: np.ndarray | None = None,
     rounds: int | None = None,
+    weight: np.ndarray | None = None,
+    validation_weight: np.ndarray | None = None,
 ) -> tuple[Any, int]:
-    """:func:`train_booster`'s booster itself (and its best round), for a model used at once and not kept."""
+    """:func:`train_booster`'s booster itself (and its best round), for a model used at once and not kept.
+
+    ``weight``/``validation_weight``: per-row weights (e.g. the inverse of a sampling rate).
+    """
     import lightgbm as lgb
 
     lgb_params, max_rounds, patience = _parameters(defaults, params, seed, fixed or {})
     names = list(encoder.names)
     categorical = [i for i, name in enumerate(names) if name in encoder.categorical]
     train = lgb.Dataset(
-        X, y, feature_name=names, categorical_feature=categorical, free_raw_data=False, init_score=init_score
+        X,
+        y,
+        feature_name=names,
+        categorical_feature=categorical,
+        free_raw_data=False,
+        init_score=init_score,
+        weight=weight,
     )
     callbacks: list[Callable[..., Any]] = []
     valid_sets = None
@@ -121,6 +132,7 @@ def fit_booster(
                 feature_name=names,
                 categorical_feature=categorical,
                 init_score=validation_init_score,
+                weight=validation_weight,
             )
         ]
         callbacks.append(lgb.early_stopping(patience, verbose=False))

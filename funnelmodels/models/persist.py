@@ -44,8 +44,9 @@ METRICS_FILE = "metrics.json"
 class ModelStore:
     """The layout of a model folder written by ``funnelmodels train``.
 
-    ``<root>/conversion/<engine>/`` and ``<root>/satisfaction/<engine>/`` hold one model each
-    (:data:`MODEL_FILE` and any booster files); ``<root>/metrics.json`` the training summary.
+    ``<root>/conversion/<engine>/``, ``<root>/satisfaction/<engine>/`` and ``<root>/close_time/<engine>/``
+    hold one model each (:data:`MODEL_FILE` and any booster files); ``<root>/metrics.json`` the training
+    summary and ``<root>/forecast.json`` the forecast's backtest.
     """
 
     root: Path
@@ -57,6 +58,15 @@ class ModelStore:
     def satisfaction(self, engine: str) -> Path:
         """The folder of the satisfaction model of ``engine``."""
         return Path(self.root) / "satisfaction" / engine
+
+    def close_time(self, engine: str) -> Path:
+        """The folder of the close-time (forecast) model of ``engine``."""
+        return Path(self.root) / "close_time" / engine
+
+    @property
+    def forecast(self) -> Path:
+        """The forecast's backtest, calibration and checks (JSON)."""
+        return Path(self.root) / "forecast.json"
 
     @property
     def metrics(self) -> Path:
