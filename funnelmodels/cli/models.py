@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,10 @@ from funnelmodels.cli.common import (
 )
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import load_dataset, write_rejected, write_table
-from funnelmodels.errors import ConfigError, ModelError
+from funnelmodels.errors import ModelError
 from funnelmodels.kpis import FORECAST_KPI
 from funnelmodels.models.conversion import StageConversionModel
-from funnelmodels.models.forecast import ALL, forecast_period, read_forecast_summary, train_forecast
+from funnelmodels.models.forecast import forecast_period, read_forecast_summary, train_forecast
 from funnelmodels.models.hazard import CloseTimeModel
 from funnelmodels.models.persist import METRICS_FILE, ModelStore, write_json
 from funnelmodels.models.predict import at_risk_customers, check_as_of, score_open_opportunities
@@ -32,7 +32,7 @@ from funnelmodels.models.satisfaction import SatisfactionModel
 from funnelmodels.models.train import train_conversion, train_satisfaction
 from funnelmodels.outputs import atomic_dir, check_file_output
 from funnelmodels.provenance import version
-from funnelmodels.reports.params import parse_period
+from funnelmodels.reports.params import named_period, won_value_targets
 from funnelmodels.reports.params import period_end as parse_period_end
 
 __all__ = [
@@ -81,6 +81,7 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
             "horizon_days": args.horizon_days or dataset.spec.horizon_days,
             "stale_after_days": dataset.spec.stale_after_days,
             "satisfaction_score": args.satisfaction_score,
+            "forecast_periods": args.forecast_periods,
             "drop_invalid": args.drop_invalid,
             "funnelmodels": version(),
         }
@@ -185,47 +186,11 @@ def _score_satisfaction(args: argparse.Namespace, dataset: Any, progress: Progre
     return at_risk_customers(dataset, model, args.as_of, top=None)
 
 
-def _forecast_period(text: str) -> tuple[str, date]:
-    """``2026-Q3`` → ("quarter", 2026-07-01); ``2026-07`` → month; ``2026`` → year."""
-    length = "quarter" if "Q" in text.upper() else "year" if text.isdigit() else "month"
-    return length, parse_period(text.upper(), length)
-
-
-def _targets(path: Path | None, length: str, start: date, by: str | None) -> dict[str, float]:
-    """The period's won_value targets per segment (``all`` for the whole) from a targets CSV.
-
-    A row counts when it names the same period: a month's target (2026-07) is not a quarter's (2026-Q3).
-    """
-    if path is None:
-        return {}
-    if not path.is_file():
-        raise ConfigError(f"--targets {path} does not exist.")
-    table = pl.read_csv(path, infer_schema_length=0)
-    missing = [c for c in ("kpi", "period", "target") if c not in table.columns]
-    if missing:
-        raise ConfigError(f"the targets file {path} needs columns kpi, period, target; it lacks {', '.join(missing)}.")
-    rows = table.filter(pl.col("kpi") == FORECAST_KPI)
-    out: dict[str, float] = {}
-    for row in rows.iter_rows(named=True):
-        try:
-            named, when = _forecast_period(str(row["period"]).strip())
-            value = float(row["target"])
-        except (ConfigError, ValueError):
-            raise ConfigError(
-                f"the targets file {path}: row {row} is not a period (2026-Q3, 2026-07) and a number."
-            ) from None
-        if named != length or when != start:
-            continue
-        segment = row.get(by) if by and by in row else None
-        out[str(segment) if segment not in (None, "") else ALL] = value
-    return out
-
-
 def _cmd_forecast(args: argparse.Namespace, progress: Progress) -> int:
 
     if args.out.suffix not in (".parquet", ".csv"):
         raise ModelError(f"--out must end in .parquet or .csv; received {args.out.name!r}.")
-    length, start = _forecast_period(args.period)
+    length, start = named_period(args.period)
     end = parse_period_end(start, length)
     progress(f"loading {args.data}")
     dataset = load_dataset(args.data, drop_invalid=args.drop_invalid, end=getattr(args, "end", None))
@@ -245,7 +210,7 @@ def _cmd_forecast(args: argparse.Namespace, progress: Progress) -> int:
             f"the model was trained on the funnel {list(model.spec.stages)}, the data has {list(dataset.spec.stages)}."
         )
     backtest = read_forecast_summary(store.forecast).get("backtest", {})
-    goals = _targets(args.targets, length, start, args.by)
+    goals = won_value_targets(args.targets, length, start, args.by)
     start_at, end_at = datetime.combine(start, datetime.min.time()), datetime.combine(end, datetime.min.time())
     progress(f"forecasting {args.period}: open deals, deals not yet created, the distribution")
     result = forecast_period(

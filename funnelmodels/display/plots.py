@@ -25,6 +25,7 @@ __all__ = [
     "plot_activity_effects",
     "plot_coefficients",
     "plot_cumulative_conversion",
+    "plot_forecast_fan",
     "plot_funnel",
     "plot_importance",
     "plot_lift",
@@ -362,6 +363,32 @@ def plot_activity_effects(effects: pl.DataFrame, *, stages: list[str] | None = N
     ax.set_xlabel("Points of the chance of reaching the next stage, adjusted for the deals (95% interval)")
     ax.set_title("Activities and progress, per stage")
     ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def plot_forecast_fan(fan: pl.DataFrame, *, target: float | None = None, period: str = "") -> Figure:
+    """The value won by each week's end of the period: the 80% band (P10–P90), the median, the target.
+
+    ``fan``: ``day, p10, p50, p90, mean`` from :class:`funnelmodels.models.forecast.PeriodForecast`.
+    """
+    fig, ax = _figure(8, 3.4)
+    days = fan["day"].to_list()
+    low, mid, high = (fan[c].to_numpy().astype(float) for c in ("p10", "p50", "p90"))
+    band = ax.fill_between(days, low, high, color=BLUE, alpha=0.2, linewidth=0, label="80% range (P10–P90)")
+    ax.plot(days, mid, color=BLUE, linewidth=2, label="median (P50)")
+    _tip(fig, band, f"80% range at the period's end: {money(low[-1])} – {money(high[-1])}")
+    for day, lo, me, hi in zip(days, low, mid, high, strict=True):
+        point = ax.scatter([day], [me], s=18, color=BLUE, zorder=3)
+        _tip(fig, point, f"by {day:%d %b %Y}: median {money(me)}, 80% between {money(lo)} and {money(hi)}")
+    if target is not None:
+        line = ax.axhline(target, color=ORANGE, linestyle="--", linewidth=1.5, label=f"target {money(target)}")
+        _tip(fig, line, f"target {money(target)}")
+    _money_axis(ax)
+    ax.set_ylim(bottom=0)
+    ax.set_ylabel("Value of deals won")
+    ax.set_title(f"Won value forecast{' for ' + period if period else ''}, by week")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    fig.autofmt_xdate()
     return fig
 
 

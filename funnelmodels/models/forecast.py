@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +47,7 @@ from funnelmodels.models.hazard import (
     landmark_states,
     model_against_aalen_johansen,
 )
+from funnelmodels.models.persist import damaged_model, read_json
 
 __all__ = [
     "ARRIVAL_WEEKS",
@@ -94,6 +97,7 @@ class ValueDistribution:
         centre = float((p * x).sum())
         return float((p * (x - centre) ** 2).sum())
 
+    @cached_property
     def _factors(self) -> np.ndarray:
         if self.spread <= 0:
             return np.ones(1)
@@ -103,26 +107,34 @@ class ValueDistribution:
         nodes: np.ndarray = gamma.ppf((np.arange(MIXTURE_NODES) + 0.5) / MIXTURE_NODES, a=shape, scale=1.0 / shape)
         return nodes
 
+    @cached_property
+    def _cumulative(self) -> np.ndarray:
+        cumulative: np.ndarray = np.cumsum(self.pmf) / self.pmf.sum()
+        return cumulative
+
     def cdf(self, values: np.ndarray | float) -> np.ndarray:
         """P(value ≤ ``values``)."""
-        cdf = np.cumsum(self.pmf) / self.pmf.sum()
+        cdf = self._cumulative
         cells = np.arange(cdf.size, dtype=float)
         x = (np.atleast_1d(np.asarray(values, dtype=float)) - self.offset) / max(self.step, 1e-12)
-        parts = [np.interp(np.floor(x / u + 1e-9), cells, cdf, left=0.0, right=1.0) for u in self._factors()]
+        parts = [np.interp(np.floor(x / u + 1e-9), cells, cdf, left=0.0, right=1.0) for u in self._factors]
         mixed: np.ndarray = np.mean(parts, axis=0)
         return mixed
 
     def quantile(self, q: float) -> float:
         """The smallest value whose cumulative probability reaches ``q``."""
-        top = self.pmf.size * float(self._factors().max())
-        grid = (
-            self.offset + np.arange(int(np.ceil(top)) + 1) * self.step
-            if self.spread <= 0
-            else (self.offset + np.linspace(0.0, top, 8 * self.pmf.size) * self.step)
-        )
-        cdf = self.cdf(grid)
-        i = int(np.searchsorted(cdf, q - 1e-12, side="left"))
-        return float(grid[min(i, grid.size - 1)])
+        if self.spread <= 0:
+            i = int(np.searchsorted(self._cumulative, q - 1e-12, side="left"))
+            return self.offset + min(i, self.pmf.size - 1) * self.step
+        # With the common factor: bisection on the value, to a hundredth of a grid cell.
+        low, high = self.offset, self.offset + self.pmf.size * self.step * float(self._factors.max())
+        while high - low > self.step / 100:
+            middle = (low + high) / 2
+            if self.cdf(middle)[0] >= q - 1e-12:
+                high = middle
+            else:
+                low = middle
+        return high
 
     def at_least(self, value: float) -> float:
         """P(value ≥ ``value``)."""
@@ -938,7 +950,8 @@ def backtest_origins(dataset: Dataset, count: int = FORECAST_PERIODS, *, period:
     if first_close is None:
         return []
     months = {"month": 1, "quarter": 3}[period]
-    start = datetime(last.year, (last.month - 1) // months * months + 1, 1)
+    # From the period after the one the data ends in, back one period at a time.
+    start = _period_after(datetime(last.year, (last.month - 1) // months * months + 1, 1), period)
     origins: list[datetime] = []
     while len(origins) < count:
         start = _period_before(start, period)
@@ -1005,16 +1018,10 @@ def train_forecast(
     return ForecastTraining(models, backtest, notes)
 
 
-def read_forecast_summary(path: Any) -> dict[str, Any]:
+def read_forecast_summary(path: Path) -> dict[str, Any]:
     """The ``forecast.json`` of a model folder (empty when it has none: a model trained before forecasts)."""
-    import json
-    from pathlib import Path
-
     file = Path(path)
     if not file.is_file():
         return {}
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"model folder damaged: {file} cannot be read ({exc}); retrain the model.") from None
-    return data if isinstance(data, dict) else {}
+    with damaged_model(file.parent):
+        return read_json(file)

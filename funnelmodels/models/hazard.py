@@ -16,6 +16,7 @@ each, with its state as it was then.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -68,7 +69,7 @@ EVERY_DAYS = 14
 """Days between training landmarks."""
 HORIZON_DAYS = 364
 CALENDAR_COLUMNS = ("step_quarter_month", "step_days_to_quarter_end")
-KEEP_OPEN_ROWS = 100_000
+KEEP_OPEN_ROWS = 50_000
 """Steps without an event the LightGBM fit keeps at most (a weighted random sample beyond it)."""
 CALENDAR_MARGIN = 0.02
 """The relative drop in log loss the calendar features must bring to be used."""
@@ -83,7 +84,8 @@ LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
     "lambda_l2": 1.0,
-    "num_boost_round": 400,
+    "max_bin": 63,
+    "num_boost_round": 150,
     "early_stopping_rounds": 20,
 }
 
@@ -605,7 +607,8 @@ def aalen_johansen(
     The Aalen–Johansen estimator on the step grid: at each step, the deals of the group still open
     and observed through it (the risk set), the wins and losses among them; P(won by step k) sums
     P(open before the step) × wins / at risk. 95% intervals are percentiles of a bootstrap that
-    resamples opportunities (a deal seen at several landmarks moves as one).
+    resamples opportunities (a deal seen at several landmarks moves as one). Steps after the last one
+    any deal of the group is watched through are NaN: nothing is known there.
 
     Returns
     -------
@@ -634,8 +637,11 @@ def aalen_johansen(
         point = _cif(k, o, np.ones(k.size), edges.size)
         boots = np.stack([_cif(k, o, weights[b, who], edges.size) for b in range(boot)])
         at_risk = np.bincount(k, minlength=edges.size)
-        lows = np.nanpercentile(boots, 2.5, axis=0)
-        highs = np.nanpercentile(boots, 97.5, axis=0)
+        with warnings.catch_warnings():
+            # Steps beyond the last one watched have no estimate in any resample: NaN, said in the docstring.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lows = np.nanpercentile(boots, 2.5, axis=0)
+            highs = np.nanpercentile(boots, 97.5, axis=0)
         out.append(
             pl.DataFrame(
                 {

@@ -12,16 +12,19 @@ from typing import Any
 import polars as pl
 
 from funnelmodels.errors import ConfigError, ReportError, did_you_mean
-from funnelmodels.kpis import PERIODS
+from funnelmodels.kpis import FORECAST_KPI, PERIODS
 
 __all__ = [
+    "ALL_SEGMENTS",
     "ResolvedRun",
     "check_period",
+    "named_period",
     "parse_period",
     "period_end",
     "resolve_run",
     "safe_name",
     "shift_period",
+    "won_value_targets",
 ]
 
 
@@ -229,3 +232,42 @@ def shift_period(start: date, period_length: str, steps: int) -> date:
     )
     shifted: date = probe.dt.date()[0]
     return shifted
+
+
+ALL_SEGMENTS = "all"
+
+
+def named_period(text: str) -> tuple[str, date]:
+    """``2026-Q3`` → ("quarter", 2026-07-01); ``2026-07`` → month; ``2026`` → year."""
+    length = "quarter" if "Q" in text.upper() else "year" if text.isdigit() else "month"
+    return length, parse_period(text.upper(), length)
+
+
+def won_value_targets(path: Path | None, length: str, start: date, by: str | None) -> dict[str, float]:
+    """The period's won_value targets per segment (``all`` for the whole) from a targets CSV.
+
+    A row counts when it names the same period: a month's target (2026-07) is not a quarter's (2026-Q3).
+    """
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise ConfigError(f"--targets {path} does not exist.")
+    table = pl.read_csv(path, infer_schema_length=0)
+    missing = [c for c in ("kpi", "period", "target") if c not in table.columns]
+    if missing:
+        raise ConfigError(f"the targets file {path} needs columns kpi, period, target; it lacks {', '.join(missing)}.")
+    rows = table.filter(pl.col("kpi") == FORECAST_KPI)
+    out: dict[str, float] = {}
+    for row in rows.iter_rows(named=True):
+        try:
+            named, when = named_period(str(row["period"]).strip())
+            value = float(row["target"])
+        except (ConfigError, ValueError):
+            raise ConfigError(
+                f"the targets file {path}: row {row} is not a period (2026-Q3, 2026-07) and a number."
+            ) from None
+        if named != length or when != start:
+            continue
+        segment = row.get(by) if by and by in row else None
+        out[str(segment) if segment not in (None, "") else ALL_SEGMENTS] = value
+    return out

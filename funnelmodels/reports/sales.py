@@ -30,11 +30,14 @@ from funnelmodels.frames import collect
 from funnelmodels.funnel import build_transitions, data_end, stale_losses, with_stale_losses
 from funnelmodels.kpis import attainment, counting_notes, kpi_changes, sales_kpi_table
 from funnelmodels.labels import label, unit
+from funnelmodels.models.backtest import dataset_before
 from funnelmodels.models.conversion import StageConversionModel
+from funnelmodels.models.forecast import PeriodForecast, forecast_period, read_forecast_summary
+from funnelmodels.models.hazard import CloseTimeModel, fit_close_time
 from funnelmodels.models.persist import ModelStore
 from funnelmodels.models.predict import pipeline_value, score_from_history, score_open_opportunities, with_people
 from funnelmodels.rates import conversion_table, cumulative_conversion_table, time_to_close
-from funnelmodels.reports.params import check_period, period_end, shift_period
+from funnelmodels.reports.params import check_period, period_end, shift_period, won_value_targets
 from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
 
 __all__ = [
@@ -75,6 +78,67 @@ class SalesReport:
     segment: str = ""
     top_deals: pl.DataFrame | None = None
     """The open deals worth most (expected value) at the period's end: the list a seller works."""
+    forecast: PeriodForecast | None = None
+    """The next period's won value as a distribution, made at the report period's end (:func:`forecast_period`)."""
+    forecast_backtest: str = ""
+    """One sentence on how the forecast did on past periods (empty without a trained model's backtest)."""
+    forecast_checks: dict[str, pl.DataFrame] = field(default_factory=dict)
+    """From the model's backtest: ``calibration`` (P(won within 30/60/90 days)) and ``aalen_johansen``."""
+
+    def forecast_views(self) -> dict[str, pl.DataFrame]:
+        """The forecast's tables as a reader sees them.
+
+        ``segments``, ``deals`` (the 15 worth most in the period), ``slipped``, and from the backtest
+        ``calibration`` and ``aalen_johansen``.
+        """
+        if self.forecast is None:
+            return {}
+        f = self.forecast
+        columns = ["segment", "closed", "open_deals", "open_mean", "new_mean", "mean", "p10", "p50", "p90"]
+        if f.table["target"].is_not_null().any():
+            columns += ["target", "p_target"]
+        deal_columns = [
+            s.OPPORTUNITY_ID,
+            s.CUSTOMER_ID,
+            s.STAGE,
+            s.AMOUNT,
+            "p_won_by_end",
+            "p_lost_by_end",
+            "p_open_at_end",
+            "expected_value_in_period",
+            "expected_close",
+        ]
+        views = {
+            "segments": f.table.select(columns),
+            "deals": f.deals.select([c for c in deal_columns if c in f.deals.columns]).head(TOP_DEALS),
+            "slipped": f.slipped.select(
+                [c for c in (*deal_columns, "expected_close_before") if c in f.slipped.columns]
+            ).head(TOP_DEALS),
+        }
+        if "calibration" in self.forecast_checks:
+            views["calibration"] = self.forecast_checks["calibration"].rename(
+                {"bin": "group", "low": "realised_low", "high": "realised_high"}, strict=False
+            )
+        if "aalen_johansen" in self.forecast_checks:
+            views["aalen_johansen"] = self.forecast_checks["aalen_johansen"].rename(
+                {
+                    "won": "won_by",
+                    "won_low": "won_by_low",
+                    "won_high": "won_by_high",
+                    "lost": "lost_by",
+                    "lost_low": "lost_by_low",
+                    "lost_high": "lost_by_high",
+                },
+                strict=False,
+            )
+        return views
+
+    @property
+    def next_label(self) -> str:
+        """The period after the report's, in words: what the forecast is about."""
+        if self.period is None:
+            return "the next period"
+        return period_label(shift_period(self.period, self.period_length, 1), self.period_length)
 
     @property
     def period_label(self) -> str:
@@ -147,6 +211,10 @@ def sales_performance(
             dataset, events, chosen, period_length, model_dir, notes, missing
         )
     goals, next_target = _attainment(kpis, targets_file, chosen, period_length) if targets_file else (None, None)
+    forecast, sentence = None, ""
+    checks: dict[str, pl.DataFrame] = {}
+    if events is not None:
+        forecast, sentence, checks = _forecast(dataset, chosen, period_length, model_dir, targets_file, missing)
     return SalesReport(
         chosen,
         period_length,
@@ -165,6 +233,9 @@ def sales_performance(
         next_target=next_target,
         segment=segment,
         top_deals=deals,
+        forecast=forecast,
+        forecast_backtest=sentence,
+        forecast_checks=checks,
     )
 
 
@@ -177,9 +248,9 @@ def _missing_tables(transactions: pl.LazyFrame | None, events: pl.LazyFrame | No
             "(order_id, customer_id, ordered_at, amount; add transactions.csv or map it in funnel.toml)."
         )
     if events is None:
-        missing["funnel"] = missing["pipeline"] = (
-            "No stage_events table: win rate, funnel and pipeline need one (opportunity_id, customer_id, stage, "
-            "entered_at; add stage_events.csv or map it in funnel.toml)."
+        missing["funnel"] = missing["pipeline"] = missing["forecast"] = (
+            "No stage_events table: win rate, funnel, pipeline and forecast need one (opportunity_id, customer_id, "
+            "stage, entered_at; add stage_events.csv or map it in funnel.toml)."
         )
     if transactions is None and events is None:
         missing["sales"] = "No sales figures: they need a transactions or a stage_events table."
@@ -353,6 +424,43 @@ def _top_deals(dataset: Dataset, scored: pl.DataFrame, end: datetime) -> pl.Data
     return with_people(dataset, ranked.select([c for c in columns if c in ranked.columns]), end)
 
 
+def _forecast(
+    dataset: Dataset, chosen: date, period_length: str, model_dir: str, targets_file: str, missing: dict[str, str]
+) -> tuple[PeriodForecast | None, str, dict[str, pl.DataFrame]]:
+    """The next period's won value, forecast at the report period's end with the data known then.
+
+    With ``model_dir``, its close-time model and its backtest (the interval widened by the past errors,
+    the coverage sentence, the checks); else a close-time model fitted here on the data before the
+    moment, with deals taken as independent (the report says so).
+    """
+    start = datetime.combine(period_end(chosen, period_length), datetime.min.time())
+    stop = datetime.combine(period_end(start.date(), period_length), datetime.min.time())
+    spread, sentence, checks = 0.0, "", {}
+    try:
+        if model_dir and (ModelStore(Path(model_dir)).close_time("lightgbm") / "model.json").is_file():
+            store = ModelStore(Path(model_dir))
+            model = CloseTimeModel.load(store.close_time("lightgbm"), engine="lightgbm")
+            backtest = read_forecast_summary(store.forecast).get("backtest", {})
+            spread = float(backtest.get("spread") or 0.0)
+            sentence = str(backtest.get("sentence", ""))
+            checks = {
+                key: pl.DataFrame(backtest[key]) for key in ("calibration", "aalen_johansen") if backtest.get(key)
+            }
+        else:
+            model = fit_close_time(dataset_before(dataset, start), end=start)
+        goals = won_value_targets(Path(targets_file), period_length, start.date(), None) if targets_file else {}
+        result = forecast_period(dataset, model, start=start, end=stop, as_of=start, targets=goals, spread=spread)
+    except ModelError as exc:
+        missing["forecast"] = f"No forecast of {period_label(start.date(), period_length)}: {exc}"
+        return None, "", {}
+    if not sentence:
+        sentence = (
+            "The forecast has not been backtested here: train a model (funnelmodels train) and pass it as "
+            "model_dir for the backtest, and an interval widened by the errors it measured."
+        )
+    return result, sentence, checks
+
+
 def _data_end(transactions: pl.LazyFrame | None, events: pl.LazyFrame | None) -> date | None:
     """The day after the last recorded activity: a period ending by then is complete."""
     ends = []
@@ -433,7 +541,9 @@ def _summary(report: SalesReport) -> list[str]:
         ]
         if parts:
             out.append("Targets reached: " + "; ".join(parts) + ".")
-    if report.pipeline is not None and report.pipeline.height:
+    if report.pipeline is not None and report.pipeline.height and report.forecast is not None:
+        out.append(_forecast_sentence(report))
+    elif report.pipeline is not None and report.pipeline.height:
         deals = int(report.pipeline["open_deals"].sum())
         text = f"Open pipeline at the period's end: {count(deals)} deals"
         if "pipeline_amount" in report.pipeline.columns:
@@ -449,6 +559,25 @@ def _summary(report: SalesReport) -> list[str]:
     if mover:
         out.append(mover)
     return out[:5] if len(out) > 5 else out
+
+
+def _forecast_sentence(report: SalesReport) -> str:
+    """The pipeline and the next period's forecast in two sentences (one bullet)."""
+    assert report.forecast is not None and report.pipeline is not None
+    deals = int(report.pipeline["open_deals"].sum())
+    text = f"Open pipeline at the period's end: {count(deals)} deals"
+    if "pipeline_amount" in report.pipeline.columns:
+        weighted = money(float(report.pipeline["expected_value"].sum()))
+        worth = money(float(report.pipeline["pipeline_amount"].sum()))
+        text += f" worth {worth} ({weighted} weighted by win probability)"
+    total = report.forecast.total
+    text += (
+        f". Forecast for {report.next_label}: **{money(total['mean'])}** won, 80% between {money(total['p10'])} "
+        f"and {money(total['p90'])}"
+    )
+    if total["p_target"] is not None:
+        text += f", a {percent(total['p_target'], 0)} chance of reaching the {money(total['target'])} target"
+    return text + "."
 
 
 def _biggest_mover(report: SalesReport) -> str:

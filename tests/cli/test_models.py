@@ -122,7 +122,7 @@ def test_satisfaction_train_score_and_missing_surveys(
     result = cli("train", str(no_surveys), "--out", str(tmp_path / "m2"), "--target", "satisfaction")
     assert result.returncode == 1 and "no surveys table" in result.stderr
     assert not (tmp_path / "m2").exists()
-    result = cli("--quiet", "train", str(no_surveys), "--out", str(tmp_path / "m3"))
+    result = cli("--quiet", "train", str(no_surveys), "--out", str(tmp_path / "m3"), "--forecast-periods", "0")
     assert result.returncode == 0, result.stderr
     assert "satisfaction not trained: the dataset has no surveys table" in result.stdout
     assert set(json.loads((tmp_path / "m3" / "metrics.json").read_text())) == {"conversion", "data", "training"}
@@ -144,10 +144,15 @@ def test_the_model_folder_records_every_option_that_shaped_training(cli: Cli, tm
         "3",
         "--target",
         "conversion",
+        "--forecast-periods",
+        "0",
     )
     assert result.returncode == 0, result.stderr
     training = json.loads((out / "metrics.json").read_text())["training"]
     assert training["horizon_days"] == 60 and training["seed"] == 3 and training["target"] == "conversion"
+    # No backtest asked for: the close-time models are fitted, the forecast says it has no backtest.
+    assert training["forecast_periods"] == 0
+    assert "backtest" not in json.loads((out / "forecast.json").read_text())
     assert training["data_fingerprint_sha256"] == load_dataset(synthetic_dir).fingerprint()
     model = StageConversionModel.load(out / "conversion" / "lightgbm")
     assert model.spec.horizon_days == 60  # what score uses
@@ -190,3 +195,36 @@ def test_validate_points_out_values_that_differ_only_in_case(cli: Cli, tmp_path:
     result = cli("validate", str(root))
     assert result.returncode == 0
     assert "customers.region: values that differ only in case or spaces: 'North ' (1) and 'north' (1)" in result.stdout
+
+
+def test_forecast_writes_the_period_and_its_deals(
+    cli: Cli, synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]
+) -> None:
+    models, _ = trained_cli
+    targets = tmp_path / "targets.csv"
+    # A month's target is not the quarter's: only the 2026-Q3 row counts.
+    targets.write_text("kpi,period,target\nwon_value,2026-Q3,900000\nwon_value,2026-07,1\nnet_revenue,2026-Q3,5\n")
+    out = tmp_path / "forecast.csv"
+    args = ["forecast", str(synthetic_dir), "--model", str(models), "--period", "2026-Q3", "--by", "region"]
+    result = cli(*args, "--targets", str(targets), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    table = pl.read_csv(out)
+    total = table.filter(pl.col("segment") == "all").row(0, named=True)
+    assert total["target"] == 900_000 and 0 <= total["p_target"] <= 1
+    assert total["mean"] == pytest.approx(total["closed"] + total["open_mean"] + total["new_mean"], rel=1e-9)
+    assert set(table["segment"]) >= {"all", "north", "south"}
+    assert f"P(reaching the target 900,000) = {100 * total['p_target']:.0f}%" in result.stdout
+    assert "Backtest: on the last 8 months" in result.stdout
+    deals = pl.read_csv(tmp_path / "forecast_deals.csv")
+    assert deals.height == total["open_deals"]
+    assert {"p_won_by_end", "p_lost_by_end", "p_open_at_end", "expected_close", "slipped"} <= set(deals.columns)
+    # Bad input: a period that is not one, an output over an input, a model folder without a forecast model.
+    bad = cli(*args[:-4], "--period", "2026-Q5", "--out", str(out))
+    assert bad.returncode == 1 and "is not a period" in bad.stderr and "Traceback" not in bad.stderr
+    over = cli(*args, "--out", str(targets.with_suffix(".csv")), "--targets", str(targets))
+    assert over.returncode != 0 and "input of this run" in over.stderr
+    old = tmp_path / "old-models"
+    shutil.copytree(models, old)
+    shutil.rmtree(old / "close_time")
+    none = cli(*args[:3], str(old), "--period", "2026-Q3", "--out", str(tmp_path / "f2.csv"))
+    assert none.returncode != 0 and "has no close-time model" in none.stderr and "train it again" in none.stderr

@@ -103,7 +103,7 @@ def test_cdnow_report_renders_through_the_command_line(tmp_path: Path) -> None:
     assert "No surveys table" in satisfaction
     folder = tmp_path / "sales_performance" / "1998-06"
     page = (folder / "report.html").read_text(encoding="utf-8")
-    assert "Every period" in page and "No stage_events table: win rate, funnel and pipeline need one" in page
+    assert "Every period" in page and "No stage_events table: win rate, funnel, pipeline and forecast need one" in page
     kpis = pl.read_csv(folder / "tables" / "kpis.csv")
     # Every CDNOW customer with a paid purchase is new exactly once.
     paid = pl.read_csv(CDNOW, schema_overrides={"customer_id": pl.String}).filter(pl.col("dollar_value") > 0)

@@ -195,7 +195,11 @@ def test_two_train_runs_at_once_publish_one_whole_model_folder(tmp_path: Path) -
     out = tmp_path / "models"
     command = [sys.executable, "-m", "funnelmodels.cli", "--quiet", "train", str(data), "--out", str(out)]
     runs = [
-        subprocess.Popen([*command, "--seed", seed, "--target", "conversion"], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [*command, "--seed", seed, "--target", "conversion", "--forecast-periods", "0"],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for seed in ("1", "2")
     ]
     results = [(run.wait(timeout=300), run.stderr.read() if run.stderr else "") for run in runs]

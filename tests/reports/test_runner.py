@@ -32,6 +32,8 @@ def test_every_report_writes_html_notebook_manifest_and_tables(
             "cumulative",
             "pipeline",
             "top_deals",
+            "forecast",
+            "forecast_deals",
         },
         "stage_conversion": {"metrics", "importance", "odds_ratios", "waiting", "cumulative"},
         "customer_satisfaction": {"trend", "metrics", "coefficients", "drivers", "at_risk"},
@@ -93,7 +95,9 @@ def test_html_is_self_contained_and_hides_code(rendered: dict[str, ReportRun]) -
 
 def test_same_inputs_give_identical_tables(rendered: dict[str, ReportRun], synthetic_dir: Path, tmp_path: Path) -> None:
     for name in ("sales_performance", "stage_conversion"):
-        again = run_report(name, {"data_dir": str(synthetic_dir)}, reports_dir=tmp_path)
+        given = rendered[name].manifest["parameters"]
+        same = {key: given[key] for key in ("targets_file",) if given.get(key)}
+        again = run_report(name, {"data_dir": str(synthetic_dir)} | same, reports_dir=tmp_path)
         for table in (rendered[name].folder / "tables").iterdir():
             assert (again.folder / "tables" / table.name).read_bytes() == table.read_bytes(), (name, table.name)
 
@@ -207,8 +211,13 @@ def test_reports_read_and_print_in_a_real_browser(rendered: dict[str, ReportRun]
             user_dir=tmp_path / f"{name}-shot",
         )
         assert result.returncode == 0 and shot.stat().st_size > 20_000
-    # The sales report's tiles: every KPI of the period, two for the pipeline.
+    # The sales report's forecast: the fan chart against the target, the chance of reaching it, the backtest.
     sales = rendered["sales_performance"].html.read_text(encoding="utf-8")
+    assert "Won value forecast for July 2026, by week" in sales and "target $240.0k" in sales
+    assert re.search(r"Forecast for July 2026: <b>\$[\d.]+k</b> won, 80% between", sales)
+    assert re.search(r"a \d+% chance of reaching the \$240.0k target", sales)
+    assert "Chance of reaching the target" in sales and "The forecast has not been backtested here" in sales
+    # The sales report's tiles: every KPI of the period, two for the pipeline.
     assert sales.count('class="fm-tile"') == 9 + 2
 
 

@@ -121,3 +121,23 @@ def test_the_deals_to_work_are_the_open_deals_worth_most(synthetic_dir: Path) ->
     # Days in the stage are counted to the period's end.
     first = everyone.filter(pl.col("opportunity_id") == deals["opportunity_id"][0]).row(0, named=True)
     assert deals["days_in_stage_so_far"][0] == (datetime(2026, 6, 1) - first["entered_at"]).days
+
+
+def test_with_a_trained_model_the_forecast_is_widened_by_its_backtest(
+    synthetic_dir: Path, trained_cli: tuple[Path, str]
+) -> None:
+    models, _ = trained_cli
+    data = load_dataset(synthetic_dir)
+    report = sales_performance(data, model_dir=str(models))
+    assert report.forecast is not None and report.next_label == "July 2026"
+    assert report.forecast_backtest.startswith("Backtest: on the last 8 months the 80% range held")
+    alone = sales_performance(data)
+    assert alone.forecast is not None
+    # The same open deals; the trained model's interval carries the common swing its backtest measured.
+    assert report.forecast.total["open_deals"] == alone.forecast.total["open_deals"]
+    assert report.forecast.total["spread"] > 0 and alone.forecast.total["spread"] == 0
+    views = report.forecast_views()
+    assert {"segments", "deals", "slipped", "calibration", "aalen_johansen"} <= set(views)
+    assert views["deals"].height <= 15
+    bullet = next(line for line in report.summary() if line.startswith("Open pipeline"))
+    assert "Forecast for July 2026: **$" in bullet and "80% between" in bullet
