@@ -383,6 +383,8 @@ def _funnel_and_pipeline(
     return funnel, cumulative, close, pipeline, deals
 
 
+REPORT_EVERY_DAYS = 28
+"""Days between the landmarks of the close-time model a report fits itself (without ``model_dir``)."""
 TOP_DEALS = 15
 """How many open deals the sales report lists, worth most first."""
 
@@ -447,7 +449,11 @@ def _forecast(
                 key: pl.DataFrame(backtest[key]) for key in ("calibration", "aalen_johansen") if backtest.get(key)
             }
         else:
-            model = fit_close_time(dataset_before(dataset, start), end=start)
+            # A quick fit for the report (landmarks every four weeks, no calendar features); a trained
+            # model is the full one.
+            model = fit_close_time(
+                dataset_before(dataset, start), end=start, every_days=REPORT_EVERY_DAYS, calendar=False
+            )
         goals = won_value_targets(Path(targets_file), period_length, start.date(), None) if targets_file else {}
         result = forecast_period(dataset, model, start=start, end=stop, as_of=start, targets=goals, spread=spread)
     except ModelError as exc:

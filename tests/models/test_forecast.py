@@ -78,7 +78,7 @@ def test_the_common_swing_is_measured_by_the_method_of_moments() -> None:
 @pytest.fixture(scope="module")
 def july(synthetic_dir: Path) -> tuple[object, object]:
     data = load_dataset(synthetic_dir)
-    model = fit_close_time(data, end=datetime(2026, 4, 1))
+    model = fit_close_time(data, end=datetime(2026, 4, 1), every_days=28)
     result = forecast_period(
         data,
         model,
