@@ -65,6 +65,8 @@ CELLS = 1 << 15
 """Grid cells of a won-value distribution: each amount is rounded to (support / CELLS)."""
 LEVELS = (0.1, 0.5, 0.9)
 ALL = "all"
+MAX_LEAD_DAYS = 7
+"""How long before a period's start a forecast of it may be made (the data ending just before it)."""
 CHECK_DAYS = (30, 60, 90)
 """Days after a backtest origin at which P(won by then) is checked."""
 
@@ -460,6 +462,12 @@ def forecast_period(
     as_of = as_of or (min(last, end) if last > start else start)
     if as_of > end:
         raise ModelError(f"the forecast moment {as_of:%Y-%m-%d} is after the period's end {end:%Y-%m-%d}.")
+    if as_of < start - timedelta(days=MAX_LEAD_DAYS):
+        raise ModelError(
+            f"the forecast moment {as_of:%Y-%m-%d} is {(start - as_of).days} days before the period starts "
+            f"({start:%Y-%m-%d}): forecast a period that starts within {MAX_LEAD_DAYS} days of the data's end "
+            "(or of --as-of)."
+        )
     known = dataset_before(dataset, as_of)
     segments = _segment_values(known, by)[0] if by else None
     notes: list[str] = []
@@ -472,6 +480,9 @@ def forecast_period(
     states = states.with_columns(pl.col("segment").fill_null("(none)"))
     won_c, lost_c = model.curves(states) if states.height else (np.zeros((0, model.edges.size)),) * 2
     p_won, p_lost, p_open = at_days(model.edges, won_c, lost_c, days_left)
+    if as_of < start:
+        # The data ends just before the period: what is won before it starts does not count.
+        p_won = p_won - at_days(model.edges, won_c, lost_c, (start - as_of).total_seconds() / 86_400)[0]
     amount = (
         states[s.AMOUNT].cast(pl.Float64).fill_null(0.0).to_numpy()
         if s.AMOUNT in states.columns

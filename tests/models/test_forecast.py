@@ -13,6 +13,7 @@ import pytest
 
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import load_dataset
+from funnelmodels.errors import ModelError
 from funnelmodels.models.forecast import (
     ALL,
     ValueDistribution,
@@ -169,3 +170,18 @@ def test_train_backtests_the_forecast_on_eight_months(trained_cli: tuple[Path, s
     assert set(check["stage"]) == {"lead", "qualified", "relationship", "proposal"}
     print(backtest["sentence"])
     assert backtest["sentence"] in printed
+
+
+def test_a_forecast_made_long_before_its_period_is_refused(synthetic_dir: Path) -> None:
+    data = load_dataset(synthetic_dir)
+    model = fit_close_time(data, end=datetime(2026, 3, 1), every_days=28)
+    with pytest.raises(ModelError, match="days before the period starts"):
+        forecast_period(data, model, start=datetime(2026, 5, 1), end=datetime(2026, 6, 1), as_of=datetime(2026, 3, 1))
+    # A day before: deals won in that day do not count towards the period.
+    early = forecast_period(
+        data, model, start=datetime(2026, 5, 1), end=datetime(2026, 6, 1), as_of=datetime(2026, 4, 30), fan=False
+    )
+    on_time = forecast_period(
+        data, model, start=datetime(2026, 4, 30), end=datetime(2026, 6, 1), as_of=datetime(2026, 4, 30), fan=False
+    )
+    assert early.total["open_mean"] < on_time.total["open_mean"]
