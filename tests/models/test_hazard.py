@@ -158,7 +158,7 @@ def test_recent_cohorts_win_rate_is_recovered_while_closed_only_is_biased(seed: 
     write_dataset(data, tmp_path)
     dataset = load_dataset(tmp_path)
     end = datetime(2026, 7, 1)
-    model = fit_close_time(dataset, horizon_days=728, every_days=28)
+    model = fit_close_time(dataset, horizon_days=728, every_days=28, calendar=False)
     open_now = landmark_states(dataset, [end], end=end)
     won, _ = model.curves(open_now)
     truth = data.ground_truth["opportunities"]
