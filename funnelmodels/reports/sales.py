@@ -437,6 +437,12 @@ def _forecast(
     """
     start = datetime.combine(period_end(chosen, period_length), datetime.min.time())
     stop = datetime.combine(period_end(start.date(), period_length), datetime.min.time())
+    if s.AMOUNT not in dataset.lazy("stage_events").collect_schema().names():
+        missing["forecast"] = (
+            f"No forecast of {period_label(start.date(), period_length)}: the stage events have no deal value "
+            "(stage_events.amount), so there is no value to forecast; add amount to stage_events."
+        )
+        return None, "", {}
     spread, sentence, checks = 0.0, "", {}
     try:
         if model_dir and (ModelStore(Path(model_dir)).close_time("lightgbm") / "model.json").is_file():
