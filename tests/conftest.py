@@ -77,11 +77,16 @@ def cli() -> Cli:
 
 @pytest.fixture(scope="session")
 def trained_cli(cli: Cli, synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """`funnelmodels train` run once (both targets): the model folder and what it printed."""
-    models = tmp_path_factory.mktemp("cli") / "models"
-    result = cli("--quiet", "train", str(synthetic_dir), "--out", str(models))
-    assert result.returncode == 0, result.stderr
-    return models, result.stdout
+    """`funnelmodels train` run once per test run (both targets), shared by the workers: the model folder and
+    what it printed. Tests read the folder; one that changes a model copies it first."""
+
+    def train(out: Path) -> None:
+        result = cli("--quiet", "train", str(synthetic_dir), "--out", str(out / "models"))
+        assert result.returncode == 0, result.stderr
+        (out / "stdout.txt").write_text(result.stdout, encoding="utf-8")
+
+    root = once_per_run(tmp_path_factory, "trained-cli", train)
+    return root / "models", (root / "stdout.txt").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
