@@ -223,6 +223,7 @@ def _cmd_forecast(args: argparse.Namespace, progress: Progress) -> int:
         targets=goals,
         fan=False,
         spread=float(backtest.get("spread", 0.0) or 0.0),
+        spread_measured="spread" in backtest,
     )
     slipped = result.slipped.select(s.OPPORTUNITY_ID, "expected_close_before").with_columns(
         pl.lit(True).alias("slipped")

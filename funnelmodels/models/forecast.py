@@ -439,6 +439,7 @@ def forecast_period(
     fan: bool = True,
     slip_days: int = 28,
     spread: float = 0.0,
+    spread_measured: bool = False,
 ) -> PeriodForecast:
     """The value of deals won in ``[start, end)``: closed + open + not yet created, as a distribution.
 
@@ -453,7 +454,7 @@ def forecast_period(
         the period's start when that is earlier).
     spread : the variance of a common factor multiplying the uncertain part (what moves many deals at
         once), measured by the backtest on past periods (:attr:`ForecastBacktest.spread`); 0 takes the
-        deals as independent.
+        deals as independent. ``spread_measured``: a backtest measured it (a 0 then means it found none).
     """
     if end <= start:
         raise ConfigError(f"the forecast period must end after it starts ({start:%Y-%m-%d} – {end:%Y-%m-%d}).")
@@ -495,7 +496,12 @@ def forecast_period(
             f"The period ends {days_left:.0f} days after the forecast moment, beyond the close-time model's "
             f"{model.horizon_days:.0f} days: deals still open then are taken as not won in the period."
         )
-    if spread <= 0:
+    if spread <= 0 and spread_measured:
+        notes.append(
+            "The backtest of past periods found no swing beyond what independent deals give: the range takes "
+            "deals as independent."
+        )
+    elif spread <= 0:
         notes.append(
             "The interval takes deals as independent: nothing measured yet says how much they move together "
             "(the backtest of past periods does), so it is likely too narrow."

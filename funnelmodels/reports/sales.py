@@ -461,7 +461,16 @@ def _forecast(
                 dataset_before(dataset, start), end=start, every_days=REPORT_EVERY_DAYS, calendar=False
             )
         goals = won_value_targets(Path(targets_file), period_length, start.date(), None) if targets_file else {}
-        result = forecast_period(dataset, model, start=start, end=stop, as_of=start, targets=goals, spread=spread)
+        result = forecast_period(
+            dataset,
+            model,
+            start=start,
+            end=stop,
+            as_of=start,
+            targets=goals,
+            spread=spread,
+            spread_measured=bool(sentence),
+        )
     except ModelError as exc:
         missing["forecast"] = f"No forecast of {period_label(start.date(), period_length)}: {exc}"
         return None, "", {}

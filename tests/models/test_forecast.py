@@ -185,3 +185,15 @@ def test_a_forecast_made_long_before_its_period_is_refused(synthetic_dir: Path) 
         data, model, start=datetime(2026, 4, 30), end=datetime(2026, 6, 1), as_of=datetime(2026, 4, 30), fan=False
     )
     assert early.total["open_mean"] < on_time.total["open_mean"]
+    # The range's note says whether a backtest measured the common swing, and what it found.
+    assert any("likely too narrow" in note for note in on_time.notes)
+    measured = forecast_period(
+        data,
+        model,
+        start=datetime(2026, 4, 30),
+        end=datetime(2026, 6, 1),
+        as_of=datetime(2026, 4, 30),
+        fan=False,
+        spread_measured=True,
+    )
+    assert any("found no swing beyond what independent deals give" in note for note in measured.notes)
