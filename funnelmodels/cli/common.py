@@ -81,26 +81,24 @@ def end_moment(text: str) -> datetime:
     return value + timedelta(days=1) if len(text.strip()) == 10 else value
 
 
-def positive_int(text: str) -> int:
-    """An argument type: a whole number of 1 or more."""
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, received {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more, received {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argument type: a whole number of 1 or more."""
+    return _whole_number(text, 1)
 
 
 def non_negative_int(text: str) -> int:
     """An argument type: a whole number of 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, received {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, received {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def moment(text: str) -> datetime:

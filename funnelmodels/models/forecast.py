@@ -55,7 +55,6 @@ __all__ = [
     "PeriodForecast",
     "backtest_forecast",
     "forecast_period",
-    "quantiles",
     "won_value_pmf",
 ]
 
@@ -524,11 +523,9 @@ def forecast_period(
     names = sorted(set(seg_values.tolist()) | set(closed["segment"].to_list()) | set(arrivals))
     closed_by = dict(closed.iter_rows())
     rows, dists = [], {}
-    groups = (
-        [(ALL, np.ones(states.height, dtype=bool))]
-        if by is None
-        else [(ALL, np.ones(states.height, dtype=bool))] + [(name, seg_values == name) for name in names]
-    )
+    groups = [(ALL, np.ones(states.height, dtype=bool))]
+    if by is not None:
+        groups += [(name, seg_values == name) for name in names]
     for name, mask in groups:
         if name == ALL and by is not None:
             new_parts = list(arrivals.values())
@@ -584,7 +581,9 @@ def forecast_period(
         deals = deals.drop("segment")
     deals = deals.sort("expected_value_in_period", s.OPPORTUNITY_ID, descending=[True, False])
     fan_table = (
-        _fan(dataset, model, amount, won_c, lost_c, arrivals, start, end, as_of, spread) if fan else pl.DataFrame()
+        _fan(model, amount, won_c, lost_c, arrivals, float(closed["closed"].sum()), end, as_of, spread)
+        if fan
+        else pl.DataFrame()
     )
     compared_at = max(start, as_of - timedelta(days=slip_days)) if as_of > start else as_of - timedelta(days=slip_days)
     slipped = _slipped(known, model, deals, compared_at, as_of, end)
@@ -626,13 +625,12 @@ def _fft_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _fan(
-    dataset: Dataset,
     model: CloseTimeModel,
     amount: np.ndarray,
     won_c: np.ndarray,
     lost_c: np.ndarray,
     arrivals: Mapping[str, Arrivals],
-    start: datetime,
+    closed_so_far: float,
     end: datetime,
     as_of: datetime,
     spread: float,
@@ -640,7 +638,6 @@ def _fan(
     """The whole forecast's P10, P50, P90 at each week's end from the forecast moment to the period's end."""
     days_total = (end - as_of).total_seconds() / 86_400
     checks = sorted({*np.arange(7.0, days_total, 7.0).tolist(), days_total}) if days_total > 0 else []
-    closed_so_far = float(_won_before(dataset, start, as_of, None)["closed"].sum())
     rows = [{"day": as_of, "p10": closed_so_far, "p50": closed_so_far, "p90": closed_so_far, "mean": closed_so_far}]
     for d in checks:
         p, _, _ = at_days(model.edges, won_c, lost_c, d)
@@ -831,7 +828,7 @@ def backtest_forecast(
     say = progress or (lambda _m: None)
     for number, origin in enumerate(sorted(origins), start=1):
         say(f"forecast backtest: period {number} of {len(origins)} from {origin:%Y-%m-%d}")
-        stop = _period_after(origin, period)
+        stop = _shift(origin, period)
         # The data's last day counts whole (exports often hold dates, not moments).
         if stop > last + timedelta(days=1):
             raise ModelError(
@@ -931,17 +928,13 @@ def backtest_forecast(
     return ForecastBacktest(pl.DataFrame(out), engine, period, spread, calibrated, check)
 
 
-def _period_after(start: datetime, period: str) -> datetime:
+def _shift(start: datetime, period: str, steps: int = 1) -> datetime:
+    """The start of the month or quarter ``steps`` periods from the one starting on ``start``."""
     months = {"month": 1, "quarter": 3}.get(period)
     if months is None:
         raise ConfigError(f"the forecast backtest works on months or quarters; received {period!r}.")
-    month = start.month - 1 + months
+    month = start.month - 1 + steps * months
     return start.replace(year=start.year + month // 12, month=month % 12 + 1)
-
-
-def quantiles(dist: ValueDistribution, levels: Sequence[float] = LEVELS) -> dict[str, float]:
-    """``{"p10": …, "p50": …, "p90": …}`` of a distribution."""
-    return {f"p{int(q * 100)}": dist.quantile(q) for q in levels}
 
 
 # -- training: the models, the backtest, the checks -----------------------------------------------------
@@ -968,21 +961,15 @@ def backtest_origins(dataset: Dataset, count: int = FORECAST_PERIODS, *, period:
         return []
     months = {"month": 1, "quarter": 3}[period]
     # From the period after the one the data ends in, back one period at a time.
-    start = _period_after(datetime(last.year, (last.month - 1) // months * months + 1, 1), period)
+    start = _shift(datetime(last.year, (last.month - 1) // months * months + 1, 1), period)
     origins: list[datetime] = []
     while len(origins) < count:
-        start = _period_before(start, period)
+        start = _shift(start, period, -1)
         if start < first_close + timedelta(days=90):
             break
-        if _period_after(start, period) <= last + timedelta(days=1):
+        if _shift(start, period) <= last + timedelta(days=1):
             origins.append(start)
     return sorted(origins)
-
-
-def _period_before(start: datetime, period: str) -> datetime:
-    months = {"month": 1, "quarter": 3}[period]
-    month = start.month - 1 - months
-    return start.replace(year=start.year + month // 12, month=month % 12 + 1)
 
 
 @dataclass(frozen=True)

@@ -143,8 +143,8 @@ def landmark_states(
     keep = [
         c
         for c in spells.columns
-        if c not in (s.EXITED_AT, s.NEXT_STAGE, s.CONVERTED, s.CONVERTED_AT, s.CENSORED, s.DAYS_IN_STAGE)
-        and c not in (s.DAYS_TO_CONVERT,)
+        if c
+        not in (s.EXITED_AT, s.NEXT_STAGE, s.CONVERTED, s.CONVERTED_AT, s.CENSORED, s.DAYS_IN_STAGE, s.DAYS_TO_CONVERT)
     ]
     spells = spells.select(keep).with_columns(pl.col(s.ENTERED_AT).cast(pl.Datetime("us")))
     # A spell holds the moments after its entry and up to its exit (the next event, seen at it).
