@@ -261,10 +261,14 @@ def won_value_targets(path: Path | None, length: str, start: date, by: str | Non
     for row in rows.iter_rows(named=True):
         try:
             named, when = named_period(str(row["period"]).strip())
+        except ConfigError as exc:
+            raise ConfigError(f"the targets file {path}: {exc}") from None
+        try:
             value = float(row["target"])
-        except (ConfigError, ValueError):
+        except (TypeError, ValueError):
             raise ConfigError(
-                f"the targets file {path}: row {row} is not a period (2026-Q3, 2026-07) and a number."
+                f"the targets file {path}: the {FORECAST_KPI} target of {row['period']} is {row['target']!r}, "
+                "not a number."
             ) from None
         if named != length or when != start:
             continue

@@ -228,3 +228,25 @@ def test_forecast_writes_the_period_and_its_deals(
     shutil.rmtree(old / "close_time")
     none = cli(*args[:3], str(old), "--period", "2026-Q3", "--out", str(tmp_path / "f2.csv"))
     assert none.returncode != 0 and "has no close-time model" in none.stderr and "train it again" in none.stderr
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("kpi,when,target\nwon_value,2026-Q3,1\n", "needs columns kpi, period, target; it lacks period"),
+        ("kpi,period,target\nwon_value,2026-Q3,lots\n", "the won_value target of 2026-Q3 is 'lots', not a number"),
+        ("kpi,period,target\nwon_value,2026-Q9,5\n", "period '2026-Q9' is not a period"),
+    ],
+)
+def test_forecast_names_what_is_wrong_in_the_targets_file(
+    rows: str, message: str, cli: Cli, synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]
+) -> None:
+    targets = tmp_path / "targets.csv"
+    targets.write_text(rows, encoding="utf-8")
+    out = tmp_path / "f.csv"
+    result = cli(
+        "forecast", str(synthetic_dir), "--model", str(trained_cli[0]), "--period", "2026-Q3",
+        "--targets", str(targets), "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 1 and message in result.stderr and str(targets) in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

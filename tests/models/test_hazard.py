@@ -187,3 +187,20 @@ def test_recent_cohorts_win_rate_is_recovered_while_closed_only_is_biased(seed: 
     assert abs(rates["model"] - rates["truth"]) <= 0.01
     # Counting only the deals already closed: the quick ones, mostly losses.
     assert rates["closed_only"] < rates["truth"] - 0.03
+
+
+def test_an_export_without_lost_events_needs_the_stale_rule(tmp_path: Path) -> None:
+    # Every lost lead just goes quiet: without stale_after_days no deal is ever lost, which is refused.
+    write_dataset(generate_dataset(1_500, seed=5, unrecorded_losses=1.0), tmp_path)
+    with pytest.raises(ModelError, match="at least 10 wins and 10 losses"):
+        fit_close_time(load_dataset(tmp_path), every_days=28, calendar=False)
+    (tmp_path / "funnel.toml").write_text("[funnel]\nstale_after_days = 120\n", encoding="utf-8")
+    dataset = load_dataset(tmp_path / "funnel.toml")
+    model = fit_close_time(dataset, every_days=28, calendar=False)
+    assert model.metadata["losses"] > model.metadata["wins"] > 10
+    # A deal silent for longer than the rule is not open any more.
+    end = datetime(2026, 6, 30)
+    states = landmark_states(dataset, [end], end=end, features=False)
+    last = dataset.tables["stage_events"].group_by(s.OPPORTUNITY_ID).agg(pl.col(s.ENTERED_AT).max())
+    silent = last.filter(pl.col(s.ENTERED_AT) < end - timedelta(days=120))[s.OPPORTUNITY_ID]
+    assert not set(states[s.OPPORTUNITY_ID].to_list()) & set(silent.to_list())
