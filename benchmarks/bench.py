@@ -81,15 +81,19 @@ def _timed(work: Callable[[], int]) -> dict[str, float]:
     return {"rows": rows, "call": call, "call_mib": max(peak - before, 0.0)}
 
 
-def _raw(data: Path):  # type: ignore[no-untyped-def]
-    """The tables as written by the generator, read without validation (like the pandas side)."""
+def _raw(data: Path, only: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+    """The tables (``only`` these, when given) as written by the generator, read without validation (like
+    the pandas side)."""
     import polars as pl
 
     from funnelmodels.config import load_config
     from funnelmodels.data.io import Dataset
 
     config = load_config(data)
-    return Dataset(config=config, tables={n: pl.read_parquet(src.path) for n, src in config.tables.items()})
+    return Dataset(
+        config=config,
+        tables={n: pl.read_parquet(src.path) for n, src in config.tables.items() if not only or n in only},
+    )
 
 
 def step(name: str, data: Path) -> dict[str, float]:
@@ -136,16 +140,15 @@ def _features_rfm(data: Path) -> dict[str, float]:
     from funnelmodels.features import build_features
     from funnelmodels.funnel import build_transitions
 
-    ds = _raw(data)
-
-    def work() -> int:
-        rows = build_transitions(ds.lazy("stage_events"), ds.spec).select(
-            "customer_id", pl.col("entered_at").alias("as_of")
-        )
-        only_purchases = Dataset(config=ds.config, tables={"transactions": ds.tables["transactions"]})
-        return build_features(only_purchases, rows).collect(engine="in-memory").height
-
-    return _timed(work)
+    ds = _raw(data, ("transactions", "stage_events"))  # what the pandas side reads
+    # The rows are the transition rows (built by the `transitions` step, timed there).
+    rows = (
+        build_transitions(ds.lazy("stage_events"), ds.spec)
+        .select("customer_id", pl.col("entered_at").alias("as_of"))
+        .collect(engine="in-memory")
+    )
+    only_purchases = Dataset(config=ds.config, tables={"transactions": ds.tables["transactions"]})
+    return _timed(lambda: build_features(only_purchases, rows.lazy()).collect(engine="in-memory").height)
 
 
 def _features_all(data: Path) -> dict[str, float]:

@@ -7,8 +7,9 @@ serves training (as_of = the stage's entered_at) and scoring (open
 opportunities at a chosen as_of), and satisfaction models (as_of = the
 survey's responded_at).
 
-History look-ups are as-of joins on per-customer running totals, so the cost
-grows with the number of rows, not with rows times history.
+History look-ups are running aggregates read at each row's moment
+(:func:`funnelmodels.history.history_at`: one sort of the events, a binary search per moment), so
+the cost grows with the number of rows, not with rows times history.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import polars as pl
 
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
-from funnelmodels.frames import as_days, collect_all
+from funnelmodels.frames import US_PER_DAY, as_days, collect, collect_all
 from funnelmodels.funnel import opportunity_columns, with_stale_losses
+from funnelmodels.history import Running, T, history_at
 
 __all__ = [
     "activity_features",
@@ -32,132 +34,107 @@ __all__ = [
 ]
 
 
-def _asof(left: pl.LazyFrame, right: pl.LazyFrame, *, on: str = s.AS_OF) -> pl.LazyFrame:
-    """Attach the last right row strictly before each left row's time, per customer."""
-    # Joins do not promise to keep row order, so sort here, where order matters.
-    return (
-        left.sort(on)
-        .join_asof(
-            right,
-            left_on=on,
-            right_on="_t",
-            by=s.CUSTOMER_ID,
-            strategy="backward",
-            allow_exact_matches=False,
-            check_sortedness=False,
-        )
-        .drop("_t")
-    )
-
-
-def _purchase_history(transactions: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Running totals per customer after each order (positive) and each refund (negative)."""
-    ordered = transactions.sort(s.ORDERED_AT, s.ORDER_ID)
+def _add_purchases(rows: pl.DataFrame, transactions: pl.LazyFrame) -> pl.DataFrame:
+    """Orders and refunds before each row's as_of, and the spend in the 90 and 365 days before it."""
     has_category = s.CATEGORY in transactions.collect_schema().names()
-    new_category = (
-        pl.col(s.CATEGORY).is_first_distinct().over(s.CUSTOMER_ID) & pl.col(s.CATEGORY).is_not_null()
-        if has_category
-        else pl.lit(False)
+    events = transactions.select(
+        s.CUSTOMER_ID,
+        pl.col(s.ORDERED_AT).alias(T),
+        s.AMOUNT,
+        (pl.col(s.CATEGORY) if has_category else pl.lit(None, dtype=pl.String)).cast(pl.Categorical).alias("_category"),
     )
-    orders = (
-        ordered.filter(pl.col(s.AMOUNT) > 0)
-        .with_columns(new_category.cast(pl.Int32).alias("_new_cat"))
-        .select(
-            s.CUSTOMER_ID,
-            pl.col(s.ORDERED_AT).alias("_t"),
-            pl.col(s.ORDERED_AT).alias("_last_order"),
-            pl.int_range(1, pl.len() + 1).over(s.CUSTOMER_ID).alias("frequency"),
-            pl.col(s.AMOUNT).cum_sum().over(s.CUSTOMER_ID).alias("monetary_total"),
-            pl.col(s.AMOUNT).cum_max().over(s.CUSTOMER_ID).alias("monetary_max"),
-            pl.col("_new_cat").cum_sum().over(s.CUSTOMER_ID).alias("distinct_categories"),
-        )
-        .sort("_t")
+    as_of = rows[s.AS_OF]
+    windows = {days: f"_since_{days}" for days in (90, 365)}  # spend: the total before as_of less that before then
+    queries = rows.select(
+        s.CUSTOMER_ID, s.AS_OF, *((pl.col(s.AS_OF) - pl.duration(days=d)).alias(c) for d, c in windows.items())
     )
-    refunds = (
-        ordered.filter(pl.col(s.AMOUNT) < 0)
-        .select(
-            s.CUSTOMER_ID,
-            pl.col(s.ORDERED_AT).alias("_t"),
-            pl.int_range(1, pl.len() + 1).over(s.CUSTOMER_ID).alias("refund_count"),
-            (-pl.col(s.AMOUNT)).cum_sum().over(s.CUSTOMER_ID).alias("refund_amount"),
-        )
-        .sort("_t")
+    order, refund = pl.col(s.AMOUNT) > 0, pl.col(s.AMOUNT) < 0
+    now = history_at(
+        queries,
+        s.AS_OF,
+        events.pipe(collect),  # held by history_at alone, which lets it go once sorted
+        {
+            "frequency": Running("count", where=order),
+            "monetary_total": Running("sum", s.AMOUNT, where=order),
+            "monetary_max": Running("max", s.AMOUNT, where=order),
+            "_last_order": Running("last", T, where=order),
+            "distinct_categories": Running("distinct", "_category", where=order),
+            "refund_count": Running("count", where=refund),
+            "_refunds": Running("sum", s.AMOUNT, where=refund),
+            **{column: Running("sum", s.AMOUNT, where=order, at=column) for column in windows.values()},
+        },
     )
-    return orders, refunds
+    total = now["monetary_total"]
+    spend = {f"spend_{days}d": total - now[column] for days, column in windows.items()}
+    bought = now["frequency"] > 0
+    return rows.with_columns(
+        now["frequency"],
+        total,
+        now["monetary_max"],
+        now["distinct_categories"].cast(pl.Int32),
+        now["refund_count"],
+        (-now["_refunds"]).alias("refund_amount"),
+        *(values.alias(name) for name, values in spend.items()),
+    ).with_columns(
+        ((as_of - now["_last_order"]).dt.total_microseconds() / US_PER_DAY).alias("recency_days"),
+        pl.when(bought).then(total / now["frequency"]).alias("monetary_mean"),
+    )
 
 
-def _add_purchases(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.LazyFrame:
-    # Materialise the running totals once: three look-ups use them.
-    orders, refunds = (frame.lazy() for frame in collect_all(_purchase_history(transactions)))
-    spend = orders.select(s.CUSTOMER_ID, "_t", "monetary_total")
-    out = _asof(rows, orders)
-    out = _asof(out, refunds)
-    for days in (90, 365):
-        window_start = f"_start_{days}"
-        out = out.with_columns((pl.col(s.AS_OF) - pl.duration(days=days)).alias(window_start))
-        out = _asof(out, spend.rename({"monetary_total": f"_before_{days}"}), on=window_start)
-        out = out.with_columns(
-            (pl.col("monetary_total").fill_null(0.0) - pl.col(f"_before_{days}").fill_null(0.0)).alias(f"spend_{days}d")
-        ).drop(window_start, f"_before_{days}")
-    return out.with_columns(
-        as_days(pl.col(s.AS_OF) - pl.col("_last_order")).alias("recency_days"),
-        pl.col("frequency").fill_null(0),
-        pl.col("monetary_total").fill_null(0.0),
-        (pl.col("monetary_total") / pl.col("frequency")).alias("monetary_mean"),
-        pl.col("distinct_categories").fill_null(0),
-        pl.col("refund_count").fill_null(0),
-        pl.col("refund_amount").fill_null(0.0),
-    ).drop("_last_order")
-
-
-def _add_satisfaction(rows: pl.LazyFrame, surveys: pl.LazyFrame) -> pl.LazyFrame:
+def _add_satisfaction(rows: pl.DataFrame, surveys: pl.LazyFrame) -> pl.DataFrame:
     names = surveys.collect_schema().names()
     csat = pl.col(s.CSAT) if s.CSAT in names else pl.lit(None, dtype=pl.Int64)
     nps = pl.col(s.NPS) if s.NPS in names else pl.lit(None, dtype=pl.Int64)
-    history = (
-        surveys.sort(s.RESPONDED_AT)
-        .with_columns(csat.alias("_csat"), nps.alias("_nps"))
-        .select(
-            s.CUSTOMER_ID,
-            pl.col(s.RESPONDED_AT).alias("_t"),
-            pl.col("_csat").forward_fill().over(s.CUSTOMER_ID).alias("last_csat"),
-            (
-                pl.col("_csat").fill_null(0).cum_sum().over(s.CUSTOMER_ID)
-                / pl.col("_csat").is_not_null().cum_sum().over(s.CUSTOMER_ID)
-            )
-            .fill_nan(None)
-            .alias("mean_csat"),
-            pl.col("_nps").forward_fill().over(s.CUSTOMER_ID).alias("last_nps"),
-            pl.int_range(1, pl.len() + 1).over(s.CUSTOMER_ID).alias("survey_count"),
-        )
+    events = surveys.select(
+        s.CUSTOMER_ID, pl.col(s.RESPONDED_AT).alias(T), csat.alias("_csat"), nps.alias("_nps")
+    ).pipe(collect)
+    found = history_at(
+        rows,
+        s.AS_OF,
+        events.with_columns(pl.col("_csat").is_not_null().alias("_answered")),
+        {
+            "last_csat": Running("last", "_csat"),
+            "_csat_sum": Running("sum", "_csat"),
+            "_csat_count": Running("count", where="_answered"),
+            "last_nps": Running("last", "_nps"),
+            "survey_count": Running("count"),
+        },
     )
-    return _asof(rows, history).with_columns(pl.col("survey_count").fill_null(0))
+    answered = found["_csat_count"] > 0
+    return rows.with_columns(
+        found["last_csat"],
+        pl.when(answered).then(found["_csat_sum"] / found["_csat_count"]).alias("mean_csat"),
+        found["last_nps"],
+        found["survey_count"],
+    )
 
 
 def _add_opportunity_history(
-    rows: pl.LazyFrame, stage_events: pl.LazyFrame, spec_won: str, spec_lost: str
-) -> pl.LazyFrame:
-    starts = (
-        stage_events.group_by(s.OPPORTUNITY_ID)
-        .agg(pl.col(s.CUSTOMER_ID).first(), pl.col(s.ENTERED_AT).min().alias("_t"))
-        .sort("_t", s.OPPORTUNITY_ID)
-        .select(s.CUSTOMER_ID, "_t", pl.int_range(1, pl.len() + 1).over(s.CUSTOMER_ID).alias("prior_opportunities"))
-    )
-    closed = (
-        stage_events.filter(pl.col(s.STAGE).is_in([spec_won, spec_lost]))
-        .sort(s.ENTERED_AT, s.OPPORTUNITY_ID)
-        .select(
-            s.CUSTOMER_ID,
-            pl.col(s.ENTERED_AT).alias("_t"),
-            (pl.col(s.STAGE) == spec_won).cast(pl.Int64).cum_sum().over(s.CUSTOMER_ID).alias("prior_wins"),
-            (pl.col(s.STAGE) == spec_lost).cast(pl.Int64).cum_sum().over(s.CUSTOMER_ID).alias("prior_losses"),
-        )
+    rows: pl.DataFrame, stage_events: pl.LazyFrame, spec_won: str, spec_lost: str
+) -> pl.DataFrame:
+    starts, closed = collect_all(
+        [
+            stage_events.group_by(s.OPPORTUNITY_ID).agg(
+                pl.col(s.CUSTOMER_ID).first(), pl.col(s.ENTERED_AT).min().alias(T)
+            ),
+            stage_events.filter(pl.col(s.STAGE).is_in([spec_won, spec_lost])).select(
+                s.CUSTOMER_ID,
+                pl.col(s.ENTERED_AT).alias(T),
+                (pl.col(s.STAGE) == spec_won).alias("_won"),
+                (pl.col(s.STAGE) == spec_lost).alias("_lost"),
+            ),
+        ]
     )
     # Other opportunities opened strictly before this one started; for plain as_of rows, before as_of.
-    key = s.OPPORTUNITY_START if s.OPPORTUNITY_START in rows.collect_schema().names() else s.AS_OF
-    out = _asof(rows, starts, on=key)
-    out = _asof(out, closed)
-    return out.with_columns(pl.col(c).fill_null(0) for c in s.OPPORTUNITIES)
+    key = s.OPPORTUNITY_START if s.OPPORTUNITY_START in rows.columns else s.AS_OF
+    opened = history_at(rows, key, starts, {"prior_opportunities": Running("count")})
+    outcomes = history_at(
+        rows,
+        s.AS_OF,
+        closed,
+        {"prior_wins": Running("count", where="_won"), "prior_losses": Running("count", where="_lost")},
+    )
+    return rows.with_columns(opened["prior_opportunities"], outcomes["prior_wins"], outcomes["prior_losses"])
 
 
 def _add_order_context(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.LazyFrame:
@@ -199,6 +176,7 @@ def _add_order_context(rows: pl.LazyFrame, transactions: pl.LazyFrame) -> pl.Laz
         left_on=s.ORDER_ID,
         right_on="_order",
         how="left",
+        maintain_order="left",
     )
     helpers = ["_ordered_at", *(f"_{c}" for c in optional)]
     return joined.with_columns(exprs).drop(helpers)
@@ -226,25 +204,25 @@ def build_features(
     (an ``order_id`` column), the order's context (``schema.ORDER_CONTEXT`` and
     ``order_<column>`` for the transactions' own columns).
     """
-    out = rows.with_row_index("_row_order")
+    out = rows.pipe(collect)
     if dataset.has("customers"):
         customers = dataset.lazy("customers")
         present = customers.collect_schema().names()
-        taken = out.collect_schema().names()
-        keep = [c for c in (*s.DEMOGRAPHIC, *extra_features(dataset)) if c in present and c not in taken]
-        out = out.join(customers.select(s.CUSTOMER_ID, s.CREATED_AT, *keep), on=s.CUSTOMER_ID, how="left")
+        keep = [c for c in (*s.DEMOGRAPHIC, *extra_features(dataset)) if c in present and c not in out.columns]
+        known = customers.select(s.CUSTOMER_ID, s.CREATED_AT, *keep).pipe(collect)
+        out = out.join(known, on=s.CUSTOMER_ID, how="left", maintain_order="left")
         out = out.with_columns(as_days(pl.col(s.AS_OF) - pl.col(s.CREATED_AT)).alias("tenure_days")).drop(s.CREATED_AT)
     if dataset.has("transactions"):
         out = _add_purchases(out, dataset.lazy("transactions"))
     if dataset.has("surveys"):
         out = _add_satisfaction(out, dataset.lazy("surveys"))
-    if dataset.has("transactions") and s.ORDER_ID in out.collect_schema().names():
-        out = _add_order_context(out, dataset.lazy("transactions"))
+    if dataset.has("transactions") and s.ORDER_ID in out.columns:
+        out = _add_order_context(out.lazy(), dataset.lazy("transactions")).pipe(collect)
     if dataset.has("stage_events"):
         # Losses the stale rule infers count as earlier losses once they happened.
         events = with_stale_losses(dataset.lazy("stage_events"), dataset.spec)
         out = _add_opportunity_history(out, events, dataset.spec.won, dataset.spec.lost)
-    return out.sort("_row_order").drop("_row_order")
+    return out.lazy()
 
 
 def activity_features(rows: pl.LazyFrame, activities: pl.LazyFrame) -> pl.LazyFrame:
