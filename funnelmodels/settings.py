@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from funnelmodels.errors import ModelError
 
-__all__ = ["lightgbm_threads"]
+__all__ = ["dataset_cache_dir", "dataset_cache_keep", "lightgbm_threads"]
+
+CACHE_OFF = ("", "0", "off", "no", "false")
+
+
+def dataset_cache_dir() -> Path | None:
+    """Where validated datasets are kept (:mod:`funnelmodels.data.cache`); None when caching is off.
+
+    ``FUNNELMODELS_CACHE``: a folder, or ``off``; default ``$XDG_CACHE_HOME/funnelmodels/datasets``
+    (``~/.cache/funnelmodels/datasets``). The command line's ``--no-cache`` sets it to ``off``.
+    """
+    value = os.environ.get("FUNNELMODELS_CACHE")
+    if value is not None:
+        return None if value.strip().lower() in CACHE_OFF else Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "funnelmodels" / "datasets"
+
+
+def dataset_cache_keep() -> int:
+    """How many datasets the cache keeps, the most recently used (``FUNNELMODELS_CACHE_KEEP``, 4)."""
+    try:
+        return max(int(os.environ.get("FUNNELMODELS_CACHE_KEEP", "4")), 1)
+    except ValueError:
+        return 4
 
 
 def stop_grace_seconds() -> float:

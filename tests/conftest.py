@@ -9,7 +9,7 @@ import os
 os.environ.setdefault("FUNNELMODELS_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +23,23 @@ from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.data.synthetic import SyntheticData, generate_dataset, write_dataset
 from funnelmodels.funnel import build_transitions
 from funnelmodels.models.train import ConversionTraining, SatisfactionTraining, train_conversion, train_satisfaction
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The run's own validated-dataset cache, shared by the workers (never the user's own cache)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder = base / "dataset-cache"
+    before = {name: os.environ.get(name) for name in ("FUNNELMODELS_CACHE", "FUNNELMODELS_CACHE_KEEP")}
+    os.environ["FUNNELMODELS_CACHE"] = str(folder)
+    os.environ["FUNNELMODELS_CACHE_KEEP"] = "1000"  # the tests load hundreds of small datasets
+    yield folder
+    for name, value in before.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
 
 
 @pytest.fixture

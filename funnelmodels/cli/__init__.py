@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="funnelmodels",
         description="Sales-funnel models and reports: stage conversion, satisfaction, sales performance.",
     )
-    _logging_options(parser, default=False)
+    _common_options(parser, default=False)
     parser.add_argument("--version", action="version", version=f"funnelmodels {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (data, funnel, models, reports):
@@ -43,13 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     # The same options after the command too (`funnelmodels report --all --quiet`); absent there,
     # they leave what was given before the command.
     for command in commands.choices.values():
-        _logging_options(command, default=argparse.SUPPRESS)
+        _common_options(command, default=argparse.SUPPRESS)
     return parser
 
 
-def _logging_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+def _common_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
     parser.add_argument(
         "--quiet", action="store_true", default=default, help="no progress lines on stderr (errors still)"
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        default=default,
+        help="read and check every input file again instead of the validated-dataset cache (FUNNELMODELS_CACHE=off)",
     )
     parser.add_argument(
         "--log-format",
@@ -63,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
     progress = Progress(quiet=args.quiet, log_format=args.log_format)
+    cache_setting = os.environ.get("FUNNELMODELS_CACHE")
+    if args.no_cache:  # the report kernels inherit it
+        os.environ["FUNNELMODELS_CACHE"] = "off"
     # The command line logs its own progress lines; no bars beside them (FUNNELMODELS_PROGRESS=1 asks for them).
     os.environ.setdefault(PROGRESS_ENV, "0")
     run: Callable[[argparse.Namespace, Progress], int] = args.run
@@ -106,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_UNEXPECTED
     finally:
+        if args.no_cache:
+            os.environ.pop("FUNNELMODELS_CACHE", None)
+            if cache_setting is not None:
+                os.environ["FUNNELMODELS_CACHE"] = cache_setting
         if unwatch is not None:
             unwatch()
         if previous is not None:
