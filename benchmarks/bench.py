@@ -312,9 +312,12 @@ def _model(data: Path):  # type: ignore[no-untyped-def]
 
 
 def _import_engines() -> None:
-    """Import the model libraries before the clock starts: their import is not the fit."""
-    import lightgbm  # noqa: F401
+    """Import the model libraries before the clock starts (their import is not the fit), as funnelmodels does."""
     import statsmodels.api  # noqa: F401
+
+    from funnelmodels.models.boosting import lightgbm
+
+    lightgbm()
 
 
 def _fit(data: Path, name: str) -> dict[str, float]:
