@@ -20,7 +20,7 @@ import polars as pl
 from funnelmodels.config import CountingRules
 from funnelmodels.data import schema as s
 from funnelmodels.errors import ConfigError
-from funnelmodels.frames import collect
+from funnelmodels.frames import collect, collect_all
 from funnelmodels.labels import CURRENCY
 from funnelmodels.stats import Z95, two_sided
 
@@ -255,6 +255,8 @@ def _sales_part(transactions: pl.LazyFrame, period: str, keys: list[str], rules:
     purchase = pl.col(s.AMOUNT) >= 0 if rules.zero_amounts == "order" else pl.col(s.AMOUNT) > 0
     if rules.refunds == "ignore":
         transactions = transactions.filter(pl.col(s.AMOUNT) >= 0)
+    if keys == ["period"]:
+        return _sales_by_period(transactions.with_columns(_period_expr(s.ORDERED_AT, period)), purchase)
     first = (
         transactions.filter(purchase)
         .group_by(s.CUSTOMER_ID)
@@ -278,6 +280,40 @@ def _sales_part(transactions: pl.LazyFrame, period: str, keys: list[str], rules:
         )
         .with_columns(pl.col("average_sale").fill_nan(None))
         .pipe(collect)
+    )
+
+
+def _sales_by_period(transactions: pl.LazyFrame, purchase: pl.Expr) -> pl.DataFrame:
+    """:func:`_sales_part` without segments, in passes that never join the orders to their buyers.
+
+    Every customer active in their first period is new in it, so new accounts are counted from
+    the first periods alone, and returning = active − new.
+    """
+    bought = transactions.filter(purchase).select(s.CUSTOMER_ID, "period")
+    money, active, new = collect_all(
+        [
+            transactions.group_by("period").agg(
+                pl.col(s.AMOUNT).sum().alias("net_revenue"),
+                purchase.sum().alias("orders"),
+                (pl.col(s.AMOUNT).filter(purchase).sum() / purchase.sum()).alias("average_sale"),
+            ),
+            bought.group_by("period").agg(pl.col(s.CUSTOMER_ID).n_unique().alias("active_customers")),
+            bought.group_by(s.CUSTOMER_ID)
+            .agg(pl.col("period").min())
+            .group_by("period")
+            .agg(pl.len().alias("new_accounts")),
+        ]
+    )
+    table = money.join(active, on="period", how="left").join(new, on="period", how="left")
+    counts = [pl.col(c).fill_null(0).cast(pl.UInt32) for c in ("active_customers", "new_accounts")]
+    return table.with_columns(counts).select(
+        "period",
+        "net_revenue",
+        pl.col("orders").cast(pl.UInt32),
+        pl.col("average_sale").fill_nan(None),
+        "new_accounts",
+        (pl.col("active_customers") - pl.col("new_accounts")).alias("returning_customers"),
+        "active_customers",
     )
 
 
