@@ -27,7 +27,7 @@ from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.forecast import forecast_period, read_forecast_summary, train_forecast
 from funnelmodels.models.hazard import CloseTimeModel
 from funnelmodels.models.persist import METRICS_FILE, ModelStore, write_json
-from funnelmodels.models.predict import at_risk_customers, check_as_of, score_open_opportunities
+from funnelmodels.models.predict import REASONS_FOR, at_risk_customers, check_as_of, score_open_opportunities
 from funnelmodels.models.satisfaction import SatisfactionModel
 from funnelmodels.models.train import train_conversion, train_satisfaction
 from funnelmodels.outputs import atomic_dir, check_file_output
@@ -173,7 +173,18 @@ def _score_conversion(args: argparse.Namespace, dataset: Any, progress: Progress
             f"the model was trained on the funnel {list(model.spec.stages)}, the data has {list(dataset.spec.stages)}."
         )
     progress(f"scoring opportunities open at {args.as_of}")
-    return score_open_opportunities(dataset, model, args.as_of)
+    scored = score_open_opportunities(dataset, model, args.as_of, reasons=args.reasons)
+    if args.reasons is not True and scored.height > args.reasons:
+        shown = f"{args.reasons:,} deals worth most of {scored.height:,} open"
+        progress(f"reasons for the {shown} (--reasons all for every deal)")
+    return scored
+
+
+def _reasons_count(text: str) -> bool | int:
+    """``all`` or a whole number of 0 or more (the --reasons option)."""
+    if text.strip().lower() == "all":
+        return True
+    return non_negative_int(text)
 
 
 def _score_satisfaction(args: argparse.Namespace, dataset: Any, progress: Progress) -> Any:
@@ -314,6 +325,14 @@ def add_commands(commands: Any) -> None:
         "--engine",
         choices=("lightgbm", "logit", "ordinal"),
         help="which model (default lightgbm for conversion, ordinal for satisfaction)",
+    )
+    score.add_argument(
+        "--reasons",
+        type=_reasons_count,
+        default=REASONS_FOR,
+        metavar="N|all",
+        help="conversion: how many deals get reasons, worth most first; the others' reasons are empty "
+        "(default %(default)s: every deal of a pipeline up to that size; 'all', or 0 for none)",
     )
     score.add_argument(
         "--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (FILE's folder, <name>_rejected/)"

@@ -64,10 +64,6 @@ def reason_text(feature: str, value: object, contribution: float, *, unit: str =
     return f"{text} {direction} odds"
 
 
-def _is_missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def top_reasons(
     contributions: np.ndarray, names: Sequence[str], values: pl.DataFrame, *, k: int = 3, unit: str = "odds"
 ) -> list[dict[str, list[str]]]:
@@ -80,20 +76,32 @@ def top_reasons(
     names : feature names of the columns.
     values : the rows' raw feature values (for the words).
     """
+    if contributions.shape[0] == 0:
+        return []
+    columns = values.select(list(names))
+    # A missing value is never a reason: "no NPS yet raises odds" tells a seller nothing to act on.
+    known = np.column_stack([_present(columns[c]) for c in columns.columns])
+    masked = np.where(known, contributions, 0.0)
+    floor = 0.0005 if unit == "points" else 1e-9
+    width = min(k, masked.shape[1])
+    order = np.argsort(masked, axis=1, kind="stable")  # every row at once
+    lowest, highest = order[:, :width], order[:, ::-1][:, :width]
     out = []
-    rows = values.select(list(names)).rows()
-    for row_contrib, row_values in zip(contributions, rows, strict=True):
-        # A missing value is never a reason: "no NPS yet raises odds" tells a seller nothing to act on.
-        known = np.array([not _is_missing(v) for v in row_values])
-        row_contrib = np.where(known, row_contrib, 0.0)
-        order = np.argsort(row_contrib)
-        floor = 0.0005 if unit == "points" else 1e-9
-        up = [i for i in order[::-1][:k] if row_contrib[i] > floor]
-        down = [i for i in order[:k] if row_contrib[i] < -floor]
+    for row, (ups, downs, row_values) in enumerate(zip(highest, lowest, columns.iter_rows(), strict=True)):
+        up = [i for i in ups if masked[row, i] > floor]
+        down = [i for i in downs if masked[row, i] < -floor]
         out.append(
             {
-                "up": [reason_text(names[i], row_values[i], row_contrib[i], unit=unit) for i in up],
-                "down": [reason_text(names[i], row_values[i], row_contrib[i], unit=unit) for i in down],
+                "up": [reason_text(names[i], row_values[i], masked[row, i], unit=unit) for i in up],
+                "down": [reason_text(names[i], row_values[i], masked[row, i], unit=unit) for i in down],
             }
         )
     return out
+
+
+def _present(column: pl.Series) -> np.ndarray:
+    """True where the value is there (not empty, not NaN)."""
+    present = column.is_not_null()
+    if column.dtype.is_float():
+        present = present & ~column.is_nan().fill_null(False)
+    return present.to_numpy()

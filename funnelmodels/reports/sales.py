@@ -392,7 +392,7 @@ TOP_DEALS = 15
 def _pipeline(dataset: Dataset, end: datetime, model_dir: str, notes: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     if model_dir:
         model = StageConversionModel.load(ModelStore(Path(model_dir)).conversion("lightgbm"), engine="lightgbm")
-        scored = score_open_opportunities(dataset, model, end)
+        scored = score_open_opportunities(dataset, model, end, reasons=TOP_DEALS)  # reasons for the deals listed
         method = "LightGBM model"
     else:
         scored = score_from_history(dataset, end)

@@ -37,6 +37,24 @@ def test_train_then_score(cli: Cli, synthetic_dir: Path, tmp_path: Path, trained
     assert scores.height > 0
     assert {"opportunity_id", "win_probability", "expected_value", "reasons_up"} <= set(scores.columns)
     assert scores["win_probability"].is_between(0, 1).all()
+    # Reasons for the three deals worth most only (a large pipeline's default is the 10,000 worth most).
+    few = tmp_path / "few.csv"
+    result = cli(
+        "score",
+        str(synthetic_dir),
+        "--model",
+        str(models),
+        "--as-of",
+        "2026-07-01",
+        "--out",
+        str(few),
+        "--reasons",
+        "3",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"reasons for the 3 deals worth most of {scores.height:,} open" in result.stderr
+    explained = pl.read_csv(few)["reasons_up"].fill_null("").str.len_chars() > 0
+    assert explained.head(3).any() and not explained.tail(scores.height - 3).any()
 
 
 def test_failed_train_leaves_the_model_folder_untouched(cli: Cli, tmp_path: Path) -> None:

@@ -32,6 +32,25 @@ def test_win_probability_is_the_product_of_remaining_stages(synthetic_dir: Path,
     assert scored["expected_value"].is_sorted(descending=True, nulls_last=True)
 
 
+def test_reasons_go_to_the_deals_worth_most_and_are_those_of_a_full_explanation(
+    synthetic_dir: Path, trained: ConversionTraining
+) -> None:
+    ds = load_dataset(synthetic_dir)
+    model = trained.models["lightgbm"]
+    every = score_open_opportunities(ds, model, datetime(2026, 7, 1), reasons=True)
+    some = score_open_opportunities(ds, model, datetime(2026, 7, 1), reasons=5)
+    none = score_open_opportunities(ds, model, datetime(2026, 7, 1), reasons=False)
+    assert every.height == some.height == none.height > 20
+    assert every.drop("reasons_up", "reasons_down").equals(some.drop("reasons_up", "reasons_down"))
+    said = some["reasons_up"].list.len() + some["reasons_down"].list.len()
+    # The rows come worth most first: the first five have their reasons (the same as with every deal
+    # explained), the rest none.
+    assert (said.head(5) > 0).all() and (said.tail(some.height - 5) == 0).all()
+    assert some.head(5)["reasons_up"].to_list() == every.head(5)["reasons_up"].to_list()
+    assert some.head(5)["reasons_down"].to_list() == every.head(5)["reasons_down"].to_list()
+    assert (none["reasons_up"].list.len() + none["reasons_down"].list.len() == 0).all()
+
+
 def test_scoring_before_the_data_starts_is_refused(synthetic_dir: Path, trained: ConversionTraining) -> None:
     with pytest.raises(ModelError, match="before any stage event"):
         score_open_opportunities(load_dataset(synthetic_dir), trained.models["lightgbm"], datetime(2000, 1, 1))
