@@ -70,7 +70,9 @@ MIN_STAGE_OUTCOMES = 5
 
 LIGHTGBM_DEFAULTS: dict[str, Any] = {
     "objective": "binary",
-    "learning_rate": 0.05,
+    # 0.1, not 0.05: 266 trees instead of 594 at M (100k customers) for the same test ROC AUC (0.7644 both)
+    # and log loss (+0.0001), so a fit and every prediction (TreeSHAP included) take about half as long.
+    "learning_rate": 0.1,
     "num_leaves": 5,
     "min_data_in_leaf": 40,
     "feature_fraction": 0.7,
