@@ -7,7 +7,7 @@ from typing import Final
 
 import polars as pl
 
-__all__ = ["ENGINE", "US_PER_DAY", "as_days", "collect", "collect_all"]
+__all__ = ["ENGINE", "US_PER_DAY", "as_days", "collect", "collect_all", "stratified_sample"]
 
 ENGINE: Final = "in-memory"
 """polars' engine for every collect: the default streaming engine adds floats in a varying order,
@@ -29,3 +29,12 @@ def collect_all(frames: Sequence[pl.LazyFrame]) -> list[pl.DataFrame]:
 def as_days(duration: pl.Expr) -> pl.Expr:
     """A duration expression as a float number of days."""
     return duration.dt.total_microseconds() / US_PER_DAY
+
+
+def stratified_sample(frame: pl.DataFrame, share: float, by: Sequence[str | pl.Expr], *, seed: int = 0) -> pl.DataFrame:
+    """About ``share`` of ``frame``'s rows: that share of every ``by`` group (rounded up), seeded, in their order."""
+    if share >= 1 or frame.height == 0:
+        return frame
+    chance = pl.int_range(pl.len(), dtype=pl.Int64).shuffle(seed=seed)
+    keep = chance.rank("ordinal").over(by) <= (pl.len().over(by) * share).ceil()
+    return frame.filter(keep)

@@ -22,7 +22,7 @@ from funnelmodels.data.synthetic import read_ground_truth
 from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import OutOfTimeSplit, lift_table, out_of_time_split, reliability_table
 from funnelmodels.features import build_features, build_transition_features, extra_features, feature_columns
-from funnelmodels.frames import collect
+from funnelmodels.frames import collect, stratified_sample
 from funnelmodels.funnel import SNAPSHOT_DAYS, add_snapshots, build_transitions, data_end
 from funnelmodels.labels import day_text
 from funnelmodels.models.conversion import ENGINES, Engine, StageConversionModel, metrics_table
@@ -91,6 +91,8 @@ class ConversionTraining(_Headlined):
     metrics: pl.DataFrame
     snapshots: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
     history: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    sample: str = ""
+    """How the rows were sampled ("" when every row was used)."""
     _TITLE = "Stage-conversion training"
 
     def _headline(self) -> list[tuple[str, str]]:
@@ -276,6 +278,7 @@ def train_conversion(
     test_share: float = 0.2,
     params: dict[str, dict[str, Any]] | None = None,
     snapshots: Sequence[int] | None = SNAPSHOT_DAYS,
+    max_rows: int | None = None,
 ) -> ConversionTraining:
     """Fit each engine on the past and evaluate it on the latest period (out of time).
 
@@ -284,10 +287,15 @@ def train_conversion(
     its number of rounds on the validation slice, then is refitted on train + validation)
     → metrics per stage and overall on the test period's entry rows, with the oracle (the
     generator's true probabilities) when the dataset has ground truth.
+
+    ``max_rows``: above that many observed rows, the train, validation and test periods are each
+    cut to the same share of their rows, stratified by stage, outcome and entry/snapshot (seeded);
+    ``sample`` says so. For reports on large data: the metrics keep their meaning, with wider
+    intervals (measured in ``benchmarks/RESULTS.md``).
     """
     with steps("training", 2 + len(engines)) as bar:
         bar.step("transitions and features")
-        return _train_conversion(dataset, bar, engines, seed, horizon_days, test_share, params, snapshots)
+        return _train_conversion(dataset, bar, engines, seed, horizon_days, test_share, params, snapshots, max_rows)
 
 
 def _train_conversion(
@@ -299,6 +307,7 @@ def _train_conversion(
     test_share: float,
     params: dict[str, dict[str, Any]] | None,
     snapshots: Sequence[int] | None,
+    max_rows: int | None,
 ) -> ConversionTraining:
     frame = transition_frame(dataset, horizon_days=horizon_days, snapshots=snapshots)
     observed = frame.filter(~pl.col(s.CENSORED))
@@ -311,6 +320,11 @@ def _train_conversion(
         )
     entries = observed[s.DAYS_IN_STAGE_SO_FAR] == 0
     split, train, validation, test, meta = _split_by_time(dataset, observed, test_share, entries=entries)
+    share, sample = _sample_share(observed.height, max_rows, "stage-transition rows")
+    if sample:
+        strata: list[str | pl.Expr] = [s.STAGE, s.CONVERTED, pl.col(s.DAYS_IN_STAGE_SO_FAR) == 0]
+        train, validation, test = (stratified_sample(f, share, strata, seed=seed) for f in (train, validation, test))
+        meta = meta | {"sample": sample}
     spec = dataset.spec if horizon_days is None else replace(dataset.spec, horizon_days=horizon_days)
     features = feature_columns(frame, extra=extra_features(dataset))
     models: dict[str, StageConversionModel] = {}
@@ -341,7 +355,18 @@ def _train_conversion(
     )
     history = pl.concat([train, validation]).filter(pl.col(s.DAYS_IN_STAGE_SO_FAR) == 0)
     return ConversionTraining(
-        models=models, split=split, test=test_entries, metrics=metrics, snapshots=test, history=history
+        models=models, split=split, test=test_entries, metrics=metrics, snapshots=test, history=history, sample=sample
+    )
+
+
+def _sample_share(rows: int, max_rows: int | None, what: str) -> tuple[float, str]:
+    """The share of rows a training keeps and the sentence it carries (1 and "" when it uses every row)."""
+    if max_rows is None or max_rows <= 0 or rows <= max_rows:
+        return 1.0, ""
+    share = max_rows / rows
+    return share, (
+        f"fitted and tested on a stratified sample of {share:.0%} of the {rows:,} {what} "
+        f"(at most {max_rows:,}; every period and outcome in the same share)"
     )
 
 
@@ -417,6 +442,8 @@ class SatisfactionTraining(_Headlined):
     metrics: pl.DataFrame
     evaluation: str = "out of time"
     """How the test rows were chosen: "out of time", or "random" when the surveys have no dates."""
+    sample: str = ""
+    """How the rows were sampled ("" when every row was used)."""
     _TITLE = "Satisfaction training"
 
     def _headline(self) -> list[tuple[str, str]]:
@@ -503,12 +530,16 @@ def train_satisfaction(
     engines: Sequence[SatisfactionEngine] = SATISFACTION_ENGINES,
     seed: int = 0,
     test_share: float = 0.2,
+    max_rows: int | None = None,
 ) -> SatisfactionTraining:
     """Fit each satisfaction engine on past responses and evaluate on the latest (out of time).
 
     The table holds both engines, a naive baseline (the training distribution of scores for
     everyone, so its expected score is the training mean) and, for CSAT on synthetic data,
     the oracle (the generator's true level probabilities).
+
+    ``max_rows``: above that many responses, the train, validation and test rows are each cut to
+    the same share, stratified by the score (seeded); ``sample`` says so.
     """
     if not dataset.has("surveys"):
         raise ModelError("the dataset has no surveys table; satisfaction models need survey responses (csat/nps).")
@@ -529,6 +560,10 @@ def train_satisfaction(
             frame.filter(pl.Series(fold < test_n)),
         )
         meta = {"data_fingerprint": dataset.fingerprint(), "evaluation": "random split (the surveys have no dates)"}
+    share, sample = _sample_share(frame.height, max_rows, "survey responses")
+    if sample:
+        train, validation, test = (stratified_sample(f, share, [target], seed=seed) for f in (train, validation, test))
+        meta = meta | {"sample": sample}
     features = feature_columns(frame, exclude=(s.STAGE,), extra=extra_features(dataset))
     meta = meta | {"response_lag": response_lag(pl.concat([train, validation]))}
     models: dict[str, SatisfactionModel] = {}
@@ -560,7 +595,7 @@ def train_satisfaction(
     if target == "csat" and tuple(levels) == LEVELS["csat"] and has_truth:
         rows.append({"engine": ORACLE, **ordinal_metrics(y, test.select(truth).to_numpy(), levels, satisfied_from)})
     return SatisfactionTraining(
-        models, target, split, pl.concat([train, validation]), test, pl.DataFrame(rows), evaluation
+        models, target, split, pl.concat([train, validation]), test, pl.DataFrame(rows), evaluation, sample
     )
 
 

@@ -133,6 +133,7 @@ _WHOLE_NUMBERS = {
     "seed": (0, 2**31 - 1, "a random seed"),
     "horizon_days": (0, 3650, "days a stage has to convert (0: the dataset's own)"),
     "random_folds": (0, 20, "the number of random folds (0: none; 2 or more to run them)"),
+    "max_fit_rows": (0, 10**10, "the rows the models are fitted on at most (0: every row)"),
 }
 
 
