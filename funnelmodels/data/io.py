@@ -126,6 +126,8 @@ def fingerprint_files(config: DatasetConfig) -> str:
     ]
     for path in sorted(set(files)):
         digest.update(path.name.encode())
+        if not path.is_file():  # a named pipe or a missing file: its name only (opening a pipe would wait)
+            continue
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
@@ -163,7 +165,10 @@ def load_dataset(
     if end is not None:
         config = replace(config, end=end)
     folder = dataset_cache_dir() if cache else None
-    if folder is None or not config.tables:
+    # Only regular files are fingerprinted: reading a named pipe to hash it would wait forever (and
+    # consume it); a missing or odd input gets the full load and its clear error.
+    plain = all(path.is_file() or path.is_dir() for path in config.inputs[1:])
+    if folder is None or not config.tables or not plain:
         return _load(config, drop_invalid)
     fingerprint = fingerprint_files(config)
     key = cache_key(fingerprint, repr((config, drop_invalid)))
