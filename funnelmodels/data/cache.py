@@ -34,7 +34,7 @@ from funnelmodels.settings import dataset_cache_keep
 
 __all__ = ["CachedLoad", "cache_key", "read_cached", "write_cached"]
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 _CODE: Final = ("config.py", "data/schema.py", "data/files.py", "data/activities.py", "data/validate.py", "data/io.py")
 """The package files whose code decides what a validated dataset holds."""
 
@@ -68,10 +68,18 @@ def read_cached(folder: Path, key: str) -> CachedLoad | None:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT:
             return None
-        tables = {name: pl.read_parquet(entry / "tables" / f"{name}.parquet") for name in meta["tables"]}
-        rejected = {name: pl.read_parquet(entry / "rejected" / f"{name}.parquet") for name in meta["rejected"]}
+        # One chunk per column and the columns known to be sorted marked so, as after a full load: polars
+        # takes other paths otherwise (a group-by over a sorted column adds floats in another order), and a
+        # report must be the same to the last digit whichever way its data was read.
+        tables = {
+            name: _with_order(pl.read_parquet(entry / "tables" / f"{name}.parquet").rechunk(), meta["sorted"][name])
+            for name in meta["tables"]
+        }
+        rejected = {
+            name: pl.read_parquet(entry / "rejected" / f"{name}.parquet").rechunk() for name in meta["rejected"]
+        }
         load = CachedLoad(tables, rejected, tuple(meta["notes"]), str(meta["fingerprint"]))
-    except (OSError, ValueError, KeyError, pl.exceptions.PolarsError):
+    except Exception:
         shutil.rmtree(entry, ignore_errors=True)
         return None
     os.utime(meta_path)  # recently used: kept longest
@@ -95,6 +103,7 @@ def write_cached(folder: Path, key: str, load: CachedLoad) -> None:
             "rejected": list(load.rejected),
             "notes": list(load.notes),
             "fingerprint": load.fingerprint,
+            "sorted": {name: _order_of(frame) for name, frame in load.tables.items()},
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         tmp.rename(entry)  # another run may have put the same entry first: then keep that one
@@ -103,6 +112,25 @@ def write_cached(folder: Path, key: str, load: CachedLoad) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     _evict(folder)
+
+
+def _order_of(frame: pl.DataFrame) -> dict[str, str]:
+    """The columns polars knows to be sorted: ``{column: "asc" | "desc"}``."""
+    out = {}
+    for column in frame.columns:
+        flags = frame[column].flags
+        if flags.get("SORTED_ASC"):
+            out[column] = "asc"
+        elif flags.get("SORTED_DESC"):
+            out[column] = "desc"
+    return out
+
+
+def _with_order(frame: pl.DataFrame, order: dict[str, str]) -> pl.DataFrame:
+    """``frame`` with the sorted columns of :func:`_order_of` marked sorted again (Parquet does not keep it)."""
+    if not order:
+        return frame
+    return frame.with_columns(pl.col(c).set_sorted(descending=way == "desc") for c, way in order.items())
 
 
 def _evict(folder: Path) -> None:
