@@ -71,6 +71,8 @@ HORIZON_DAYS = 364
 CALENDAR_COLUMNS = ("step_quarter_month", "step_days_to_quarter_end")
 KEEP_OPEN_ROWS = 50_000
 """Steps without an event the LightGBM fit keeps at most (a weighted random sample beyond it)."""
+MAX_LANDMARK_ROWS = 120_000
+"""Landmark rows (deals open at a landmark) a fit follows at most: beyond, a random share of the deals."""
 CALENDAR_MARGIN = 0.02
 """The relative drop in log loss the calendar features must bring to be used."""
 STEP_COLUMNS = ("step", "step_start_days", "step_days", *CALENDAR_COLUMNS)
@@ -253,12 +255,15 @@ def fit_close_time(
     horizon_days: int = HORIZON_DAYS,
     params: Mapping[str, Any] | None = None,
     calendar: bool | None = None,
+    max_landmark_rows: int = MAX_LANDMARK_ROWS,
 ) -> CloseTimeModel:
     """Fit the close-time model on every landmark before ``end`` (default: the data's end).
 
     LightGBM takes its number of rounds from the latest 20% of landmarks (out of time), then is
     refitted on all of them with that many rounds. ``calendar``: use the step's place in the quarter
     as a feature (True), not (False), or whichever predicts the latest landmarks better (None).
+    ``max_landmark_rows``: above that many deals open at landmarks, a random share of the deals (all
+    their landmarks) is followed, and a note says so.
     """
     events = dataset.lazy("stage_events")
     end = end or data_end(events)
@@ -295,7 +300,20 @@ def fit_close_time(
             f"the stage events span {(end - first).days} days."
         )
     edges = step_edges(horizon_days)
-    states = landmark_states(dataset, moments, end=end)
+    states = landmark_states(dataset, moments, end=end, features=False)
+    every_state = states.height
+    if every_state > max_landmark_rows:
+        # Each landmark row becomes up to 23 steps with every feature: on a million customers that is
+        # tens of millions of rows (14 GB). A random share of the deals, all their landmarks kept, fits the
+        # same hazards; their open steps are sampled again below (KEEP_OPEN_ROWS).
+        share = max_landmark_rows / every_state
+        chance = pl.col(s.OPPORTUNITY_ID).hash(seed + 17) % 1_000_000 < int(share * 1_000_000)
+        states = states.filter(chance)
+        notes.append(
+            f"Fitted on a random {share:.0%} of the deals open at the landmarks ({states.height:,} of "
+            f"{every_state:,} landmark rows), every landmark of a deal kept."
+        )
+    states = build_transition_features(dataset, states.lazy()).pipe(collect)
     rows = person_periods(states, edges, end=end)
     counts = rows["outcome"].value_counts()
     events_seen = dict(counts.iter_rows())
@@ -319,6 +337,7 @@ def fit_close_time(
             "every_days": every_days,
             "landmarks": len(moments),
             "landmark_rows": states.height,
+            "landmark_rows_before_sampling": every_state,
             "wins": events_seen.get(1, 0),
             "losses": events_seen.get(2, 0),
         },

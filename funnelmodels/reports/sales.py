@@ -385,6 +385,8 @@ def _funnel_and_pipeline(
 
 REPORT_EVERY_DAYS = 28
 """Days between the landmarks of the close-time model a report fits itself (without ``model_dir``)."""
+REPORT_LANDMARK_ROWS = 40_000
+"""Deals open at its landmarks the report's own close-time model follows at most (a random share beyond)."""
 TOP_DEALS = 15
 """How many open deals the sales report lists, worth most first."""
 
@@ -458,7 +460,11 @@ def _forecast(
             # A quick fit for the report (landmarks every four weeks, no calendar features); a trained
             # model is the full one.
             model = fit_close_time(
-                dataset_before(dataset, start), end=start, every_days=REPORT_EVERY_DAYS, calendar=False
+                dataset_before(dataset, start),
+                end=start,
+                every_days=REPORT_EVERY_DAYS,
+                calendar=False,
+                max_landmark_rows=REPORT_LANDMARK_ROWS,
             )
         goals = won_value_targets(Path(targets_file), period_length, start.date(), None) if targets_file else {}
         result = forecast_period(

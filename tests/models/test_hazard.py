@@ -204,3 +204,21 @@ def test_an_export_without_lost_events_needs_the_stale_rule(tmp_path: Path) -> N
     last = dataset.tables["stage_events"].group_by(s.OPPORTUNITY_ID).agg(pl.col(s.ENTERED_AT).max())
     silent = last.filter(pl.col(s.ENTERED_AT) < end - timedelta(days=120))[s.OPPORTUNITY_ID]
     assert not set(states[s.OPPORTUNITY_ID].to_list()) & set(silent.to_list())
+
+
+def test_a_fit_over_many_landmarks_follows_a_random_share_of_the_deals(synthetic_dir: Path) -> None:
+    """Above ``max_landmark_rows`` a share of the deals is followed (all their landmarks), and the model says so."""
+    data = load_dataset(synthetic_dir)
+    every = fit_close_time(data, every_days=28, calendar=False)
+    few = fit_close_time(data, every_days=28, calendar=False, max_landmark_rows=every.metadata["landmark_rows"] // 3)
+    assert every.metadata["landmark_rows"] == every.metadata["landmark_rows_before_sampling"]
+    kept, all_rows = few.metadata["landmark_rows"], few.metadata["landmark_rows_before_sampling"]
+    assert all_rows == every.metadata["landmark_rows"]
+    assert 0.2 * all_rows < kept < 0.5 * all_rows  # about a third: deals are kept whole, so not exactly
+    assert any("random" in note and f"{kept:,} of {all_rows:,}" in note for note in few.metadata["notes"])
+    # The sampled deals give about the same chance of a win within 90 days to the deals open at the end.
+    moment = data.tables["stage_events"]["entered_at"].max()
+    open_now = landmark_states(data, [moment], end=moment)
+    p_every = float(every.by_days(open_now, 90.0)[0].mean())
+    p_few = float(few.by_days(open_now, 90.0)[0].mean())
+    assert abs(p_every - p_few) < 0.03, (p_every, p_few)
