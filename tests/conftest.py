@@ -10,6 +10,7 @@ os.environ.setdefault("FUNNELMODELS_THREADS", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -40,6 +41,16 @@ def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ.pop(name, None)
         if value is not None:
             os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def cold_leads_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Size M: 100,000 customers over four years, no loss ever recorded (every lost lead goes quiet)."""
+
+    def build(root: Path) -> None:
+        write_dataset(generate_dataset(100_000, seed=1, start=datetime(2022, 7, 1), unrecorded_losses=1.0), root)
+
+    return once_per_run(tmp_path_factory, "cold-leads-100k", build)
 
 
 @pytest.fixture

@@ -9,22 +9,19 @@ import polars as pl
 import pytest
 
 from funnelmodels.data.io import load_dataset
-from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.models.backtest import PipelineBacktest, backtest_pipeline, dataset_before
 
 MOMENTS = (datetime(2024, 7, 1), datetime(2024, 10, 1), datetime(2025, 1, 1))
 
 
 @pytest.fixture(scope="module")
-def cold_leads(tmp_path_factory: pytest.TempPathFactory) -> PipelineBacktest:
+def cold_leads(cold_leads_dir: Path) -> PipelineBacktest:
     """100,000 customers over four years; no loss is ever recorded (every lost lead goes quiet).
 
     Large enough for the value won from a moment's open pipeline to be known to about ±4%:
     about 600–1,000 of its deals are won afterwards.
     """
-    root = tmp_path_factory.mktemp("cold")
-    write_dataset(generate_dataset(100_000, seed=1, start=datetime(2022, 7, 1), unrecorded_losses=1.0), root)
-    return backtest_pipeline(load_dataset(root), MOMENTS, seed=0)
+    return backtest_pipeline(load_dataset(cold_leads_dir), MOMENTS, seed=0)
 
 
 @pytest.mark.slow
