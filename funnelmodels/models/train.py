@@ -248,18 +248,31 @@ def transition_frame(
     entries still open 7, 14, 30, … days later (:func:`funnelmodels.funnel.add_snapshots`), with
     features and label as of then. ``snapshots=()`` or None gives the entry rows only.
     """
+    return _with_features(dataset, _transition_rows(dataset, horizon_days, snapshots), horizon_days)
+
+
+ROW_ORDER = (s.AS_OF, s.OPPORTUNITY_ID, s.STAGE, s.ENTRY, s.DAYS_IN_STAGE_SO_FAR)
+"""The one order of the transition rows on every run, whatever the joins did: models are fitted in row order."""
+
+
+def _transition_rows(dataset: Dataset, horizon_days: int | None, snapshots: Sequence[int] | None) -> pl.DataFrame:
+    """The entry rows and their snapshots, without features, in :data:`ROW_ORDER`."""
     events = dataset.lazy("stage_events")
     end = data_end(events)
     transitions = build_transitions(events, dataset.spec, horizon_days=horizon_days, end=end)
     rows = add_snapshots(transitions, dataset.spec, end=end, horizon_days=horizon_days, days=snapshots or ())
-    frame = build_transition_features(dataset, rows).pipe(collect)
+    return rows.pipe(collect).sort(ROW_ORDER)
+
+
+def _with_features(dataset: Dataset, rows: pl.DataFrame, horizon_days: int | None) -> pl.DataFrame:
+    """``rows`` with their point-in-time features (each row's depend on that row alone) and the truth when known."""
+    frame = build_transition_features(dataset, rows.lazy()).pipe(collect)
     truth = _ground_truth(dataset)
     if truth is not None and (horizon_days is None or horizon_days == dataset.spec.horizon_days):
         # The generator's probabilities are those of the entry rows.
         truth = truth.with_columns(pl.lit(0.0).alias(s.DAYS_IN_STAGE_SO_FAR))
         frame = frame.join(truth, on=[s.OPPORTUNITY_ID, s.STAGE, s.ENTERED_AT, s.DAYS_IN_STAGE_SO_FAR], how="left")
-    # One order on every run, whatever the joins did: the models are fitted in row order.
-    return frame.sort(s.AS_OF, s.OPPORTUNITY_ID, s.STAGE, s.ENTRY, s.DAYS_IN_STAGE_SO_FAR)
+    return frame.sort(ROW_ORDER)
 
 
 def _ground_truth(dataset: Dataset) -> pl.DataFrame | None:
@@ -309,8 +322,8 @@ def _train_conversion(
     snapshots: Sequence[int] | None,
     max_rows: int | None,
 ) -> ConversionTraining:
-    frame = transition_frame(dataset, horizon_days=horizon_days, snapshots=snapshots)
-    observed = frame.filter(~pl.col(s.CENSORED))
+    rows = _transition_rows(dataset, horizon_days, snapshots)
+    observed = rows.filter(~pl.col(s.CENSORED))
     if observed.height == 0:
         horizon = horizon_days or dataset.spec.horizon_days
         raise ModelError(
@@ -318,13 +331,24 @@ def _train_conversion(
             "nothing to learn from; the models need stage entries older than the horizon (a longer history, or a "
             "shorter horizon_days)."
         )
+    share, sample = _sample_share(observed.height, max_rows, "stage-transition rows")
     entries = observed[s.DAYS_IN_STAGE_SO_FAR] == 0
     split, train, validation, test, meta = _split_by_time(dataset, observed, test_share, entries=entries)
-    share, sample = _sample_share(observed.height, max_rows, "stage-transition rows")
     if sample:
+        # The sample is drawn before the features are built (on 3M rows they are most of the cost); a row's
+        # features depend on that row alone, so they are the same either way.
         strata: list[str | pl.Expr] = [s.STAGE, s.CONVERTED, pl.col(s.DAYS_IN_STAGE_SO_FAR) == 0]
-        train, validation, test = (stratified_sample(f, share, strata, seed=seed) for f in (train, validation, test))
+        kept = [stratified_sample(f, share, strata, seed=seed) for f in (train, validation, test)]
+        frame = _with_features(dataset, pl.concat(kept), horizon_days)
         meta = meta | {"sample": sample}
+    else:
+        frame = _with_features(dataset, rows, horizon_days)
+    # The same periods, now with the features: the boundaries of the split above.
+    observed = frame.filter(~pl.col(s.CENSORED))
+    times = observed[s.AS_OF]
+    train = observed.filter(times < split.validation_start)
+    validation = observed.filter((times >= split.validation_start) & (times < split.test_start))
+    test = observed.filter(times >= split.test_start)
     spec = dataset.spec if horizon_days is None else replace(dataset.spec, horizon_days=horizon_days)
     features = feature_columns(frame, extra=extra_features(dataset))
     models: dict[str, StageConversionModel] = {}
