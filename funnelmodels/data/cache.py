@@ -18,6 +18,7 @@ the data read again). The most recently used entries are kept
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -111,7 +112,8 @@ def write_cached(folder: Path, key: str, load: CachedLoad) -> None:
         pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _evict(folder)
+    with contextlib.suppress(OSError):  # a folder that cannot be listed (never made): nothing to keep tidy
+        _evict(folder)
 
 
 def _order_of(frame: pl.DataFrame) -> dict[str, str]:

@@ -111,3 +111,14 @@ def test_the_command_line_can_skip_the_cache_and_an_off_setting_writes_nothing(
     monkeypatch.setenv("FUNNELMODELS_CACHE", "off")
     load_dataset(synthetic_dir)
     assert not (cache.parent / "off").exists()
+
+
+def test_a_cache_folder_that_cannot_be_made_only_costs_the_time(
+    csv_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("FUNNELMODELS_CACHE", str(blocker / "cache"))
+    loaded = load_dataset(csv_data, drop_invalid=True)
+    assert loaded.tables["transactions"].height > 0
+    assert load_dataset(csv_data, drop_invalid=True).tables["customers"].height == loaded.tables["customers"].height
