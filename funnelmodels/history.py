@@ -62,6 +62,7 @@ def history_at(queries: pl.DataFrame, at: str, events: pl.DataFrame, aggregates:
     customer or a moment gets the empty history (0 counts and sums, empty maxima and last values).
     """
     events = events.filter(pl.col(s.CUSTOMER_ID).is_not_null() & pl.col(T).is_not_null())
+    events = _of_customers_asked(events, queries)
     if events.height == 0:
         return pl.DataFrame([_nothing(name, spec, events, queries.height) for name, spec in aggregates.items()])
     moments = list(dict.fromkeys(spec.at or at for spec in aggregates.values()))
@@ -303,3 +304,20 @@ def _number(value: Any) -> int:
 
 def _empty(name: str, n: int, dtype: pl.DataType) -> pl.Series:
     return pl.Series(name, [], dtype=dtype).extend_constant(None, n)
+
+
+def _of_customers_asked(events: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
+    """Only the events of the queries' customers, when that leaves out most of them (less to sort).
+
+    The deals open at one moment are a tenth of the customers: their history is a tenth of the
+    events. When the queries cover most customers, the filter would cost more than it saves.
+    """
+    asked = queries[s.CUSTOMER_ID].drop_nulls().unique()
+    if asked.len() * _FEW_CUSTOMERS >= events.height:
+        return events
+    asked = asked.cast(events[s.CUSTOMER_ID].dtype, strict=False).drop_nulls()
+    return events.filter(pl.col(s.CUSTOMER_ID).is_in(asked.implode()))
+
+
+_FEW_CUSTOMERS: Final = 20
+"""Filter the events to the queries' customers when there are fewer than one per this many events."""

@@ -149,30 +149,87 @@ MIXTURE_NODES = 41
 """Points of the common factor's distribution the mixture is averaged over."""
 
 
+LEAF_CELLS = 4096
+"""Cells of a leaf of the product tree in :func:`won_value_pmf`: deals are added one at a time up to it."""
+
+
 def won_value_pmf(amounts: np.ndarray, probabilities: np.ndarray, step: float, cells: int) -> tuple[np.ndarray, float]:
     """The distribution of Σ amount × Bernoulli(p) on the grid 0, step, 2·step, … (``cells`` long).
 
-    Each amount is rounded to the nearest multiple of ``step``; the deals are added one at a time
-    (P_new[i] = (1 − p) P[i] + p P[i − k]), which is exact for the rounded amounts. Mass beyond
-    the grid is cut and its size returned (choose ``cells`` so that it is negligible).
+    Each amount is rounded to the nearest multiple of ``step``; the result is exact for the rounded
+    amounts (to the floating-point error of a Fourier transform, about 1e-15 of the largest
+    probability). Mass beyond the grid is cut and its size returned (choose ``cells`` so that it is
+    negligible).
+
+    The deals are sorted by amount and cut into leaves whose amounts add up to at most
+    :data:`LEAF_CELLS` cells; within a leaf they are added one at a time (P_new[i] = (1 − p) P[i] +
+    p P[i − k]) on an array as long as the leaf's reach, and the leaves are multiplied pairwise by FFT,
+    each product cut at ``cells``. Deals bigger than a leaf are added one at a time to the product.
+    The work follows the total of the rounded amounts rather than deals × cells (112,000 deals on a
+    32,768-cell grid: 0.6 s instead of 10 s).
 
     Returns
     -------
     (pmf, mass cut beyond the grid)
     """
-    pmf = np.zeros(cells)
-    pmf[0] = 1.0
-    k = np.rint(np.asarray(amounts, dtype=float) / step).astype(np.int64) if step > 0 else np.zeros(len(amounts), int)
-    for ki, p in zip(k, probabilities, strict=True):
-        if p <= 1e-12 or ki <= 0:
-            continue
-        if ki >= cells:
-            pmf *= 1 - p
-            continue
-        shifted = pmf[: cells - ki] * p
-        pmf *= 1 - p
+    p = np.asarray(probabilities, dtype=float)
+    k = np.rint(np.asarray(amounts, dtype=float) / step).astype(np.int64) if step > 0 else np.zeros(p.size, np.int64)
+    keep = (p > 1e-12) & (k > 0)
+    k, p = k[keep], p[keep]
+    beyond = k >= cells
+    never = float(np.prod(1.0 - p[beyond]))  # a deal past the grid adds only the chance it is not won
+    k, p = k[~beyond], p[~beyond]
+    order = np.argsort(k, kind="stable")
+    k, p = k[order], p[order]
+    small = k <= LEAF_CELLS
+    leaves = _leaves(k[small], p[small], cells)
+    pmf = _tree_product(leaves, cells) if leaves else np.ones(1)
+    pmf = np.pad(pmf, (0, cells - pmf.size)) if pmf.size < cells else pmf[:cells]
+    for ki, pi in zip(k[~small], p[~small], strict=True):
+        shifted = pmf[: cells - ki] * pi
+        pmf *= 1 - pi
         pmf[ki:] += shifted
+    pmf = pmf * never
     return pmf, max(0.0, 1.0 - float(pmf.sum()))
+
+
+def _leaves(k: np.ndarray, p: np.ndarray, cells: int) -> list[np.ndarray]:
+    """Deals (sorted by ``k``) added one at a time in runs whose ``k`` add up to at most a leaf."""
+    if k.size == 0:
+        return []
+    run = np.cumsum(k) // LEAF_CELLS
+    cuts = np.flatnonzero(np.diff(run)) + 1
+    out = []
+    for ks, ps in zip(np.split(k, cuts), np.split(p, cuts), strict=True):
+        size = min(int(ks.sum()) + 1, cells)
+        leaf = np.zeros(size)
+        leaf[0] = 1.0
+        reach = 1
+        for ki, pi in zip(ks.tolist(), ps.tolist(), strict=True):
+            reach = min(reach + ki, size)
+            if ki < reach:
+                shifted = leaf[: reach - ki] * pi
+                leaf[:reach] *= 1 - pi
+                leaf[ki:reach] += shifted
+            else:
+                leaf[:reach] *= 1 - pi
+        out.append(leaf)
+    return out
+
+
+def _tree_product(parts: list[np.ndarray], cells: int) -> np.ndarray:
+    """The product of polynomials (coefficient arrays), cut at ``cells``: pairwise, by FFT."""
+    while len(parts) > 1:
+        paired = [_fft_product(parts[i], parts[i + 1], cells) for i in range(0, len(parts) - 1, 2)]
+        parts = paired + ([parts[-1]] if len(parts) % 2 else [])
+    return parts[0]
+
+
+def _fft_product(a: np.ndarray, b: np.ndarray, cells: int) -> np.ndarray:
+    n = min(a.size + b.size - 1, cells)
+    size = 1 << int(np.ceil(np.log2(a.size + b.size - 1)))
+    out = np.fft.irfft(np.fft.rfft(a, size) * np.fft.rfft(b, size), size)[:n]
+    return np.clip(out, 0.0, None)
 
 
 def _support(amounts: np.ndarray, p: np.ndarray, extra_mean: float = 0.0, extra_sd: float = 0.0) -> float:
@@ -472,7 +529,11 @@ def forecast_period(
     segments = _segment_values(known, by)[0] if by else None
     notes: list[str] = []
     days_left = (end - as_of).total_seconds() / 86_400
-    states = landmark_states(known, [as_of], end=as_of)
+    compared_at = max(start, as_of - timedelta(days=slip_days)) if as_of > start else as_of - timedelta(days=slip_days)
+    # The deals open now and a slip period ago, in one pass over the history.
+    both = landmark_states(known, [compared_at, as_of], end=as_of)
+    states, earlier = both.filter(pl.col(s.AS_OF) == as_of), both.filter(pl.col(s.AS_OF) == compared_at)
+    del both
     if segments is not None:
         states = states.join(segments.pipe(collect), on=s.OPPORTUNITY_ID, how="left")
     else:
@@ -585,8 +646,7 @@ def forecast_period(
         if fan
         else pl.DataFrame()
     )
-    compared_at = max(start, as_of - timedelta(days=slip_days)) if as_of > start else as_of - timedelta(days=slip_days)
-    slipped = _slipped(known, model, deals, compared_at, as_of, end)
+    slipped = _slipped(earlier, model, deals, compared_at, end)
     return PeriodForecast(start, end, as_of, by, table, deals, fan_table, slipped, compared_at, notes, dists)
 
 
@@ -609,19 +669,12 @@ def _distribution(
     open_pmf, _ = won_value_pmf(amounts, p, step, cells)
     total = open_pmf
     for a in arrivals:
-        total = _fft_convolve(total, a.pmf(days, step, cells))
+        total = _fft_product(total, a.pmf(days, step, cells), cells)
     # Worst case: every open deal's rounding one way, plus half a cell per new deal expected to be won.
     new_wins = sum(a.weekly_rate * days / 7 * float(a.values(days)[1].mean()) for a in arrivals)
     rounding = float(np.abs(amounts - np.rint(amounts / step) * step).sum()) + step / 2 * new_wins
     mean = closed + float((amounts * p).sum()) + new_mean
     return ValueDistribution(closed, step, total / total.sum(), mean, rounding, spread)
-
-
-def _fft_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    n = a.size
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    out = np.fft.irfft(np.fft.rfft(a, size) * np.fft.rfft(b, size), size)[:n]
-    return np.clip(out, 0.0, None)
 
 
 def _fan(
@@ -653,18 +706,15 @@ def _fan(
 
 
 def _slipped(
-    known: Dataset, model: CloseTimeModel, deals: pl.DataFrame, compared_at: datetime, as_of: datetime, end: datetime
+    earlier: pl.DataFrame, model: CloseTimeModel, deals: pl.DataFrame, compared_at: datetime, end: datetime
 ) -> pl.DataFrame:
-    """Open deals expected to close in the period at ``compared_at`` and expected after its end now."""
+    """Open deals expected to close in the period at ``compared_at`` and expected after its end now.
+
+    ``earlier``: the deals open at ``compared_at`` in their state then (:func:`landmark_states`).
+    """
     empty = deals.head(0).with_columns(pl.lit(None, dtype=pl.Datetime("us")).alias("expected_close_before"))
-    if deals.height == 0:
-        return empty
-    try:
-        earlier = landmark_states(dataset_before(known, compared_at), [compared_at], end=compared_at)
-    except ModelError:
-        return empty
     earlier = earlier.filter(pl.col(s.OPPORTUNITY_ID).is_in(deals[s.OPPORTUNITY_ID].implode()))
-    if earlier.height == 0:
+    if deals.height == 0 or earlier.height == 0:
         return empty
     w, lo = model.curves(earlier)
     before = _expected_close(model, w, lo)

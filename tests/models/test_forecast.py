@@ -40,6 +40,36 @@ def test_the_won_value_distribution_is_exact_against_enumeration() -> None:
     assert np.allclose(pmf, exact, atol=1e-12)
 
 
+def _one_deal_at_a_time(amounts: np.ndarray, p: np.ndarray, step: float, cells: int) -> np.ndarray:
+    """The plain recursion: P_new[i] = (1 − p) P[i] + p P[i − k], cut at the grid's end."""
+    pmf = np.zeros(cells)
+    pmf[0] = 1.0
+    for amount, chance in zip(amounts, p, strict=True):
+        k = int(np.rint(amount / step))
+        if k <= 0:
+            continue
+        moved = pmf[: max(cells - k, 0)] * chance
+        pmf *= 1 - chance
+        pmf[k:] += moved
+    return pmf
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_product_tree_equals_adding_deals_one_at_a_time(seed: int) -> None:
+    # Thousands of deals: small ones (many leaves multiplied by FFT), ones bigger than a leaf (added
+    # to the product one by one), ones past the grid, certain wins, p = 0 and amount 0.
+    rng = np.random.default_rng(seed)
+    amounts = np.concatenate([rng.lognormal(3, 1.0, 4_000), rng.uniform(5_000, 7_000, 20), [9_000.0, 20_000.0]])
+    p = np.concatenate([rng.beta(0.5, 6, 4_000), rng.uniform(0, 1, 20), [0.3, 0.6]])
+    p[:3], p[3:6], amounts[6:9] = 0.0, 1.0, 0.0
+    cells = 8_192
+    pmf, cut = won_value_pmf(amounts, p, 1.0, cells)
+    expected = _one_deal_at_a_time(amounts, p, 1.0, cells)
+    assert np.abs(pmf - expected).max() < 1e-13
+    assert cut == pytest.approx(1.0 - expected.sum(), abs=1e-12)
+    assert cut > 0.3  # the deal of 20,000 past the grid is won with probability 0.6
+
+
 def test_quantiles_and_the_chance_of_a_target_read_the_distribution() -> None:
     # Two deals of 100 and 300 at 50%: 0, 100, 300, 400 each with probability 1/4, plus 50 already won.
     dist = _distribution(np.array([100.0, 300.0]), np.array([0.5, 0.5]), [], 0.0, 50.0, cells=1024)
