@@ -36,6 +36,7 @@ class BinaryScores:
 
     @staticmethod
     def of(y: np.ndarray, p: np.ndarray) -> BinaryScores:
+        """Outcomes (0/1) and probabilities (clipped to [1e-7, 1 − 1e-7] as for the log loss)."""
         y = np.asarray(y, dtype=float)
         p = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
         values, index = np.unique(p, return_inverse=True)
