@@ -21,6 +21,7 @@ from funnelmodels.evaluation import LeakageWarning
 from funnelmodels.features import build_features, build_transition_features
 from funnelmodels.funnel import build_transitions
 from funnelmodels.models.backtest import backtest_pipeline
+from funnelmodels.models.card import ModelCard, conversion_card
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.predict import at_risk_customers, pipeline_value, score_from_history, score_open_opportunities
 from funnelmodels.models.satisfaction import SatisfactionModel
@@ -45,6 +46,7 @@ __all__ = [
     "FunnelModelsError",
     "FunnelSpec",
     "LeakageWarning",
+    "ModelCard",
     "ModelError",
     "ReportError",
     "SatisfactionModel",
@@ -57,6 +59,7 @@ __all__ = [
     "build_transition_features",
     "build_transitions",
     "cohort_table",
+    "conversion_card",
     "conversion_table",
     "cross_validate_conversion",
     "cumulative_conversion",

@@ -140,9 +140,12 @@ class Decomposition:
         for name in ("brier", "mcb", "dsc", "unc"):
             low, high = self.intervals[name]
             out |= {name: getattr(self, name), f"{name}_low": low, f"{name}_high": high}
+        low, high = self.intervals["mcb"]
         return out | {
             "mcb_expected": self.mcb_expected,
             "mcb_excess": self.mcb_excess,
+            "mcb_excess_low": low - self.mcb_expected,
+            "mcb_excess_high": high - self.mcb_expected,
             "mcb_by_chance": self.mcb_by_chance,
             "miscalibrated": self.miscalibrated,
         }

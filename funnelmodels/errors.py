@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "EXIT_BUSY",
+    "EXIT_NOT_READY",
     "EXIT_NO_MEMORY",
     "EXIT_UNEXPECTED",
     "BusyError",
@@ -51,6 +52,10 @@ EXIT_BUSY = 75
 
 EXIT_NO_MEMORY = 71
 """The command line's exit code when the data does not fit in memory (EX_OSERR)."""
+
+EXIT_NOT_READY = 3
+"""``funnelmodels train --gate``: the models were written, but the model card says LightGBM is not ready to publish
+(too little training data, or it does not beat the stage's own conversion rate beyond its interval)."""
 
 EXIT_UNEXPECTED = 70
 """The command line's exit code for an error funnelmodels does not handle (EX_SOFTWARE): one line, no traceback."""

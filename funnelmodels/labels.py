@@ -33,6 +33,7 @@ Unit = Literal[
     "number",
     "score",
     "metric",
+    "fine",
     "index",
     "pvalue",
     "text",
@@ -40,7 +41,8 @@ Unit = Literal[
     "period",
 ]
 """How a value is written: money ($1.2M), price ($84.20), count (1,234), share (38.0%), points (+2.1 pts),
-days (12), number (3 significant digits), score (3.42: CSAT), metric (0.812: AUC, Brier), index (−20.9: NPS),
+days (12), number (3 significant digits), score (3.42: CSAT), metric (0.812: AUC, Brier), fine (0.0029: parts of
+a Brier score), index (−20.9: NPS),
 pvalue (0.042, < 0.001), text, date, period (June 2026)."""
 
 
@@ -146,6 +148,19 @@ LABELS: dict[str, Label] = {
     "brier": Label("Brier", "metric"),
     "log_loss": Label("Log loss", "metric"),
     "ece": Label("ECE", "metric"),
+    "mcb": Label("Miscalibration (MCB)", "fine", "down"),
+    "dsc": Label("Discrimination (DSC)", "fine", "up"),
+    "unc": Label("Uncertainty (UNC)", "fine"),
+    "mcb_excess": Label("Miscalibration beyond noise", "fine", "down"),
+    "mcb_expected": Label("MCB from noise alone", "fine"),
+    "mcb_by_chance": Label("MCB a calibrated model reaches by chance (95%)", "fine"),
+    "miscalibrated": Label("Miscalibrated beyond chance", "text"),
+    "train_rows": Label("Training entries", "count"),
+    "train_positives": Label("Training conversions", "count"),
+    "test_rows": Label("Test entries", "count"),
+    "test_positives": Label("Test conversions", "count"),
+    "naive Bayes": Label("Naive Bayes on stage and source", "text"),
+    "stage rate": Label("The stage's own rate", "text"),
     "feature": Label("Feature", "text"),
     "mean_abs_contribution": Label("Mean contribution (log-odds)", "metric"),
     "gain": Label("Gain", "number"),

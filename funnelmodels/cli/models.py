@@ -21,12 +21,13 @@ from funnelmodels.cli.common import (
 )
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import load_dataset, write_rejected, write_table
-from funnelmodels.errors import ModelError
+from funnelmodels.errors import EXIT_NOT_READY, ModelError
 from funnelmodels.kpis import FORECAST_KPI
+from funnelmodels.models.card import conversion_card
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.forecast import forecast_period, read_forecast_summary, train_forecast
 from funnelmodels.models.hazard import CloseTimeModel
-from funnelmodels.models.persist import METRICS_FILE, ModelStore, write_json
+from funnelmodels.models.persist import METRICS_FILE, ModelStore, read_json, write_json
 from funnelmodels.models.predict import REASONS_FOR, at_risk_customers, check_as_of, score_open_opportunities
 from funnelmodels.models.satisfaction import SatisfactionModel
 from funnelmodels.models.train import train_conversion, train_satisfaction
@@ -44,13 +45,15 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
 
     progress(f"loading {args.data}")
     dataset = load_dataset(args.data, drop_invalid=args.drop_invalid, end=getattr(args, "end", None))
-    conversion = satisfaction = None
+    conversion = satisfaction = card = None
     report: dict[str, Any] = {}
     # The output folder is checked and locked before training: a second run is refused at once.
     with atomic_dir(args.out, command="train", looks_like=_is_model_folder, inputs=dataset.config.inputs) as staging:
         if args.target in ("all", "conversion"):
             progress("conversion: features, lightgbm and logit on an out-of-time split")
             conversion = train_conversion(dataset, seed=args.seed, horizon_days=args.horizon_days)
+            progress("conversion: the model card (metrics with 95% intervals against the baselines, the gate)")
+            card = conversion_card(conversion, seed=args.seed)
         forecast = None
         if args.target in ("all", "conversion"):
             progress("forecast: close-time models (won / lost / open by any date) and a backtest of past months")
@@ -63,6 +66,8 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
             for engine, model in conversion.models.items():
                 model.save(store.conversion(engine))
             report["conversion"] = conversion.summary()
+        if card is not None:
+            write_json(store.conversion_card, card.to_json())
         if forecast is not None:
             for engine, cmodel in forecast.models.items():
                 cmodel.save(store.close_time(engine))
@@ -95,6 +100,8 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
         for engine, model in conversion.models.items():
             for note in model.metadata.get("notes", []):
                 print(f"note ({engine}): {note}")
+    if card is not None:
+        print(f"\nModel card ({args.out / 'conversion' / 'model_card.json'}): {card.gate.sentence()}")
     if forecast is not None:
         print("\nForecast of won value (close-time model)")
         if forecast.backtest is not None:
@@ -112,6 +119,9 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
     elif args.target == "all":
         print("note: satisfaction not trained: the dataset has no surveys table.")
     print(f"models and metrics.json in {args.out}/")
+    if args.gate and card is not None and not card.gate.ready:
+        print(f"--gate: not ready to publish (exit code {EXIT_NOT_READY}); the models are written all the same.")
+        return EXIT_NOT_READY
     return 0
 
 
@@ -163,7 +173,7 @@ def _cmd_score(args: argparse.Namespace, progress: Progress) -> int:
 
 def _score_conversion(args: argparse.Namespace, dataset: Any, progress: Progress) -> Any:
 
-    engine = args.engine or "lightgbm"
+    engine = args.engine or _carded_engine(args.model, progress)
     if engine not in ("lightgbm", "logit"):
         raise ModelError(f"conversion models are lightgbm or logit; received --engine {engine}.")
     check_as_of(dataset.lazy("stage_events"), args.as_of)  # refused before any model is read
@@ -178,6 +188,20 @@ def _score_conversion(args: argparse.Namespace, dataset: Any, progress: Progress
         shown = f"{args.reasons:,} deals worth most of {scored.height:,} open"
         progress(f"reasons for the {shown} (--reasons all for every deal)")
     return scored
+
+
+def _carded_engine(model_dir: Path, progress: Progress) -> str:
+    """The engine the model card recommends (LightGBM when ready or when the folder has no card)."""
+    path = ModelStore(model_dir).conversion_card
+    if not path.is_file():
+        return "lightgbm"
+    gate = read_json(path).get("gate", {})
+    engine = str(gate.get("engine") or "lightgbm")
+    if engine != "lightgbm":
+        progress(
+            f"the model card says LightGBM is not ready: scoring with the {engine} (--engine lightgbm to override)"
+        )
+    return engine
 
 
 def _reasons_count(text: str) -> bool | int:
@@ -274,7 +298,9 @@ def add_commands(commands: Any) -> None:
         "models (ordinal logit and LightGBM) on the past, evaluate them out of time on the latest period (with the "
         "oracle on synthetic data), fit the close-time models of the forecast and backtest it on past months, and "
         "write MODEL_DIR/conversion/<engine>/, MODEL_DIR/satisfaction/<engine>/, MODEL_DIR/close_time/<engine>/, "
-        "MODEL_DIR/metrics.json and MODEL_DIR/forecast.json. The folder is replaced only when training succeeds.",
+        "MODEL_DIR/metrics.json, MODEL_DIR/conversion/model_card.json (metrics with 95% intervals against the "
+        "stage rate, a naive Bayes and the logit; calibration decomposed; the readiness gate) and "
+        "MODEL_DIR/forecast.json. The folder is replaced only when training succeeds.",
     )
     train.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
     train.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder to write")
@@ -301,6 +327,12 @@ def add_commands(commands: Any) -> None:
     )
     train.add_argument("--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (MODEL_DIR/rejected/)")
     train.add_argument("--end", type=end_moment, metavar="DATE", help=END_HELP)
+    train.add_argument(
+        "--gate",
+        action="store_true",
+        help=f"exit with code {EXIT_NOT_READY} (after writing the models) when the model card says LightGBM is not "
+        "ready: too little training data, or no gain over the stage's own rate beyond its 95%% interval",
+    )
     train.set_defaults(run=_cmd_train)
     score = commands.add_parser(
         "score",
@@ -324,7 +356,8 @@ def add_commands(commands: Any) -> None:
     score.add_argument(
         "--engine",
         choices=("lightgbm", "logit", "ordinal"),
-        help="which model (default lightgbm for conversion, ordinal for satisfaction)",
+        help="which model (default for conversion: the one the model card recommends, LightGBM when ready; "
+        "ordinal for satisfaction)",
     )
     score.add_argument(
         "--reasons",

@@ -133,6 +133,7 @@ def value_text(name: str, value: Any, *, kind: Unit | None = None) -> str:
         "days": lambda v: f"{math.floor(v):,}" if v >= 0 else f"{v:,.0f}",  # whole days elapsed
         "score": lambda v: _signed(f"{abs(v):,.2f}", v),
         "metric": lambda v: _signed(f"{abs(v):,.3f}" if abs(v) < 10 else f"{abs(v):,.1f}", v),
+        "fine": lambda v: _signed(f"{abs(v):,.4f}", v),
         "index": lambda v: _signed(f"{abs(v):,.1f}", v),
         "pvalue": p_value,
     }

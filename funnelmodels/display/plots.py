@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "chart_html",
     "plot_activity_effects",
+    "plot_calibration_band",
     "plot_coefficients",
     "plot_cumulative_conversion",
     "plot_forecast_fan",
@@ -261,6 +262,33 @@ def plot_reliability(curves: Mapping[str, pl.DataFrame]) -> Figure:
     ax.set_ylabel("Observed conversion rate")
     ax.legend(frameon=False)
     ax.set_title("Calibration on the test period")
+    return fig
+
+
+def plot_calibration_band(curves: Mapping[str, pl.DataFrame]) -> Figure:
+    """Isotonic reliability curves, one panel per model, each with the band a calibrated model stays in.
+
+    ``curves``: model name → :func:`funnelmodels.calibration.reliability_curve` (``predicted,
+    observed, band_low, band_high``). A curve outside its grey band is miscalibrated there beyond
+    chance: above it the model predicts too low, below it too high.
+    """
+    shown = list(curves.items())[:3]
+    fig, axes = _subplots(1, max(len(shown), 1), figsize=(4.2 * max(len(shown), 1), 4.2), squeeze=False)
+    for ax, (name, table), color in zip(axes[0], shown, (BLUE, ORANGE, GREEN), strict=False):
+        x = table["predicted"].to_numpy()
+        ax.plot([0, 1], [0, 1], color=GREY, ls="--", lw=1)
+        ax.fill_between(x, table["band_low"].to_numpy(), table["band_high"].to_numpy(), color=GREY, alpha=0.25, lw=0)
+        line = ax.plot(x, table["observed"].to_numpy(), color=color, marker=".", lw=1.5)[0]
+        outside = int(((table["observed"] < table["band_low"]) | (table["observed"] > table["band_high"])).sum())
+        _tip(fig, line, f"{words(name)}: {outside} of {table.height} points outside the band")
+        _percent_axis(ax.xaxis)
+        _percent_axis(ax.yaxis)
+        ax.set_xlim(0, max(float(x.max()) * 1.05, 0.05) if x.size else 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(words(name), fontsize=10)
+        ax.set_xlabel("Predicted probability")
+    axes[0][0].set_ylabel("Observed rate (isotonic)")
+    fig.suptitle("Calibration on the test period: curve and the band of a calibrated model (95%)", fontsize=10)
     return fig
 
 

@@ -21,6 +21,7 @@ from funnelmodels.models.design import FeatureEncoder
 from funnelmodels.provenance import package_versions
 
 __all__ = [
+    "CARD_FILE",
     "METRICS_FILE",
     "MODEL_FILE",
     "ModelStore",
@@ -38,6 +39,7 @@ __all__ = [
 
 MODEL_FILE = "model.json"
 METRICS_FILE = "metrics.json"
+CARD_FILE = "model_card.json"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,11 @@ class ModelStore:
     def close_time(self, engine: str) -> Path:
         """The folder of the close-time (forecast) model of ``engine``."""
         return Path(self.root) / "close_time" / engine
+
+    @property
+    def conversion_card(self) -> Path:
+        """The stage-conversion model card: metrics with intervals against the baselines, the gate (JSON)."""
+        return Path(self.root) / "conversion" / CARD_FILE
 
     @property
     def forecast(self) -> Path:

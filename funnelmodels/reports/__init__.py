@@ -4,7 +4,12 @@ Notebooks use ``fm.reports.sales_performance``, ``fm.reports.attempt``, ``fm.rep
 ``funnelmodels report`` calls :func:`run_reports`.
 """
 
-from funnelmodels.reports.conversion import conversion_details, conversion_summary, top_share_of_wins
+from funnelmodels.reports.conversion import (
+    conversion_details,
+    conversion_summary,
+    model_card_section,
+    top_share_of_wins,
+)
 from funnelmodels.reports.params import ResolvedRun, check_period, period_end, resolve_run
 from funnelmodels.reports.registry import REPORTS, notebooks_folder
 from funnelmodels.reports.runner import ReportRun, ReportsFailed, run_report, run_reports
@@ -45,6 +50,7 @@ __all__ = [
     "data_notes",
     "dataset_window",
     "header",
+    "model_card_section",
     "notebooks_folder",
     "period_end",
     "record",

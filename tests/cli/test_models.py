@@ -14,6 +14,7 @@ from handmade import tiny_tables
 
 from funnelmodels.data.io import load_dataset
 from funnelmodels.data.synthetic import generate_dataset, write_dataset
+from funnelmodels.errors import EXIT_NOT_READY
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.design import UnseenCategoryWarning
 from funnelmodels.models.predict import score_open_opportunities
@@ -28,6 +29,9 @@ def test_train_then_score(cli: Cli, synthetic_dir: Path, tmp_path: Path, trained
     assert set(metrics["gap_to_oracle_roc_auc"]) == {"lightgbm", "logit"}
     assert metrics["split"]["method"] == "out of time by as_of"
     assert (models / "conversion" / "lightgbm" / "booster_all.txt").is_file()
+    card = json.loads((models / "conversion" / "model_card.json").read_text())
+    assert card["gate"]["ready"] is True and card["gate"]["engine"] == "lightgbm"
+    assert "Model card" in printed and "Ready to publish." in printed
     out = tmp_path / "scores.csv"
     result = cli(
         "--quiet", "score", str(synthetic_dir), "--model", str(models), "--as-of", "2026-07-01", "--out", str(out)
@@ -55,6 +59,35 @@ def test_train_then_score(cli: Cli, synthetic_dir: Path, tmp_path: Path, trained
     assert f"reasons for the 3 deals worth most of {scores.height:,} open" in result.stderr
     explained = pl.read_csv(few)["reasons_up"].fill_null("").str.len_chars() > 0
     assert explained.head(3).any() and not explained.tail(scores.height - 3).any()
+
+
+def test_the_gate_exits_not_ready_on_little_data_and_score_then_uses_the_logit(cli: Cli, tmp_path: Path) -> None:
+    # 500 customers: about 420 training entries, below the card's minimum of 1,000.
+    write_dataset(generate_dataset(500, seed=2), tmp_path / "data")
+    models = tmp_path / "models"
+    args = ("train", str(tmp_path / "data"), "--out", str(models), "--target", "conversion", "--forecast-periods", "0")
+    result = cli("--quiet", *args, "--gate")
+    assert result.returncode == EXIT_NOT_READY, result.stderr
+    assert "Not ready:" in result.stdout and f"exit code {EXIT_NOT_READY}" in result.stdout
+    card = json.loads((models / "conversion" / "model_card.json").read_text())
+    assert card["gate"]["ready"] is False and card["gate"]["engine"] == "logit"
+    assert card["gate"]["train_rows"] < card["gate"]["min_train_rows"]
+    engines = {r["engine"] for r in card["metrics"]}
+    assert {"lightgbm", "logit", "naive Bayes", "stage rate", "oracle"} == engines
+    # Without --gate the same training succeeds (the card still says not ready).
+    assert cli("--quiet", *args[:3], str(tmp_path / "again"), *args[4:]).returncode == 0
+    scored = cli(
+        "score",
+        str(tmp_path / "data"),
+        "--model",
+        str(models),
+        "--as-of",
+        "2026-07-01",
+        "--out",
+        str(tmp_path / "s.csv"),
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert "the model card says LightGBM is not ready: scoring with the logit" in scored.stderr
 
 
 def test_failed_train_leaves_the_model_folder_untouched(cli: Cli, tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ import re
 import polars as pl
 import pytest
 
+from funnelmodels.models.card import conversion_card
 from funnelmodels.models.train import ConversionTraining
-from funnelmodels.reports import conversion_details, conversion_summary, top_share_of_wins
+from funnelmodels.reports import conversion_details, conversion_summary, model_card_section, top_share_of_wins
 
 
 def test_the_top_scores_hold_more_of_the_wins_than_chance(trained: ConversionTraining) -> None:
@@ -44,3 +45,18 @@ def test_the_model_details_are_collapsed_and_in_words(trained: ConversionTrainin
     stages = re.findall(r'<tr><td class="fm-text">(lead|qualified|relationship|proposal)</td>', page)
     order = ["lead", "qualified", "relationship", "proposal"]
     assert stages == sorted(stages, key=order.index) and max(stages.count(s) for s in set(stages)) <= 12
+
+
+def test_the_model_card_section_gives_the_verdict_and_every_figure_with_its_interval(
+    trained: ConversionTraining,
+) -> None:
+    card = conversion_card(trained, resamples=50)
+    page = model_card_section(card)
+    verdict = "Ready to publish" if card.gate.ready else "Not ready to publish"
+    assert page.startswith(f"<p><strong>{verdict}.</strong>")
+    gbm = card.headline().filter(pl.col("engine") == "lightgbm").row(0, named=True)
+    # The headline cell: the value and its interval, as the table writes it.
+    assert f"{gbm['roc_auc']:.3f} ({gbm['roc_auc_low']:.3f}–{gbm['roc_auc_high']:.3f})" in page
+    assert page.count("<svg") == 1 and page.count("<details") == 1
+    paragraphs = re.findall(r"<p>([^<]*)</p>", page)
+    assert not [p for p in paragraphs if re.search(r"\b[a-z]+_[a-z0-9_]+\b", p)], "no code names in the prose"

@@ -35,7 +35,15 @@ def test_every_report_writes_html_notebook_manifest_and_tables(
             "forecast",
             "forecast_deals",
         },
-        "stage_conversion": {"metrics", "importance", "odds_ratios", "waiting", "cumulative"},
+        "stage_conversion": {
+            "metrics",
+            "importance",
+            "odds_ratios",
+            "waiting",
+            "cumulative",
+            "model_card",
+            "calibration",
+        },
         "customer_satisfaction": {"trend", "metrics", "coefficients", "drivers", "at_risk"},
         "team_performance": {
             "actions",
@@ -217,6 +225,11 @@ def test_reports_read_and_print_in_a_real_browser(rendered: dict[str, ReportRun]
     assert re.search(r"Forecast for July 2026: <b>\$[\d.]+k</b> won, 80% between", sales)
     assert re.search(r"a \d+% chance of reaching the \$240.0k target", sales)
     assert "Chance of reaching the target" in sales and "The forecast has not been backtested here" in sales
+    # The stage-conversion report's model card: the verdict, intervals, the calibration panels.
+    conversion = rendered["stage_conversion"].html.read_text(encoding="utf-8")
+    assert re.search(r"<strong>(Ready|Not ready) to publish\.</strong>", conversion)
+    assert "Calibration on the test period: curve and the band of a calibrated model" in conversion
+    assert "Naive Bayes on stage and source" in conversion and "Miscalibration beyond noise" in conversion
     # The sales report's tiles: every KPI of the period, two for the pipeline.
     assert sales.count('class="fm-tile"') == 9 + 2
 

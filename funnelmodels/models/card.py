@@ -1,0 +1,258 @@
+"""The model card of a stage-conversion training, and the readiness gate.
+
+What a sales director needs before a score decides where the team spends its week: the data
+the model learnt from and was tested on, every metric with its 95% interval, the same metrics
+for three simpler models the score must beat — the stage's own historical rate (what a funnel
+report already says), a naive Bayes on stage and source (the lead scoring open-source CRMs
+ship), and the regularised logit —, the calibration decomposed (:mod:`funnelmodels.calibration`),
+and one verdict.
+
+**The gate.** LightGBM is *ready* when both hold:
+
+1. the training had at least :data:`MIN_TRAIN_ROWS` stage entries with at least
+   :data:`MIN_TRAIN_POSITIVES` conversions (below that, on the generator, LightGBM did not beat
+   the stage's rate reliably: the learning curve in ``benchmarks/learning_curve.py`` and
+   ``benchmarks/RESULTS.md``);
+2. its test ROC AUC beats the stage-only rate's by an interval-separated margin: the 95% interval
+   of the paired difference (same rows, same bootstrap weights) lies above 0.
+
+When it is not ready, the card recommends the regularised logit, whose intervals are shown as they
+are (wide on little data), and says why; ``funnelmodels train --gate`` then exits with
+:data:`funnelmodels.errors.EXIT_NOT_READY` after writing the model folder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from funnelmodels.calibration import decomposition_table, reliability_curve
+from funnelmodels.data import schema as s
+from funnelmodels.intervals import difference_interval, metrics_with_intervals
+from funnelmodels.models.train import ORACLE, ConversionTraining
+
+__all__ = [
+    "MIN_TRAIN_POSITIVES",
+    "MIN_TRAIN_ROWS",
+    "NAIVE_BAYES",
+    "STAGE_RATE",
+    "Gate",
+    "ModelCard",
+    "conversion_card",
+    "naive_bayes",
+    "readiness",
+    "stage_rate",
+]
+
+MIN_TRAIN_ROWS = 1_000
+"""Stage entries a training needs before LightGBM may be published (the learning curve on the generator, 2026-11-28:
+LightGBM beat the stage's rate beyond its interval in all 18 runs from 672 entries up, and in 1 of 3 at 480–542;
+the minimum keeps a margin above the smallest passing size)."""
+MIN_TRAIN_POSITIVES = 450
+"""Conversions among them (the same curve: all 18 runs passed from 306 conversions up, 1 of 3 at 226–280)."""
+STAGE_RATE = "stage rate"
+NAIVE_BAYES = "naive Bayes"
+_NONE = "(none)"
+
+
+def stage_rate(history: pl.DataFrame, rows: pl.DataFrame) -> np.ndarray:
+    """Each row's stage's conversion rate in ``history`` (the overall rate for a stage it never saw)."""
+    overall = float(history[s.CONVERTED].cast(pl.Float64).mean() or 0.0)  # type: ignore[arg-type]
+    rates = history.group_by(s.STAGE).agg(pl.col(s.CONVERTED).cast(pl.Float64).mean().alias("_rate"))
+    joined = rows.select(s.STAGE).join(rates, on=s.STAGE, how="left", maintain_order="left")
+    return joined["_rate"].fill_null(overall).to_numpy()
+
+
+def naive_bayes(
+    history: pl.DataFrame, rows: pl.DataFrame, columns: tuple[str, ...] = (s.STAGE, "source")
+) -> np.ndarray:
+    """P(converted) from a naive Bayes on ``columns`` (each categorical, Laplace-smoothed), fitted on ``history``.
+
+    P(y | x) ∝ P(y) Π P(x_j | y): the lead scoring of open-source CRMs. A column missing from the
+    data is left out; a value never seen counts as one more level with no rows.
+    """
+    y = history[s.CONVERTED].cast(pl.Int8).to_numpy()
+    positives, total = float(y.sum()), float(y.size)
+    if total == 0:
+        return np.full(rows.height, math.nan)
+    log_odds = np.full(rows.height, math.log((positives + 1) / (total - positives + 1)))
+    for column in columns:
+        if column not in history.columns or column not in rows.columns:
+            continue
+        seen = history.select(pl.col(column).cast(pl.String).fill_null(_NONE).alias("_x"), pl.Series("_y", y))
+        counts = seen.group_by("_x").agg(pl.col("_y").sum().alias("_pos"), pl.len().alias("_n"))
+        levels = counts.height + 1
+        asked = rows.select(pl.col(column).cast(pl.String).fill_null(_NONE).alias("_x"))
+        joined = asked.join(counts, on="_x", how="left", maintain_order="left").fill_null(0)
+        pos = joined["_pos"].to_numpy().astype(float)
+        neg = joined["_n"].to_numpy().astype(float) - pos
+        log_odds += np.log((pos + 1) / (positives + levels)) - np.log((neg + 1) / (total - positives + levels))
+    probability: np.ndarray = 1 / (1 + np.exp(-log_odds))
+    return probability
+
+
+@dataclass(frozen=True)
+class Gate:
+    """The readiness verdict: ``ready`` (LightGBM may be published), the engine to use, and why."""
+
+    ready: bool
+    engine: str
+    reasons: list[str]
+    auc_gain: tuple[float, float, float]
+    """LightGBM's test ROC AUC minus the stage rate's: (point, low, high), paired bootstrap."""
+    train_rows: int
+    train_positives: int
+
+    def sentence(self) -> str:
+        """The verdict in one or two sentences, for the report and the command line."""
+        gain, low, high = self.auc_gain
+        beat = (
+            f"LightGBM ranks the test period's stage entries {gain:+.3f} ROC AUC against the stage's own rate "
+            f"(95% interval {low:+.3f} to {high:+.3f})"
+            if math.isfinite(gain)
+            else "The test period has no conversion or no loss, so no ROC AUC can be compared"
+        )
+        if self.ready:
+            return f"Ready to publish. {beat}, on {self.train_rows:,} training entries."
+        return f"Not ready: {' '.join(self.reasons)} {beat}. Use the {self.engine} model and read its wide intervals."
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``model_card.json``."""
+        gain, low, high = self.auc_gain
+        return {
+            "ready": self.ready,
+            "engine": self.engine,
+            "reasons": self.reasons,
+            "auc_gain_over_stage_rate": {"point": gain, "low": low, "high": high},
+            "train_rows": self.train_rows,
+            "train_positives": self.train_positives,
+            "min_train_rows": MIN_TRAIN_ROWS,
+            "min_train_positives": MIN_TRAIN_POSITIVES,
+            "sentence": self.sentence(),
+        }
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Data window, rows per stage, metrics with intervals against the baselines, calibration, gate."""
+
+    window: dict[str, datetime | None]
+    rows: pl.DataFrame
+    """``stage, train_rows, train_positives, test_rows, test_positives`` ("all" first)."""
+    metrics: pl.DataFrame
+    """:func:`funnelmodels.intervals.metrics_with_intervals` per engine and stage (``group``)."""
+    calibration: pl.DataFrame
+    """:func:`funnelmodels.calibration.decomposition_table` per engine and stage."""
+    gate: Gate
+    reliability: dict[str, pl.DataFrame] = field(default_factory=dict)
+    """Per engine, the CORP reliability curve of the test rows with its consistency band."""
+    sample: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (``model_card.json`` beside the models)."""
+        return {
+            "kind": "stage conversion",
+            "window": {k: (v.isoformat() if v else None) for k, v in self.window.items()},
+            "sample": self.sample,
+            "rows": self.rows.to_dicts(),
+            "metrics": self.metrics.to_dicts(),
+            "calibration": self.calibration.to_dicts(),
+            "gate": self.gate.to_json(),
+        }
+
+    def headline(self) -> pl.DataFrame:
+        """Every engine's overall metrics with intervals, one row each, best ROC AUC first."""
+        return self.metrics.filter(pl.col("group") == "all").sort("roc_auc", descending=True, nulls_last=True)
+
+
+def conversion_card(training: ConversionTraining, *, seed: int = 0, resamples: int = 200) -> ModelCard:
+    """The model card of ``training``: its models and the baselines on the test period's stage entries."""
+    history, test = training.history, training.test
+    y = test[s.CONVERTED].cast(pl.Int8).to_numpy()
+    stages = test[s.STAGE].to_numpy()
+    scores: dict[str, np.ndarray] = {name: model.predict_proba(test) for name, model in training.models.items()}
+    scores[NAIVE_BAYES] = naive_bayes(history, test)
+    scores[STAGE_RATE] = stage_rate(history, test)
+    if "true_probability" in test.columns and test["true_probability"].null_count() == 0:
+        scores[ORACLE] = test["true_probability"].to_numpy()
+    metrics = metrics_with_intervals(y, scores, stages, resamples=resamples, seed=seed)
+    calibration = decomposition_table(y, scores, stages, resamples=min(resamples, 100), seed=seed)
+    reliability = {name: reliability_curve(y, p, seed=seed) for name, p in scores.items() if name != STAGE_RATE}
+    positives = int(history[s.CONVERTED].cast(pl.Int64).sum())
+    gate = readiness(history.height, positives, y, scores, seed=seed, resamples=resamples)
+    return ModelCard(
+        window={
+            "train_from": _first(history),
+            "validation_from": training.split.validation_start,
+            "test_from": training.split.test_start,
+            "test_to": _last(test),
+        },
+        rows=_rows(history, test),
+        metrics=metrics,
+        calibration=calibration,
+        gate=gate,
+        reliability=reliability,
+        sample=training.sample,
+    )
+
+
+def readiness(
+    rows: int, positives: int, y: np.ndarray, scores: dict[str, np.ndarray], *, seed: int = 0, resamples: int = 200
+) -> Gate:
+    """The gate: enough training entries and conversions, and LightGBM's test ROC AUC above the stage rate's.
+
+    ``scores`` holds each model's test probabilities, with ``"lightgbm"`` and :data:`STAGE_RATE`;
+    ``y`` the test outcomes.
+    """
+    reasons = []
+    if rows < MIN_TRAIN_ROWS or positives < MIN_TRAIN_POSITIVES:
+        reasons.append(
+            f"the training had {rows:,} stage entries and {positives:,} conversions, below the "
+            f"{MIN_TRAIN_ROWS:,} and {MIN_TRAIN_POSITIVES:,} from which LightGBM beat the stage's rate reliably "
+            "on the generator."
+        )
+    gain = (math.nan, math.nan, math.nan)
+    if "lightgbm" in scores:
+        gain = difference_interval(y, scores["lightgbm"], scores[STAGE_RATE], seed=seed, resamples=resamples)
+        if not gain[1] > 0:
+            reasons.append("LightGBM does not beat the stage's own rate by more than its interval.")
+    else:
+        reasons.append("no LightGBM model was trained.")
+    return Gate(not reasons, "logit" if reasons else "lightgbm", reasons, gain, rows, positives)
+
+
+def _rows(history: pl.DataFrame, test: pl.DataFrame) -> pl.DataFrame:
+    def counts(frame: pl.DataFrame, prefix: str) -> pl.DataFrame:
+        by = frame.group_by(s.STAGE).agg(
+            pl.len().alias(f"{prefix}_rows"), pl.col(s.CONVERTED).cast(pl.Int64).sum().alias(f"{prefix}_positives")
+        )
+        every = frame.select(
+            pl.lit("all").alias(s.STAGE),
+            pl.len().alias(f"{prefix}_rows"),
+            pl.col(s.CONVERTED).cast(pl.Int64).sum().alias(f"{prefix}_positives"),
+        )
+        return pl.concat([every.cast(by.schema), by])
+
+    joined = counts(history, "train").join(counts(test, "test"), on=s.STAGE, how="full", coalesce=True)
+    order = ["all", *dict.fromkeys(history[s.STAGE].to_list() + test[s.STAGE].to_list())]
+    return (
+        joined.with_columns(pl.col(s.STAGE).replace_strict(order, list(range(len(order)))).alias("_o"))
+        .sort("_o")
+        .drop("_o")
+        .fill_null(0)
+    )
+
+
+def _first(frame: pl.DataFrame) -> datetime | None:
+    value = frame[s.AS_OF].min() if frame.height else None
+    return value if isinstance(value, datetime) else None
+
+
+def _last(frame: pl.DataFrame) -> datetime | None:
+    value = frame[s.AS_OF].max() if frame.height else None
+    return value if isinstance(value, datetime) else None

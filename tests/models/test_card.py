@@ -1,0 +1,79 @@
+"""The model card: baselines by hand, the readiness gate, and the card of a real training."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from funnelmodels.models.card import (
+    MIN_TRAIN_POSITIVES,
+    MIN_TRAIN_ROWS,
+    NAIVE_BAYES,
+    STAGE_RATE,
+    conversion_card,
+    naive_bayes,
+    readiness,
+    stage_rate,
+)
+from funnelmodels.models.train import ConversionTraining
+
+
+def _history() -> pl.DataFrame:
+    # Stage a: 3 entries, 2 converted; stage b: 1 entry, not converted. Sources x, x, y, (none).
+    return pl.DataFrame(
+        {"stage": ["a", "a", "a", "b"], "source": ["x", "x", "y", None], "converted": [True, True, False, False]}
+    )
+
+
+def test_the_stage_rate_is_each_stages_history_and_the_overall_rate_for_a_new_stage() -> None:
+    rows = pl.DataFrame({"stage": ["b", "a", "c"]})
+    assert stage_rate(_history(), rows) == pytest.approx([0.0, 2 / 3, 0.5])
+
+
+def test_naive_bayes_on_stage_and_source_matches_the_hand_computation() -> None:
+    # Two positives, two negatives. Laplace: prior odds (2+1)/(2+1) = 1.
+    # Stage a among 2 levels + 1: P(a|+) = (2+1)/(2+3) = 3/5, P(a|−) = (1+1)/(2+3) = 2/5.
+    # Source x among 3 levels + 1: P(x|+) = (2+1)/(2+4) = 1/2, P(x|−) = (0+1)/(2+4) = 1/6.
+    # Odds = 1 × (3/5)/(2/5) × (1/2)/(1/6) = 4.5 → P = 4.5 / 5.5.
+    rows = pl.DataFrame({"stage": ["a"], "source": ["x"]})
+    assert naive_bayes(_history(), rows) == pytest.approx([4.5 / 5.5])
+    # Without a source column the source is left out: odds 1.5 → 0.6.
+    assert naive_bayes(_history().drop("source"), rows) == pytest.approx([0.6])
+
+
+def test_the_gate_refuses_little_data_and_a_model_no_better_than_the_stage_rate() -> None:
+    rng = np.random.default_rng(0)
+    rate = np.where(rng.random(4_000) < 0.5, 0.2, 0.6)
+    y = (rng.random(rate.size) < rate).astype(int)
+    informative = np.clip(rate + (y - rate) * 0.5 + rng.normal(0, 0.1, rate.size), 0.01, 0.99)
+    ready = readiness(MIN_TRAIN_ROWS, MIN_TRAIN_POSITIVES, y, {"lightgbm": informative, STAGE_RATE: rate})
+    assert ready.ready and ready.engine == "lightgbm" and ready.auc_gain[1] > 0
+    assert ready.sentence().startswith("Ready to publish.")
+    # Too few rows: not ready whatever the gain, and the logit is recommended.
+    few = readiness(MIN_TRAIN_ROWS - 1, MIN_TRAIN_POSITIVES, y, {"lightgbm": informative, STAGE_RATE: rate})
+    assert not few.ready and few.engine == "logit" and "below the" in few.sentence()
+    # The stage rate plus noise: its gain's interval does not clear 0.
+    noise = np.clip(rate + rng.normal(0, 0.02, rate.size), 0.01, 0.99)
+    flat = readiness(10 * MIN_TRAIN_ROWS, 10 * MIN_TRAIN_POSITIVES, y, {"lightgbm": noise, STAGE_RATE: rate})
+    assert not flat.ready and flat.auc_gain[1] <= 0 and "does not beat" in flat.sentence()
+    assert flat.to_json()["auc_gain_over_stage_rate"]["point"] == pytest.approx(flat.auc_gain[0])
+
+
+def test_the_card_of_a_training_shows_every_engine_and_baseline_with_intervals(trained: ConversionTraining) -> None:
+    card = conversion_card(trained, resamples=50)
+    head = card.headline()
+    assert set(head["engine"]) == {"lightgbm", "logit", NAIVE_BAYES, STAGE_RATE, "oracle"}
+    assert ((head["roc_auc_low"] <= head["roc_auc"]) & (head["roc_auc"] <= head["roc_auc_high"])).all()
+    # On the generator, the models rank better than the baselines, and LightGBM clears the stage rate.
+    auc = dict(zip(head["engine"], head["roc_auc"], strict=True))
+    assert auc["lightgbm"] > auc[NAIVE_BAYES] > auc[STAGE_RATE]
+    rows = card.rows.row(0, named=True)
+    assert rows["stage"] == "all" and rows["train_rows"] == trained.history.height
+    assert rows["test_rows"] == trained.test.height
+    assert rows["test_positives"] == int(trained.test["converted"].sum())
+    assert card.gate.train_rows == trained.history.height
+    parts = card.calibration.filter(pl.col("group") == "all")
+    assert ((parts["brier"] - (parts["mcb"] - parts["dsc"] + parts["unc"])).abs() < 1e-12).all()
+    data = card.to_json()
+    assert data["gate"]["ready"] == card.gate.ready and data["window"]["test_from"]
