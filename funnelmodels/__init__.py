@@ -21,7 +21,7 @@ from funnelmodels.evaluation import LeakageWarning
 from funnelmodels.features import build_features, build_transition_features
 from funnelmodels.funnel import build_transitions
 from funnelmodels.models.backtest import backtest_pipeline
-from funnelmodels.models.card import ModelCard, conversion_card
+from funnelmodels.models.card import ModelCard, SatisfactionCard, conversion_card, satisfaction_card
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.predict import at_risk_customers, pipeline_value, score_from_history, score_open_opportunities
 from funnelmodels.models.satisfaction import SatisfactionModel
@@ -49,6 +49,7 @@ __all__ = [
     "ModelCard",
     "ModelError",
     "ReportError",
+    "SatisfactionCard",
     "SatisfactionModel",
     "StageConversionModel",
     "SyntheticData",
@@ -74,6 +75,7 @@ __all__ = [
     "plots",
     "reports",
     "rfm_summary",
+    "satisfaction_card",
     "score_from_history",
     "score_open_opportunities",
     "time_to_convert_table",

@@ -23,7 +23,7 @@ from funnelmodels.data import schema as s
 from funnelmodels.data.io import load_dataset, write_rejected, write_table
 from funnelmodels.errors import EXIT_NOT_READY, ModelError
 from funnelmodels.kpis import FORECAST_KPI
-from funnelmodels.models.card import conversion_card
+from funnelmodels.models.card import conversion_card, satisfaction_card
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.forecast import forecast_period, read_forecast_summary, train_forecast
 from funnelmodels.models.hazard import CloseTimeModel
@@ -45,7 +45,7 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
 
     progress(f"loading {args.data}")
     dataset = load_dataset(args.data, drop_invalid=args.drop_invalid, end=getattr(args, "end", None))
-    conversion = satisfaction = card = None
+    conversion = satisfaction = card = satisfaction_verdict = None
     report: dict[str, Any] = {}
     # The output folder is checked and locked before training: a second run is refused at once.
     with atomic_dir(args.out, command="train", looks_like=_is_model_folder, inputs=dataset.config.inputs) as staging:
@@ -61,6 +61,7 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
         if args.target == "satisfaction" or (args.target == "all" and dataset.has("surveys")):
             progress(f"satisfaction ({args.satisfaction_score}): ordinal logit and lightgbm on an out-of-time split")
             satisfaction = train_satisfaction(dataset, target=args.satisfaction_score, seed=args.seed)
+            satisfaction_verdict = satisfaction_card(satisfaction, seed=args.seed)
         store = ModelStore(staging)
         if conversion is not None:
             for engine, model in conversion.models.items():
@@ -76,6 +77,8 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
             for engine, smodel in satisfaction.models.items():
                 smodel.save(store.satisfaction(engine))
             report["satisfaction"] = satisfaction.summary()
+        if satisfaction_verdict is not None:
+            write_json(store.satisfaction_card, satisfaction_verdict.to_json())
         report["data"] = {"notes": list(dataset.notes), "set_aside": dataset.rejected_summary()}
         # Every option that shaped training, so a model folder says how it was made.
         report["training"] = {
@@ -116,13 +119,25 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
                 f"{r['engine']:<10}{r['n']:>7,}{r['mae']:>7.3f}{r['within_one']:>7.3f}{r['rps']:>7.3f}"
                 f"{r['log_loss']:>10.3f}{r['spearman']:>10.3f}"
             )
+        if satisfaction_verdict is not None:
+            where = args.out / "satisfaction" / "model_card.json"
+            print(f"\nModel card ({where}): {satisfaction_verdict.sentence()}")
     elif args.target == "all":
         print("note: satisfaction not trained: the dataset has no surveys table.")
     print(f"models and metrics.json in {args.out}/")
-    if args.gate and card is not None and not card.gate.ready:
-        print(f"--gate: not ready to publish (exit code {EXIT_NOT_READY}); the models are written all the same.")
+    waiting = [n for n, c in (("conversion", card), ("satisfaction", satisfaction_verdict)) if c and not _ready(c)]
+    if args.gate and waiting:
+        print(
+            f"--gate: {' and '.join(waiting)} not ready to publish (exit code {EXIT_NOT_READY}); "
+            "the models are written all the same."
+        )
         return EXIT_NOT_READY
     return 0
+
+
+def _ready(card: Any) -> bool:
+    """A conversion card's gate or a satisfaction card's verdict."""
+    return bool(card.gate.ready if hasattr(card, "gate") else card.ready)
 
 
 def _is_model_folder(folder: Path) -> bool:
@@ -330,8 +345,9 @@ def add_commands(commands: Any) -> None:
     train.add_argument(
         "--gate",
         action="store_true",
-        help=f"exit with code {EXIT_NOT_READY} (after writing the models) when the model card says LightGBM is not "
-        "ready: too little training data, or no gain over the stage's own rate beyond its 95%% interval",
+        help=f"exit with code {EXIT_NOT_READY} (after writing the models) when a model card says not ready: "
+        "conversion with too little training data or no gain over the stage's own rate beyond its 95%% interval; "
+        "satisfaction with no gain over the naive answer beyond its interval",
     )
     train.set_defaults(run=_cmd_train)
     score = commands.add_parser(

@@ -33,8 +33,9 @@ import polars as pl
 
 from funnelmodels.calibration import decomposition_table, reliability_curve
 from funnelmodels.data import schema as s
-from funnelmodels.intervals import difference_interval, metrics_with_intervals
-from funnelmodels.models.train import ORACLE, ConversionTraining
+from funnelmodels.intervals import difference_interval, mean_intervals, metric_intervals, metrics_with_intervals
+from funnelmodels.models.satisfaction import LEVELS
+from funnelmodels.models.train import ORACLE, ConversionTraining, SatisfactionTraining
 
 __all__ = [
     "MIN_TRAIN_POSITIVES",
@@ -43,9 +44,11 @@ __all__ = [
     "STAGE_RATE",
     "Gate",
     "ModelCard",
+    "SatisfactionCard",
     "conversion_card",
     "naive_bayes",
     "readiness",
+    "satisfaction_card",
     "stage_rate",
 ]
 
@@ -256,3 +259,142 @@ def _first(frame: pl.DataFrame) -> datetime | None:
 def _last(frame: pl.DataFrame) -> datetime | None:
     value = frame[s.AS_OF].max() if frame.height else None
     return value if isinstance(value, datetime) else None
+
+
+# -- satisfaction ------------------------------------------------------------------------------------------
+
+NAIVE = "naive"
+_ORDINAL_LOSSES = ("rps", "mae", "within_one", "log_loss")
+
+
+@dataclass(frozen=True)
+class SatisfactionCard:
+    """The satisfaction models' card: per engine the score metrics and the low-score chance, with intervals.
+
+    ``metrics``: ``engine, n, rps, mae, within_one, log_loss`` (each with ``_low``/``_high``), then
+    ``low_share`` (the share answering low), ``low_roc_auc``, ``low_brier`` for P(low) (CSAT ≤ 2, or
+    an NPS detractor). ``calibration``: P(low) decomposed per engine. ``ready``: the best engine
+    beats the naive baseline (the training distribution for everyone) on the ranked probability
+    score beyond its paired interval.
+    """
+
+    target: str
+    low_up_to: int
+    metrics: pl.DataFrame
+    calibration: pl.DataFrame
+    reliability: dict[str, pl.DataFrame]
+    best: str
+    rps_gain: tuple[float, float, float]
+    """The naive RPS minus the best engine's (point, low, high): above 0 is better than naive."""
+    rows: dict[str, int]
+    sample: str = ""
+
+    @property
+    def ready(self) -> bool:
+        """The best engine's RPS is below the naive baseline's by more than the paired interval."""
+        return bool(self.rps_gain[1] > 0)
+
+    def sentence(self) -> str:
+        """The verdict in one sentence."""
+        gain, low, high = self.rps_gain
+        if not math.isfinite(gain):
+            return "No verdict: no model was scored on the test answers."
+        head = "Ready to publish" if self.ready else "Not ready"
+        return (
+            f"{head}: the {self.best} model's ranked probability score is {gain:.4f} better than the naive "
+            f"baseline's (95% interval {low:.4f} to {high:.4f}) on {self.rows['test']:,} test answers"
+            + ("." if self.ready else ", not beyond its interval: its scores add little to the average answer.")
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (``satisfaction/model_card.json``)."""
+        gain, low, high = self.rps_gain
+        return {
+            "kind": "satisfaction",
+            "target": self.target,
+            "low_up_to": self.low_up_to,
+            "sample": self.sample,
+            "rows": self.rows,
+            "metrics": self.metrics.to_dicts(),
+            "calibration": self.calibration.to_dicts(),
+            "gate": {
+                "ready": self.ready,
+                "engine": self.best,
+                "rps_gain_over_naive": {"point": gain, "low": low, "high": high},
+                "sentence": self.sentence(),
+            },
+        }
+
+
+def satisfaction_card(training: SatisfactionTraining, *, seed: int = 0, resamples: int = 200) -> SatisfactionCard:
+    """The card of a satisfaction training: its engines, the naive baseline and the truth on the test answers."""
+    test, target = training.test, training.target
+    first = next(iter(training.models.values()))
+    levels = np.asarray(first.levels)
+    low_up_to = int(first.low_up_to)
+    y = test[target].to_numpy()
+    history = training.train[target].to_numpy()
+    probabilities = {name: model.predict_proba(test) for name, model in training.models.items()}
+    probabilities[NAIVE] = np.tile([(history == level).mean() for level in levels], (test.height, 1))
+    truth = [f"p_csat_{k}" for k in levels]
+    if (
+        target == "csat"
+        and tuple(levels) == LEVELS["csat"]
+        and all(c in test.columns for c in truth)
+        and test.select(truth).null_count().sum_horizontal()[0] == 0
+    ):
+        probabilities[ORACLE] = test.select(truth).to_numpy()
+    losses = {name: _ordinal_losses(y, proba, levels) for name, proba in probabilities.items()}
+    low = (y <= low_up_to).astype(int)
+    rows = []
+    for name, proba in probabilities.items():
+        found = mean_intervals(losses[name], resamples=resamples, seed=seed)
+        p_low = proba[:, levels <= low_up_to].sum(axis=1)
+        binary = metric_intervals(low, p_low, resamples=resamples, seed=seed)
+        row: dict[str, Any] = {"engine": name, "n": int(y.size)}
+        for metric in _ORDINAL_LOSSES:
+            row |= dict(zip((metric, f"{metric}_low", f"{metric}_high"), found[metric], strict=True))
+        row |= {"low_share": float(low.mean()) if low.size else math.nan}
+        for metric in ("roc_auc", "brier"):
+            row |= {f"low_{metric}{end}": binary[f"{metric}{end}"] for end in ("", "_low", "_high")}
+        rows.append(row)
+    metrics = pl.DataFrame(rows)
+    engines = [name for name in training.models if name in losses]
+    best = min(engines, key=lambda name: float(losses[name]["rps"].mean())) if engines and y.size else ""
+    gain = (math.nan, math.nan, math.nan)
+    if best:
+        paired = mean_intervals(
+            {NAIVE: losses[NAIVE]["rps"], best: losses[best]["rps"]}, against=best, resamples=resamples, seed=seed
+        )[f"{NAIVE} - {best}"]
+        gain = paired
+    p_lows = {name: proba[:, levels <= low_up_to].sum(axis=1) for name, proba in probabilities.items()}
+    calibration = decomposition_table(low, p_lows, resamples=min(resamples, 100), seed=seed)
+    reliability = {name: reliability_curve(low, p, seed=seed) for name, p in p_lows.items() if name != NAIVE}
+    return SatisfactionCard(
+        target=target,
+        low_up_to=low_up_to,
+        metrics=metrics,
+        calibration=calibration,
+        reliability=reliability,
+        best=best,
+        rps_gain=gain,
+        rows={"train": training.train.height, "test": test.height},
+        sample=training.sample,
+    )
+
+
+def _ordinal_losses(y: np.ndarray, proba: np.ndarray, levels: np.ndarray) -> dict[str, np.ndarray]:
+    """Per answer: ranked probability score, absolute error of the expected score, within one, log loss.
+
+    The same definitions as :func:`funnelmodels.models.satisfaction.ordinal_metrics` (their means).
+    """
+    codes = np.clip(np.searchsorted(levels, y, side="right") - 1, 0, levels.size - 1)
+    observed_cdf = (np.arange(levels.size)[None, :] >= codes[:, None]).astype(float)
+    rps = ((np.cumsum(proba, axis=1) - observed_cdf)[:, :-1] ** 2).sum(axis=1) / max(levels.size - 1, 1)
+    mode = levels[proba.argmax(axis=1)]
+    return {
+        "rps": rps,
+        "mae": np.abs(proba @ levels - y),
+        "within_one": (np.abs(mode - y) <= 1).astype(float),
+        "log_loss": -np.log(np.clip(proba[np.arange(y.size), codes], 1e-12, 1)),
+    }

@@ -71,6 +71,11 @@ class ModelStore:
         return Path(self.root) / "conversion" / CARD_FILE
 
     @property
+    def satisfaction_card(self) -> Path:
+        """The satisfaction model card: metrics with intervals against the naive answer, P(low) calibration (JSON)."""
+        return Path(self.root) / "satisfaction" / CARD_FILE
+
+    @property
     def forecast(self) -> Path:
         """The forecast's backtest, calibration and checks (JSON)."""
         return Path(self.root) / "forecast.json"

@@ -16,6 +16,7 @@ from funnelmodels.reports.runner import ReportRun, ReportsFailed, run_report, ru
 from funnelmodels.reports.sales import SalesReport, sales_performance
 from funnelmodels.reports.satisfaction import (
     SatisfactionOverview,
+    satisfaction_card_section,
     satisfaction_details,
     satisfaction_overview,
     satisfaction_summary,
@@ -58,6 +59,7 @@ __all__ = [
     "run_report",
     "run_reports",
     "sales_performance",
+    "satisfaction_card_section",
     "satisfaction_details",
     "satisfaction_overview",
     "satisfaction_summary",

@@ -12,15 +12,18 @@ from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.display.format import interval_text, percent, period_label, value_text
 from funnelmodels.display.html import details, html_table
+from funnelmodels.display.plots import chart_html, plot_calibration_band
 from funnelmodels.errors import ConfigError, ReportError, did_you_mean
 from funnelmodels.kpis import satisfaction_change, satisfaction_table
 from funnelmodels.labels import label
-from funnelmodels.models.train import SatisfactionTraining
+from funnelmodels.models.card import SatisfactionCard
+from funnelmodels.models.train import ORACLE, SatisfactionTraining
 from funnelmodels.reports.params import period_end
 from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
 
 __all__ = [
     "SatisfactionOverview",
+    "satisfaction_card_section",
     "satisfaction_details",
     "satisfaction_overview",
     "satisfaction_summary",
@@ -180,3 +183,37 @@ def satisfaction_details(result: SatisfactionTraining, drivers: pl.DataFrame) ->
         "<h4>LightGBM's drivers</h4>",
         html_table(drivers.head(12)),
     )
+
+
+def satisfaction_card_section(card: SatisfactionCard) -> str:
+    """The satisfaction models' card in the report: verdict, metrics with 95% intervals, P(low) calibration (HTML)."""
+    low = f"{label(card.target)} ≤ {card.low_up_to}"
+    ends = ("", "_low", "_high")
+    columns = ["engine", "n"] + [f"{m}{e}" for m in ("rps", "mae", "within_one", "log_loss") for e in ends]
+    columns += ["low_share"] + [f"low_{m}{e}" for m in ("roc_auc", "brier") for e in ends]
+    parts = ["engine"] + [f"{m}{e}" for m in ("brier", "mcb", "dsc", "unc") for e in ends]
+    parts += ["mcb_excess", "mcb_excess_low", "mcb_excess_high", "miscalibrated"]
+    curves = {name: card.reliability[name] for name in ("ordinal", "lightgbm", ORACLE) if name in card.reliability}
+    verdict = "Ready to publish" if card.ready else "Not ready to publish"
+    tested = card.rows["test"]
+    about = (
+        f"Every model scored the same {tested:,} answers of the latest period, which none saw in training, beside "
+        "the naive baseline (everyone gets the historical distribution of answers). The last columns judge the "
+        f"chance of a low answer ({low}), the one the at-risk list ranks by. Intervals: 95%, a bootstrap over the "
+        "answers."
+    )
+    calibration = (
+        f"The chance of a low answer ({low}): its Brier score split into miscalibration, discrimination and "
+        "uncertainty (Brier = MCB − DSC + UNC), and its reliability with the band a calibrated model stays in."
+    )
+    out = [
+        f"<p><strong>{verdict}.</strong> {html.escape(card.sentence().split(': ', 1)[-1])}</p>",
+        f"<p>{html.escape(about)}</p>",
+        html_table(card.metrics.select([c for c in columns if c in card.metrics.columns])),
+        f"<p>{html.escape(calibration)}</p>",
+        html_table(card.calibration.filter(pl.col("group") == "all").select(parts)),
+        chart_html(plot_calibration_band(curves)) if curves else "",
+    ]
+    if card.sample:
+        out.insert(1, f"<p>{html.escape(f'The models were {card.sample}.')}</p>")
+    return "".join(out)

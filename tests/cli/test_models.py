@@ -32,6 +32,9 @@ def test_train_then_score(cli: Cli, synthetic_dir: Path, tmp_path: Path, trained
     card = json.loads((models / "conversion" / "model_card.json").read_text())
     assert card["gate"]["ready"] is True and card["gate"]["engine"] == "lightgbm"
     assert "Model card" in printed and "Ready to publish." in printed
+    satisfied = json.loads((models / "satisfaction" / "model_card.json").read_text())
+    assert satisfied["gate"]["ready"] is True and satisfied["gate"]["engine"] in ("ordinal", "lightgbm")
+    assert {r["engine"] for r in satisfied["metrics"]} == {"ordinal", "lightgbm", "naive", "oracle"}
     out = tmp_path / "scores.csv"
     result = cli(
         "--quiet", "score", str(synthetic_dir), "--model", str(models), "--as-of", "2026-07-01", "--out", str(out)

@@ -14,9 +14,10 @@ from funnelmodels.models.card import (
     conversion_card,
     naive_bayes,
     readiness,
+    satisfaction_card,
     stage_rate,
 )
-from funnelmodels.models.train import ConversionTraining
+from funnelmodels.models.train import ConversionTraining, SatisfactionTraining
 
 
 def _history() -> pl.DataFrame:
@@ -77,3 +78,22 @@ def test_the_card_of_a_training_shows_every_engine_and_baseline_with_intervals(t
     assert ((parts["brier"] - (parts["mcb"] - parts["dsc"] + parts["unc"])).abs() < 1e-12).all()
     data = card.to_json()
     assert data["gate"]["ready"] == card.gate.ready and data["window"]["test_from"]
+
+
+def test_the_satisfaction_card_agrees_with_the_training_metrics_and_beats_the_naive_answer(
+    satisfaction: SatisfactionTraining,
+) -> None:
+    card = satisfaction_card(satisfaction, resamples=50)
+    by_engine = {r["engine"]: r for r in card.metrics.iter_rows(named=True)}
+    for row in satisfaction.metrics.iter_rows(named=True):
+        found = by_engine[row["engine"]]
+        for metric in ("rps", "mae", "within_one", "log_loss"):
+            assert found[metric] == pytest.approx(row[metric], abs=1e-12), (row["engine"], metric)
+            assert found[f"{metric}_low"] <= found[metric] <= found[f"{metric}_high"]
+    # The share answering low is the test period's (CSAT 1-2), and the generator's models know who.
+    low = (satisfaction.test["csat"] <= 2).mean()
+    assert by_engine["ordinal"]["low_share"] == pytest.approx(low)
+    assert by_engine["ordinal"]["low_roc_auc"] > 0.6 and by_engine["naive"]["low_roc_auc"] == pytest.approx(0.5)
+    assert card.best in ("ordinal", "lightgbm") and card.ready and card.rps_gain[1] > 0
+    assert card.to_json()["gate"]["engine"] == card.best
+    assert card.sentence().startswith("Ready to publish: the ")

@@ -44,7 +44,15 @@ def test_every_report_writes_html_notebook_manifest_and_tables(
             "model_card",
             "calibration",
         },
-        "customer_satisfaction": {"trend", "metrics", "coefficients", "drivers", "at_risk"},
+        "customer_satisfaction": {
+            "trend",
+            "metrics",
+            "coefficients",
+            "drivers",
+            "at_risk",
+            "model_card",
+            "calibration",
+        },
         "team_performance": {
             "actions",
             "period",
@@ -230,6 +238,9 @@ def test_reports_read_and_print_in_a_real_browser(rendered: dict[str, ReportRun]
     assert re.search(r"<strong>(Ready|Not ready) to publish\.</strong>", conversion)
     assert "Calibration on the test period: curve and the band of a calibrated model" in conversion
     assert "Naive Bayes on stage and source" in conversion and "Miscalibration beyond noise" in conversion
+    satisfied = rendered["customer_satisfaction"].html.read_text(encoding="utf-8")
+    assert re.search(r"<strong>(Ready|Not ready) to publish\.</strong>", satisfied)
+    assert "ROC AUC of P(low)" in satisfied and "the band a calibrated model stays in" in satisfied
     # The sales report's tiles: every KPI of the period, two for the pipeline.
     assert sales.count('class="fm-tile"') == 9 + 2
 
