@@ -34,6 +34,7 @@ import polars as pl
 from funnelmodels.calibration import decomposition_table, reliability_curve
 from funnelmodels.data import schema as s
 from funnelmodels.intervals import difference_interval, mean_intervals, metric_intervals, metrics_with_intervals
+from funnelmodels.labels import label
 from funnelmodels.models.satisfaction import LEVELS
 from funnelmodels.models.train import ORACLE, ConversionTraining, SatisfactionTraining
 
@@ -301,7 +302,7 @@ class SatisfactionCard:
             return "No verdict: no model was scored on the test answers."
         head = "Ready to publish" if self.ready else "Not ready"
         return (
-            f"{head}: the {self.best} model's ranked probability score is {gain:.4f} better than the naive "
+            f"{head}: {label(self.best)}'s ranked probability score is {gain:.4f} better than the naive "
             f"baseline's (95% interval {low:.4f} to {high:.4f}) on {self.rows['test']:,} test answers"
             + ("." if self.ready else ", not beyond its interval: its scores add little to the average answer.")
         )

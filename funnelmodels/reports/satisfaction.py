@@ -187,7 +187,7 @@ def satisfaction_details(result: SatisfactionTraining, drivers: pl.DataFrame) ->
 
 def satisfaction_card_section(card: SatisfactionCard) -> str:
     """The satisfaction models' card in the report: verdict, metrics with 95% intervals, P(low) calibration (HTML)."""
-    low = f"{label(card.target)} ≤ {card.low_up_to}"
+    low = f"{card.target.upper()} ≤ {card.low_up_to}"
     ends = ("", "_low", "_high")
     columns = ["engine", "n"] + [f"{m}{e}" for m in ("rps", "mae", "within_one", "log_loss") for e in ends]
     columns += ["low_share"] + [f"low_{m}{e}" for m in ("roc_auc", "brier") for e in ends]

@@ -96,4 +96,4 @@ def test_the_satisfaction_card_agrees_with_the_training_metrics_and_beats_the_na
     assert by_engine["ordinal"]["low_roc_auc"] > 0.6 and by_engine["naive"]["low_roc_auc"] == pytest.approx(0.5)
     assert card.best in ("ordinal", "lightgbm") and card.ready and card.rps_gain[1] > 0
     assert card.to_json()["gate"]["engine"] == card.best
-    assert card.sentence().startswith("Ready to publish: the ")
+    assert card.sentence().startswith("Ready to publish: ")
