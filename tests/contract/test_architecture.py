@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("funnel", "history"),
     ("segments", "rates", "kpis"),
     ("features", "rfm"),
-    ("evaluation", "calibration", "intervals"),
+    ("evaluation", "calibration", "intervals", "drift"),
     ("models.design",),
     ("models.reasons", "models.boosting"),
     ("models.persist",),
