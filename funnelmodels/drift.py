@@ -26,7 +26,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["ALPHA", "PSI_ALERT", "benjamini_hochberg", "drift_table", "profile"]
+__all__ = ["ALPHA", "PSI_ALERT", "SCORE", "benjamini_hochberg", "drift_table", "profile"]
+
+SCORE = "score"
+"""The column a model's probability is profiled under, beside the features."""
 
 PSI_ALERT = 0.2
 """A PSI above this is a shift worth acting on (the common rule of thumb)."""

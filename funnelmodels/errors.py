@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "EXIT_BUSY",
+    "EXIT_DRIFT",
     "EXIT_NOT_READY",
     "EXIT_NO_MEMORY",
     "EXIT_UNEXPECTED",
@@ -56,6 +57,10 @@ EXIT_NO_MEMORY = 71
 EXIT_NOT_READY = 3
 """``funnelmodels train --gate``: the models were written, but the model card says LightGBM is not ready to publish
 (too little training data, or it does not beat the stage's own conversion rate beyond its interval)."""
+
+EXIT_DRIFT = 4
+"""``funnelmodels score --check-drift``: the scores were written, but a feature or the score has shifted since the
+model was tested (PSI above 0.2 and not chance, :mod:`funnelmodels.drift`)."""
 
 EXIT_UNEXPECTED = 70
 """The command line's exit code for an error funnelmodels does not handle (EX_SOFTWARE): one line, no traceback."""

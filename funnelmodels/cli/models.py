@@ -21,12 +21,13 @@ from funnelmodels.cli.common import (
 )
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import load_dataset, write_rejected, write_table
-from funnelmodels.errors import EXIT_NOT_READY, ModelError
+from funnelmodels.errors import EXIT_DRIFT, EXIT_NOT_READY, ModelError
 from funnelmodels.kpis import FORECAST_KPI
-from funnelmodels.models.card import conversion_card, satisfaction_card
+from funnelmodels.models.card import conversion_card, drift_sentence, satisfaction_card
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.forecast import forecast_period, read_forecast_summary, train_forecast
 from funnelmodels.models.hazard import CloseTimeModel
+from funnelmodels.models.monitor import REFERENCE_FILE, pipeline_drift, pipeline_profiles
 from funnelmodels.models.persist import METRICS_FILE, ModelStore, read_json, write_json
 from funnelmodels.models.predict import REASONS_FOR, at_risk_customers, check_as_of, score_open_opportunities
 from funnelmodels.models.satisfaction import SatisfactionModel
@@ -69,6 +70,11 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
             report["conversion"] = conversion.summary()
         if card is not None:
             write_json(store.conversion_card, card.to_json())
+        if conversion is not None:
+            progress("conversion: the open pipeline at the test period's start, the reference for score --check-drift")
+            moment = conversion.split.test_start
+            for engine, profiled in pipeline_profiles(dataset, conversion.models, moment).items():
+                write_json(store.conversion(engine) / REFERENCE_FILE, profiled)
         if forecast is not None:
             for engine, cmodel in forecast.models.items():
                 cmodel.save(store.close_time(engine))
@@ -162,16 +168,22 @@ def _cmd_score(args: argparse.Namespace, progress: Progress) -> int:
     dataset = load_dataset(args.data, drop_invalid=args.drop_invalid, end=getattr(args, "end", None))
     inputs = [*dataset.config.inputs[1:], args.model]
     check_file_output(args.out, inputs=inputs)
+    drift_out = args.out.with_name(f"{args.out.stem}_drift.csv")
+    if args.check_drift:
+        if args.target == "satisfaction":
+            raise ModelError("--check-drift compares the open pipeline: use it with --target conversion.")
+        check_file_output(drift_out, inputs=inputs)
     if args.target == "satisfaction":
         scored = _score_satisfaction(args, dataset, progress)
         likely = int((scored["p_low"] > 0.5).sum())
         summary = f"{scored.height:,} active customers at {args.as_of}; {likely:,} more likely than not to score low"
     else:
-        scored = _score_conversion(args, dataset, progress)
+        scored, engine = _score_conversion(args, dataset, progress)
         total, expected = scored["amount"].sum(), scored["expected_value"].sum()
         summary = (
             f"{scored.height:,} open opportunities at {args.as_of}: pipeline {total:,.0f}, expected {expected:,.0f}"
         )
+    drifted = _check_drift(args, dataset, engine, drift_out, progress) if args.check_drift else False
     if args.out.suffix == ".csv":
         scored = scored.with_columns(pl.col(c).list.join("; ") for c in ("reasons_up", "reasons_down"))
     write_table(scored, args.out)
@@ -183,10 +195,31 @@ def _cmd_score(args: argparse.Namespace, progress: Progress) -> int:
         with atomic_dir(rejected, command="score", inputs=inputs) as staging:
             written = [rejected / p.name for p in write_rejected(dataset, staging)]
     print_rejected(dataset, written)
+    if drifted:
+        print(f"--check-drift: drift found (exit code {EXIT_DRIFT}); the scores are written all the same.")
+        return EXIT_DRIFT
     return 0
 
 
-def _score_conversion(args: argparse.Namespace, dataset: Any, progress: Progress) -> Any:
+def _check_drift(args: argparse.Namespace, dataset: Any, engine: str, out: Path, progress: Progress) -> bool:
+    """The open pipeline at --as-of against the one at the test period's start; True when a feature shifted."""
+    folder = ModelStore(args.model).conversion(engine)
+    path = folder / REFERENCE_FILE
+    if not path.is_file():
+        raise ModelError(
+            f"{path} is missing: the model folder was written before drift checks; train it again to check drift."
+        )
+    reference = read_json(path)
+    model = StageConversionModel.load(folder, engine=engine)
+    progress(f"drift: the pipeline open at {args.as_of} against the one at {reference.get('as_of', '?')[:10]}")
+    table = pipeline_drift(dataset, model, reference, args.as_of)
+    write_table(table, out)
+    print(drift_sentence(table, f"the pipeline open at {args.as_of:%Y-%m-%d} against the one the model was tested on"))
+    print(f"wrote {out}")
+    return bool(table["alert"].any())
+
+
+def _score_conversion(args: argparse.Namespace, dataset: Any, progress: Progress) -> tuple[Any, str]:
 
     engine = args.engine or _carded_engine(args.model, progress)
     if engine not in ("lightgbm", "logit"):
@@ -202,7 +235,7 @@ def _score_conversion(args: argparse.Namespace, dataset: Any, progress: Progress
     if args.reasons is not True and scored.height > args.reasons:
         shown = f"{args.reasons:,} deals worth most of {scored.height:,} open"
         progress(f"reasons for the {shown} (--reasons all for every deal)")
-    return scored
+    return scored, engine
 
 
 def _carded_engine(model_dir: Path, progress: Progress) -> str:
@@ -374,6 +407,13 @@ def add_commands(commands: Any) -> None:
         choices=("lightgbm", "logit", "ordinal"),
         help="which model (default for conversion: the one the model card recommends, LightGBM when ready; "
         "ordinal for satisfaction)",
+    )
+    score.add_argument(
+        "--check-drift",
+        action="store_true",
+        help=f"conversion: compare the open pipeline at AS_OF with the one the model was tested on (PSI and "
+        f"Wasserstein per feature and for the score; FILE's folder, <name>_drift.csv) and exit with code {EXIT_DRIFT} "
+        "when a feature shifted (PSI > 0.2 and not chance); the scores are written all the same",
     )
     score.add_argument(
         "--reasons",

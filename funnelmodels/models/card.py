@@ -33,12 +33,14 @@ import polars as pl
 
 from funnelmodels.calibration import decomposition_table, reliability_curve
 from funnelmodels.data import schema as s
+from funnelmodels.drift import SCORE, drift_table, profile
 from funnelmodels.intervals import difference_interval, mean_intervals, metric_intervals, metrics_with_intervals
 from funnelmodels.labels import label
 from funnelmodels.models.satisfaction import LEVELS
 from funnelmodels.models.train import ORACLE, ConversionTraining, SatisfactionTraining
 
 __all__ = [
+    "DRIFT_NOTE",
     "MIN_TRAIN_POSITIVES",
     "MIN_TRAIN_ROWS",
     "NAIVE_BAYES",
@@ -47,6 +49,7 @@ __all__ = [
     "ModelCard",
     "SatisfactionCard",
     "conversion_card",
+    "drift_sentence",
     "naive_bayes",
     "readiness",
     "satisfaction_card",
@@ -156,10 +159,18 @@ class ModelCard:
     reliability: dict[str, pl.DataFrame] = field(default_factory=dict)
     """Per engine, the CORP reliability curve of the test rows with its consistency band."""
     sample: str = ""
+    drift: pl.DataFrame = field(default_factory=pl.DataFrame)
+    """The test period's entries against the training entries, per feature and LightGBM's score
+    (:func:`funnelmodels.drift.drift_table`)."""
+
+    def drift_sentence(self) -> str:
+        """Which features shifted between training and test, in one sentence."""
+        return drift_sentence(self.drift, "the test period's stage entries against the training entries")
 
     def to_json(self) -> dict[str, Any]:
         """Plain data (``model_card.json`` beside the models)."""
         return {
+            "drift": self.drift.to_dicts(),
             "kind": "stage conversion",
             "window": {k: (v.isoformat() if v else None) for k, v in self.window.items()},
             "sample": self.sample,
@@ -189,6 +200,13 @@ def conversion_card(training: ConversionTraining, *, seed: int = 0, resamples: i
     reliability = {name: reliability_curve(y, p, seed=seed) for name, p in scores.items() if name != STAGE_RATE}
     positives = int(history[s.CONVERTED].cast(pl.Int64).sum())
     gate = readiness(history.height, positives, y, scores, seed=seed, resamples=resamples)
+    drift = pl.DataFrame()
+    if "lightgbm" in training.models:
+        model = training.models["lightgbm"]
+        then = history.with_columns(pl.Series(SCORE, model.predict_proba(history)))
+        now = test.with_columns(pl.Series(SCORE, scores["lightgbm"]))
+        reference = profile(then, [*model.encoder.numeric, SCORE], model.encoder.categorical)
+        drift = drift_table(reference, now)
     return ModelCard(
         window={
             "train_from": _first(history),
@@ -202,7 +220,33 @@ def conversion_card(training: ConversionTraining, *, seed: int = 0, resamples: i
         gate=gate,
         reliability=reliability,
         sample=training.sample,
+        drift=drift,
     )
+
+
+DRIFT_NOTE = (
+    "Drift per feature and for the model's probability: the population stability index over the training "
+    "deciles (below 0.1 stable, above 0.2 shifted), the Wasserstein distance in training standard deviations, "
+    "missing shares then and now, values outside the training range and categories never seen. A feature is "
+    "called shifted when its PSI is above 0.2 and its chi-square test, adjusted for testing every feature "
+    "(Benjamini–Hochberg), says it is not chance."
+)
+"""What the drift table's columns mean, for a report."""
+
+
+def drift_sentence(table: pl.DataFrame, what: str) -> str:
+    """``table`` (:func:`funnelmodels.drift.drift_table`) in one sentence: the flagged features or none."""
+    if table.height == 0:
+        return f"No drift check of {what}: no model to compare."
+    flagged = table.filter(pl.col("alert"))
+    if flagged.height == 0:
+        worst = table.row(0, named=True)
+        return (
+            f"No drift: comparing {what}, no feature shifted beyond PSI 0.2 (the largest, "
+            f"{label(worst['feature']).lower()}, {worst['psi']:.3f})."
+        )
+    names = ", ".join(f"{label(r['feature']).lower()} (PSI {r['psi']:.2f})" for r in flagged.iter_rows(named=True))
+    return f"Drift: comparing {what}, {flagged.height} shifted beyond PSI 0.2 and chance: {names}."
 
 
 def readiness(
@@ -289,6 +333,12 @@ class SatisfactionCard:
     """The naive RPS minus the best engine's (point, low, high): above 0 is better than naive."""
     rows: dict[str, int]
     sample: str = ""
+    drift: pl.DataFrame = field(default_factory=pl.DataFrame)
+    """The test answers against the training answers, per feature and the best engine's P(low)."""
+
+    def drift_sentence(self) -> str:
+        """Which features shifted between the training and the test answers, in one sentence."""
+        return drift_sentence(self.drift, "the test answers against the training answers")
 
     @property
     def ready(self) -> bool:
@@ -318,6 +368,7 @@ class SatisfactionCard:
             "rows": self.rows,
             "metrics": self.metrics.to_dicts(),
             "calibration": self.calibration.to_dicts(),
+            "drift": self.drift.to_dicts(),
             "gate": {
                 "ready": self.ready,
                 "engine": self.best,
@@ -371,6 +422,12 @@ def satisfaction_card(training: SatisfactionTraining, *, seed: int = 0, resample
     p_lows = {name: proba[:, levels <= low_up_to].sum(axis=1) for name, proba in probabilities.items()}
     calibration = decomposition_table(low, p_lows, resamples=min(resamples, 100), seed=seed)
     reliability = {name: reliability_curve(low, p, seed=seed) for name, p in p_lows.items() if name != NAIVE}
+    drift = pl.DataFrame()
+    if best:
+        model = training.models[best]
+        then = training.train.with_columns(pl.Series(SCORE, model.low_share(model.predict_proba(training.train))))
+        now = test.with_columns(pl.Series(SCORE, p_lows[best]))
+        drift = drift_table(profile(then, [*model.encoder.numeric, SCORE], model.encoder.categorical), now)
     return SatisfactionCard(
         target=target,
         low_up_to=low_up_to,
@@ -381,6 +438,7 @@ def satisfaction_card(training: SatisfactionTraining, *, seed: int = 0, resample
         rps_gain=gain,
         rows={"train": training.train.height, "test": test.height},
         sample=training.sample,
+        drift=drift,
     )
 
 

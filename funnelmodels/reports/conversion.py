@@ -12,7 +12,7 @@ from funnelmodels.display.format import percent, period_label, points
 from funnelmodels.display.html import details, html_table
 from funnelmodels.display.plots import chart_html, plot_calibration_band, plot_lift, plot_reliability
 from funnelmodels.labels import label
-from funnelmodels.models.card import NAIVE_BAYES, STAGE_RATE, ModelCard
+from funnelmodels.models.card import DRIFT_NOTE, NAIVE_BAYES, STAGE_RATE, ModelCard
 from funnelmodels.models.train import ORACLE, ConversionTraining
 
 __all__ = [
@@ -215,8 +215,10 @@ def model_card_section(card: ModelCard) -> str:
             "the score, and in grey where a calibrated model's curve falls 95% of the time on the same rows."
         ),
         chart_html(plot_calibration_band(curves)) if curves else "",
+        "<h4>Does the latest data still look like the training data?</h4>",
+        _p(card.drift_sentence()),
         details(
-            "The model card per stage: rows, metrics and calibration",
+            "The model card per stage: rows, metrics, calibration and drift",
             html_table(card.rows),
             html_table(by_stage.select([c for c in [s.STAGE, *columns] if c in by_stage.columns])),
             html_table(stage_parts.select([s.STAGE, *parts_columns])),
@@ -224,6 +226,8 @@ def model_card_section(card: ModelCard) -> str:
                 f"The gate's minimum: {gate.to_json()['min_train_rows']:,} training entries and "
                 f"{gate.to_json()['min_train_positives']:,} conversions (the learning curve in benchmarks/RESULTS.md)."
             ),
+            _p(DRIFT_NOTE),
+            html_table(card.drift) if card.drift.height else "",
         ),
     ]
     if card.sample:

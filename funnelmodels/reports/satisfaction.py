@@ -16,7 +16,7 @@ from funnelmodels.display.plots import chart_html, plot_calibration_band
 from funnelmodels.errors import ConfigError, ReportError, did_you_mean
 from funnelmodels.kpis import satisfaction_change, satisfaction_table
 from funnelmodels.labels import label
-from funnelmodels.models.card import SatisfactionCard
+from funnelmodels.models.card import DRIFT_NOTE, SatisfactionCard
 from funnelmodels.models.train import ORACLE, SatisfactionTraining
 from funnelmodels.reports.params import period_end
 from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
@@ -213,6 +213,10 @@ def satisfaction_card_section(card: SatisfactionCard) -> str:
         f"<p>{html.escape(calibration)}</p>",
         html_table(card.calibration.filter(pl.col("group") == "all").select(parts)),
         chart_html(plot_calibration_band(curves)) if curves else "",
+        f"<p>{html.escape(card.drift_sentence())}</p>",
+        details("Drift per feature", f"<p>{html.escape(DRIFT_NOTE)}</p>", html_table(card.drift))
+        if card.drift.height
+        else "",
     ]
     if card.sample:
         out.insert(1, f"<p>{html.escape(f'The models were {card.sample}.')}</p>")

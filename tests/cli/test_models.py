@@ -14,7 +14,7 @@ from handmade import tiny_tables
 
 from funnelmodels.data.io import load_dataset
 from funnelmodels.data.synthetic import generate_dataset, write_dataset
-from funnelmodels.errors import EXIT_NOT_READY
+from funnelmodels.errors import EXIT_DRIFT, EXIT_NOT_READY
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.design import UnseenCategoryWarning
 from funnelmodels.models.predict import score_open_opportunities
@@ -91,6 +91,53 @@ def test_the_gate_exits_not_ready_on_little_data_and_score_then_uses_the_logit(c
     )
     assert scored.returncode == 0, scored.stderr
     assert "the model card says LightGBM is not ready: scoring with the logit" in scored.stderr
+
+
+def test_check_drift_flags_a_planted_shift_and_not_the_pipeline_it_was_tested_on(
+    cli: Cli, synthetic_dir: Path, tmp_path: Path, trained_cli: tuple[Path, str]
+) -> None:
+    models, _ = trained_cli
+    reference = json.loads((models / "conversion" / "lightgbm" / "reference.json").read_text())
+    then = reference["as_of"][:19]
+    # The pipeline the model was tested on, scored again at the same moment: nothing has moved.
+    same = cli(
+        "score",
+        str(synthetic_dir),
+        "--model",
+        str(models),
+        "--as-of",
+        then,
+        "--out",
+        str(tmp_path / "a.csv"),
+        "--check-drift",
+    )
+    assert same.returncode == 0, same.stderr
+    assert "No drift" in same.stdout and (tmp_path / "a_drift.csv").is_file()
+    drift = pl.read_csv(tmp_path / "a_drift.csv")
+    assert drift["psi"].max() < 1e-9 and not drift["alert"].any() and "score" in drift["feature"].to_list()
+    # Every customer earns three times as much, and the north and the east are now the south.
+    shifted = tmp_path / "shifted"
+    shutil.copytree(synthetic_dir, shifted)
+    customers = pl.read_parquet(shifted / "customers.parquet")
+    turn = {"north": "south", "east": "south"}
+    customers.with_columns(pl.col("income") * 3, pl.col("region").replace(turn)).write_parquet(
+        shifted / "customers.parquet"
+    )
+    moved = cli(
+        "score",
+        str(shifted),
+        "--model",
+        str(models),
+        "--as-of",
+        then,
+        "--out",
+        str(tmp_path / "b.csv"),
+        "--check-drift",
+    )
+    assert moved.returncode == EXIT_DRIFT, moved.stderr
+    flagged = set(pl.read_csv(tmp_path / "b_drift.csv").filter(pl.col("alert"))["feature"])
+    assert {"income", "region"} <= flagged and (tmp_path / "b.csv").is_file()
+    assert "drift found (exit code 4)" in moved.stdout
 
 
 def test_failed_train_leaves_the_model_folder_untouched(cli: Cli, tmp_path: Path) -> None:

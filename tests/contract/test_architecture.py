@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models.conversion", "models.satisfaction"),
     ("models.train",),
     ("models.predict", "models.card"),
+    ("models.monitor",),
     ("models.reps", "models.effects", "models.hazard"),
     ("models.backtest",),
     ("models.forecast", "models"),

@@ -78,6 +78,10 @@ def test_the_card_of_a_training_shows_every_engine_and_baseline_with_intervals(t
     assert ((parts["brier"] - (parts["mcb"] - parts["dsc"] + parts["unc"])).abs() < 1e-12).all()
     data = card.to_json()
     assert data["gate"]["ready"] == card.gate.ready and data["window"]["test_from"]
+    # Drift between the training and the test entries: every feature of the model and its score.
+    model = trained.models["lightgbm"]
+    assert set(card.drift["feature"]) == {*model.encoder.numeric, *model.encoder.categorical, "score"}
+    assert card.drift_sentence().startswith(("No drift", "Drift"))
 
 
 def test_the_satisfaction_card_agrees_with_the_training_metrics_and_beats_the_naive_answer(
