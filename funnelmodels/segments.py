@@ -16,6 +16,8 @@ __all__ = [
     "SEGMENTS",
     "add_segments",
     "age_band",
+    "age_years_band",
+    "income_band",
     "segment_label",
 ]
 
@@ -63,12 +65,9 @@ def add_segments(dataset: Dataset, transitions: pl.LazyFrame) -> pl.LazyFrame:
         out = out.join(customers.select(s.CUSTOMER_ID, *extra), on=s.CUSTOMER_ID, how="left")
         cols = customers.collect_schema().names()
         if s.AGE in cols:
-            out = out.with_columns(
-                _band(pl.col(s.AGE), [30, 45, 60], ["18–29", "30–44", "45–59", "60+"]).alias("age_band")
-            )
+            out = out.with_columns(age_years_band(pl.col(s.AGE)).alias("age_band"))
         if s.INCOME in cols:
-            labels = ["<40k", "40–60k", "60–90k", "90k+"]
-            out = out.with_columns(_band(pl.col(s.INCOME), [40_000, 60_000, 90_000], labels).alias("income_band"))
+            out = out.with_columns(income_band(pl.col(s.INCOME)).alias("income_band"))
     if dataset.has("transactions"):
         first = (
             dataset.lazy("transactions")
@@ -83,6 +82,16 @@ def add_segments(dataset: Dataset, transitions: pl.LazyFrame) -> pl.LazyFrame:
             .drop("_first_order")
         )
     return out
+
+
+def age_years_band(age: pl.Expr) -> pl.Expr:
+    """A customer's age band: 18–29, 30–44, 45–59, 60+ or (missing)."""
+    return _band(age, [30, 45, 60], ["18–29", "30–44", "45–59", "60+"])
+
+
+def income_band(income: pl.Expr) -> pl.Expr:
+    """A customer's income band: <40k, 40–60k, 60–90k, 90k+ or (missing)."""
+    return _band(income, [40_000, 60_000, 90_000], ["<40k", "40–60k", "60–90k", "90k+"])
 
 
 def _band(value: pl.Expr, breaks: list[float], labels: list[str]) -> pl.Expr:

@@ -174,6 +174,7 @@ def generate_dataset(
     teams: bool = False,
     activity_effects: bool = True,
     cycle_scale: float = 1.0,
+    group_bias: float = 0.0,
     progress: Callable[[str], None] | None = None,
 ) -> SyntheticData:
     """Generate a reproducible synthetic dataset with its ground truth.
@@ -208,6 +209,9 @@ def generate_dataset(
         after the window) and gives its ``true_win_probability`` (the product of its stages' probabilities)
         and each stage's probability (``p_<stage>``: a deal open in a stage wins with the product from it
         on) — what a model of the recent, still-open cohorts should recover. Not with ``teams``.
+    group_bias : added to the log-odds of every stage's conversion of female customers (0, the default,
+        gives gender no effect at all): a planted group bias, as in a history where women's leads were
+        worked less, for the fairness audit to find. The truth includes it.
 
     Returns
     -------
@@ -244,7 +248,7 @@ def generate_dataset(
     say("opportunities and stage events")
     sales = _SalesForce.build(rng.spawn(1)[0], t0, t1, activity_effects) if teams else None
     events, conv_truth, outcomes = _opportunities(
-        rng, customers, history, surveys, t1, unrecorded_losses, sales, cycle_scale
+        rng, customers, history, surveys, t1, unrecorded_losses, sales, cycle_scale, group_bias
     )
     truth = {"conversion": conv_truth, "satisfaction": sat_truth}
     if unrecorded_losses > 0 or cycle_scale != 1.0:
@@ -260,7 +264,7 @@ def generate_dataset(
         stage_events=events,
         surveys=surveys,
         ground_truth=truth,
-        coefficients=_coefficients(sales),
+        coefficients=_coefficients(sales) | ({"group_bias": {"female": group_bias}} if group_bias else {}),
         extra_tables=extra,
     )
 
@@ -573,7 +577,12 @@ def _last_csat(surveys: pl.DataFrame, who: np.ndarray, when: np.ndarray) -> np.n
 
 
 def _conversion_logit(
-    stage: str, customers: pl.DataFrame, opps: pl.DataFrame, history: _History, surveys: pl.DataFrame
+    stage: str,
+    customers: pl.DataFrame,
+    opps: pl.DataFrame,
+    history: _History,
+    surveys: pl.DataFrame,
+    group_bias: float = 0.0,
 ) -> np.ndarray:
     idx = opps["_c"].to_numpy()
     when = opps["_t"].to_numpy()
@@ -591,7 +600,8 @@ def _conversion_logit(
     for name in SOURCES[1:]:
         x[f"source_{name}"] = (source == name).astype(float)
     score = _linear(CONVERSION_EFFECTS, x)
-    return CONVERSION_INTERCEPT[stage] + CONVERSION_SCALE[stage] * score
+    bias = group_bias * (customers[s.GENDER].to_numpy()[idx] == "female") if group_bias else 0.0
+    return CONVERSION_INTERCEPT[stage] + CONVERSION_SCALE[stage] * score + bias
 
 
 def _opportunities(
@@ -603,6 +613,7 @@ def _opportunities(
     unrecorded_losses: float,
     sales: _SalesForce | None = None,
     cycle_scale: float = 1.0,
+    group_bias: float = 0.0,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     spec = FunnelSpec(stages=DEFAULT_STAGES, horizon_days=HORIZON_DAYS)
     opps = _opportunity_starts(rng, customers, t1)
@@ -614,18 +625,20 @@ def _opportunities(
         win_probability = np.ones(opps.height)
 
         for stage in spec.open_stages:
-            by_stage[stage] = 1.0 / (1.0 + np.exp(-_conversion_logit(stage, customers, opps, history, surveys)))
+            by_stage[stage] = 1.0 / (
+                1.0 + np.exp(-_conversion_logit(stage, customers, opps, history, surveys, group_bias))
+            )
             win_probability *= by_stage[stage]
         opps = opps.with_columns(pl.col("_t").alias("_t0"))
     if sales is not None:
-        quality = _conversion_logit(spec.stages[0], customers, opps, history, surveys)
+        quality = _conversion_logit(spec.stages[0], customers, opps, history, surveys, group_bias)
         opps = opps.with_columns(pl.Series("_rep", sales.assign(quality, opps["_t"].to_numpy())))
     events = [opps.select(s.OPPORTUNITY_ID, "_c", "_t", pl.lit(spec.stages[0]).alias(s.STAGE))]
     truth, closed = [], []
     active = opps
     for stage, following in zip(spec.open_stages, spec.stages[1:], strict=True):
         at_opening = active.with_columns(pl.col("_t0").alias("_t")) if stretched else active
-        logit = _conversion_logit(stage, customers, at_opening, history, surveys)
+        logit = _conversion_logit(stage, customers, at_opening, history, surveys, group_bias)
         plan = None
         if sales is not None:
             skill = sales.skill[active["_rep"].to_numpy()]
