@@ -6,14 +6,21 @@ them, every group with at least :data:`MIN_ROWS` rows gets, on the test rows:
 - ``n``, the **base rate** (what happened) and the **mean score** (what the model said);
 - the **selection rate** at an operating point (the top :data:`TOP_SHARE` of scores, the deals a
   team would work first) and its **ratio** to the best-off group of the same column — the
-  four-fifths rule: a ratio below 0.8 whose interval stays below parity is flagged;
+  four-fifths rule. A group is **flagged** when its ratio is below 0.8 *and* it is selected less
+  often than everyone else beyond chance (a one-sided two-proportion test, Bonferroni over the
+  column's groups: ``p_below_rest``). The rule alone flags small groups by noise: the best-off
+  group is partly the luckiest one, so the ratio to it runs low even when nothing differs;
 - the **equal-opportunity difference**: the group's true-positive rate (the share of its
   conversions the operating point selects) minus the best-off group's;
 - **calibration in the large** (mean score − base rate) and the **ROC AUC** within the group.
 
 Each figure has a 95% bootstrap interval (Poisson weights, shared across groups, so the ratios
-are paired). A selection ratio below 0.8 is not by itself unfair: when the groups' outcomes
-differ, their selection rates should too — read it beside the base rates, the equal-opportunity
+are paired with the best-off group's rate); the ratios' and the equal-opportunity differences'
+hold for all of a column's groups at once (Bonferroni). They describe the spread; the flag uses
+the test against everyone else, which keeps false alarms near 5% when nothing differs.
+
+A selection ratio below 0.8 is not by itself unfair: when the groups' outcomes differ, their
+selection rates should too — read it beside the base rates, the equal-opportunity
 difference and the calibration gap. The **proxy check** says which other features stand in for
 a sensitive column (correlation ratio for a number, Cramér's V for a category), so leaving the
 column out of the model would not leave it out of the scores.
@@ -54,6 +61,7 @@ RATIO_FLAG = 0.8
 PROXY_STRONG = 0.5
 """An association at least this strong makes a feature a proxy of a sensitive column."""
 RESAMPLES = 200
+LEVEL = 0.95
 _MISSING = s.MISSING_LABEL
 
 
@@ -113,20 +121,24 @@ def fairness_audit(
         boot = [_rates(codes, len(names), y, p, selected, w) for w in weights]
         best = int(max(shown, key=lambda g: point["selection_rate"][g]))
         aucs = _group_aucs(codes, shown, y, p, weights)
+        together = 1 - (1 - LEVEL) / len(shown)  # the column's groups at once (Bonferroni)
         for g in shown:
             row: dict[str, object] = {"attribute": " × ".join(attribute), "group": names[g], "n": int(counts[g])}
             for name in ("base_rate", "mean_score", "selection_rate", "calibration_gap"):
                 row |= _with_interval(name, point[name][g], [b[name][g] for b in boot])
             ratio = _ratio(point["selection_rate"], g, best)
-            row |= _with_interval("selection_ratio", ratio, [_ratio(b["selection_rate"], g, best) for b in boot])
+            ratios = [_ratio(b["selection_rate"], g, best) for b in boot]
+            row |= _with_interval("selection_ratio", ratio, ratios, level=together)
             difference = point["tpr"][g] - point["tpr"][best]
-            row |= _with_interval("eo_difference", difference, [b["tpr"][g] - b["tpr"][best] for b in boot])
+            gaps = [b["tpr"][g] - b["tpr"][best] for b in boot]
+            row |= _with_interval("eo_difference", difference, gaps, level=together)
+            row["p_below_rest"] = min(1.0, len(shown) * _below_rest(codes == g, selected))
             row |= _with_interval("roc_auc", aucs[g][0], aucs[g][1])
             rows.append(row)
     table = pl.DataFrame(rows) if rows else pl.DataFrame(schema={"attribute": pl.String, "group": pl.String})
     if table.height:
         table = table.with_columns(
-            ((pl.col("selection_ratio") < RATIO_FLAG) & (pl.col("selection_ratio_high") < 1.0))
+            ((pl.col("selection_ratio") < RATIO_FLAG) & (pl.col("p_below_rest") < 1 - LEVEL))
             .fill_null(False)
             .alias("flagged")
         )
@@ -158,6 +170,19 @@ def _rates(
         }
 
 
+def _below_rest(inside: np.ndarray, selected: np.ndarray) -> float:
+    """One-sided p-value that the group is selected less often than everyone else (two-proportion z-test)."""
+    from scipy.stats import norm
+
+    n1, n2 = float(inside.sum()), float((~inside).sum())
+    if n1 == 0 or n2 == 0:
+        return math.nan
+    r1, r2 = float(selected[inside].mean()), float(selected[~inside].mean())
+    pooled = (r1 * n1 + r2 * n2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return float(norm.cdf((r1 - r2) / se)) if se > 0 else (0.0 if r1 < r2 else 1.0)
+
+
 def _ratio(rates: np.ndarray, g: int, best: int) -> float:
     return float(rates[g] / rates[best]) if rates[best] > 0 else math.nan
 
@@ -173,15 +198,16 @@ def _group_aucs(
     return out
 
 
-def _with_interval(name: str, value: float, boot: Sequence[float]) -> dict[str, float]:
+def _with_interval(name: str, value: float, boot: Sequence[float], level: float = 0.95) -> dict[str, float]:
     values = np.asarray(boot, dtype=float)
     values = values[np.isfinite(values)]
     if not math.isfinite(value) or values.size < 10:
         return {name: float(value), f"{name}_low": math.nan, f"{name}_high": math.nan}
+    tail = (1 - level) / 2
     return {
         name: float(value),
-        f"{name}_low": float(np.quantile(values, 0.025)),
-        f"{name}_high": float(np.quantile(values, 0.975)),
+        f"{name}_low": float(np.quantile(values, tail)),
+        f"{name}_high": float(np.quantile(values, 1 - tail)),
     }
 
 

@@ -292,7 +292,7 @@ def pipeline_tiles(pipeline: pl.DataFrame, *, target: float | None = None, targe
 # --- tables --------------------------------------------------------------------------------------
 
 
-NAMED_VALUES = ("feature", "term", "kpi", "engine")
+NAMED_VALUES = ("feature", "term", "kpi", "engine", "attribute")
 """Columns whose values are names (a feature, a model term, a KPI): shown in words too."""
 
 

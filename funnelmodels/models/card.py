@@ -24,6 +24,7 @@ are (wide on little data), and says why; ``funnelmodels train --gate`` then exit
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,7 +35,14 @@ import polars as pl
 from funnelmodels.calibration import decomposition_table, reliability_curve
 from funnelmodels.data import schema as s
 from funnelmodels.drift import SCORE, drift_table, profile
-from funnelmodels.intervals import difference_interval, mean_intervals, metric_intervals, metrics_with_intervals
+from funnelmodels.fairness import SENSITIVE, fairness_audit, proxy_table
+from funnelmodels.intervals import (
+    BinaryScores,
+    difference_interval,
+    mean_intervals,
+    metric_intervals,
+    metrics_with_intervals,
+)
 from funnelmodels.labels import label
 from funnelmodels.models.satisfaction import LEVELS
 from funnelmodels.models.train import ORACLE, ConversionTraining, SatisfactionTraining
@@ -50,6 +58,7 @@ __all__ = [
     "SatisfactionCard",
     "conversion_card",
     "drift_sentence",
+    "fairness_sentence",
     "naive_bayes",
     "readiness",
     "satisfaction_card",
@@ -162,6 +171,18 @@ class ModelCard:
     drift: pl.DataFrame = field(default_factory=pl.DataFrame)
     """The test period's entries against the training entries, per feature and LightGBM's score
     (:func:`funnelmodels.drift.drift_table`)."""
+    fairness: pl.DataFrame = field(default_factory=pl.DataFrame)
+    """The recommended engine's fairness audit on the test entries (:func:`funnelmodels.fairness.fairness_audit`)."""
+    proxies: pl.DataFrame = field(default_factory=pl.DataFrame)
+    """Each feature's association with each sensitive column (:func:`funnelmodels.fairness.proxy_table`)."""
+    without: pl.DataFrame = field(default_factory=pl.DataFrame)
+    """With a training without the sensitive columns: per engine the ROC AUC with and without them."""
+    without_fairness: pl.DataFrame = field(default_factory=pl.DataFrame)
+    """… and per group the selection ratio with and without them."""
+
+    def fairness_sentence(self) -> str:
+        """The audit in one sentence: which groups the operating point selects at under four-fifths of the best."""
+        return fairness_sentence(self.fairness, "deals")
 
     def drift_sentence(self) -> str:
         """Which features shifted between training and test, in one sentence."""
@@ -171,6 +192,9 @@ class ModelCard:
         """Plain data (``model_card.json`` beside the models)."""
         return {
             "drift": self.drift.to_dicts(),
+            "fairness": self.fairness.to_dicts(),
+            "proxies": self.proxies.to_dicts(),
+            "without_sensitive": {"auc": self.without.to_dicts(), "ratios": self.without_fairness.to_dicts()},
             "kind": "stage conversion",
             "window": {k: (v.isoformat() if v else None) for k, v in self.window.items()},
             "sample": self.sample,
@@ -185,8 +209,20 @@ class ModelCard:
         return self.metrics.filter(pl.col("group") == "all").sort("roc_auc", descending=True, nulls_last=True)
 
 
-def conversion_card(training: ConversionTraining, *, seed: int = 0, resamples: int = 200) -> ModelCard:
-    """The model card of ``training``: its models and the baselines on the test period's stage entries."""
+def conversion_card(
+    training: ConversionTraining,
+    *,
+    seed: int = 0,
+    resamples: int = 200,
+    sensitive: Sequence[str] = SENSITIVE,
+    without: ConversionTraining | None = None,
+) -> ModelCard:
+    """The model card of ``training``: its models and the baselines on the test period's stage entries.
+
+    ``sensitive``: the columns the fairness audit groups by. ``without``: the same training
+    without the sensitive columns (``train_conversion(..., without=...)``): the card then shows
+    the ROC AUC and the selection ratios with and without them, side by side.
+    """
     history, test = training.history, training.test
     y = test[s.CONVERTED].cast(pl.Int8).to_numpy()
     stages = test[s.STAGE].to_numpy()
@@ -207,6 +243,13 @@ def conversion_card(training: ConversionTraining, *, seed: int = 0, resamples: i
         now = test.with_columns(pl.Series(SCORE, scores["lightgbm"]))
         reference = profile(then, [*model.encoder.numeric, SCORE], model.encoder.categorical)
         drift = drift_table(reference, now)
+    engine = gate.engine if gate.engine in scores else next(iter(training.models))
+    fairness = fairness_audit(test, y, scores[engine], sensitive=sensitive, resamples=resamples, seed=seed)
+    encoder = training.models[engine].encoder
+    proxies = proxy_table(test, [*encoder.numeric, *encoder.categorical], sensitive)
+    compared, compared_fairness = pl.DataFrame(), pl.DataFrame()
+    if without is not None:
+        compared, compared_fairness = _without(training, without, y, scores, fairness, engine, sensitive, seed)
     return ModelCard(
         window={
             "train_from": _first(history),
@@ -221,6 +264,82 @@ def conversion_card(training: ConversionTraining, *, seed: int = 0, resamples: i
         reliability=reliability,
         sample=training.sample,
         drift=drift,
+        fairness=fairness,
+        proxies=proxies,
+        without=compared,
+        without_fairness=compared_fairness,
+    )
+
+
+def _without(
+    training: ConversionTraining,
+    without: ConversionTraining,
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    fairness: pl.DataFrame,
+    engine: str,
+    sensitive: Sequence[str],
+    seed: int,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """ROC AUC per engine and selection ratios per group, with and without the sensitive columns."""
+    if (
+        without.test.height != training.test.height
+        or not (without.test[s.OPPORTUNITY_ID] == training.test[s.OPPORTUNITY_ID]).all()
+    ):
+        raise ValueError("the training without the sensitive columns must be tested on the same rows.")
+    rows = []
+    for name, model in without.models.items():
+        if name not in scores:
+            continue
+        p = model.predict_proba(training.test)
+        point, low, high = difference_interval(y, p, scores[name], seed=seed)
+        with_auc = BinaryScores.of(y, scores[name]).metrics()["roc_auc"]
+        rows.append(
+            {
+                "engine": name,
+                "roc_auc": with_auc,
+                "roc_auc_without": with_auc + point,
+                "auc_change": point,
+                "auc_change_low": low,
+                "auc_change_high": high,
+            }
+        )
+    if engine not in without.models:
+        return pl.DataFrame(rows), pl.DataFrame()
+    p = without.models[engine].predict_proba(training.test)
+    audited = fairness_audit(training.test, y, p, sensitive=sensitive, seed=seed)
+    keys = ["attribute", "group"]
+    side = fairness.select(*keys, "n", "selection_ratio", "flagged").join(
+        audited.select(
+            *keys,
+            pl.col("selection_ratio").alias("selection_ratio_without"),
+            pl.col("flagged").alias("flagged_without"),
+        ),
+        on=keys,
+        how="left",
+        maintain_order="left",
+    )
+    return pl.DataFrame(rows), side
+
+
+def fairness_sentence(table: pl.DataFrame, what: str) -> str:
+    """An audit (:func:`funnelmodels.fairness.fairness_audit`) in one sentence: the flagged groups or none."""
+    if table.height == 0:
+        return "No fairness audit: no sensitive column with two groups of 100 rows or more."
+    flagged = table.filter(pl.col("flagged") & ~pl.col("attribute").str.contains(" × "))
+    if flagged.height == 0:
+        return (
+            f"No group's {what} are selected at under four-fifths of the best-off group's rate beyond chance "
+            "(the top quarter of scores)."
+        )
+    named = "; ".join(
+        f"{label(r['attribute']).lower()} {r['group']} at {r['selection_ratio']:.2f} of the best-off group"
+        for r in flagged.iter_rows(named=True)
+    )
+    return (
+        f"Selected at under four-fifths of the best-off group's rate (the top quarter of scores): {named}. "
+        "Where the groups' base rates differ as much, the scores follow the outcomes: compare the base rates, "
+        "the equal-opportunity difference and the calibration gap below."
     )
 
 
@@ -335,6 +454,13 @@ class SatisfactionCard:
     sample: str = ""
     drift: pl.DataFrame = field(default_factory=pl.DataFrame)
     """The test answers against the training answers, per feature and the best engine's P(low)."""
+    fairness: pl.DataFrame = field(default_factory=pl.DataFrame)
+    """The best engine's P(low) audited by group: who is put on the at-risk list (the top quarter)."""
+    proxies: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+    def fairness_sentence(self) -> str:
+        """The audit in one sentence."""
+        return fairness_sentence(self.fairness, "customers")
 
     def drift_sentence(self) -> str:
         """Which features shifted between the training and the test answers, in one sentence."""
@@ -369,6 +495,8 @@ class SatisfactionCard:
             "metrics": self.metrics.to_dicts(),
             "calibration": self.calibration.to_dicts(),
             "drift": self.drift.to_dicts(),
+            "fairness": self.fairness.to_dicts(),
+            "proxies": self.proxies.to_dicts(),
             "gate": {
                 "ready": self.ready,
                 "engine": self.best,
@@ -378,8 +506,13 @@ class SatisfactionCard:
         }
 
 
-def satisfaction_card(training: SatisfactionTraining, *, seed: int = 0, resamples: int = 200) -> SatisfactionCard:
-    """The card of a satisfaction training: its engines, the naive baseline and the truth on the test answers."""
+def satisfaction_card(
+    training: SatisfactionTraining, *, seed: int = 0, resamples: int = 200, sensitive: Sequence[str] = SENSITIVE
+) -> SatisfactionCard:
+    """The card of a satisfaction training: its engines, the naive baseline and the truth on the test answers.
+
+    The fairness audit reads P(a low answer) as the score and the top quarter as the at-risk list.
+    """
     test, target = training.test, training.target
     first = next(iter(training.models.values()))
     levels = np.asarray(first.levels)
@@ -422,12 +555,14 @@ def satisfaction_card(training: SatisfactionTraining, *, seed: int = 0, resample
     p_lows = {name: proba[:, levels <= low_up_to].sum(axis=1) for name, proba in probabilities.items()}
     calibration = decomposition_table(low, p_lows, resamples=min(resamples, 100), seed=seed)
     reliability = {name: reliability_curve(low, p, seed=seed) for name, p in p_lows.items() if name != NAIVE}
-    drift = pl.DataFrame()
+    drift = fairness = proxies = pl.DataFrame()
     if best:
         model = training.models[best]
         then = training.train.with_columns(pl.Series(SCORE, model.low_share(model.predict_proba(training.train))))
         now = test.with_columns(pl.Series(SCORE, p_lows[best]))
         drift = drift_table(profile(then, [*model.encoder.numeric, SCORE], model.encoder.categorical), now)
+        fairness = fairness_audit(test, low, p_lows[best], sensitive=sensitive, resamples=resamples, seed=seed)
+        proxies = proxy_table(test, [*model.encoder.numeric, *model.encoder.categorical], sensitive)
     return SatisfactionCard(
         target=target,
         low_up_to=low_up_to,
@@ -439,6 +574,8 @@ def satisfaction_card(training: SatisfactionTraining, *, seed: int = 0, resample
         rows={"train": training.train.height, "test": test.height},
         sample=training.sample,
         drift=drift,
+        fairness=fairness,
+        proxies=proxies,
     )
 
 

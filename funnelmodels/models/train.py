@@ -292,6 +292,7 @@ def train_conversion(
     params: dict[str, dict[str, Any]] | None = None,
     snapshots: Sequence[int] | None = SNAPSHOT_DAYS,
     max_rows: int | None = None,
+    without: Sequence[str] = (),
 ) -> ConversionTraining:
     """Fit each engine on the past and evaluate it on the latest period (out of time).
 
@@ -305,10 +306,15 @@ def train_conversion(
     cut to the same share of their rows, stratified by stage, outcome and entry/snapshot (seeded);
     ``sample`` says so. For reports on large data: the metrics keep their meaning, with wider
     intervals (measured in ``benchmarks/RESULTS.md``).
+
+    ``without``: features the models may not use (e.g. the sensitive columns, to see what leaving
+    them out changes); the rows and the split are the same.
     """
     with steps("training", 2 + len(engines)) as bar:
         bar.step("transitions and features")
-        return _train_conversion(dataset, bar, engines, seed, horizon_days, test_share, params, snapshots, max_rows)
+        return _train_conversion(
+            dataset, bar, engines, seed, horizon_days, test_share, params, snapshots, max_rows, tuple(without)
+        )
 
 
 def _train_conversion(
@@ -321,6 +327,7 @@ def _train_conversion(
     params: dict[str, dict[str, Any]] | None,
     snapshots: Sequence[int] | None,
     max_rows: int | None,
+    without: tuple[str, ...] = (),
 ) -> ConversionTraining:
     rows = _transition_rows(dataset, horizon_days, snapshots)
     observed = rows.filter(~pl.col(s.CENSORED))
@@ -350,7 +357,7 @@ def _train_conversion(
     validation = observed.filter((times >= split.validation_start) & (times < split.test_start))
     test = observed.filter(times >= split.test_start)
     spec = dataset.spec if horizon_days is None else replace(dataset.spec, horizon_days=horizon_days)
-    features = feature_columns(frame, extra=extra_features(dataset))
+    features = [f for f in feature_columns(frame, extra=extra_features(dataset)) if f not in without]
     models: dict[str, StageConversionModel] = {}
     for engine in engines:
         bar.step(f"fitting {engine}")

@@ -14,6 +14,7 @@ from funnelmodels.display.plots import chart_html, plot_calibration_band, plot_l
 from funnelmodels.labels import label
 from funnelmodels.models.card import DRIFT_NOTE, NAIVE_BAYES, STAGE_RATE, ModelCard
 from funnelmodels.models.train import ORACLE, ConversionTraining
+from funnelmodels.reports.sections import fairness_html
 
 __all__ = [
     "TOP_SHARE",
@@ -217,6 +218,7 @@ def model_card_section(card: ModelCard) -> str:
         chart_html(plot_calibration_band(curves)) if curves else "",
         "<h4>Does the latest data still look like the training data?</h4>",
         _p(card.drift_sentence()),
+        *fairness_html(card.fairness, card.fairness_sentence(), card.proxies, card.without, card.without_fairness),
         details(
             "The model card per stage: rows, metrics, calibration and drift",
             html_table(card.rows),

@@ -19,6 +19,7 @@ from funnelmodels.labels import label
 from funnelmodels.models.card import DRIFT_NOTE, SatisfactionCard
 from funnelmodels.models.train import ORACLE, SatisfactionTraining
 from funnelmodels.reports.params import period_end
+from funnelmodels.reports.sections import fairness_html
 from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
 
 __all__ = [
@@ -214,6 +215,7 @@ def satisfaction_card_section(card: SatisfactionCard) -> str:
         html_table(card.calibration.filter(pl.col("group") == "all").select(parts)),
         chart_html(plot_calibration_band(curves)) if curves else "",
         f"<p>{html.escape(card.drift_sentence())}</p>",
+        *fairness_html(card.fairness, card.fairness_sentence(), card.proxies),
         details("Drift per feature", f"<p>{html.escape(DRIFT_NOTE)}</p>", html_table(card.drift))
         if card.drift.height
         else "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import warnings
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import polars as pl
 from funnelmodels.data.io import Dataset, write_rejected
 from funnelmodels.data.validate import dataset_summary
 from funnelmodels.display.format import period_label, use_currency
-from funnelmodels.display.html import report_header
+from funnelmodels.display.html import details, html_table, report_header
 from funnelmodels.errors import DataValidationError, ModelError, ReportError
 from funnelmodels.reports.params import safe_name
 
@@ -25,6 +26,7 @@ __all__ = [
     "attempt",
     "data_notes",
     "dataset_window",
+    "fairness_html",
     "header",
     "record",
     "save_tables",
@@ -179,3 +181,57 @@ def header(dataset: Dataset, title: str, *, period: str = "", output_dir: str = 
         subtitle,
         [f"Generated {generated:%d %B %Y, %H:%M %Z} {window}."],
     )
+
+
+_FAIR = ("base_rate", "mean_score", "selection_rate", "selection_ratio", "eo_difference", "calibration_gap", "roc_auc")
+
+
+def fairness_html(
+    audit: pl.DataFrame,
+    sentence: str,
+    proxies: pl.DataFrame,
+    without: pl.DataFrame | None = None,
+    without_fairness: pl.DataFrame | None = None,
+) -> list[str]:
+    """The fairness audit in a report: the sentence and the groups of each sensitive column; the rest collapsed."""
+    out = ["<h4>Does it treat groups of customers alike?</h4>", _paragraph(sentence)]
+    if audit.height == 0:
+        return out
+    columns = ["attribute", "group", "n"] + [f"{m}{e}" for m in _FAIR for e in ("", "_low", "_high")]
+    columns += ["p_below_rest", "flagged"]
+    single = audit.filter(~pl.col("attribute").str.contains(" × "))
+    out += [
+        _paragraph(
+            "Per group of 100 test rows or more: what happened (base rate), what the model said (mean score), the "
+            "share it puts in the top quarter of scores and that share against the best-off group's (below 0.8 "
+            "fails the four-fifths rule), the equal-opportunity difference (the share of the group's conversions "
+            "selected, against the best-off group's), the calibration gap and the ROC AUC within the group. "
+            "Intervals: 95%, a bootstrap over the rows."
+        ),
+        html_table(single.select([c for c in columns if c in single.columns])),
+    ]
+    parts = [
+        _paragraph("Intersections of two sensitive columns with 100 rows or more."),
+        html_table(audit.filter(pl.col("attribute").str.contains(" × ")).select(columns), max_rows=80),
+        _paragraph(
+            "Proxies: how strongly each feature goes with each sensitive column (η for numbers, Cramér's V for "
+            "categories; 0.5 or more is a strong proxy): leaving the column out would not leave it out of the "
+            "scores while these stay in."
+        ),
+        html_table(proxies.head(20)),
+    ]
+    if without is not None and without.height:
+        parts += [
+            _paragraph("Trained again without the sensitive columns: the ranking lost or gained, and the ratios then."),
+            html_table(without),
+            html_table(without_fairness if without_fairness is not None else pl.DataFrame()),
+        ]
+    compared = without is not None and without.height > 0
+    out.append(
+        details("Fairness: intersections, proxies" + (", without the sensitive columns" if compared else ""), *parts)
+    )
+    return out
+
+
+def _paragraph(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
