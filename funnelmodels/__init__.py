@@ -18,6 +18,7 @@ from funnelmodels.errors import (
     ReportError,
 )
 from funnelmodels.evaluation import LeakageWarning
+from funnelmodels.fairness import SENSITIVE, sensitive_features
 from funnelmodels.features import build_features, build_transition_features
 from funnelmodels.funnel import build_transitions
 from funnelmodels.models.backtest import backtest_pipeline
@@ -39,6 +40,7 @@ from funnelmodels.rfm import rfm_summary
 from funnelmodels.segments import add_segments
 
 __all__ = [
+    "SENSITIVE",
     "ConfigError",
     "DataValidationError",
     "Dataset",
@@ -78,6 +80,7 @@ __all__ = [
     "satisfaction_card",
     "score_from_history",
     "score_open_opportunities",
+    "sensitive_features",
     "time_to_convert_table",
     "train_conversion",
     "train_satisfaction",

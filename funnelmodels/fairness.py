@@ -36,6 +36,7 @@ import numpy as np
 import polars as pl
 
 from funnelmodels.data import schema as s
+from funnelmodels.errors import ConfigError, did_you_mean
 from funnelmodels.intervals import BinaryScores
 from funnelmodels.segments import age_years_band, income_band
 
@@ -45,8 +46,10 @@ __all__ = [
     "RATIO_FLAG",
     "SENSITIVE",
     "TOP_SHARE",
+    "check_sensitive",
     "fairness_audit",
     "proxy_table",
+    "sensitive_features",
     "with_sensitive_bands",
 ]
 
@@ -63,6 +66,29 @@ PROXY_STRONG = 0.5
 RESAMPLES = 200
 LEVEL = 0.95
 _MISSING = s.MISSING_LABEL
+
+
+def sensitive_features(sensitive: Sequence[str]) -> tuple[str, ...]:
+    """The model features behind sensitive columns: a band is its number (``age_band`` → ``age``)."""
+    return tuple(dict.fromkeys({"age_band": s.AGE, "income_band": s.INCOME}.get(c, c) for c in sensitive))
+
+
+def check_sensitive(frame: pl.DataFrame, sensitive: Sequence[str] | None) -> tuple[str, ...]:
+    """The sensitive columns to audit: the defaults the rows have, or every one named (a typo is refused).
+
+    ``None`` takes :data:`SENSITIVE`, leaving out those the data lacks (an export without region);
+    a list the caller names must be there, since a misspelt column would silently leave the audit.
+    """
+    have = with_sensitive_bands(frame.head(0)).columns
+    if sensitive is None:
+        return tuple(c for c in SENSITIVE if c in have)
+    unknown = [c for c in sensitive if c not in have]
+    if unknown:
+        raise ConfigError(
+            f"sensitive column {unknown[0]!r} is not a column of the scored rows{did_you_mean(unknown[0], have)}; "
+            f"choose from gender, age_band, income_band, region or another customers column."
+        )
+    return tuple(sensitive)
 
 
 def with_sensitive_bands(frame: pl.DataFrame) -> pl.DataFrame:

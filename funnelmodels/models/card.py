@@ -35,7 +35,7 @@ import polars as pl
 from funnelmodels.calibration import decomposition_table, reliability_curve
 from funnelmodels.data import schema as s
 from funnelmodels.drift import SCORE, drift_table, profile
-from funnelmodels.fairness import SENSITIVE, fairness_audit, proxy_table
+from funnelmodels.fairness import check_sensitive, fairness_audit, proxy_table
 from funnelmodels.intervals import (
     BinaryScores,
     difference_interval,
@@ -214,16 +214,18 @@ def conversion_card(
     *,
     seed: int = 0,
     resamples: int = 200,
-    sensitive: Sequence[str] = SENSITIVE,
+    sensitive: Sequence[str] | None = None,
     without: ConversionTraining | None = None,
 ) -> ModelCard:
     """The model card of ``training``: its models and the baselines on the test period's stage entries.
 
-    ``sensitive``: the columns the fairness audit groups by. ``without``: the same training
+    ``sensitive``: the columns the fairness audit groups by (default: gender, age band, income band
+    and region, those the data has). ``without``: the same training
     without the sensitive columns (``train_conversion(..., without=...)``): the card then shows
     the ROC AUC and the selection ratios with and without them, side by side.
     """
     history, test = training.history, training.test
+    sensitive = check_sensitive(test, sensitive)
     y = test[s.CONVERTED].cast(pl.Int8).to_numpy()
     stages = test[s.STAGE].to_numpy()
     scores: dict[str, np.ndarray] = {name: model.predict_proba(test) for name, model in training.models.items()}
@@ -507,13 +509,14 @@ class SatisfactionCard:
 
 
 def satisfaction_card(
-    training: SatisfactionTraining, *, seed: int = 0, resamples: int = 200, sensitive: Sequence[str] = SENSITIVE
+    training: SatisfactionTraining, *, seed: int = 0, resamples: int = 200, sensitive: Sequence[str] | None = None
 ) -> SatisfactionCard:
     """The card of a satisfaction training: its engines, the naive baseline and the truth on the test answers.
 
     The fairness audit reads P(a low answer) as the score and the top quarter as the at-risk list.
     """
     test, target = training.test, training.target
+    sensitive = check_sensitive(test, sensitive)
     first = next(iter(training.models.values()))
     levels = np.asarray(first.levels)
     low_up_to = int(first.low_up_to)
