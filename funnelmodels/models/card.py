@@ -46,6 +46,7 @@ from funnelmodels.intervals import (
 from funnelmodels.labels import label
 from funnelmodels.models.satisfaction import LEVELS
 from funnelmodels.models.train import ORACLE, ConversionTraining, SatisfactionTraining
+from funnelmodels.performance import estimated_performance
 
 __all__ = [
     "DRIFT_NOTE",
@@ -60,6 +61,7 @@ __all__ = [
     "drift_sentence",
     "fairness_sentence",
     "naive_bayes",
+    "performance_table",
     "readiness",
     "satisfaction_card",
     "stage_rate",
@@ -179,6 +181,28 @@ class ModelCard:
     """With a training without the sensitive columns: per engine the ROC AUC with and without them."""
     without_fairness: pl.DataFrame = field(default_factory=pl.DataFrame)
     """… and per group the selection ratio with and without them."""
+    performance: pl.DataFrame = field(default_factory=pl.DataFrame)
+    """Per month of the test period, ROC AUC and conversion rate estimated from the probabilities beside
+    the realised ones, including the months whose outcomes are still open (:func:`performance_table`)."""
+
+    def performance_sentence(self) -> str:
+        """The estimate against the realised ROC AUC on the decided entries, and the latest month's estimate."""
+        if self.performance.height == 0:
+            return "No estimate of performance: no model to score the entries."
+        checked = self.performance.filter(pl.col("month").is_null()).row(0, named=True)
+        open_months = self.performance.filter(pl.col("month").is_not_null() & (pl.col("pending") > 0))
+        text = (
+            f"On the {checked['entries']:,} test entries whose outcome is known, the ROC AUC estimated from the "
+            f"probabilities alone is {checked['estimated_auc']:.3f} and the realised one {checked['realised_auc']:.3f}"
+        )
+        if open_months.height:
+            last = open_months.row(-1, named=True)
+            text += (
+                f"; for {last['month']:%B %Y}, whose {last['pending']:,} entries are still open, the estimate is "
+                f"{last['estimated_auc']:.3f} ({last['estimated_auc_low']:.3f}–{last['estimated_auc_high']:.3f}) and a "
+                f"conversion rate of {100 * last['estimated_rate']:.1f}%"
+            )
+        return text + ". The estimates hold as far as the probabilities are calibrated (above)."
 
     def fairness_sentence(self) -> str:
         """The audit in one sentence: which groups the operating point selects at under four-fifths of the best."""
@@ -195,6 +219,7 @@ class ModelCard:
             "fairness": self.fairness.to_dicts(),
             "proxies": self.proxies.to_dicts(),
             "without_sensitive": {"auc": self.without.to_dicts(), "ratios": self.without_fairness.to_dicts()},
+            "performance": self.performance.to_dicts(),
             "kind": "stage conversion",
             "window": {k: (v.isoformat() if v else None) for k, v in self.window.items()},
             "sample": self.sample,
@@ -249,6 +274,7 @@ def conversion_card(
     fairness = fairness_audit(test, y, scores[engine], sensitive=sensitive, resamples=resamples, seed=seed)
     encoder = training.models[engine].encoder
     proxies = proxy_table(test, [*encoder.numeric, *encoder.categorical], sensitive)
+    performance = performance_table(training, engine, seed=seed, resamples=resamples)
     compared, compared_fairness = pl.DataFrame(), pl.DataFrame()
     if without is not None:
         compared, compared_fairness = _without(training, without, y, scores, fairness, engine, sensitive, seed)
@@ -270,7 +296,54 @@ def conversion_card(
         proxies=proxies,
         without=compared,
         without_fairness=compared_fairness,
+        performance=performance,
     )
+
+
+def performance_table(
+    training: ConversionTraining, engine: str, *, seed: int = 0, resamples: int = 200
+) -> pl.DataFrame:
+    """ROC AUC and conversion rate per month of the test period, estimated beside realised.
+
+    Estimated from ``engine``'s probabilities (:mod:`funnelmodels.performance`) beside what was
+    realised; for the latest months, whose entries are still within their horizon, the estimate
+    alone (the realised figures come when every entry of the month is decided).
+
+    Returns
+    -------
+    DataFrame ``month, entries, pending, estimated_auc(_low, _high), realised_auc,
+    estimated_rate(_low, _high), realised_rate`` and a last row ``month = None`` for every entry
+    whose outcome is known (the check of the method: estimate against realised).
+    """
+    model = training.models[engine]
+    known = training.test.select(s.AS_OF, s.CONVERTED).with_columns(pl.Series("_p", model.predict_proba(training.test)))
+    parts = [known.with_columns(pl.lit(False).alias("_pending"))]
+    if training.pending.height:
+        waiting = training.pending.select(s.AS_OF, pl.lit(None, dtype=pl.Boolean).alias(s.CONVERTED))
+        parts.append(
+            waiting.with_columns(pl.Series("_p", model.predict_proba(training.pending)), pl.lit(True).alias("_pending"))
+        )
+    rows = pl.concat(parts, how="vertical_relaxed").with_columns(pl.col(s.AS_OF).dt.truncate("1mo").alias("_month"))
+    out = []
+    groups = [(m, rows.filter(pl.col("_month") == m)) for m in rows["_month"].unique().sort().to_list()]
+    groups.append((None, rows.filter(~pl.col("_pending"))))
+    for month, part in groups:
+        found = estimated_performance(part["_p"].to_numpy(), resamples=resamples, seed=seed)
+        outcomes = part.filter(~pl.col("_pending"))
+        complete = outcomes.height == part.height
+        y = outcomes[s.CONVERTED].cast(pl.Int8).to_numpy()
+        realised = BinaryScores.of(y, outcomes["_p"].to_numpy()).metrics()["roc_auc"] if complete else math.nan
+        out.append(
+            {
+                "month": month,
+                "entries": part.height,
+                "pending": part.height - outcomes.height,
+                **{k: v for k, v in found.items() if k != "n"},
+                "realised_auc": realised,
+                "realised_rate": float(y.mean()) if complete and y.size else math.nan,
+            }
+        )
+    return pl.DataFrame(out, schema_overrides={"month": pl.Datetime("us")})
 
 
 def _without(

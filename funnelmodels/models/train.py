@@ -11,6 +11,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,9 @@ class ConversionTraining(_Headlined):
     history: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
     sample: str = ""
     """How the rows were sampled ("" when every row was used)."""
+    pending: pl.DataFrame = field(default_factory=pl.DataFrame, repr=False)
+    """Stage entries of the test period whose outcome is not known yet (still within the horizon at the
+    data's end), with their features: what performance is estimated on before the outcomes arrive."""
     _TITLE = "Stage-conversion training"
 
     def _headline(self) -> list[tuple[str, str]]:
@@ -346,6 +350,8 @@ def _train_conversion(
         # features depend on that row alone, so they are the same either way.
         strata: list[str | pl.Expr] = [s.STAGE, s.CONVERTED, pl.col(s.DAYS_IN_STAGE_SO_FAR) == 0]
         kept = [stratified_sample(f, share, strata, seed=seed) for f in (train, validation, test)]
+        waiting = _pending_entries(rows, split.test_start)
+        kept.append(stratified_sample(waiting, share, [s.STAGE], seed=seed) if waiting.height else waiting)
         frame = _with_features(dataset, pl.concat(kept), horizon_days)
         meta = meta | {"sample": sample}
     else:
@@ -386,8 +392,20 @@ def _train_conversion(
     )
     history = pl.concat([train, validation]).filter(pl.col(s.DAYS_IN_STAGE_SO_FAR) == 0)
     return ConversionTraining(
-        models=models, split=split, test=test_entries, metrics=metrics, snapshots=test, history=history, sample=sample
+        models=models,
+        split=split,
+        test=test_entries,
+        metrics=metrics,
+        snapshots=test,
+        history=history,
+        sample=sample,
+        pending=_pending_entries(frame, split.test_start),
     )
+
+
+def _pending_entries(rows: pl.DataFrame, test_start: datetime) -> pl.DataFrame:
+    """The test period's stage entries still within their horizon: no outcome yet."""
+    return rows.filter(pl.col(s.CENSORED) & (pl.col(s.DAYS_IN_STAGE_SO_FAR) == 0) & (pl.col(s.AS_OF) >= test_start))
 
 
 def _sample_share(rows: int, max_rows: int | None, what: str) -> tuple[float, str]:

@@ -216,6 +216,11 @@ def model_card_section(card: ModelCard) -> str:
             "the score, and in grey where a calibrated model's curve falls 95% of the time on the same rows."
         ),
         chart_html(plot_calibration_band(curves)) if curves else "",
+        "<h4>How is it doing before the outcomes are in?</h4>",
+        _p(card.performance_sentence()),
+        html_table(card.performance.with_columns(pl.col("month").dt.strftime("%B %Y").fill_null("all decided")))
+        if card.performance.height
+        else "",
         "<h4>Does the latest data still look like the training data?</h4>",
         _p(card.drift_sentence()),
         *fairness_html(card.fairness, card.fairness_sentence(), card.proxies, card.without, card.without_fairness),

@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("segments", "rates", "kpis"),
     ("features", "rfm"),
     ("evaluation", "calibration", "intervals", "drift"),
+    ("performance",),
     ("fairness",),
     ("models.design",),
     ("models.reasons", "models.boosting"),

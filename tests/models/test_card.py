@@ -82,6 +82,15 @@ def test_the_card_of_a_training_shows_every_engine_and_baseline_with_intervals(t
     model = trained.models["lightgbm"]
     assert set(card.drift["feature"]) == {*model.encoder.numeric, *model.encoder.categorical, "score"}
     assert card.drift_sentence().startswith(("No drift", "Drift"))
+    # Performance per month: the decided months with both figures, the open ones with the estimate alone.
+    months = card.performance.filter(pl.col("month").is_not_null())
+    decided = card.performance.filter(pl.col("month").is_null()).row(0, named=True)
+    assert decided["entries"] == trained.test.height and decided["pending"] == 0
+    assert decided["estimated_auc_low"] <= decided["estimated_auc"] <= decided["estimated_auc_high"]
+    assert months["pending"].sum() == trained.pending.height > 0
+    still_open = months.filter(pl.col("pending") > 0)
+    assert still_open["realised_auc"].is_nan().all() and still_open["estimated_auc"].is_not_nan().all()
+    assert "still open, the estimate is" in card.performance_sentence()
 
 
 def test_the_satisfaction_card_agrees_with_the_training_metrics_and_beats_the_naive_answer(

@@ -59,6 +59,7 @@ def test_the_model_card_section_gives_the_verdict_and_every_figure_with_its_inte
     # The headline cell: the value and its interval, as the table writes it.
     assert f"{gbm['roc_auc']:.3f} ({gbm['roc_auc_low']:.3f}–{gbm['roc_auc_high']:.3f})" in page
     assert page.count("<svg") == 1 and page.count("<details") == 2  # per stage; fairness intersections
+    assert html.escape(card.performance_sentence()) in page and "all decided" in page
     assert html.escape(card.fairness_sentence()) in page and "Ratio to the best-off group" in page
     assert html.escape(card.drift_sentence()) in page and "Wasserstein distance (SDs)" in page
     paragraphs = re.findall(r"<p>([^<]*)</p>", page)
