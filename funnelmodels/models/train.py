@@ -38,6 +38,7 @@ from funnelmodels.models.satisfaction import (
 )
 from funnelmodels.progress import Steps, steps
 from funnelmodels.segments import AGE_BANDS, age_band
+from funnelmodels.stats import wilson
 
 __all__ = [
     "BASE_RATE_SHIFT",
@@ -191,7 +192,7 @@ class ConversionTraining(_Headlined):
 
         Returns
         -------
-        DataFrame ``days_in_stage, rows, observed_rate, mean_predicted`` over the entry rows
+        DataFrame ``days_in_stage, rows, observed_rate(_low, _high), mean_predicted`` over the entry rows
         (``0``) and the snapshots of still-open rows, banded (≤30, 31–90, 91–180, >180 days).
         """
         rows = self.snapshots if self.snapshots.height else self.test
@@ -203,11 +204,16 @@ class ConversionTraining(_Headlined):
         y = rows[s.CONVERTED].cast(pl.Float64).to_numpy()
         # Means in numpy, in row order: a parallel group-by may add floats in another order each run.
         present = [label for label in order if (labels == label).any()]
+        counts = np.array([int((labels == label).sum()) for label in present])
+        hits = np.array([float(y[labels == label].sum()) for label in present])
+        low, high = wilson(hits, counts, 0.95)
         return pl.DataFrame(
             {
                 "days_in_stage": present,
-                "rows": [int((labels == label).sum()) for label in present],
-                "observed_rate": [float(y[labels == label].mean()) for label in present],
+                "rows": counts,
+                "observed_rate": hits / np.maximum(counts, 1),
+                "observed_rate_low": low,
+                "observed_rate_high": high,
                 "mean_predicted": [float(p[labels == label].mean()) for label in present],
             }
         )

@@ -8,6 +8,7 @@ from funnelmodels.reports.conversion import (
     conversion_details,
     conversion_summary,
     model_card_section,
+    top_share_interval,
     top_share_of_wins,
 )
 from funnelmodels.reports.params import ResolvedRun, check_period, period_end, resolve_run
@@ -69,5 +70,6 @@ __all__ = [
     "team_details",
     "team_performance",
     "top_drivers",
+    "top_share_interval",
     "top_share_of_wins",
 ]

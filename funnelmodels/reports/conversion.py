@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import html
+import math
 import re
 
+import numpy as np
 import polars as pl
 
 from funnelmodels.data import schema as s
 from funnelmodels.display.format import percent, period_label, points
 from funnelmodels.display.html import details, html_table
-from funnelmodels.display.plots import chart_html, plot_calibration_band, plot_lift, plot_reliability
+from funnelmodels.display.plots import chart_html, plot_calibration_band, plot_lift
+from funnelmodels.intervals import difference_interval, metric_intervals
 from funnelmodels.labels import label
 from funnelmodels.models.card import DRIFT_NOTE, NAIVE_BAYES, STAGE_RATE, ModelCard
 from funnelmodels.models.train import ORACLE, ConversionTraining
 from funnelmodels.reports.sections import fairness_html
+from funnelmodels.stats import wilson
 
 __all__ = [
     "TOP_SHARE",
     "conversion_details",
     "conversion_summary",
     "model_card_section",
+    "top_share_interval",
     "top_share_of_wins",
 ]
 
@@ -42,42 +47,80 @@ def top_share_of_wins(result: ConversionTraining, *, top: float = TOP_SHARE, eng
     return float(converted.head(head).sum()) / total
 
 
+def top_share_interval(
+    result: ConversionTraining, *, top: float = TOP_SHARE, engine: str = "lightgbm", resamples: int = 200, seed: int = 0
+) -> tuple[float, float]:
+    """The 95% interval of :func:`top_share_of_wins` (a bootstrap over the test rows, the ranking kept)."""
+    preds = result.predictions().sort(f"p_{engine}", s.OPPORTUNITY_ID, descending=[True, False])
+    y = preds[s.CONVERTED].cast(pl.Float64).to_numpy()
+    chosen = np.arange(y.size) < round(top * y.size)
+    rng = np.random.default_rng(seed)
+    shares = []
+    for _ in range(resamples):
+        w = rng.poisson(1.0, y.size)
+        total = float((w * y).sum())
+        if total > 0:
+            shares.append(float((w * y * chosen).sum()) / total)
+    if len(shares) < 10:
+        return math.nan, math.nan
+    return float(np.quantile(shares, 0.025)), float(np.quantile(shares, 0.975))
+
+
 def conversion_summary(result: ConversionTraining, *, top: float = TOP_SHARE) -> list[str]:
-    """The report's opening sentences: ranking value, honesty of the probabilities, the baseline, drivers."""
+    """The report's opening sentences: ranking value, honesty of the probabilities, the baseline, drivers.
+
+    Every figure comes with its 95% interval (bootstrap over the test entries; Wilson for a rate).
+    """
     overall = {r["engine"]: r for r in result.metrics.filter(pl.col(s.STAGE) == "all").iter_rows(named=True)}
     gbm = overall.get("lightgbm")
     if gbm is None:
         return ["No LightGBM model: see the notes below."]
     since = period_label(result.split.test_start, "day")
     held = top_share_of_wins(result, top=top)
+    low, high = top_share_interval(result, top=top)
     out = [
         f"Scored on the stage entries since {since} (never seen in training), the top {top:.0%} of scores "
-        f"held **{percent(held, 0)}** of the conversions — {held / top:.1f}× what picking at random gives."
+        f"held **{percent(held, 0)}** ({percent(low, 0)}–{percent(high, 0)}) of the conversions — "
+        f"{held / top:.1f}× what picking at random gives."
         if held == held
         else f"No stage entry since {since} converted: there is nothing to rank yet."
     ]
     gap = gbm["mean_prediction"] - gbm["base_rate"]
     honest = abs(gap) < HONEST_GAP
+    rate_low, rate_high = wilson(np.array([gbm["positives"]]), np.array([gbm["n"]]), 0.95)
     out.append(
         (
             "The probabilities are honest on average"
             if honest
             else f"The probabilities run {'high' if gap > 0 else 'low'} in the test period"
         )
-        + f": predicted {percent(gbm['mean_prediction'])} where {percent(gbm['base_rate'])} converted "
-        f"({points(gap)}); the average gap per score band is {100 * gbm['ece']:.1f} pts."
+        + f": predicted {percent(gbm['mean_prediction'])} where {percent(gbm['base_rate'])} "
+        f"({percent(float(rate_low[0]))}–{percent(float(rate_high[0]))}) converted ({points(gap)}); how far each "
+        "score can be taken at its word is in the model card below."
     )
-    if "logit" in overall:
-        logit = overall["logit"]
-        better = "ranks better than" if gbm["roc_auc"] > logit["roc_auc"] else "does not rank better than"
+    test = result.test
+    y = test[s.CONVERTED].cast(pl.Int8).to_numpy()
+    p_gbm = result.models["lightgbm"].predict_proba(test)
+    auc = metric_intervals(y, p_gbm)
+    if "logit" in result.models:
+        diff, d_low, d_high = difference_interval(y, p_gbm, result.models["logit"].predict_proba(test))
+        verdict = (
+            "ranks better than"
+            if d_low > 0
+            else "ranks worse than"
+            if d_high < 0
+            else "ranks no differently, within the intervals, from"
+        )
         out.append(
-            f"LightGBM {better} the interpretable logit (ROC AUC {gbm['roc_auc']:.3f} vs {logit['roc_auc']:.3f}; "
-            "0.5 is a coin toss, 1 perfect)."
+            f"LightGBM {verdict} the interpretable logit: ROC AUC {auc['roc_auc']:.3f} "
+            f"({auc['roc_auc_low']:.3f}–{auc['roc_auc_high']:.3f}), {diff:+.3f} against the logit "
+            f"({d_low:+.3f} to {d_high:+.3f}); 0.5 is a coin toss, 1 perfect."
         )
     if ORACLE in overall:
+        truth = metric_intervals(y, test["true_probability"].to_numpy())
         out.append(
-            f"On this generated data the true probabilities reach ROC AUC {overall[ORACLE]['roc_auc']:.3f}: "
-            "the best any model could do."
+            f"On this generated data the true probabilities reach ROC AUC {truth['roc_auc']:.3f} "
+            f"({truth['roc_auc_low']:.3f}–{truth['roc_auc_high']:.3f}): the best any model could do."
         )
     importance = result.models["lightgbm"].importance(result.test)
     drivers = [label(f).lower() for f in importance["feature"].head(3).to_list()]
@@ -100,14 +143,15 @@ def conversion_details(result: ConversionTraining, folds: pl.DataFrame | None = 
     waiting = result.by_time_in_stage()
     parts = [
         _p(result.describe_split().replace("**", "")),
-        "<h4>Accuracy on the test period</h4>",
         _p(
-            "ROC AUC and PR AUC: ranking (higher is better). Log loss and Brier: probability accuracy (lower is "
-            "better). ECE: the average gap between predicted and observed rates (lower is better)."
+            "Accuracy per stage against the baselines, each figure with its 95% interval, and calibration: in the "
+            "model card above (and tables/model_card.csv, tables/calibration.csv)."
         ),
-        html_table(result.metrics),
-        "<h4>Calibration and lift</h4>",
-        chart_html(plot_reliability(result.reliability())),
+        "<h4>Cumulative gains</h4>",
+        _p(
+            "The share of all conversions found by working down each model's scores, tenth by tenth. Drawn "
+            "without intervals (a curve of ten points); the summary gives the top 30%'s share with its interval."
+        ),
         chart_html(plot_lift(result.lift())),
     ]
     if waiting is not None:
@@ -116,7 +160,7 @@ def conversion_details(result: ConversionTraining, folds: pl.DataFrame | None = 
             _p(
                 "An open opportunity is scored as it stands: the longer it has waited in its stage, the less likely "
                 "it is to move on. Test-period rows by days already spent in the stage, LightGBM's mean prediction "
-                "against what happened within the horizon."
+                "against what happened within the horizon (with its 95% Wilson interval)."
             ),
             html_table(waiting),
         ]
@@ -134,7 +178,8 @@ def conversion_details(result: ConversionTraining, folds: pl.DataFrame | None = 
             "<h4>Random k-fold, for comparison</h4>",
             _p(
                 "Random folds let a model learn from contacts made after the ones it is tested on, which flatters it "
-                "when the world drifts; the out-of-time figures above are the honest ones. Fold −1 is the mean."
+                "when the world drifts; the out-of-time figures above are the honest ones. Fold −1 is the mean; "
+                "the spread of the folds is the interval here (each fold is one draw of the same split)."
             ),
             html_table(folds.select("engine", "fold", "n", "positives", "roc_auc", "pr_auc", "brier", "ece")),
         ]
@@ -142,7 +187,7 @@ def conversion_details(result: ConversionTraining, folds: pl.DataFrame | None = 
         parts.append(_p(folds_note))
     for engine, model in result.models.items():
         parts += [_p(f"Note ({label(engine)}): {_in_words(note)}") for note in model.metadata.get("notes", [])]
-    return details("Model details: accuracy, calibration, waiting deals, odds ratios, notes", *parts)
+    return details("Model details: gains, waiting deals, odds ratios, notes", *parts)
 
 
 ODDS_PER_STAGE = 12

@@ -169,19 +169,32 @@ def satisfaction_summary(
     return out or ["No survey answers to summarise."]
 
 
-def satisfaction_details(result: SatisfactionTraining, drivers: pl.DataFrame) -> str:
-    """The analyst's detail of the satisfaction models, as one collapsed section (HTML)."""
+def satisfaction_details(
+    result: SatisfactionTraining, drivers: pl.DataFrame, card: SatisfactionCard | None = None
+) -> str:
+    """The analyst's detail of the satisfaction models, as one collapsed section (HTML).
+
+    With ``card`` the accuracy table is the card's, every figure with its 95% interval.
+    """
     paragraph = (
         "An ordinal logit and LightGBM predict the distribution of scores from what we knew about the customer (and "
         "the order a survey is about) before the answer; judged on the latest period against a naive baseline "
         "(everyone gets the historical distribution)."
     )
+    accuracy = (
+        html_table(card.metrics.select([c for c in card.metrics.columns if not c.startswith("low_")]))
+        if card is not None
+        else html_table(result.metrics)
+    )
     return details(
         "Model details: accuracy against the baseline, LightGBM's drivers",
         f"<p>{html.escape(paragraph)}</p>",
-        html_table(result.metrics),
+        accuracy,
         f"<p>{html.escape(result.verdict().replace('**', ''))}</p>",
         "<h4>LightGBM's drivers</h4>",
+        "<p>The mean size of each feature's contribution to LightGBM's scores on the test answers: a ranking of "
+        "what the model uses, not an estimate with a sampling interval (the ordinal model's effects above have "
+        "theirs).</p>",
         html_table(drivers.head(12)),
     )
 

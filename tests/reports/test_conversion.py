@@ -10,7 +10,13 @@ import pytest
 
 from funnelmodels.models.card import conversion_card
 from funnelmodels.models.train import ConversionTraining
-from funnelmodels.reports import conversion_details, conversion_summary, model_card_section, top_share_of_wins
+from funnelmodels.reports import (
+    conversion_details,
+    conversion_summary,
+    model_card_section,
+    top_share_interval,
+    top_share_of_wins,
+)
 
 
 def test_the_top_scores_hold_more_of_the_wins_than_chance(trained: ConversionTraining) -> None:
@@ -28,7 +34,9 @@ def test_the_summary_reads_as_words_for_a_sales_director(trained: ConversionTrai
     said = conversion_summary(trained)
     assert 3 <= len(said) <= 5
     held = top_share_of_wins(trained)
-    assert f"the top 30% of scores held **{100 * held:.0f}%** of the conversions" in said[0]
+    assert f"the top 30% of scores held **{100 * held:.0f}%** (" in said[0]
+    low, high = top_share_interval(trained)
+    assert low <= held <= high and f"({100 * low:.0f}%–{100 * high:.0f}%) of the conversions" in said[0]
     overall = trained.metrics.filter(pl.col("stage") == "all", pl.col("engine") == "lightgbm").row(0, named=True)
     assert f"predicted {100 * overall['mean_prediction']:.1f}% where {100 * overall['base_rate']:.1f}%" in said[1]
     assert any(s.startswith("What moves a deal most: ") for s in said)
@@ -38,7 +46,7 @@ def test_the_summary_reads_as_words_for_a_sales_director(trained: ConversionTrai
 def test_the_model_details_are_collapsed_and_in_words(trained: ConversionTraining) -> None:
     page = conversion_details(trained)
     assert page.startswith('<details class="fm-details"><summary>Model details')
-    assert page.count("<svg") == 2, "calibration and lift"
+    assert page.count("<svg") == 1, "the gains (calibration is in the model card)"
     paragraphs = re.findall(r"<p>([^<]*)</p>", page)
     coded = [p for p in paragraphs if re.search(r"\b[a-z]+_[a-z0-9_]+\b(?!\.csv)", p)]  # a CSV may be named
     assert not coded, coded
