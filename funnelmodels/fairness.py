@@ -63,7 +63,7 @@ RATIO_FLAG = 0.8
 """The four-fifths rule."""
 PROXY_STRONG = 0.5
 """An association at least this strong makes a feature a proxy of a sensitive column."""
-RESAMPLES = 200
+RESAMPLES = 100
 LEVEL = 0.95
 _MISSING = s.MISSING_LABEL
 
@@ -220,7 +220,7 @@ def _group_aucs(
     for g in shown:
         mask = codes == g
         scores = BinaryScores.of(y[mask], p[mask])
-        out[g] = (scores.metrics()["roc_auc"], [scores.metrics(w[mask])["roc_auc"] for w in weights])
+        out[g] = (scores.roc_auc(), [scores.roc_auc(w[mask]) for w in weights])
     return out
 
 

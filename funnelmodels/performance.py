@@ -69,7 +69,7 @@ def estimated_performance(
     scores = BinaryScores.of(np.zeros(p.size), p)  # sorted once; the outcomes are drawn below
     for r in range(resamples):
         drawn = (rng.random(p.size) < p).astype(float)
-        aucs[r] = BinaryScores(drawn, scores.p, scores.index, scores.size).metrics()["roc_auc"]
+        aucs[r] = BinaryScores(drawn, scores.p, scores.index, scores.size).roc_auc()
         rates[r] = drawn.mean()
     tail = (1 - level) / 2
     finite = aucs[np.isfinite(aucs)]

@@ -36,6 +36,7 @@ from funnelmodels.calibration import decomposition_table, reliability_curve
 from funnelmodels.data import schema as s
 from funnelmodels.drift import SCORE, drift_table, profile
 from funnelmodels.fairness import check_sensitive, fairness_audit, proxy_table
+from funnelmodels.frames import stratified_sample
 from funnelmodels.intervals import (
     BinaryScores,
     difference_interval,
@@ -49,6 +50,7 @@ from funnelmodels.models.train import ORACLE, ConversionTraining, SatisfactionTr
 from funnelmodels.performance import estimated_performance
 
 __all__ = [
+    "CARD_ROWS",
     "DRIFT_NOTE",
     "MIN_TRAIN_POSITIVES",
     "MIN_TRAIN_ROWS",
@@ -73,6 +75,9 @@ LightGBM beat the stage's rate beyond its interval in all 18 runs from 672 entri
 the minimum keeps a margin above the smallest passing size)."""
 MIN_TRAIN_POSITIVES = 450
 """Conversions among them (the same curve: all 18 runs passed from 306 conversions up, 1 of 3 at 226–280)."""
+CARD_ROWS = 20_000
+"""The card's bootstrap figures use at most this many test entries (a stratified sample beyond): at M a
+card on 15,000 entries takes 8 s, and its cost grows with the rows × resamples."""
 STAGE_RATE = "stage rate"
 NAIVE_BAYES = "naive Bayes"
 _NONE = "(none)"
@@ -170,6 +175,8 @@ class ModelCard:
     reliability: dict[str, pl.DataFrame] = field(default_factory=dict)
     """Per engine, the CORP reliability curve of the test rows with its consistency band."""
     sample: str = ""
+    card_sample: str = ""
+    """Above :data:`CARD_ROWS` test entries, the sample the card's figures are on ("" for every entry)."""
     drift: pl.DataFrame = field(default_factory=pl.DataFrame)
     """The test period's entries against the training entries, per feature and LightGBM's score
     (:func:`funnelmodels.drift.drift_table`)."""
@@ -223,6 +230,7 @@ class ModelCard:
             "kind": "stage conversion",
             "window": {k: (v.isoformat() if v else None) for k, v in self.window.items()},
             "sample": self.sample,
+            "card_sample": self.card_sample,
             "rows": self.rows.to_dicts(),
             "metrics": self.metrics.to_dicts(),
             "calibration": self.calibration.to_dicts(),
@@ -251,6 +259,10 @@ def conversion_card(
     """
     history, test = training.history, training.test
     sensitive = check_sensitive(test, sensitive)
+    card_sample = ""
+    if test.height > CARD_ROWS:
+        test = stratified_sample(test, CARD_ROWS / test.height, [s.STAGE, s.CONVERTED], seed=seed)
+        card_sample = f"a stratified sample of {test.height:,} of the {training.test.height:,} test entries"
     y = test[s.CONVERTED].cast(pl.Int8).to_numpy()
     stages = test[s.STAGE].to_numpy()
     scores: dict[str, np.ndarray] = {name: model.predict_proba(test) for name, model in training.models.items()}
@@ -271,7 +283,7 @@ def conversion_card(
         reference = profile(then, [*model.encoder.numeric, SCORE], model.encoder.categorical)
         drift = drift_table(reference, now)
     engine = gate.engine if gate.engine in scores else next(iter(training.models))
-    fairness = fairness_audit(test, y, scores[engine], sensitive=sensitive, resamples=resamples, seed=seed)
+    fairness = fairness_audit(test, y, scores[engine], sensitive=sensitive, resamples=min(resamples, 100), seed=seed)
     encoder = training.models[engine].encoder
     proxies = proxy_table(test, [*encoder.numeric, *encoder.categorical], sensitive)
     performance = performance_table(training, engine, seed=seed, resamples=resamples)
@@ -285,7 +297,7 @@ def conversion_card(
             "test_from": training.split.test_start,
             "test_to": _last(test),
         },
-        rows=_rows(history, test),
+        rows=_rows(history, training.test),
         metrics=metrics,
         calibration=calibration,
         gate=gate,
@@ -297,6 +309,7 @@ def conversion_card(
         without=compared,
         without_fairness=compared_fairness,
         performance=performance,
+        card_sample=card_sample,
     )
 
 
@@ -552,9 +565,10 @@ class SatisfactionCard:
         if not math.isfinite(gain):
             return "No verdict: no model was scored on the test answers."
         head = "Ready to publish" if self.ready else "Not ready"
+        answers = self.rows.get("card", self.rows["test"])
         return (
             f"{head}: {label(self.best)}'s ranked probability score is {gain:.4f} better than the naive "
-            f"baseline's (95% interval {low:.4f} to {high:.4f}) on {self.rows['test']:,} test answers"
+            f"baseline's (95% interval {low:.4f} to {high:.4f}) on {answers:,} test answers"
             + ("." if self.ready else ", not beyond its interval: its scores add little to the average answer.")
         )
 
@@ -590,6 +604,8 @@ def satisfaction_card(
     """
     test, target = training.test, training.target
     sensitive = check_sensitive(test, sensitive)
+    if test.height > CARD_ROWS:
+        test = stratified_sample(test, CARD_ROWS / test.height, [target], seed=seed)
     first = next(iter(training.models.values()))
     levels = np.asarray(first.levels)
     low_up_to = int(first.low_up_to)
@@ -637,7 +653,9 @@ def satisfaction_card(
         then = training.train.with_columns(pl.Series(SCORE, model.low_share(model.predict_proba(training.train))))
         now = test.with_columns(pl.Series(SCORE, p_lows[best]))
         drift = drift_table(profile(then, [*model.encoder.numeric, SCORE], model.encoder.categorical), now)
-        fairness = fairness_audit(test, low, p_lows[best], sensitive=sensitive, resamples=resamples, seed=seed)
+        fairness = fairness_audit(
+            test, low, p_lows[best], sensitive=sensitive, resamples=min(resamples, 100), seed=seed
+        )
         proxies = proxy_table(test, [*model.encoder.numeric, *model.encoder.categorical], sensitive)
     return SatisfactionCard(
         target=target,
@@ -647,7 +665,7 @@ def satisfaction_card(
         reliability=reliability,
         best=best,
         rps_gain=gain,
-        rows={"train": training.train.height, "test": test.height},
+        rows={"train": training.train.height, "test": training.test.height, "card": test.height},
         sample=training.sample,
         drift=drift,
         fairness=fairness,

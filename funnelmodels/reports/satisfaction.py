@@ -209,7 +209,7 @@ def satisfaction_card_section(card: SatisfactionCard) -> str:
     parts += ["mcb_excess", "mcb_excess_low", "mcb_excess_high", "miscalibrated"]
     curves = {name: card.reliability[name] for name in ("ordinal", "lightgbm", ORACLE) if name in card.reliability}
     verdict = "Ready to publish" if card.ready else "Not ready to publish"
-    tested = card.rows["test"]
+    tested = card.rows.get("card", card.rows["test"])
     about = (
         f"Every model scored the same {tested:,} answers of the latest period, which none saw in training, beside "
         "the naive baseline (everyone gets the historical distribution of answers). The last columns judge the "

@@ -110,3 +110,16 @@ def test_the_satisfaction_card_agrees_with_the_training_metrics_and_beats_the_na
     assert card.best in ("ordinal", "lightgbm") and card.ready and card.rps_gain[1] > 0
     assert card.to_json()["gate"]["engine"] == card.best
     assert card.sentence().startswith("Ready to publish: ")
+
+
+def test_a_large_test_period_is_carded_on_a_stratified_sample(
+    trained: ConversionTraining, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from funnelmodels.models import card as module
+
+    monkeypatch.setattr(module, "CARD_ROWS", 300)
+    card = conversion_card(trained, resamples=30)
+    overall = card.metrics.filter(pl.col("group") == "all")
+    assert (overall["n"] <= 300 + 10).all()  # each stage and outcome rounded up
+    assert card.rows.row(0, named=True)["test_rows"] == trained.test.height  # the counts stay whole
+    assert f"of the {trained.test.height:,} test entries" in card.card_sample
