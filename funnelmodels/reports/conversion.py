@@ -239,7 +239,7 @@ def model_card_section(card: ModelCard) -> str:
     out = [
         f"<p><strong>{verdict}.</strong> {html.escape(gate.sentence().split('. ', 1)[-1])}</p>",
         _p(
-            f"Every model below scored the same {int(card.metrics['n'].max()):,} stage entries of the "
+            f"Every model below scored the same {card.headline()['n'].to_list()[0]:,} stage entries of the "
             "test period, which none of them saw in training. The scores must beat three simpler ones: "
             f"{label(STAGE_RATE).lower()} (what the funnel already says), a {label(NAIVE_BAYES)[0].lower()}"
             f"{label(NAIVE_BAYES)[1:]} (the lead scoring open-source CRMs ship) and the logit. Intervals: 95%, a "
