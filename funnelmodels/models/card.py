@@ -286,7 +286,7 @@ def conversion_card(
     fairness = fairness_audit(test, y, scores[engine], sensitive=sensitive, resamples=min(resamples, 100), seed=seed)
     encoder = training.models[engine].encoder
     proxies = proxy_table(test, [*encoder.numeric, *encoder.categorical], sensitive)
-    performance = performance_table(training, engine, seed=seed, resamples=resamples)
+    performance = performance_table(training, engine, seed=seed, resamples=min(resamples, 100))
     compared, compared_fairness = pl.DataFrame(), pl.DataFrame()
     if without is not None:
         compared, compared_fairness = _without(training, without, y, scores, fairness, engine, sensitive, seed)
