@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from funnelmodels.stats import by_engine_and_group
+
 __all__ = [
     "LEVEL",
     "RESAMPLES",
@@ -253,15 +255,8 @@ def decomposition_table(
     DataFrame ``engine, group, n, brier, brier_low, brier_high, mcb, …, unc_high, mcb_by_chance,
     miscalibrated`` (``group`` "all" for every row).
     """
-    y = np.asarray(y, dtype=float)
-    labels = ["all"] + ([] if groups is None else list(dict.fromkeys(np.asarray(groups).tolist())))
-    rows = []
-    for engine, p in scores.items():
-        p = np.asarray(p, dtype=float)
-        for label in labels:
-            mask = np.ones(y.size, bool) if label == "all" else np.asarray(groups) == label
-            # Per group half the resamples: the intervals there are wide anyway, the overall ones matter most.
-            count = resamples if label == "all" else max(resamples // 2, 20)
-            parts = decompose(y[mask], p[mask], resamples=count, seed=seed)
-            rows.append({"engine": engine, "group": str(label), **parts.to_dict()})
-    return pl.DataFrame(rows)
+
+    def figures(y: np.ndarray, p: np.ndarray, count: int) -> dict[str, Any]:
+        return decompose(y, p, resamples=count, seed=seed).to_dict()
+
+    return pl.DataFrame(by_engine_and_group(y, scores, groups, resamples, figures))

@@ -13,9 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
+
+from funnelmodels.stats import by_engine_and_group
 
 __all__ = [
     "METRICS",
@@ -159,20 +162,12 @@ def metrics_with_intervals(
     (``group`` "all" for every row). Every model is resampled with the same weights; a group gets
     half the resamples of the whole.
     """
-    y = np.asarray(y, dtype=float)
-    labels = ["all"] + ([] if groups is None else list(dict.fromkeys(np.asarray(groups).tolist())))
-    rows = []
-    for engine, p in scores.items():
-        p = np.asarray(p, dtype=float)
-        for label in labels:
-            mask = np.ones(y.size, bool) if label == "all" else np.asarray(groups) == label
-            # Per group half the resamples: its intervals are wide anyway; the overall ones are read most.
-            count = resamples if label == "all" else max(resamples // 2, 20)
-            found = metric_intervals(y[mask], p[mask], resamples=count, seed=seed)
-            rows.append(
-                {"engine": engine, "group": str(label), "n": int(mask.sum()), "positives": int(y[mask].sum()), **found}
-            )
-    return pl.DataFrame(rows)
+
+    def figures(y: np.ndarray, p: np.ndarray, count: int) -> dict[str, Any]:
+        found = metric_intervals(y, p, resamples=count, seed=seed)
+        return {"n": int(y.size), "positives": int(y.sum()), **found}
+
+    return pl.DataFrame(by_engine_and_group(y, scores, groups, resamples, figures))
 
 
 def mean_intervals(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Z95", "cumulative_incidence", "km_quantile", "two_sided", "wilson"]
+__all__ = ["Z95", "by_engine_and_group", "cumulative_incidence", "every_and_each", "km_quantile", "two_sided", "wilson"]
 
 
 def wilson(successes: np.ndarray, trials: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -109,3 +110,34 @@ def two_sided(diff: float, se: float) -> float:
     from scipy.stats import norm
 
     return float(2 * norm.sf(abs(diff) / se)) if se > 0 else math.nan
+
+
+def every_and_each(size: int, groups: np.ndarray | None) -> list[tuple[str, np.ndarray]]:
+    """``("all", every row)`` then ``(label, its rows)`` per distinct label of ``groups`` (first seen first)."""
+    out = [("all", np.ones(size, dtype=bool))]
+    if groups is not None:
+        labels = np.asarray(groups)
+        out += [(str(label), labels == label) for label in dict.fromkeys(labels.tolist())]
+    return out
+
+
+def by_engine_and_group(
+    y: np.ndarray,
+    scores: Mapping[str, np.ndarray],
+    groups: np.ndarray | None,
+    resamples: int,
+    figures: Callable[[np.ndarray, np.ndarray, int], Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """One row per model and group (``"all"`` first): ``figures(y, p, resamples)`` of its rows.
+
+    A group gets half the resamples of the whole (at least 20): its intervals are wide anyway, and
+    the overall figures are the ones read most.
+    """
+    y = np.asarray(y, dtype=float)
+    rows = []
+    for engine, p in scores.items():
+        p = np.asarray(p, dtype=float)
+        for label, mask in every_and_each(y.size, groups):
+            count = resamples if label == "all" else max(resamples // 2, 20)
+            rows.append({"engine": engine, "group": label, **figures(y[mask], p[mask], count)})
+    return rows

@@ -122,6 +122,16 @@ def _random_case(seed: int, *, ids: str, cents: bool, fine_times: bool) -> tuple
     return pl.DataFrame(queries, schema={"customer_id": id_type, "as_of": pl.Datetime("us")}), event_frame
 
 
+def _assert_same(got: pl.DataFrame, want: pl.DataFrame) -> None:
+    for name, dtype in _schema():
+        a, b = got[name].cast(dtype), want[name]
+        if dtype == pl.Float64():
+            assert ((a - b).abs() <= 1e-9 * (1 + b.abs())).fill_null(True).all(), name
+            assert (a.is_null() == b.is_null()).all(), name
+        else:
+            assert a.to_list() == b.to_list(), name
+
+
 @pytest.mark.parametrize(
     ("seed", "ids", "cents", "fine_times"),
     [(0, "text", True, False), (1, "numbers", True, False), (2, "numbers", False, True), (3, "text", False, False)],
@@ -135,13 +145,7 @@ def test_every_aggregate_equals_a_plain_loop_over_the_earlier_events(
     got = history_at(queries, "as_of", events, AGGREGATES)
     want = _by_hand(queries, events.sort(T, maintain_order=True))
     assert got.columns == want.columns and got.height == queries.height
-    for name, dtype in _schema():
-        a, b = got[name].cast(dtype), want[name]
-        if dtype == pl.Float64():
-            assert ((a - b).abs() <= 1e-9 * (1 + b.abs())).fill_null(True).all(), name
-            assert (a.is_null() == b.is_null()).all(), name
-        else:
-            assert a.to_list() == b.to_list(), name
+    _assert_same(got, want)
 
 
 @pytest.mark.parametrize(("seed", "ids"), [(5, "text"), (6, "numbers")])
@@ -153,13 +157,7 @@ def test_queries_of_a_few_customers_read_only_their_events_and_agree_with_the_lo
     assert queries.height > 10
     got = history_at(queries, "as_of", events, AGGREGATES)
     want = _by_hand(queries, events.sort(T, maintain_order=True))
-    for name, dtype in _schema():
-        a, b = got[name].cast(dtype), want[name]
-        if dtype == pl.Float64():
-            assert ((a - b).abs() <= 1e-9 * (1 + b.abs())).fill_null(True).all(), name
-            assert (a.is_null() == b.is_null()).all(), name
-        else:
-            assert a.to_list() == b.to_list(), name
+    _assert_same(got, want)
 
 
 def test_an_event_at_the_moment_itself_is_not_seen_and_sums_of_cents_are_exact() -> None:
