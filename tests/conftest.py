@@ -25,6 +25,20 @@ from funnelmodels.data.synthetic import SyntheticData, generate_dataset, write_d
 from funnelmodels.funnel import build_transitions
 from funnelmodels.models.train import ConversionTraining, SatisfactionTraining, train_conversion, train_satisfaction
 
+_HEAVY_FOLDERS = ("contract", "reports", "cli")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long tests first (marked slow, then the folders that render reports or run commands), the quick
+    unit tests last: the two workers then finish together instead of one waiting on a long test started late."""
+
+    def weight(item: pytest.Item) -> int:
+        if item.get_closest_marker("slow"):
+            return 0
+        return 1 if any(f"tests/{folder}/" in item.nodeid for folder in _HEAVY_FOLDERS) else 2
+
+    items.sort(key=weight)  # stable: each group keeps its collected order
+
 
 @pytest.fixture(scope="session", autouse=True)
 def dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
