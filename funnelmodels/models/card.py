@@ -35,6 +35,7 @@ import polars as pl
 from funnelmodels.calibration import decomposition_table, reliability_curve
 from funnelmodels.data import schema as s
 from funnelmodels.drift import SCORE, drift_table, profile
+from funnelmodels.errors import ModelError
 from funnelmodels.fairness import check_sensitive, fairness_audit, proxy_table
 from funnelmodels.frames import stratified_sample
 from funnelmodels.intervals import (
@@ -374,7 +375,10 @@ def _without(
         without.test.height != training.test.height
         or not (without.test[s.OPPORTUNITY_ID] == training.test[s.OPPORTUNITY_ID]).all()
     ):
-        raise ValueError("the training without the sensitive columns must be tested on the same rows.")
+        raise ModelError(
+            "the training without the sensitive columns was tested on other rows: train it on the same data with "
+            "the same seed, horizon and max_rows, only without=... added."
+        )
     rows = []
     for name, model in without.models.items():
         if name not in scores:

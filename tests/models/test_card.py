@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
 
+from funnelmodels.errors import ModelError
 from funnelmodels.models.card import (
     MIN_TRAIN_POSITIVES,
     MIN_TRAIN_ROWS,
@@ -123,3 +126,11 @@ def test_a_large_test_period_is_carded_on_a_stratified_sample(
     assert (overall["n"] <= 300 + 10).all()  # each stage and outcome rounded up
     assert card.rows.row(0, named=True)["test_rows"] == trained.test.height  # the counts stay whole
     assert f"of the {trained.test.height:,} test entries" in card.card_sample
+
+
+def test_a_comparison_without_the_sensitive_columns_must_be_on_the_same_rows(
+    trained: ConversionTraining,
+) -> None:
+    other = replace(trained, test=trained.test.head(trained.test.height - 1))
+    with pytest.raises(ModelError, match="tested on other rows"):
+        conversion_card(trained, resamples=20, without=other)
