@@ -290,13 +290,13 @@ def conversion_card(
     performance = performance_table(training, engine, seed=seed, resamples=min(resamples, 100))
     compared, compared_fairness = pl.DataFrame(), pl.DataFrame()
     if without is not None:
-        compared, compared_fairness = _without(training, without, y, scores, fairness, engine, sensitive, seed)
+        compared, compared_fairness = _without(training, without, test, y, scores, fairness, engine, sensitive, seed)
     return ModelCard(
         window={
             "train_from": _first(history),
             "validation_from": training.split.validation_start,
             "test_from": training.split.test_start,
-            "test_to": _last(test),
+            "test_to": _last(training.test),
         },
         rows=_rows(history, training.test),
         metrics=metrics,
@@ -363,6 +363,7 @@ def performance_table(
 def _without(
     training: ConversionTraining,
     without: ConversionTraining,
+    test: pl.DataFrame,
     y: np.ndarray,
     scores: dict[str, np.ndarray],
     fairness: pl.DataFrame,
@@ -370,7 +371,11 @@ def _without(
     sensitive: Sequence[str],
     seed: int,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """ROC AUC per engine and selection ratios per group, with and without the sensitive columns."""
+    """ROC AUC per engine and selection ratios per group, with and without the sensitive columns.
+
+    ``test``, ``y`` and ``scores``: the rows the card is on (a sample of the test period above
+    :data:`CARD_ROWS`), scored by the training with the sensitive columns.
+    """
     if (
         without.test.height != training.test.height
         or not (without.test[s.OPPORTUNITY_ID] == training.test[s.OPPORTUNITY_ID]).all()
@@ -383,7 +388,7 @@ def _without(
     for name, model in without.models.items():
         if name not in scores:
             continue
-        p = model.predict_proba(training.test)
+        p = model.predict_proba(test)
         point, low, high = difference_interval(y, p, scores[name], seed=seed)
         with_auc = BinaryScores.of(y, scores[name]).metrics()["roc_auc"]
         rows.append(
@@ -398,8 +403,8 @@ def _without(
         )
     if engine not in without.models:
         return pl.DataFrame(rows), pl.DataFrame()
-    p = without.models[engine].predict_proba(training.test)
-    audited = fairness_audit(training.test, y, p, sensitive=sensitive, seed=seed)
+    p = without.models[engine].predict_proba(test)
+    audited = fairness_audit(test, y, p, sensitive=sensitive, seed=seed)
     keys = ["attribute", "group"]
     side = fairness.select(*keys, "n", "selection_ratio", "flagged").join(
         audited.select(

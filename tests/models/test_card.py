@@ -121,11 +121,16 @@ def test_a_large_test_period_is_carded_on_a_stratified_sample(
     from funnelmodels.models import card as module
 
     monkeypatch.setattr(module, "CARD_ROWS", 300)
-    card = conversion_card(trained, resamples=30)
+    # With a comparison without the sensitive columns too: both are scored on the same sampled rows.
+    card = conversion_card(trained, resamples=30, without=trained)
     overall = card.metrics.filter(pl.col("group") == "all")
     assert (overall["n"] <= 300 + 10).all()  # each stage and outcome rounded up
     assert card.rows.row(0, named=True)["test_rows"] == trained.test.height  # the counts stay whole
     assert f"of the {trained.test.height:,} test entries" in card.card_sample
+    # The same training as its own comparison: no change in ROC AUC, the same ratios.
+    assert card.without["auc_change"].abs().max() < 1e-12
+    side = card.without_fairness
+    assert ((side["selection_ratio"] - side["selection_ratio_without"]).abs() < 1e-12).all()
 
 
 def test_a_comparison_without_the_sensitive_columns_must_be_on_the_same_rows(
