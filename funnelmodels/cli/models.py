@@ -173,6 +173,7 @@ def _cmd_score(args: argparse.Namespace, progress: Progress) -> int:
         if args.target == "satisfaction":
             raise ModelError("--check-drift compares the open pipeline: use it with --target conversion.")
         check_file_output(drift_out, inputs=inputs)
+        _reference_of(args.model, args.engine)  # refused before any scoring
     if args.target == "satisfaction":
         scored = _score_satisfaction(args, dataset, progress)
         likely = int((scored["p_low"] > 0.5).sum())
@@ -201,16 +202,25 @@ def _cmd_score(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def _reference_of(model_dir: Path, engine: str | None) -> dict[str, Any]:
+    """The drift reference of ``engine``'s conversion model (of each one the folder holds when None)."""
+    store = ModelStore(model_dir)
+    engines = (
+        [engine] if engine else [e for e in ("lightgbm", "logit") if (store.conversion(e) / "model.json").is_file()]
+    )
+    for name in engines:
+        path = store.conversion(name) / REFERENCE_FILE
+        if not path.is_file():
+            raise ModelError(
+                f"{path} is missing: the model folder was written before drift checks; train it again to check drift."
+            )
+    return read_json(store.conversion(engines[0]) / REFERENCE_FILE) if engines else {}
+
+
 def _check_drift(args: argparse.Namespace, dataset: Any, engine: str, out: Path, progress: Progress) -> bool:
     """The open pipeline at --as-of against the one at the test period's start; True when a feature shifted."""
-    folder = ModelStore(args.model).conversion(engine)
-    path = folder / REFERENCE_FILE
-    if not path.is_file():
-        raise ModelError(
-            f"{path} is missing: the model folder was written before drift checks; train it again to check drift."
-        )
-    reference = read_json(path)
-    model = StageConversionModel.load(folder, engine=engine)
+    reference = _reference_of(args.model, engine)
+    model = StageConversionModel.load(ModelStore(args.model).conversion(engine), engine=engine)
     progress(f"drift: the pipeline open at {args.as_of} against the one at {reference.get('as_of', '?')[:10]}")
     table = pipeline_drift(dataset, model, reference, args.as_of)
     write_table(table, out)

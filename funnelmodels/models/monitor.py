@@ -16,29 +16,24 @@ from typing import Any
 
 import polars as pl
 
-from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset
 from funnelmodels.drift import SCORE, drift_table, profile
-from funnelmodels.features import build_transition_features
-from funnelmodels.frames import collect
 from funnelmodels.models.conversion import StageConversionModel
-from funnelmodels.models.predict import open_opportunities
+from funnelmodels.models.predict import open_pipeline
 
-__all__ = ["REFERENCE_FILE", "open_pipeline", "pipeline_drift", "pipeline_profiles"]
+__all__ = ["REFERENCE_FILE", "pipeline_drift", "pipeline_profiles"]
 
 REFERENCE_FILE = "reference.json"
 """The profile of the open pipeline at the test period's start, in each conversion engine's folder."""
 
 
-def open_pipeline(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
-    """The deals open at ``as_of`` with their features then (as scoring sees them)."""
-    opened = open_opportunities(dataset, as_of)
-    return build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(s.AS_OF))).pipe(collect)
-
-
 def _profile(frame: pl.DataFrame, model: StageConversionModel) -> dict[str, Any]:
-    scored = frame.with_columns(pl.Series(SCORE, model.predict_proba(frame) if frame.height else [], pl.Float64))
-    return profile(scored, [*model.encoder.numeric, SCORE], model.encoder.categorical)
+    return profile(_scored(frame, model), [*model.encoder.numeric, SCORE], model.encoder.categorical)
+
+
+def _scored(frame: pl.DataFrame, model: StageConversionModel) -> pl.DataFrame:
+    """``frame`` with the model's probability of the next stage as :data:`funnelmodels.drift.SCORE`."""
+    return frame.with_columns(pl.Series(SCORE, model.predict_proba(frame) if frame.height else [], pl.Float64))
 
 
 def pipeline_profiles(
@@ -53,6 +48,4 @@ def pipeline_drift(
     dataset: Dataset, model: StageConversionModel, reference: Mapping[str, Any], as_of: datetime
 ) -> pl.DataFrame:
     """The open pipeline at ``as_of`` against the ``reference`` profile: one row per feature and the score."""
-    scored = open_pipeline(dataset, as_of)
-    scored = scored.with_columns(pl.Series(SCORE, model.predict_proba(scored) if scored.height else [], pl.Float64))
-    return drift_table(reference, scored)
+    return drift_table(reference, _scored(open_pipeline(dataset, as_of), model))

@@ -27,6 +27,7 @@ __all__ = [
     "at_risk_customers",
     "check_as_of",
     "open_opportunities",
+    "open_pipeline",
     "pipeline_value",
     "score_from_history",
     "score_open_opportunities",
@@ -57,6 +58,14 @@ def open_opportunities(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
     last = transitions.sort(s.ENTERED_AT).group_by(s.OPPORTUNITY_ID, maintain_order=True).last()
     # Still open: nothing after the last non-terminal entry (no exit, not lost).
     return last.filter(pl.col(s.EXITED_AT).is_null() & pl.col(s.LOST_AT).is_null())
+
+
+def open_pipeline(dataset: Dataset, as_of: datetime) -> pl.DataFrame:
+    """The deals open at ``as_of`` with their features then, as scoring sees them (empty when none is open)."""
+    opened = open_opportunities(dataset, as_of)
+    if opened.height == 0:
+        return opened
+    return build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(s.AS_OF))).pipe(collect)
 
 
 REASONS_FOR: Final = 10_000
@@ -90,12 +99,10 @@ def score_open_opportunities(
     """
     with steps("scoring", 3 if reasons else 2) as bar:
         bar.step("open deals and their features")
-        opened = open_opportunities(dataset, as_of)
+        opened = open_pipeline(dataset, as_of)
         if opened.height == 0:
             raise ModelError(f"no opportunity is open at {as_of}.")
-        rows = model.prepare(
-            build_transition_features(dataset, opened.lazy().with_columns(pl.lit(as_of).alias(s.AS_OF))).pipe(collect)
-        )
+        rows = model.prepare(opened)
         warn_unseen(model.encoder, rows.frame)
         bar.step("probabilities")
         p_now = model.predict_proba(rows)

@@ -136,6 +136,32 @@ def test_check_drift_flags_a_planted_shift_and_not_the_pipeline_it_was_tested_on
     flagged = set(pl.read_csv(tmp_path / "b_drift.csv").filter(pl.col("alert"))["feature"])
     assert {"income", "region"} <= flagged and (tmp_path / "b.csv").is_file()
     assert "drift found (exit code 4)" in moved.stdout
+    # A model folder written before drift checks: refused at once, naming the file, nothing written.
+    older = tmp_path / "older"
+    shutil.copytree(models, older)
+    (older / "conversion" / "lightgbm" / "reference.json").unlink()
+    out = tmp_path / "c.csv"
+    refused = cli(
+        "score", str(synthetic_dir), "--model", str(older), "--as-of", then, "--out", str(out), "--check-drift"
+    )
+    assert (
+        refused.returncode == 1 and "reference.json is missing" in refused.stderr and "Traceback" not in refused.stderr
+    )
+    assert not out.exists()
+    wrong = cli(
+        "score",
+        str(synthetic_dir),
+        "--model",
+        str(models),
+        "--as-of",
+        then,
+        "--out",
+        str(out),
+        "--target",
+        "satisfaction",
+        "--check-drift",
+    )
+    assert wrong.returncode == 1 and "use it with --target conversion" in wrong.stderr
 
 
 def test_failed_train_leaves_the_model_folder_untouched(cli: Cli, tmp_path: Path) -> None:
