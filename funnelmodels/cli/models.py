@@ -356,9 +356,11 @@ def add_commands(commands: Any) -> None:
         "models (ordinal logit and LightGBM) on the past, evaluate them out of time on the latest period (with the "
         "oracle on synthetic data), fit the close-time models of the forecast and backtest it on past months, and "
         "write MODEL_DIR/conversion/<engine>/, MODEL_DIR/satisfaction/<engine>/, MODEL_DIR/close_time/<engine>/, "
-        "MODEL_DIR/metrics.json, MODEL_DIR/conversion/model_card.json (metrics with 95% intervals against the "
-        "stage rate, a naive Bayes and the logit; calibration decomposed; the readiness gate) and "
-        "MODEL_DIR/forecast.json. The folder is replaced only when training succeeds.",
+        "MODEL_DIR/metrics.json, the model cards MODEL_DIR/conversion/model_card.json and "
+        "MODEL_DIR/satisfaction/model_card.json (metrics with 95% intervals against simpler baselines, calibration "
+        "decomposed, drift, a fairness audit, the readiness verdict), the drift reference of the open pipeline "
+        "(MODEL_DIR/conversion/<engine>/reference.json, for score --check-drift) and MODEL_DIR/forecast.json. "
+        "The folder is replaced only when training succeeds.",
     )
     train.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")
     train.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder to write")
