@@ -100,3 +100,17 @@ def test_a_planted_bias_against_women_is_flagged_and_leaving_gender_out_evens_th
     assert side["selection_ratio_without"] > side["selection_ratio"] + 0.2
     lightgbm = card.without.filter(pl.col("engine") == "lightgbm").row(0, named=True)
     assert lightgbm["auc_change"] < 0 and lightgbm["auc_change_high"] < 0.005
+
+
+def test_an_export_without_demographics_gets_no_audit_and_says_so_while_a_misspelt_column_is_refused() -> None:
+    from funnelmodels.errors import ConfigError
+    from funnelmodels.fairness import check_sensitive
+    from funnelmodels.models.card import fairness_sentence
+
+    bare = pl.DataFrame({"stage": ["lead"] * 300, "source": ["web", "event", "partner"] * 100})
+    assert check_sensitive(bare, None) == ()  # the defaults the data lacks are left out
+    audit = fairness_audit(bare, np.zeros(300), np.linspace(0, 1, 300), sensitive=())
+    assert audit.height == 0
+    assert fairness_sentence(audit, "deals").startswith("No fairness audit")
+    with pytest.raises(ConfigError, match="did you mean 'source'"):
+        check_sensitive(bare, ["sourse"])
