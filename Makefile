@@ -72,7 +72,7 @@ tutorial: $(STAMP) ## re-run notebooks/tutorial.ipynb in place (its outputs are 
 # each report run). jsonschema works without it (it then skips the "iri" format check), so the
 # lock leaves it and its parser library out.
 lock: ## re-resolve requirements.lock from pyproject.toml (needs .venv)
-	$(BIN)/python -m uv pip compile pyproject.toml --extra dev --python-version 3.11 --universal \
+	$(BIN)/python -m uv pip compile pyproject.toml --extra dev --extra dask --python-version 3.11 --universal \
 	  --no-emit-package rfc3987-syntax --no-emit-package lark -o requirements.lock
 
 clean: ## remove the environment, generated data and rendered reports
