@@ -51,6 +51,8 @@ __all__ = [
 ]
 
 CONFIG_FILE = "funnel.toml"
+PARTITIONS_FILE = "partitions.json"
+"""The manifest of a dataset partitioned by customer (``funnelmodels partition``)."""
 DEFAULT_STAGES = ("lead", "qualified", "relationship", "proposal", "won")
 TABLE_NAMES = ("customers", "transactions", "stage_events", "surveys", "owners", "activities")
 _FORMATS = ("csv", "parquet")
@@ -371,6 +373,9 @@ class DatasetConfig:
     timezone: str = "UTC"
     currency: str = "$"
     """The symbol reports write money with (``[report] currency`` in funnel.toml)."""
+    whole_end: datetime | None = None
+    """For one partition of a dataset (:mod:`funnelmodels.distributed`): the last stage event of the
+    whole dataset, where the partition's data ends too (its own last event is earlier)."""
 
     @property
     def name(self) -> str:
@@ -412,6 +417,12 @@ def load_config(data_dir: str | Path) -> DatasetConfig:
         raise ConfigError(f"{str(path)!r} is not a folder or a .toml file.")
     if (path / CONFIG_FILE).is_file():
         return _config_from_toml(path / CONFIG_FILE)
+    if (path / PARTITIONS_FILE).is_file():
+        raise ConfigError(
+            f"{str(path)!r} is a dataset partitioned by customer ({PARTITIONS_FILE}): run the command with "
+            "--cluster local:N (or --scheduler tcp://host:port), or open one partition with "
+            "funnelmodels.distributed.open_partition."
+        )
     return DatasetConfig(root=path, spec=FunnelSpec(), tables=_discover_tables(path))
 
 

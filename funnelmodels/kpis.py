@@ -12,6 +12,7 @@ digits, and a report must be reproducible to the byte.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
@@ -29,9 +30,12 @@ __all__ = [
     "PERIODS",
     "SALES_KPIS",
     "attainment",
+    "combine_sales_kpi_parts",
     "counting_notes",
     "kpi_changes",
+    "sales_kpi_parts",
     "sales_kpi_table",
+    "sales_kpis_from_parts",
     "satisfaction_change",
     "satisfaction_table",
 ]
@@ -221,6 +225,44 @@ def sales_kpi_table(
     DataFrame ``period[, by], net_revenue, orders, average_sale, new_accounts, returning_customers,
     active_customers, won, lost, win_rate``; periods with no activity at all are absent.
     """
+    parts = sales_kpi_parts(transactions, stage_events, period=period, by=by, won=won, lost=lost, rules=rules)
+    return sales_kpis_from_parts(parts, by=by)
+
+
+SUMMED = (
+    "net_revenue",
+    "positive_revenue",
+    "orders",
+    "new_accounts",
+    "returning_customers",
+    "active_customers",
+    "won",
+    "lost",
+)
+"""The columns of :func:`sales_kpi_parts`: sums and counts, which add up over customers kept apart."""
+
+
+def sales_kpi_parts(
+    transactions: pl.LazyFrame | None,
+    stage_events: pl.LazyFrame | None = None,
+    *,
+    period: str = "month",
+    by: str | None = None,
+    won: str = "won",
+    lost: str = "lost",
+    rules: CountingRules | None = None,
+) -> pl.DataFrame:
+    """The sums and counts behind :func:`sales_kpi_table`, before any ratio is taken.
+
+    Every column is a sum or a count of customers, so the parts of datasets that share no customer
+    (the partitions of :mod:`funnelmodels.distributed`) add up to the parts of their union exactly:
+    :func:`combine_sales_kpi_parts`, then :func:`sales_kpis_from_parts` (never an average of averages).
+
+    Returns
+    -------
+    DataFrame ``period[, by]`` and, with transactions, ``net_revenue, positive_revenue, orders,
+    new_accounts, returning_customers, active_customers``; with stage events, ``won, lost``.
+    """
     keys = ["period", *([by] if by else [])]
     parts = []
     if transactions is not None:
@@ -239,15 +281,31 @@ def sales_kpi_table(
     table = parts[0]
     for part in parts[1:]:
         table = table.join(part, on=keys, how="full", coalesce=True)
-    for column in SALES_KPIS:
+    return table.with_columns(
+        *[pl.col(c).fill_null(0).cast(pl.Int64) for c in SUMMED if c in table.columns and "revenue" not in c],
+        *[pl.col(c).fill_null(0.0) for c in ("net_revenue", "positive_revenue") if c in table.columns],
+    ).sort(keys)
+
+
+def combine_sales_kpi_parts(parts: Sequence[pl.DataFrame], *, by: str | None = None) -> pl.DataFrame:
+    """The parts of several datasets with no customer in common, added up: those of their union."""
+    keys = ["period", *([by] if by else [])]
+    frame = pl.concat(list(parts), how="diagonal_relaxed")
+    summed = [c for c in frame.columns if c not in keys]
+    return frame.group_by(keys).agg(pl.col(c).sum() for c in summed).sort(keys)
+
+
+def sales_kpis_from_parts(parts: pl.DataFrame, *, by: str | None = None) -> pl.DataFrame:
+    """:func:`sales_kpi_table` from its sums and counts (:func:`sales_kpi_parts`): the ratios taken last."""
+    keys = ["period", *([by] if by else [])]
+    table = parts
+    for column in SUMMED:
         if column not in table.columns:
             table = table.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
-    counts = ["orders", "new_accounts", "returning_customers", "active_customers", "won", "lost"]
-    present = [c for c in counts if table[c].dtype != pl.Float64]
     table = table.with_columns(
-        *[pl.col(c).fill_null(0).cast(pl.Int64) for c in present],
-        pl.col("net_revenue").fill_null(0.0) if transactions is not None else pl.col("net_revenue"),
-    ).with_columns((pl.col("won") / (pl.col("won") + pl.col("lost"))).fill_nan(None).alias("win_rate"))
+        (pl.col("positive_revenue") / pl.col("orders")).fill_nan(None).alias("average_sale"),
+        (pl.col("won") / (pl.col("won") + pl.col("lost"))).fill_nan(None).alias("win_rate"),
+    )
     return table.sort(keys).select(*keys, *SALES_KPIS)
 
 
@@ -270,7 +328,7 @@ def _sales_part(transactions: pl.LazyFrame, period: str, keys: list[str], rules:
         .agg(
             pl.col(s.AMOUNT).sum().alias("net_revenue"),
             positive.sum().alias("orders"),
-            (pl.col(s.AMOUNT).filter(positive).sum() / positive.sum()).alias("average_sale"),
+            pl.col(s.AMOUNT).filter(positive).sum().alias("positive_revenue"),
             buyer.filter(pl.col("_first_period") == pl.col("period")).drop_nulls().n_unique().alias("new_accounts"),
             buyer.filter(pl.col("_first_period") < pl.col("period"))
             .drop_nulls()
@@ -278,7 +336,6 @@ def _sales_part(transactions: pl.LazyFrame, period: str, keys: list[str], rules:
             .alias("returning_customers"),
             buyer.drop_nulls().n_unique().alias("active_customers"),
         )
-        .with_columns(pl.col("average_sale").fill_nan(None))
         .pipe(collect)
     )
 
@@ -295,7 +352,7 @@ def _sales_by_period(transactions: pl.LazyFrame, purchase: pl.Expr) -> pl.DataFr
             transactions.group_by("period").agg(
                 pl.col(s.AMOUNT).sum().alias("net_revenue"),
                 purchase.sum().alias("orders"),
-                (pl.col(s.AMOUNT).filter(purchase).sum() / purchase.sum()).alias("average_sale"),
+                pl.col(s.AMOUNT).filter(purchase).sum().alias("positive_revenue"),
             ),
             bought.group_by("period").agg(pl.col(s.CUSTOMER_ID).n_unique().alias("active_customers")),
             bought.group_by(s.CUSTOMER_ID)
@@ -309,8 +366,8 @@ def _sales_by_period(transactions: pl.LazyFrame, purchase: pl.Expr) -> pl.DataFr
     return table.with_columns(counts).select(
         "period",
         "net_revenue",
+        "positive_revenue",
         pl.col("orders").cast(pl.UInt32),
-        pl.col("average_sale").fill_nan(None),
         "new_accounts",
         (pl.col("active_customers") - pl.col("new_accounts")).alias("returning_customers"),
         "active_customers",

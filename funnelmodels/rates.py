@@ -32,6 +32,8 @@ __all__ = [
     "CUMULATIVE_DAYS",
     "END_TO_END",
     "cohort_table",
+    "conversion_counts",
+    "conversion_from_counts",
     "conversion_table",
     "cumulative_conversion",
     "cumulative_conversion_table",
@@ -63,8 +65,16 @@ def conversion_table(
     ``dropped`` = observed - converted; with ``by``, ``p_value`` is a chi-square test that the
     rate is the same in every segment of that stage.
     """
+    return conversion_from_counts(conversion_counts(transitions, by=by), spec, by=by, confidence=confidence)
+
+
+def conversion_counts(transitions: pl.LazyFrame, *, by: str | None = None) -> pl.DataFrame:
+    """The counts behind :func:`conversion_table`: ``[by,] stage, entered, observed, converted, censored``.
+
+    Counts of opportunities kept apart (the partitions of :mod:`funnelmodels.distributed`) add up.
+    """
     keys = [by, s.STAGE] if by else [s.STAGE]
-    counts = (
+    return (
         transitions.group_by(keys)
         .agg(
             pl.len().alias("entered"),
@@ -74,6 +84,13 @@ def conversion_table(
         )
         .pipe(collect)
     )
+
+
+def conversion_from_counts(
+    counts: pl.DataFrame, spec: FunnelSpec, *, by: str | None = None, confidence: float = 0.95
+) -> pl.DataFrame:
+    """:func:`conversion_table` from its counts (:func:`conversion_counts`, or their sum over partitions)."""
+    keys = [by, s.STAGE] if by else [s.STAGE]
     order = spec.stage_order(pl.col(s.STAGE))
     counts = counts.sort([*([by] if by else []), order], nulls_last=True)
     low, high = wilson(counts["converted"].to_numpy(), counts["observed"].to_numpy(), confidence)

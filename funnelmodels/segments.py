@@ -19,6 +19,7 @@ __all__ = [
     "age_years_band",
     "income_band",
     "segment_label",
+    "with_segment",
 ]
 
 
@@ -107,3 +108,9 @@ DEFAULT_SEGMENT = "region"
 def segment_label(column: pl.Expr) -> pl.Expr:
     """A segment's values as text, an empty value shown as ``(missing)`` (not as a value 'unknown')."""
     return column.cast(pl.String).fill_null(s.MISSING_LABEL)
+
+
+def with_segment(frame: pl.LazyFrame, customers: pl.LazyFrame, segment: str) -> pl.LazyFrame:
+    """``frame`` with its customer's ``segment`` column (a customers column), labelled as reports show it."""
+    joined = frame.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
+    return joined.with_columns(segment_label(pl.col(segment)))

@@ -21,9 +21,10 @@ from funnelmodels.config import DatasetConfig, FunnelSpec, TableSource, load_con
 from funnelmodels.data.activities import map_activity_types
 from funnelmodels.data.cache import CachedLoad, cache_key, read_cached, write_cached
 from funnelmodels.data.files import read_table
-from funnelmodels.data.schema import COMPUTED, CSAT, DATE_COLUMNS, IN_FILE, NPS, SCHEMAS
+from funnelmodels.data.schema import COMPUTED, CSAT, DATE_COLUMNS, ENTERED_AT, IN_FILE, NPS, SCHEMAS
 from funnelmodels.data.validate import missing_customers_problem, missing_events_problem, validate_tables
-from funnelmodels.errors import DataValidationError, Problem
+from funnelmodels.errors import ConfigError, DataValidationError, Problem
+from funnelmodels.frames import collect
 from funnelmodels.progress import steps
 from funnelmodels.settings import dataset_cache_dir
 
@@ -75,6 +76,16 @@ class Dataset:
 
     def _repr_html_(self) -> str:
         return lines_html("Dataset", self._lines(), subtitle=Path(self.config.name).name)
+
+    @property
+    def end(self) -> datetime:
+        """Where the data ends: its last stage event (that of the whole dataset, for a partition)."""
+        if self.config.whole_end is not None:
+            return self.config.whole_end
+        last = collect(self.lazy("stage_events").select(pl.col(ENTERED_AT).max())).item()
+        if not isinstance(last, datetime):
+            raise ConfigError("stage_events has no entered_at values; cannot tell where the data ends.")
+        return last
 
     def has(self, name: str) -> bool:
         """Whether table ``name`` is present."""
@@ -135,7 +146,7 @@ def fingerprint_files(config: DatasetConfig) -> str:
 
 
 def load_dataset(
-    data_dir: str | Path, *, drop_invalid: bool = False, end: datetime | None = None, cache: bool = True
+    data_dir: str | Path | DatasetConfig, *, drop_invalid: bool = False, end: datetime | None = None, cache: bool = True
 ) -> Dataset:
     """Load and validate every table of a dataset folder (or funnel.toml).
 
@@ -161,7 +172,7 @@ def load_dataset(
     DataValidationError listing every problem in every table at once.
     ConfigError if the folder or its funnel.toml is unusable.
     """
-    config = load_config(data_dir)
+    config = data_dir if isinstance(data_dir, DatasetConfig) else load_config(data_dir)
     if end is not None:
         config = replace(config, end=end)
     folder = dataset_cache_dir() if cache else None

@@ -36,7 +36,7 @@ PACKAGE_PARAMS = ("per_stage", "refit", "calibrate")
 IMPORTANCE_ROWS = 10_000
 
 
-def _parameters(
+def lightgbm_parameters(
     defaults: Mapping[str, Any], params: Mapping[str, Any], seed: int, fixed: Mapping[str, Any]
 ) -> tuple[dict[str, Any], int, int]:
     """LightGBM's parameters, the most rounds and the early-stopping patience.
@@ -112,7 +112,7 @@ def fit_booster(
     """
     lgb = lightgbm()
 
-    lgb_params, max_rounds, patience = _parameters(defaults, params, seed, fixed or {})
+    lgb_params, max_rounds, patience = lightgbm_parameters(defaults, params, seed, fixed or {})
     names = list(encoder.names)
     categorical = [i for i, name in enumerate(names) if name in encoder.categorical]
     train = lgb.Dataset(

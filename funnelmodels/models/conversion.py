@@ -487,7 +487,7 @@ class StageConversionModel:
 
     def _raw_lightgbm(self, rows: FeatureRows) -> np.ndarray:
         X, frame = rows.matrix, rows.frame
-        offset = _stage_offsets(frame, self._lightgbm["stage_offsets"])
+        offset = stage_offsets(frame, self._lightgbm["stage_offsets"])
         if "all" in self._boosters:
             return np.asarray(offset + self._boosters["all"].predict(X, raw_score=True), dtype=float)
         raw = offset.copy()
@@ -551,7 +551,7 @@ class StageConversionModel:
                         out[mask] = np.asarray(booster.predict(X[mask], pred_contrib=True))[:, :-1]
             if s.STAGE in self.encoder.names:
                 offsets = self._lightgbm["stage_offsets"]
-                out[:, self.encoder.names.index(s.STAGE)] += _stage_offsets(frame, offsets) - offsets["_mean"]
+                out[:, self.encoder.names.index(s.STAGE)] += stage_offsets(frame, offsets) - offsets["_mean"]
             return out
         return self._logit_contributions(frame)
 
@@ -854,7 +854,7 @@ def _fit_lightgbm(
     # then spend their splits on the features, not on re-learning how stages differ.
     entries = (train[s.DAYS_IN_STAGE_SO_FAR] == 0) if s.DAYS_IN_STAGE_SO_FAR in train.columns else None
     offsets = _base_log_odds(train.filter(entries) if entries is not None else train)
-    offset, offset_valid = _stage_offsets(train, offsets), _stage_offsets(validation, offsets)
+    offset, offset_valid = stage_offsets(train, offsets), stage_offsets(validation, offsets)
     models, iterations = {}, {}
     for key, (m, vm) in groups.items():
         if m.sum() < MIN_STAGE_ROWS:
@@ -914,7 +914,7 @@ def _base_log_odds(rows: pl.DataFrame) -> dict[str, float]:
     return out
 
 
-def _stage_offsets(frame: pl.DataFrame, offsets: Mapping[str, float]) -> np.ndarray:
+def stage_offsets(frame: pl.DataFrame, offsets: Mapping[str, float]) -> np.ndarray:
     """Each row's starting log-odds: its stage's (the average for a stage unseen in training)."""
     if frame.height == 0:
         return np.zeros(0)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from funnelmodels.config import FunnelSpec
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset, lines_html
 from funnelmodels.data.synthetic import read_ground_truth
@@ -24,7 +25,7 @@ from funnelmodels.errors import ModelError
 from funnelmodels.evaluation import OutOfTimeSplit, lift_table, out_of_time_split, reliability_table
 from funnelmodels.features import build_features, build_transition_features, extra_features, feature_columns
 from funnelmodels.frames import collect, stratified_sample
-from funnelmodels.funnel import SNAPSHOT_DAYS, add_snapshots, build_transitions, data_end
+from funnelmodels.funnel import SNAPSHOT_DAYS, add_snapshots, build_transitions
 from funnelmodels.labels import day_text
 from funnelmodels.models.conversion import ENGINES, Engine, StageConversionModel, metrics_table
 from funnelmodels.models.satisfaction import (
@@ -219,8 +220,8 @@ class ConversionTraining(_Headlined):
         )
 
 
-def _split_by_time(
-    dataset: Dataset, rows: pl.DataFrame, test_share: float, *, entries: pl.Series | None = None
+def split_by_time(
+    fingerprint: str, rows: pl.DataFrame, test_share: float, *, entries: pl.Series | None = None
 ) -> tuple[OutOfTimeSplit, pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, Any]]:
     """Out-of-time split of ``rows`` by as_of, and the metadata a model records about it.
 
@@ -238,7 +239,7 @@ def _split_by_time(
     )
     train, validation, test = (rows.filter(mask) for mask in (split.train, split.validation, split.test))
     meta = {
-        "data_fingerprint": dataset.fingerprint(),
+        "data_fingerprint": fingerprint,
         "training_window": {
             "start": rows[s.AS_OF].min(),
             "validation_start": split.validation_start,
@@ -258,23 +259,23 @@ def transition_frame(
     entries still open 7, 14, 30, … days later (:func:`funnelmodels.funnel.add_snapshots`), with
     features and label as of then. ``snapshots=()`` or None gives the entry rows only.
     """
-    return _with_features(dataset, _transition_rows(dataset, horizon_days, snapshots), horizon_days)
+    return with_features(dataset, transition_rows(dataset, horizon_days, snapshots), horizon_days)
 
 
 ROW_ORDER = (s.AS_OF, s.OPPORTUNITY_ID, s.STAGE, s.ENTRY, s.DAYS_IN_STAGE_SO_FAR)
 """The one order of the transition rows on every run, whatever the joins did: models are fitted in row order."""
 
 
-def _transition_rows(dataset: Dataset, horizon_days: int | None, snapshots: Sequence[int] | None) -> pl.DataFrame:
+def transition_rows(dataset: Dataset, horizon_days: int | None, snapshots: Sequence[int] | None) -> pl.DataFrame:
     """The entry rows and their snapshots, without features, in :data:`ROW_ORDER`."""
     events = dataset.lazy("stage_events")
-    end = data_end(events)
+    end = dataset.end
     transitions = build_transitions(events, dataset.spec, horizon_days=horizon_days, end=end)
     rows = add_snapshots(transitions, dataset.spec, end=end, horizon_days=horizon_days, days=snapshots or ())
     return rows.pipe(collect).sort(ROW_ORDER)
 
 
-def _with_features(dataset: Dataset, rows: pl.DataFrame, horizon_days: int | None) -> pl.DataFrame:
+def with_features(dataset: Dataset, rows: pl.DataFrame, horizon_days: int | None) -> pl.DataFrame:
     """``rows`` with their point-in-time features (each row's depend on that row alone) and the truth when known."""
     frame = build_transition_features(dataset, rows.lazy()).pipe(collect)
     truth = _ground_truth(dataset)
@@ -339,7 +340,7 @@ def _train_conversion(
     max_rows: int | None,
     without: tuple[str, ...] = (),
 ) -> ConversionTraining:
-    rows = _transition_rows(dataset, horizon_days, snapshots)
+    rows = transition_rows(dataset, horizon_days, snapshots)
     observed = rows.filter(~pl.col(s.CENSORED))
     if observed.height == 0:
         horizon = horizon_days or dataset.spec.horizon_days
@@ -348,9 +349,9 @@ def _train_conversion(
             "nothing to learn from; the models need stage entries older than the horizon (a longer history, or a "
             "shorter horizon_days)."
         )
-    share, sample = _sample_share(observed.height, max_rows, "stage-transition rows")
+    share, sample = sample_share(observed.height, max_rows, "stage-transition rows")
     entries = observed[s.DAYS_IN_STAGE_SO_FAR] == 0
-    split, train, validation, test, meta = _split_by_time(dataset, observed, test_share, entries=entries)
+    split, train, validation, test, meta = split_by_time(dataset.fingerprint(), observed, test_share, entries=entries)
     if sample:
         # The sample is drawn before the features are built (on 3M rows they are most of the cost); a row's
         # features depend on that row alone, so they are the same either way.
@@ -358,18 +359,55 @@ def _train_conversion(
         kept = [stratified_sample(f, share, strata, seed=seed) for f in (train, validation, test)]
         waiting = _pending_entries(rows, split.test_start)
         kept.append(stratified_sample(waiting, share, [s.STAGE], seed=seed) if waiting.height else waiting)
-        frame = _with_features(dataset, pl.concat(kept), horizon_days)
+        frame = with_features(dataset, pl.concat(kept), horizon_days)
         meta = meta | {"sample": sample}
     else:
-        frame = _with_features(dataset, rows, horizon_days)
+        frame = with_features(dataset, rows, horizon_days)
+    return fit_conversion_frame(
+        frame,
+        split,
+        meta,
+        dataset.spec,
+        extra_features(dataset),
+        bar,
+        engines,
+        seed,
+        horizon_days,
+        params,
+        snapshots,
+        without,
+        sample,
+    )
+
+
+def fit_conversion_frame(
+    frame: pl.DataFrame,
+    split: OutOfTimeSplit,
+    meta: dict[str, Any],
+    dataset_spec: FunnelSpec,
+    extra: Sequence[str],
+    bar: Steps,
+    engines: Sequence[Engine],
+    seed: int,
+    horizon_days: int | None,
+    params: dict[str, dict[str, Any]] | None,
+    snapshots: Sequence[int] | None,
+    without: tuple[str, ...],
+    sample: str,
+) -> ConversionTraining:
+    """Fit and judge the engines on transition rows that already have their features.
+
+    The part of :func:`train_conversion` after the rows are built, shared with the training over
+    partitions (:mod:`funnelmodels.distributed`).
+    """
     # The same periods, now with the features: the boundaries of the split above.
     observed = frame.filter(~pl.col(s.CENSORED))
     times = observed[s.AS_OF]
     train = observed.filter(times < split.validation_start)
     validation = observed.filter((times >= split.validation_start) & (times < split.test_start))
     test = observed.filter(times >= split.test_start)
-    spec = dataset.spec if horizon_days is None else replace(dataset.spec, horizon_days=horizon_days)
-    features = [f for f in feature_columns(frame, extra=extra_features(dataset)) if f not in without]
+    spec = dataset_spec if horizon_days is None else replace(dataset_spec, horizon_days=horizon_days)
+    features = [f for f in feature_columns(frame, extra=list(extra)) if f not in without]
     models: dict[str, StageConversionModel] = {}
     for engine in engines:
         bar.step(f"fitting {engine}")
@@ -392,7 +430,7 @@ def _train_conversion(
         tables.append(metrics_table(test_entries, test_entries["true_probability"].to_numpy(), label=ORACLE))
     metrics = (
         pl.concat(tables)
-        .with_columns(dataset.spec.stage_order(pl.col(s.STAGE), order=("all", *dataset.spec.open_stages)).alias("_o"))
+        .with_columns(dataset_spec.stage_order(pl.col(s.STAGE), order=("all", *dataset_spec.open_stages)).alias("_o"))
         .sort("engine", "_o")
         .drop("_o")
     )
@@ -414,7 +452,7 @@ def _pending_entries(rows: pl.DataFrame, test_start: datetime) -> pl.DataFrame:
     return rows.filter(pl.col(s.CENSORED) & (pl.col(s.DAYS_IN_STAGE_SO_FAR) == 0) & (pl.col(s.AS_OF) >= test_start))
 
 
-def _sample_share(rows: int, max_rows: int | None, what: str) -> tuple[float, str]:
+def sample_share(rows: int, max_rows: int | None, what: str) -> tuple[float, str]:
     """The share of rows a training keeps and the sentence it carries (1 and "" when it uses every row)."""
     if max_rows is None or max_rows <= 0 or rows <= max_rows:
         return 1.0, ""
@@ -586,6 +624,8 @@ def train_satisfaction(
     seed: int = 0,
     test_share: float = 0.2,
     max_rows: int | None = None,
+    frame: pl.DataFrame | None = None,
+    fingerprint: str | None = None,
 ) -> SatisfactionTraining:
     """Fit each satisfaction engine on past responses and evaluate on the latest (out of time).
 
@@ -595,15 +635,21 @@ def train_satisfaction(
 
     ``max_rows``: above that many responses, the train, validation and test rows are each cut to
     the same share, stratified by the score (seeded); ``sample`` says so.
+
+    ``frame`` and ``fingerprint``: the responses with their features (:func:`survey_frame`) and the data
+    they come from, when built elsewhere (over the partitions of :mod:`funnelmodels.distributed`);
+    ``dataset`` then gives the funnel, the scale and the extra feature columns.
     """
-    if not dataset.has("surveys"):
-        raise ModelError("the dataset has no surveys table; satisfaction models need survey responses (csat/nps).")
-    frame = survey_frame(dataset)
+    if frame is None:
+        if not dataset.has("surveys"):
+            raise ModelError("the dataset has no surveys table; satisfaction models need survey responses (csat/nps).")
+        frame = survey_frame(dataset)
+    fingerprint = fingerprint or dataset.fingerprint()
     check_target(frame, target)
     frame = frame.filter(pl.col(target).is_not_null())
     evaluation = "out of time"
     if s.AS_OF in frame.columns:
-        split, train, validation, test, meta = _split_by_time(dataset, frame, test_share)
+        split, train, validation, test, meta = split_by_time(fingerprint, frame, test_share)
     else:
         # No dates: nothing is "later" than anything; a random split is the only one possible.
         evaluation, split = "random", None
@@ -614,8 +660,8 @@ def train_satisfaction(
             frame.filter(pl.Series((fold >= test_n) & (fold < test_n + valid_n))),
             frame.filter(pl.Series(fold < test_n)),
         )
-        meta = {"data_fingerprint": dataset.fingerprint(), "evaluation": "random split (the surveys have no dates)"}
-    share, sample = _sample_share(frame.height, max_rows, "survey responses")
+        meta = {"data_fingerprint": fingerprint, "evaluation": "random split (the surveys have no dates)"}
+    share, sample = sample_share(frame.height, max_rows, "survey responses")
     if sample:
         train, validation, test = (stratified_sample(f, share, [target], seed=seed) for f in (train, validation, test))
         meta = meta | {"sample": sample}
