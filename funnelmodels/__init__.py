@@ -5,11 +5,12 @@ Notebooks use ``import funnelmodels as fm``; the names below are the public API,
 pieces and reports (each tab-completes in a notebook).
 """
 
-from funnelmodels import display, kpis, reports
+from funnelmodels import display, distributed, kpis, reports
 from funnelmodels.config import DatasetConfig, FunnelSpec, load_config
 from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.data.synthetic import SyntheticData, generate_dataset, write_dataset
 from funnelmodels.display import plots
+from funnelmodels.distributed.partition import open_data
 from funnelmodels.errors import (
     ConfigError,
     DataValidationError,
@@ -68,11 +69,13 @@ __all__ = [
     "cumulative_conversion",
     "cumulative_conversion_table",
     "display",
+    "distributed",
     "end_to_end_rate",
     "generate_dataset",
     "kpis",
     "load_config",
     "load_dataset",
+    "open_data",
     "pipeline_value",
     "plots",
     "reports",

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from funnelmodels.cli import data, funnel, models, reports
+from funnelmodels.cli import data, distributed, funnel, models, reports
 from funnelmodels.cli.common import LOG_FORMATS, Progress
 from funnelmodels.errors import EXIT_BUSY, EXIT_NO_MEMORY, EXIT_UNEXPECTED, BusyError, FunnelModelsError
 from funnelmodels.progress import PROGRESS_ENV
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(parser, default=False)
     parser.add_argument("--version", action="version", version=f"funnelmodels {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (data, funnel, models, reports):
+    for group in (data, distributed, funnel, models, reports):
         group.add_commands(commands)
     # The same options after the command too (`funnelmodels report --all --quiet`); absent there,
     # they leave what was given before the command.

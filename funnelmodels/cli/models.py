@@ -19,9 +19,20 @@ from funnelmodels.cli.common import (
     positive_int,
     print_rejected,
 )
+from funnelmodels.cli.distributed import add_cluster_options, partitioned_input
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import load_dataset, write_rejected, write_table
-from funnelmodels.errors import EXIT_DRIFT, EXIT_NOT_READY, ModelError
+from funnelmodels.distributed.cluster import client_for
+from funnelmodels.distributed.partition import read_partitioned
+from funnelmodels.distributed.pipeline import score_partitions
+from funnelmodels.distributed.training import (
+    SAMPLE_ROWS,
+    fit_lightgbm_on_cluster,
+    load_lightgbm_dask,
+    train_conversion_over,
+    train_satisfaction_over,
+)
+from funnelmodels.errors import EXIT_DRIFT, EXIT_NOT_READY, ConfigError, ModelError
 from funnelmodels.kpis import FORECAST_KPI
 from funnelmodels.models.card import conversion_card, drift_sentence, satisfaction_card
 from funnelmodels.models.conversion import StageConversionModel
@@ -44,6 +55,8 @@ __all__ = [
 
 def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
 
+    if partitioned_input(args, args.data):
+        return _cmd_train_partitioned(args, progress)
     progress(f"loading {args.data}")
     dataset = load_dataset(args.data, drop_invalid=args.drop_invalid, end=getattr(args, "end", None))
     conversion = satisfaction = card = satisfaction_verdict = None
@@ -103,6 +116,13 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
         write_json(store.metrics, report)
     progress(f"wrote {args.out}")
     print_rejected(dataset, [args.out / "rejected" / p.name for p in written])
+    return _print_training(args, conversion, card, forecast, satisfaction, satisfaction_verdict)
+
+
+def _print_training(
+    args: argparse.Namespace, conversion: Any, card: Any, forecast: Any, satisfaction: Any, satisfaction_verdict: Any
+) -> int:
+    """What ``train`` prints after writing the folder; the exit code (``--gate``)."""
     if conversion is not None:
         print("Stage conversion (out of time)")
         _print_metrics(conversion.metrics)
@@ -141,6 +161,89 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def _cmd_train_partitioned(args: argparse.Namespace, progress: Progress) -> int:
+    """``train`` over a partitioned dataset on a Dask cluster: a sample fitted on this node, or --distributed-fit."""
+    data = read_partitioned(args.data)
+    if args.drop_invalid or args.end:
+        raise ConfigError("--drop-invalid and --end apply when partitioning; pass them to funnelmodels partition.")
+    if args.distributed_fit:
+        load_lightgbm_dask()  # before anything loads LightGBM without scikit-learn
+    conversion = satisfaction = card = verdict = None
+    comparison: dict[str, Any] | None = None
+    report: dict[str, Any] = {}
+    with atomic_dir(args.out, command="train", looks_like=_is_model_folder, inputs=[args.data]) as staging:
+        with client_for(args.cluster, args.scheduler) as client:
+            if args.target in ("all", "conversion"):
+                progress(
+                    f"conversion: rows and features on {data.count} partitions, a sample of at most "
+                    f"{args.sample_rows:,} rows fitted here"
+                )
+                conversion = train_conversion_over(
+                    client, data, max_rows=args.sample_rows, seed=args.seed, horizon_days=args.horizon_days
+                )
+                if args.distributed_fit:
+                    progress("conversion: lightgbm.dask on every training row of every partition")
+                    conversion, comparison = fit_lightgbm_on_cluster(
+                        client, data, conversion, seed=args.seed, horizon_days=args.horizon_days
+                    )
+                progress("conversion: the model card")
+                card = conversion_card(conversion, seed=args.seed)
+            if args.target == "satisfaction" or (args.target == "all" and data.has("surveys")):
+                progress(f"satisfaction ({args.satisfaction_score}): features on the partitions, fitted here")
+                satisfaction = train_satisfaction_over(
+                    client, data, target=args.satisfaction_score, seed=args.seed, max_rows=args.sample_rows
+                )
+                verdict = satisfaction_card(satisfaction, seed=args.seed)
+        store = ModelStore(staging)
+        if conversion is not None:
+            for engine, model in conversion.models.items():
+                model.save(store.conversion(engine))
+            report["conversion"] = conversion.summary()
+            if comparison is not None:
+                report["conversion"]["distributed_fit"] = comparison
+        if card is not None:
+            write_json(store.conversion_card, card.to_json())
+        if satisfaction is not None:
+            for engine, smodel in satisfaction.models.items():
+                smodel.save(store.satisfaction(engine))
+            report["satisfaction"] = satisfaction.summary()
+        if verdict is not None:
+            write_json(store.satisfaction_card, verdict.to_json())
+        report["data"] = {"notes": data.manifest.get("notes", []), "set_aside": []}
+        report["training"] = {
+            "data": str(args.data),
+            "data_fingerprint_sha256": data.fingerprint,
+            "partitions": data.count,
+            "cluster": args.cluster or args.scheduler,
+            "sample_rows": args.sample_rows,
+            "distributed_fit": bool(args.distributed_fit),
+            "target": args.target,
+            "seed": args.seed,
+            "horizon_days": args.horizon_days or data.spec.horizon_days,
+            "stale_after_days": data.spec.stale_after_days,
+            "satisfaction_score": args.satisfaction_score,
+            "not_trained": PARTITIONED_LEFT_OUT,
+            "funnelmodels": version(),
+        }
+        write_json(store.metrics, report)
+    progress(f"wrote {args.out}")
+    if comparison is not None:
+        print(
+            f"lightgbm.dask on {comparison['rows']:,} rows ({comparison['rounds']} rounds): ROC AUC "
+            f"{comparison['roc_auc_distributed']:.4f} against {comparison['roc_auc_single_node_sample']:.4f} for the "
+            f"single-node fit on the sample, on the same {comparison['test_rows']:,} test entries "
+            f"(gap {comparison['gap']:+.4f}); the distributed model is the one written.\n"
+        )
+    print(f"note: {PARTITIONED_LEFT_OUT}")
+    return _print_training(args, conversion, card, None, satisfaction, verdict)
+
+
+PARTITIONED_LEFT_OUT = (
+    "over partitions, train writes the conversion and satisfaction models and their cards; the forecast's "
+    "close-time models and the drift reference of score --check-drift need the single-machine path."
+)
+
+
 def _ready(card: Any) -> bool:
     """A conversion card's gate or a satisfaction card's verdict."""
     return bool(card.gate.ready if hasattr(card, "gate") else card.ready)
@@ -162,6 +265,8 @@ def _print_metrics(metrics: Any) -> None:
 
 def _cmd_score(args: argparse.Namespace, progress: Progress) -> int:
 
+    if partitioned_input(args, args.data):
+        return _cmd_score_partitioned(args, progress)
     if args.out.suffix not in (".parquet", ".csv"):
         raise ModelError(f"--out must end in .parquet or .csv; received {args.out.name!r}.")
     progress(f"loading {args.data}")
@@ -199,6 +304,47 @@ def _cmd_score(args: argparse.Namespace, progress: Progress) -> int:
     if drifted:
         print(f"--check-drift: drift found (exit code {EXIT_DRIFT}); the scores are written all the same.")
         return EXIT_DRIFT
+    return 0
+
+
+def _cmd_score_partitioned(args: argparse.Namespace, progress: Progress) -> int:
+    """``score`` over a partitioned dataset: each partition scored on its worker into OUT/part-NNNNN.parquet."""
+    data = read_partitioned(args.data)
+    if args.target == "satisfaction" or args.check_drift or args.drop_invalid:
+        raise ConfigError(
+            "over partitions, score rates the open deals (--target conversion); --target satisfaction, "
+            "--check-drift and --drop-invalid need the single-machine path."
+        )
+    if args.out.suffix:
+        raise ConfigError(
+            f"over partitions, --out is a folder (one Parquet file per partition); received {args.out.name!r}."
+        )
+    engine = args.engine or _carded_engine(args.model, progress)
+    if engine not in ("lightgbm", "logit"):
+        raise ModelError(f"conversion models are lightgbm or logit; received --engine {engine}.")
+    model = StageConversionModel.load(ModelStore(args.model).conversion(engine), engine=engine)
+    if data.spec.stages != model.spec.stages:
+        raise ModelError(
+            f"the model was trained on the funnel {list(model.spec.stages)}, the data has {list(data.spec.stages)}."
+        )
+    if args.as_of > data.end + (data.end - datetime.fromisoformat(data.manifest["start"])):
+        raise ModelError(f"as_of {args.as_of} is far beyond the data's end ({data.end}); features would be stale.")
+    with atomic_dir(args.out, command="score", looks_like=None, inputs=[args.data, args.model]) as staging:
+        with client_for(args.cluster, args.scheduler) as client:
+            progress(f"scoring the opportunities open at {args.as_of} on {data.count} partitions")
+            parts = score_partitions(client, data, args.model, engine, args.as_of, staging, args.reasons)
+        write_table(parts, staging / "partitions.csv")
+    total, expected = parts["amount"].sum(), parts["expected_value"].sum()
+    print(
+        f"{int(parts['open'].sum()):,} open opportunities at {args.as_of}: pipeline {total:,.0f}, "
+        f"expected {expected:,.0f} ({data.count} partitions, engine {engine})"
+    )
+    if args.reasons is not True and args.reasons:
+        print(
+            f"reasons: each partition's {args.reasons:,} deals worth most (so every deal among the "
+            f"{args.reasons:,} worth most overall has them)"
+        )
+    print(f"wrote {args.out}/ (part-NNNNN.parquet per partition, partitions.csv)")
     return 0
 
 
@@ -394,6 +540,21 @@ def add_commands(commands: Any) -> None:
         "conversion with too little training data or no gain over the stage's own rate beyond its 95%% interval; "
         "satisfaction with no gain over the naive answer beyond its interval",
     )
+    train.add_argument(
+        "--sample-rows",
+        type=positive_int,
+        default=SAMPLE_ROWS,
+        metavar="N",
+        help="with --cluster/--scheduler: the most rows fitted on this node, a stratified sample drawn across "
+        "the partitions (default %(default)s; within 0.01 ROC AUC of every row, benchmarks/RESULTS.md)",
+    )
+    train.add_argument(
+        "--distributed-fit",
+        action="store_true",
+        help="with --cluster/--scheduler: refit LightGBM with lightgbm.dask on every training row (no early "
+        "stopping; the rounds of the single-node fit on the sample) and print its ROC AUC gap to that fit",
+    )
+    add_cluster_options(train)
     train.set_defaults(run=_cmd_train)
     score = commands.add_parser(
         "score",
@@ -438,6 +599,7 @@ def add_commands(commands: Any) -> None:
     score.add_argument(
         "--drop-invalid", action="store_true", help=DROP_INVALID_HELP + " (FILE's folder, <name>_rejected/)"
     )
+    add_cluster_options(score)
     score.set_defaults(run=_cmd_score)
     forecast = commands.add_parser(
         "forecast",

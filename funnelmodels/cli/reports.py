@@ -8,10 +8,11 @@ from typing import Any
 
 from funnelmodels.cli.common import DROP_INVALID_HELP, Progress, print_summary
 from funnelmodels.cli.data import DEMO_CUSTOMERS, DEMO_SEED, generate_into, print_generated
+from funnelmodels.cli.distributed import add_cluster_options, is_partitioned, partitioned_input, wants_cluster
 from funnelmodels.data.io import load_dataset
 from funnelmodels.data.validate import dataset_summary
 from funnelmodels.errors import EXIT_BUSY, BusyError, ConfigError
-from funnelmodels.reports.registry import REPORTS
+from funnelmodels.reports.registry import OVER_PARTITIONS, REPORTS
 from funnelmodels.reports.runner import ReportsFailed, run_reports
 
 __all__ = [
@@ -52,6 +53,7 @@ def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
     if args.drop_invalid:
         params["drop_invalid"] = "true"
     names = list(REPORTS) if args.all else [args.name]
+    _over_partitions(args, params, names)
     try:
         runs = run_reports(
             names,
@@ -71,6 +73,24 @@ def _cmd_report(args: argparse.Namespace, progress: Progress) -> int:
     for run in runs:
         print(f"{run.name}: {run.html}")
     return 0
+
+
+def _over_partitions(args: argparse.Namespace, params: dict[str, str], names: list[str]) -> None:
+    """With --cluster/--scheduler (or a partitioned data_dir): check the reports can run so, and pass the cluster on."""
+    data_dir = params.get("data_dir")
+    if not wants_cluster(args) and not (data_dir and is_partitioned(Path(data_dir))):
+        return
+    if not data_dir:
+        raise ConfigError("--cluster and --scheduler need the partitioned dataset: -p data_dir DIR.")
+    partitioned_input(args, Path(data_dir))
+    others = [name for name in names if name not in OVER_PARTITIONS]
+    if others:
+        raise ConfigError(
+            f"over a partitioned dataset, {' and '.join(OVER_PARTITIONS)} runs on the cluster; "
+            f"{', '.join(others)} need the dataset on one machine."
+        )
+    params["cluster"] = args.cluster or ""
+    params["scheduler"] = args.scheduler or ""
 
 
 def add_commands(commands: Any) -> None:
@@ -112,6 +132,7 @@ def add_commands(commands: Any) -> None:
         default=None,
         help="run your own notebooks (NAME.ipynb with a 'parameters' cell) through the same runner",
     )
+    add_cluster_options(rep)
     rep.set_defaults(run=_cmd_report)
     demo = commands.add_parser(
         "demo",

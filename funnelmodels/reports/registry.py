@@ -7,7 +7,7 @@ from pathlib import Path
 
 from funnelmodels.errors import ReportError
 
-__all__ = ["REPORTS", "notebooks_folder"]
+__all__ = ["OVER_PARTITIONS", "REPORTS", "notebooks_folder"]
 
 REPORTS: dict[str, str] = {
     "sales_performance": "revenue, new and returning accounts, win rate, funnel and pipeline forecast of a period",
@@ -15,6 +15,9 @@ REPORTS: dict[str, str] = {
     "customer_satisfaction": "CSAT and NPS over time, what drives them, and the customers at risk of a low score",
     "team_performance": "sales people and teams against the leads they got, activities and progress, the action list",
 }
+
+OVER_PARTITIONS: tuple[str, ...] = ("sales_performance",)
+"""The reports that run over a partitioned dataset on a Dask cluster (``report NAME --cluster local:N``)."""
 """Every shipped report: its name (notebook ``<name>.ipynb``) and what it shows, in the order ``--all`` runs them."""
 
 

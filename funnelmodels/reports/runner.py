@@ -30,9 +30,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from funnelmodels.config import load_config
+from funnelmodels.config import PARTITIONS_FILE, load_config
 from funnelmodels.data.io import fingerprint_files
 from funnelmodels.display.html import PAGE_SCRIPT, index_page
+from funnelmodels.distributed.partition import read_partitioned
 from funnelmodels.errors import ConfigError, FunnelModelsError, ReportError, did_you_mean
 from funnelmodels.labels import day_text
 from funnelmodels.outputs import MARKER, atomic_dir
@@ -385,6 +386,9 @@ def _manifest(run: ResolvedRun, started: datetime, seconds: float, *, status: st
             fingerprint = fingerprint_files(load_config(run.data_dir))
         except ConfigError:
             fingerprint = None
+        if (Path(run.data_dir) / PARTITIONS_FILE).is_file():  # the partitions' own fingerprint
+            with contextlib.suppress(ConfigError):
+                fingerprint = read_partitioned(run.data_dir).fingerprint
     return {
         "report": run.name,
         "status": status,

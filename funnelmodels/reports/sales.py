@@ -25,6 +25,9 @@ from funnelmodels.display.format import (
     value_text,
 )
 from funnelmodels.display.html import judge
+from funnelmodels.distributed.cluster import client_for, run_on_partitions
+from funnelmodels.distributed.partition import Partitioned
+from funnelmodels.distributed.pipeline import partition_dataset_of, sales_kpis
 from funnelmodels.errors import ConfigError, ModelError, did_you_mean
 from funnelmodels.frames import collect
 from funnelmodels.funnel import build_transitions, data_end, stale_losses, with_stale_losses
@@ -35,10 +38,22 @@ from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.forecast import PeriodForecast, forecast_period, read_forecast_summary
 from funnelmodels.models.hazard import CloseTimeModel, fit_close_time
 from funnelmodels.models.persist import ModelStore
-from funnelmodels.models.predict import pipeline_value, score_from_history, score_open_opportunities, with_people
-from funnelmodels.rates import conversion_table, cumulative_conversion_table, time_to_close
+from funnelmodels.models.predict import (
+    open_opportunities,
+    pipeline_value,
+    score_from_history,
+    score_open_opportunities,
+    with_people,
+)
+from funnelmodels.rates import (
+    conversion_counts,
+    conversion_from_counts,
+    conversion_table,
+    cumulative_conversion_table,
+    time_to_close,
+)
 from funnelmodels.reports.params import check_period, period_end, shift_period, won_value_targets
-from funnelmodels.segments import DEFAULT_SEGMENT, segment_label
+from funnelmodels.segments import DEFAULT_SEGMENT, with_segment
 
 __all__ = [
     "SalesReport",
@@ -165,7 +180,7 @@ class SalesReport:
 
 
 def sales_performance(
-    dataset: Dataset,
+    dataset: Dataset | Partitioned,
     *,
     period: str = "",
     period_length: str = "month",
@@ -180,7 +195,13 @@ def sales_performance(
     that had waited as long in the same stage went on to do). Sections the data cannot give are
     left empty with a sentence in ``missing``; the default segment ``region`` is skipped, with a
     sentence, when the customers table has no such column.
+
+    A partitioned dataset (:func:`funnelmodels.open_data` with a cluster) gets the same figures from each
+    partition's sums and counts, added up on the cluster: KPIs, changes, segments, targets, the funnel
+    and, with ``model_dir``, the pipeline and the deals worth most (:func:`_over_partitions`).
     """
+    if isinstance(dataset, Partitioned):
+        return _over_partitions(dataset, period, period_length, segment, targets_file, model_dir)
     notes: list[str] = []
     transactions = dataset.lazy("transactions") if dataset.has("transactions") else None
     events = dataset.lazy("stage_events") if dataset.has("stage_events") else None
@@ -190,7 +211,7 @@ def sales_performance(
     if events is not None and dataset.spec.stale_after_days:
         notes.append(_stale_note(dataset, events))
     # Win rates count the losses the stale rule infers, in the period they happen.
-    closed = with_stale_losses(events, dataset.spec) if events is not None else None
+    closed = with_stale_losses(events, dataset.spec, end=dataset.end) if events is not None else None
     rules = dataset.config.counting
     if transactions is not None:
         notes.extend(counting_notes(transactions, rules))
@@ -237,6 +258,153 @@ def sales_performance(
         forecast_backtest=sentence,
         forecast_checks=checks,
     )
+
+
+def _over_partitions(
+    data: Partitioned, period: str, period_length: str, segment: str, targets_file: str, model_dir: str
+) -> SalesReport:
+    """:func:`sales_performance` of a partitioned dataset, computed on its cluster from each partition's parts.
+
+    The time to close and the forecast of the next period need every deal's history at once: they are
+    left out, each with a sentence; so is the pipeline without a trained model (its history-based
+    estimate reads every partition's history together).
+    """
+    has_tx, has_ev = data.has("transactions"), data.has("stage_events")
+    missing = _missing_tables(pl.LazyFrame() if has_tx else None, pl.LazyFrame() if has_ev else None)
+    notes = [
+        f"Computed on a Dask cluster over {data.count} partitions by customer: each partition's sums and counts, "
+        "added up, so the figures are those of the whole dataset."
+    ]
+    if not has_tx and not has_ev:
+        return SalesReport(None, period_length, None, None, None, None, None, None, None, None, None, notes, missing)
+    ends = [datetime.fromisoformat(e) for e in (data.manifest.get("transactions_end"), data.manifest["end"]) if e]
+    last_day = (max(ends) + timedelta(days=1)).date()
+    funnel = pipeline = deals = by_segment = None
+    with client_for(data.cluster, data.scheduler) as client:
+        kpis = sales_kpis(client, data, period=period_length)
+        chosen = _chosen_period(period, period_length, kpis, last_day, notes)
+        kpis = kpis.filter(pl.col("period") <= chosen)
+        if _segment_available(data, segment, has_tx, missing):
+            before = shift_period(chosen, period_length, -1)
+            by_segment = sales_kpis(client, data, period=period_length, segment=segment).filter(
+                pl.col("period").is_between(before, chosen)
+            )
+        if has_ev:
+            end = datetime.combine(period_end(chosen, period_length), datetime.min.time())
+            counts = run_on_partitions(client, _funnel_counts, data.parts, end)
+            summed = pl.concat(counts).group_by(s.STAGE).agg(pl.all().sum())
+            funnel = conversion_from_counts(summed, data.spec)
+            if model_dir:
+                found = run_on_partitions(client, _pipeline_part, data.parts, model_dir, end)
+                pipeline, deals = _combined_pipeline(found, data, end, notes)
+            else:
+                missing["pipeline"] = (
+                    "Over partitions the pipeline forecast needs a trained model (-p model_dir MODEL_DIR, from "
+                    "funnelmodels train --cluster …): the history-based estimate reads every history at once."
+                )
+    missing["time_to_close"] = (
+        "The time to close and the share converted or lost by day 30 … 365 are not computed over partitions: "
+        "they need every deal's history at once (run the report on one machine for them)."
+    )
+    if has_ev:
+        missing["forecast"] = (
+            "The forecast of the next period's won value is not computed over partitions yet: it needs the close-time "
+            "models, which train on one machine."
+        )
+    changes, yoy = _changes(kpis, chosen, period_length)
+    segments = by_segment.filter(pl.col("period") == chosen) if by_segment is not None else None
+    segment_changes = (
+        kpi_changes(by_segment, by=segment).filter(pl.col("period") == chosen) if by_segment is not None else None
+    )
+    goals, next_target = _attainment(kpis, targets_file, chosen, period_length) if targets_file else (None, None)
+    return SalesReport(
+        chosen,
+        period_length,
+        kpis,
+        changes,
+        yoy,
+        segments,
+        funnel,
+        None,
+        None,
+        pipeline,
+        goals,
+        notes,
+        missing,
+        segment_changes=segment_changes,
+        next_target=next_target,
+        segment=segment,
+        top_deals=deals,
+    )
+
+
+def _segment_available(data: Partitioned, segment: str, has_tx: bool, missing: dict[str, str]) -> bool:
+    """Whether the segment table can be made, with the single-machine report's sentences and errors."""
+    if not segment:
+        missing["segments"] = "No segment table: no segment was chosen (pass -p segment COLUMN, e.g. region)."
+        return False
+    if not data.has("customers") or not has_tx:
+        missing["segments"] = "No segment table: it needs a customers table and a transactions table."
+        return False
+    names = [c for c in data.columns("customers") if c != s.CUSTOMER_ID]
+    if segment in names:
+        return True
+    if segment == DEFAULT_SEGMENT:
+        missing["segments"] = (
+            f"No segment table: the customers table has no {segment} column; pass -p segment COLUMN "
+            f"(one of {', '.join(names)})."
+        )
+        return False
+    raise ConfigError(
+        f"segment {segment!r} is not a customers column{did_you_mean(segment, names)}; available: {', '.join(names)}."
+    )
+
+
+def _funnel_counts(part: str, end: datetime) -> pl.DataFrame:
+    """Task: one partition's funnel counts at ``end``."""
+    dataset = partition_dataset_of(part)
+    return conversion_counts(build_transitions(dataset.lazy("stage_events"), dataset.spec, end=end))
+
+
+def _pipeline_part(part: str, model_dir: str, end: datetime) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """Task: one partition's pipeline by stage and its deals worth most at ``end`` (None: nothing open)."""
+    dataset = partition_dataset_of(part)
+    model = StageConversionModel.load(ModelStore(Path(model_dir)).conversion("lightgbm"), engine="lightgbm")
+    try:
+        scored = score_open_opportunities(dataset, model, end, reasons=TOP_DEALS)
+    except ModelError:
+        if open_opportunities(dataset, end).height:
+            raise
+        return None
+    return pipeline_value(scored, by=s.STAGE, spec=dataset.spec), _top_deals(dataset, scored, end)
+
+
+def _combined_pipeline(
+    found: list[tuple[pl.DataFrame, pl.DataFrame] | None], data: Partitioned, end: datetime, notes: list[str]
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """The partitions' pipelines added up by stage, and the deals worth most of all of them."""
+    parts = [f for f in found if f is not None]
+    notes.append(f"Pipeline forecast at the start of {period_label(end.date(), 'day')} from LightGBM model.")
+    if not parts:
+        return None, None
+    sums = ["open_deals", "pipeline_amount", "expected_wins", s.EXPECTED_VALUE]
+    pipeline = (
+        pl.concat([p for p, _ in parts])
+        .group_by(s.STAGE)
+        .agg(pl.col(c).sum() for c in sums)
+        .with_columns((pl.col("expected_wins") / pl.col("open_deals")).alias("mean_win_probability"))
+        .sort(data.spec.stage_order(pl.col(s.STAGE)))
+        .select(s.STAGE, "open_deals", "pipeline_amount", "mean_win_probability", "expected_wins", s.EXPECTED_VALUE)
+    )
+    deals = (
+        pl.concat([d for _, d in parts], how="diagonal_relaxed")
+        .sort(s.EXPECTED_VALUE, s.WIN_PROBABILITY, s.OPPORTUNITY_ID, descending=[True, True, False], nulls_last=True)
+        .head(TOP_DEALS)
+    )
+    if s.AMOUNT not in data.columns("stage_events"):
+        deals = deals.drop(s.AMOUNT, s.EXPECTED_VALUE, strict=False)
+        pipeline = pipeline.drop("pipeline_amount", s.EXPECTED_VALUE)
+    return pipeline, deals
 
 
 def _missing_tables(transactions: pl.LazyFrame | None, events: pl.LazyFrame | None) -> dict[str, str]:
@@ -331,16 +499,9 @@ def _segment_table(
             f"available: {', '.join(names)}."
         )
     # The period and the one before it: the segments' table and their changes (the biggest mover).
-    tx = transactions.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
-    ev = (
-        closed.join(customers.select(s.CUSTOMER_ID, segment), on=s.CUSTOMER_ID, how="left")
-        if closed is not None
-        else None
-    )
-    labelled = [f.with_columns(segment_label(pl.col(segment))) if f is not None else None for f in (tx, ev)]
     table = sales_kpi_table(
-        labelled[0],
-        labelled[1],
+        with_segment(transactions, customers, segment),
+        with_segment(closed, customers, segment) if closed is not None else None,
         period=period_length,
         by=segment,
         won=dataset.spec.won,

@@ -17,6 +17,7 @@ from funnelmodels.data.io import Dataset, write_rejected
 from funnelmodels.data.validate import dataset_summary
 from funnelmodels.display.format import period_label, use_currency
 from funnelmodels.display.html import details, html_table, report_header
+from funnelmodels.distributed.partition import Partitioned
 from funnelmodels.errors import DataValidationError, ModelError, ReportError
 from funnelmodels.reports.params import safe_name
 
@@ -65,13 +66,16 @@ def record(output_dir: str, **facts: Any) -> None:
     path.write_text(json.dumps(known | facts, indent=2, default=str) + "\n", encoding="utf-8")
 
 
-def data_notes(dataset: Dataset, output_dir: str = "") -> str:
+def data_notes(dataset: Dataset | Partitioned, output_dir: str = "") -> str:
     """Markdown on how the data was loaded; empty when there is nothing to say.
 
     Rows filtered, looked up or merged by funnel.toml, and rows set aside by ``drop_invalid``
     (written to ``output_dir/rejected/<table>.csv`` with the reason). The tables' rows and
     dates, the notes and the rows set aside go to the run's manifest too (:func:`record`).
     """
+    if isinstance(dataset, Partitioned):
+        record(output_dir, data={"tables": dataset.summary["tables"], "notes": dataset.notes, "set_aside": []})
+        return "**The data as loaded**\n\n" + "\n".join(f"- {note}" for note in dataset.notes)
     lines = [f"- {note}" for note in dataset.notes]
     set_aside = dataset.rejected_summary()
     tables = dataset_summary(dataset.tables, dataset.spec)["tables"]
@@ -157,15 +161,19 @@ def dataset_window(dataset: Dataset) -> str:
     return f"{first} … {last}"
 
 
-def header(dataset: Dataset, title: str, *, period: str = "", output_dir: str = "") -> str:
+def header(dataset: Dataset | Partitioned, title: str, *, period: str = "", output_dir: str = "") -> str:
     """The header every report opens with (HTML), and the page's title for the runner.
 
     Title and period ("Sales performance", "June 2026"), when it was generated, and the data's
     window ("from data of 3 January 2024 to 30 June 2026"). Money is written in the dataset's
     currency from here on (``[report] currency``).
     """
-    use_currency(dataset.config.currency)
-    summary = dataset_summary(dataset.tables, dataset.spec)["tables"]
+    if isinstance(dataset, Partitioned):
+        use_currency(dataset.currency)
+        summary = dataset.summary["tables"]
+    else:
+        use_currency(dataset.config.currency)
+        summary = dataset_summary(dataset.tables, dataset.spec)["tables"]
     firsts = [t["first"] for t in summary.values() if t["first"] != "None"]
     lasts = [t["last"] for t in summary.values() if t["last"] != "None"]
     window = (

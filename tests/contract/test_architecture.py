@@ -41,6 +41,10 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("models.reps", "models.effects", "models.hazard"),
     ("models.backtest",),
     ("models.forecast", "models"),
+    ("distributed.partition", "distributed.cluster"),
+    ("distributed.pipeline",),
+    ("distributed.training",),
+    ("distributed",),
     ("display.format",),
     ("display.html", "display.plots"),
     ("display",),
@@ -51,6 +55,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("reports.sales", "reports.satisfaction", "reports.conversion", "reports.teams"),
     ("reports",),
     ("cli.common",),
+    ("cli.distributed",),
     ("cli.data", "cli.funnel", "cli.models"),
     ("cli.reports",),
     ("cli",),
@@ -59,7 +64,19 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 """Lowest first. A package's ``__init__`` (``data``, ``reports``, …) sits above its own modules."""
 
-HEAVY = {"lightgbm", "statsmodels", "scipy", "sklearn", "matplotlib", "papermill", "nbconvert", "nbformat", "IPython"}
+HEAVY = {
+    "dask",
+    "distributed",
+    "lightgbm",
+    "statsmodels",
+    "scipy",
+    "sklearn",
+    "matplotlib",
+    "papermill",
+    "nbconvert",
+    "nbformat",
+    "IPython",
+}
 """Third-party libraries slow to import: the only imports allowed inside a function."""
 
 
