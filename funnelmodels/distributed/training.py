@@ -14,6 +14,7 @@ fit on the sample chose; the ROC AUC gap between the two on the same test rows i
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -188,22 +189,20 @@ def train_satisfaction_over(
 
 
 def load_lightgbm_dask() -> Any:
-    """``lightgbm.dask``, with scikit-learn loaded first.
+    """``lightgbm.dask``, with LightGBM's scikit-learn layer in place.
 
-    Its estimators need scikit-learn, and funnelmodels otherwise loads LightGBM without it: call this
-    before anything in the process trains or scores (the command line does, for ``--distributed-fit``).
+    Its estimators need scikit-learn, which funnelmodels otherwise keeps out of LightGBM's import
+    (:func:`funnelmodels.models.boosting.lightgbm`); where LightGBM was loaded without it (a worker that
+    scored before), its compatibility and scikit-learn modules are loaded again with it.
     """
-    if "lightgbm" in sys.modules:
-        import lightgbm
-
-        if not lightgbm.compat.SKLEARN_INSTALLED:
-            raise ModelError(
-                "LightGBM was loaded in this process without scikit-learn, which lightgbm.dask needs; call "
-                "funnelmodels.distributed.training.load_lightgbm_dask() before training (on a long-running "
-                "cluster, restart the workers)."
-            )
-    import lightgbm.dask as lgb_dask
     import sklearn  # noqa: F401
+
+    if "lightgbm" in sys.modules and not sys.modules["lightgbm"].compat.SKLEARN_INSTALLED:
+        import lightgbm.sklearn
+
+        importlib.reload(sys.modules["lightgbm"].compat)
+        importlib.reload(lightgbm.sklearn)
+    import lightgbm.dask as lgb_dask
 
     return lgb_dask
 

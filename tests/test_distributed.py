@@ -1,0 +1,358 @@
+"""The pipeline over customer partitions on a 2-worker Dask LocalCluster, against the single-machine path.
+
+The data is the messy kind: leads that go cold without a ``lost`` event (the stale rule decides),
+surveys tied to late orders, sales teams and their activities. Every partition's own last event is
+earlier than the whole dataset's, which is where a partition that trusted its own end would go wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from browser import browser
+from commands import Cli
+from polars.testing import assert_frame_equal
+from shared import once_per_run
+
+import funnelmodels as fm
+from funnelmodels.data.io import Dataset, load_dataset
+from funnelmodels.data.synthetic import generate_dataset, write_dataset
+from funnelmodels.distributed import pipeline as dp
+from funnelmodels.distributed.cluster import DASK_MISSING, client_for
+from funnelmodels.distributed.partition import (
+    Partitioned,
+    open_partition,
+    partition_dataset,
+    partition_of,
+    read_partitioned,
+)
+from funnelmodels.distributed.training import fit_lightgbm_on_cluster, load_lightgbm_dask, train_conversion_over
+from funnelmodels.errors import ConfigError, DataValidationError
+from funnelmodels.funnel import SNAPSHOT_DAYS, with_stale_losses
+from funnelmodels.kpis import sales_kpi_table
+from funnelmodels.models.conversion import metrics_table
+from funnelmodels.models.persist import ModelStore
+from funnelmodels.models.predict import score_open_opportunities
+from funnelmodels.models.train import train_conversion, transition_frame, transition_rows
+from funnelmodels.rfm import rfm_summary
+from funnelmodels.segments import with_segment
+
+PARTITIONS = 3
+
+
+def _messy(root: Path, customers: int, seed: int) -> None:
+    data = generate_dataset(customers, seed=seed, unrecorded_losses=0.5, teams=True, late_deliveries=True)
+    write_dataset(data, root)
+    (root / "funnel.toml").write_text("[funnel]\nstale_after_days = 90\n", encoding="utf-8")
+
+
+def _partitioned(tmp_path_factory: pytest.TempPathFactory, customers: int, seed: int) -> tuple[Path, Path]:
+    def build(root: Path) -> None:
+        _messy(root / "data", customers, seed)
+        (root / "parts").mkdir()
+        partition_dataset(load_dataset(root / "data"), PARTITIONS, root / "parts")
+
+    root = once_per_run(tmp_path_factory, f"partitioned-{customers}-{seed}", build)
+    return root / "data", root / "parts"
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Dataset, Partitioned]:
+    """8,000 customers (seed 11): the whole dataset loaded, and its 3 partitions."""
+    data, parts = _partitioned(tmp_path_factory, 8_000, 11)
+    return load_dataset(data), read_partitioned(parts)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    # lightgbm.dask needs scikit-learn loaded before LightGBM; every other test is indifferent to it.
+    load_lightgbm_dask()
+    with client_for("local:2") as dask_client:
+        yield dask_client
+
+
+# --- partitioning ---------------------------------------------------------------------------------
+
+
+def test_a_customer_partition_is_fnv1a_of_the_id_text() -> None:
+    # FNV-1a 64 test vectors: "a" -> 0xaf63dc4c8601ec8c, "foobar" -> 0x85944171f73967e8, "" -> the offset basis.
+    got = partition_of(pl.Series(["a", "foobar", ""]), 1000)
+    assert got.tolist() == [0xAF63DC4C8601EC8C % 1000, 0x85944171F73967E8 % 1000, 0xCBF29CE484222325 % 1000]
+    # The id 42 stored as a number or as text lands in the same partition; non-ASCII ids hash their UTF-8 bytes.
+    assert partition_of(pl.Series([42, 7]), 16).tolist() == partition_of(pl.Series(["42", "7"]), 16).tolist()
+    assert partition_of(pl.Series(["é"]), 2**32).tolist() == [_fnv1a("é".encode()) % 2**32]
+    with pytest.raises(ConfigError, match="customer_id is missing"):
+        partition_of(pl.Series(["a", None]), 4)
+
+
+def _fnv1a(data: bytes) -> int:
+    value = 0xCBF29CE484222325
+    for byte in data:
+        value = ((value ^ byte) * 0x100000001B3) % 2**64
+    return value
+
+
+def test_each_customer_sits_in_one_partition_with_all_their_rows(messy: tuple[Dataset, Partitioned]) -> None:
+    whole, data = messy
+    assert data.count == PARTITIONS and data.end == whole.end
+    for name, frame in whole.tables.items():
+        parts = [pl.read_parquet(Path(part) / f"{name}.parquet") for part in data.parts]
+        if name == "owners":  # no customer: copied whole into every partition
+            assert all(p.equals(frame) for p in parts) and data.manifest["tables"][name]["shared"]
+            continue
+        assert [p.height for p in parts] == data.manifest["tables"][name]["per_partition"]
+        assert sum(p.height for p in parts) == frame.height
+        owners = [set(p["customer_id"].to_list()) for p in parts]
+        assert all(not (a & b) for i, a in enumerate(owners) for b in owners[i + 1 :]), name
+        assert set().union(*owners) == set(frame["customer_id"].to_list())
+    # Every partition ends earlier than the whole: what the partitions must not trust.
+    own_ends = [pl.read_parquet(Path(p) / "stage_events.parquet")["entered_at"].max() for p in data.parts]
+    assert max(own_ends) == whole.end and min(own_ends) < whole.end
+
+
+def test_a_partition_ends_where_the_whole_dataset_ends(write_tables: Any, tmp_path: Path) -> None:
+    # Two customers in different partitions; the first one's lead went cold on day 0 and was never closed.
+    ids = [f"c{i}" for i in range(40)]
+    where = partition_of(pl.Series(ids), 2)
+    cold, busy = ids[int(np.flatnonzero(where == 0)[0])], ids[int(np.flatnonzero(where == 1)[0])]
+    start = datetime(2025, 1, 1)
+    events = pl.DataFrame(
+        {
+            "opportunity_id": ["o1", "o2", "o2"],
+            "customer_id": [cold, busy, busy],
+            "stage": ["lead", "lead", "qualified"],
+            "entered_at": [start, start, start + timedelta(days=200)],
+        }
+    )
+    customers = pl.DataFrame({"customer_id": [cold, busy], "created_at": [start, start]})
+    root = write_tables({"stage_events": events, "customers": customers})
+    (root / "funnel.toml").write_text("[funnel]\nstale_after_days = 60\n", encoding="utf-8")
+    whole = load_dataset(root)
+    (tmp_path / "parts").mkdir()
+    partition_dataset(whole, 2, tmp_path / "parts")
+    alone = open_partition(tmp_path / "parts" / "part-00000")
+    assert alone.tables["stage_events"]["customer_id"].to_list() == [cold]
+    assert alone.end == whole.end == start + timedelta(days=200)
+    # The stale rule at the whole dataset's end: the cold lead is lost on day 60, as on one machine.
+    lost = with_stale_losses(alone.lazy("stage_events"), alone.spec, end=alone.end).collect()
+    assert lost.filter(pl.col("stage") == "lost")["entered_at"].to_list() == [start + timedelta(days=60)]
+
+
+def test_a_partition_that_breaks_a_rule_is_named(messy: tuple[Dataset, Partitioned], tmp_path: Path) -> None:
+    _, data = messy
+    copy = tmp_path / "parts"
+    copy.mkdir()
+    for entry in data.folder.iterdir():
+        target = copy / entry.name
+        if entry.is_dir():
+            target.mkdir()
+            for f in entry.iterdir():
+                (target / f.name).write_bytes(f.read_bytes())
+        else:
+            target.write_bytes(entry.read_bytes())
+    surveys = copy / "part-00001" / "surveys.parquet"
+    frame = pl.read_parquet(surveys)
+    frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(9).otherwise(pl.col("csat")).alias("csat")
+    ).write_parquet(surveys)
+    with pytest.raises(DataValidationError) as raised:
+        open_partition(copy / "part-00001")
+    message = str(raised.value)
+    assert "part-00001" in message and "surveys" in message and "csat" in message
+    open_partition(copy / "part-00000")  # the others are fine
+
+
+# --- the same functions per partition ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_features_kpis_and_rfm_are_those_of_the_single_machine(messy: tuple[Dataset, Partitioned], client: Any) -> None:
+    whole, data = messy
+    # Features and transitions, row for row (the generator's truth is not partitioned).
+    single = transition_frame(whole).drop("true_probability")
+    assert_frame_equal(dp.features(client, data), single)
+    # KPIs from sums and counts: counts exact, money to the last few digits (float sums in another order).
+    closed = with_stale_losses(whole.lazy("stage_events"), whole.spec)
+    kpis = sales_kpi_table(whole.lazy("transactions"), closed, rules=whole.config.counting)
+    over = dp.sales_kpis(client, data)
+    assert_frame_equal(over, kpis, check_exact=False, rel_tol=1e-12)
+    assert over.select(pl.exclude("net_revenue", "average_sale", "win_rate")).equals(
+        kpis.select(pl.exclude("net_revenue", "average_sale", "win_rate"))
+    )
+    customers = whole.lazy("customers")
+    by_region = sales_kpi_table(
+        with_segment(whole.lazy("transactions"), customers, "region"),
+        with_segment(closed, customers, "region"),
+        by="region",
+        rules=whole.config.counting,
+    )
+    assert_frame_equal(dp.sales_kpis(client, data, segment="region"), by_region, check_exact=False, rel_tol=1e-12)
+    assert_frame_equal(dp.rfm(client, data), rfm_summary(whole.lazy("transactions")))
+    checked = dp.check_partitions(client, data)
+    assert checked.rows == {name: frame.height for name, frame in whole.tables.items()}
+
+
+@pytest.mark.slow
+def test_training_and_scoring_over_partitions(messy: tuple[Dataset, Partitioned], client: Any, tmp_path: Path) -> None:
+    whole, data = messy
+    single = train_conversion(whole)
+    # Every row (a dataset under the sample's limit): the single-machine model, to the last digit.
+    over = train_conversion_over(client, data, max_rows=None)
+    for engine in ("lightgbm", "logit"):
+        np.testing.assert_array_equal(
+            over.models[engine].predict_proba(single.test), single.models[engine].predict_proba(single.test)
+        )
+    # Scores with the same booster on each worker: identical to scoring the whole dataset, reasons included.
+    model = single.models["lightgbm"]
+    model.save(ModelStore(tmp_path / "model").conversion("lightgbm"))
+    as_of = datetime(2026, 7, 1)
+    (tmp_path / "scores").mkdir()
+    per_part = dp.score_partitions(client, data, tmp_path / "model", "lightgbm", as_of, tmp_path / "scores", True)
+    expected = score_open_opportunities(whole, model, as_of, reasons=True)
+    assert per_part["open"].sum() == expected.height
+    assert_frame_equal(dp.read_scores(tmp_path / "scores"), expected)
+    # lightgbm.dask on every training row: early stopping off, the sample fit's rounds, the gap measured.
+    refit, comparison = fit_lightgbm_on_cluster(client, data, over)
+    state = refit.models["lightgbm"].state
+    assert comparison["rounds"] == over.models["lightgbm"].state["best_iteration"]["all"]  # type: ignore[typeddict-item]
+    assert comparison["rows"] == state["refit_rows"] == over.models["lightgbm"].state["refit_rows"]  # type: ignore[typeddict-item]
+    assert comparison["gap"] == pytest.approx(
+        comparison["roc_auc_distributed"] - comparison["roc_auc_single_node_sample"]
+    )
+    assert abs(comparison["gap"]) < 0.05, comparison  # data-parallel LightGBM differs; it must not be far off
+    assert refit.models["lightgbm"].metadata["distributed_fit"] == comparison
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [11, 12])
+def test_the_sampled_fit_is_within_001_roc_auc_of_every_row(
+    seed: int, client: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    data_dir, parts = _partitioned(tmp_path_factory, 8_000, seed)
+    whole, data = load_dataset(data_dir), read_partitioned(parts)
+    full = train_conversion(whole)
+    observed = int((~transition_rows(whole, None, SNAPSHOT_DAYS)["censored"]).sum())
+    sampled = train_conversion_over(client, data, max_rows=observed // 2, seed=seed)
+    assert sampled.sample.startswith("fitted and tested on a stratified sample of 50%")
+    assert "drawn across 3 partitions" in sampled.sample
+    test = full.test  # both judged on every test entry of the full fit
+    auc = [
+        metrics_table(test, m.models["lightgbm"].predict_proba(test), label="x").filter(pl.col("stage") == "all")[
+            "roc_auc"
+        ][0]
+        for m in (full, sampled)
+    ]
+    assert abs(auc[1] - auc[0]) <= 0.01, auc
+
+
+# --- the command line, end to end -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_partition_train_score_and_report_with_a_local_cluster(cli: Cli, tmp_path: Path) -> None:
+    _messy(tmp_path / "data", 2_500, 5)
+    parts, models, scores = tmp_path / "parts", tmp_path / "models", tmp_path / "scores"
+    done = cli("--quiet", "partition", str(tmp_path / "data"), "--partitions", "4", "--out", str(parts))
+    assert done.returncode == 0, done.stderr
+    assert "stage_events" in done.stdout and (parts / "partitions.json").is_file()
+    manifest = json.loads((parts / "partitions.json").read_text(encoding="utf-8"))
+    assert manifest["partitions"] == 4 and len(manifest["fingerprint"]) == 64
+    # A partitioned dataset without a cluster, and a cluster over a plain dataset: refused with what to do.
+    refused = cli("--quiet", "train", str(parts), "--out", str(models))
+    assert refused.returncode == 1 and "add --cluster local:N" in refused.stderr and not models.exists()
+    refused = cli("--quiet", "train", str(tmp_path / "data"), "--out", str(models), "--cluster", "local:2")
+    assert refused.returncode == 1 and "funnelmodels partition" in refused.stderr
+    refused = cli("--quiet", "train", str(parts), "--out", str(models), "--cluster", "two")
+    assert refused.returncode == 1 and "local:N" in refused.stderr
+    trained = cli("--quiet", "train", str(parts), "--out", str(models), "--cluster", "local:2")
+    assert trained.returncode == 0, trained.stderr
+    assert "Model card" in trained.stdout and (models / "conversion" / "lightgbm" / "model.json").is_file()
+    assert (models / "satisfaction" / "model_card.json").is_file()
+    metrics = json.loads((models / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["training"]["partitions"] == 4 and metrics["training"]["cluster"] == "local:2"
+    scored = cli(
+        "--quiet",
+        "score",
+        str(parts),
+        "--model",
+        str(models),
+        "--as-of",
+        "2026-07-01",
+        "--out",
+        str(scores),
+        "--cluster",
+        "local:2",
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert sorted(p.name for p in scores.glob("part-*.parquet")) == [f"part-0000{i}.parquet" for i in range(4)]
+    open_deals = int(re.search(r"([\d,]+) open opportunities", scored.stdout).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert pl.read_parquet(scores / "part-*.parquet").height == open_deals > 0
+    refused = cli(
+        "--quiet",
+        "report",
+        "stage_conversion",
+        "--cluster",
+        "local:2",
+        "-p",
+        "data_dir",
+        str(parts),
+        "--reports-dir",
+        str(tmp_path / "reports"),
+    )
+    assert refused.returncode == 1 and "sales_performance runs on the cluster" in refused.stderr
+    report = cli(
+        "--quiet",
+        "report",
+        "sales_performance",
+        "--cluster",
+        "local:2",
+        "-p",
+        "data_dir",
+        str(parts),
+        "-p",
+        "model_dir",
+        str(models),
+        "--reports-dir",
+        str(tmp_path / "reports"),
+    )
+    assert report.returncode == 0, report.stderr
+    folder = tmp_path / "reports" / "sales_performance" / "latest"
+    # The report's tables: those of the single-machine report on the dataset the partitions came from.
+    single = fm.reports.sales_performance(load_dataset(tmp_path / "data"), model_dir=str(models))
+    for name in ("kpis", "segments", "funnel", "pipeline"):
+        written = pl.read_csv(folder / "tables" / f"{name}.csv", try_parse_dates=True)
+        expected = getattr(single, name)
+        assert written.height == expected.height and written.columns == expected.columns, name
+        for column in expected.columns:
+            if expected[column].dtype.is_numeric():
+                np.testing.assert_allclose(
+                    written[column].cast(pl.Float64).to_numpy(),
+                    expected[column].cast(pl.Float64).to_numpy(),
+                    rtol=1e-9,
+                    err_msg=f"{name}.{column}",
+                )
+    page = (folder / "report.html").read_text(encoding="utf-8")
+    assert "Computed on a Dask cluster over 4 partitions" in page and "Traceback" not in page
+    assert "not computed over partitions yet" in page  # the forecast's absence is said, not silent
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["data_fingerprint_sha256"] == json.loads((parts / "partitions.json").read_text())["fingerprint"]
+    dom = browser(folder.joinpath("report.html").resolve().as_uri(), "--dump-dom", user_dir=tmp_path / "browser")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert not [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert '<div class="fm-summary"' in dom.stdout and "<svg" in dom.stdout
+
+
+def test_without_dask_a_cluster_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if funnelmodels[dask] were not installed
+    with pytest.raises(ConfigError) as raised, client_for("local:2"):
+        pass
+    assert str(raised.value) == DASK_MISSING and "pip install 'funnelmodels[dask]'" in DASK_MISSING
