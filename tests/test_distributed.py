@@ -24,6 +24,7 @@ from polars.testing import assert_frame_equal
 from shared import once_per_run
 
 import funnelmodels as fm
+from funnelmodels.cli import main
 from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.data.synthetic import generate_dataset, write_dataset
 from funnelmodels.distributed import pipeline as dp
@@ -266,13 +267,6 @@ def test_partition_train_score_and_report_with_a_local_cluster(cli: Cli, tmp_pat
     assert "stage_events" in done.stdout and (parts / "partitions.json").is_file()
     manifest = json.loads((parts / "partitions.json").read_text(encoding="utf-8"))
     assert manifest["partitions"] == 4 and len(manifest["fingerprint"]) == 64
-    # A partitioned dataset without a cluster, and a cluster over a plain dataset: refused with what to do.
-    refused = cli("--quiet", "train", str(parts), "--out", str(models))
-    assert refused.returncode == 1 and "add --cluster local:N" in refused.stderr and not models.exists()
-    refused = cli("--quiet", "train", str(tmp_path / "data"), "--out", str(models), "--cluster", "local:2")
-    assert refused.returncode == 1 and "funnelmodels partition" in refused.stderr
-    refused = cli("--quiet", "train", str(parts), "--out", str(models), "--cluster", "two")
-    assert refused.returncode == 1 and "local:N" in refused.stderr
     trained = cli("--quiet", "train", str(parts), "--out", str(models), "--cluster", "local:2")
     assert trained.returncode == 0, trained.stderr
     assert "Model card" in trained.stdout and (models / "conversion" / "lightgbm" / "model.json").is_file()
@@ -296,19 +290,6 @@ def test_partition_train_score_and_report_with_a_local_cluster(cli: Cli, tmp_pat
     assert sorted(p.name for p in scores.glob("part-*.parquet")) == [f"part-0000{i}.parquet" for i in range(4)]
     open_deals = int(re.search(r"([\d,]+) open opportunities", scored.stdout).group(1).replace(",", ""))  # type: ignore[union-attr]
     assert pl.read_parquet(scores / "part-*.parquet").height == open_deals > 0
-    refused = cli(
-        "--quiet",
-        "report",
-        "stage_conversion",
-        "--cluster",
-        "local:2",
-        "-p",
-        "data_dir",
-        str(parts),
-        "--reports-dir",
-        str(tmp_path / "reports"),
-    )
-    assert refused.returncode == 1 and "sales_performance runs on the cluster" in refused.stderr
     report = cli(
         "--quiet",
         "report",
@@ -349,6 +330,36 @@ def test_partition_train_score_and_report_with_a_local_cluster(cli: Cli, tmp_pat
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert not [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert '<div class="fm-summary"' in dom.stdout and "<svg" in dom.stdout
+
+
+def test_cluster_and_partition_mismatches_are_refused_with_what_to_do(
+    messy: tuple[Dataset, Partitioned], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    whole, data = messy
+    plain, parts, out = str(whole.config.root), str(data.folder), str(tmp_path / "out")
+    cases = [
+        (["train", parts, "--out", out], "add --cluster local:N"),
+        (["train", plain, "--out", out, "--cluster", "local:2"], "funnelmodels partition"),
+        (["train", parts, "--out", out, "--cluster", "two"], "--cluster takes local:N"),
+        (
+            ["train", parts, "--out", out, "--cluster", "local:2", "--end", "2026-01-01"],
+            "pass them to funnelmodels partition",
+        ),
+        (
+            ["score", parts, "--model", out, "--as-of", "2026-07-01", "--out", out + ".csv", "--cluster", "local:2"],
+            "is a folder",
+        ),
+        (["report", "stage_conversion", "--cluster", "local:2", "-p", "data_dir", parts], "sales_performance runs on"),
+        (["report", "sales_performance", "--cluster", "local:2"], "-p data_dir DIR"),
+        (["partition", parts, "--partitions", "2", "--out", out], "partitioned already"),
+        (["partition", plain, "--partitions", "9000", "--out", out], "would leave partitions empty"),
+    ]
+    for argv, said in cases:
+        assert main(["--quiet", *argv]) == 1, argv
+        assert said in capsys.readouterr().err, argv
+        assert not Path(out).exists()
+    with pytest.raises(ConfigError, match="partitioned by customer"):
+        load_dataset(parts)
 
 
 def test_without_dask_a_cluster_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

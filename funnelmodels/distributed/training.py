@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -285,7 +286,9 @@ def fit_lightgbm_on_cluster(
     names = list(single.encoder.names)
     categorical = [i for i, name in enumerate(names) if name in single.encoder.categorical]
     classifier = lgb_dask.DaskLGBMClassifier(client=client, n_estimators=rounds, **params)
-    classifier.fit(X, y, init_score=init, feature_name=names, categorical_feature=categorical)
+    with warnings.catch_warnings():  # the scikit-learn layer always passes n_jobs, which Dask sets itself
+        warnings.filterwarnings("ignore", message="Parameter n_jobs will be ignored")
+        classifier.fit(X, y, init_score=init, feature_name=names, categorical_feature=categorical)
     text = classifier.booster_.model_to_string()
     rows = int(sum(shape[0] for _, shape in kept))
     dask_state = LightGBMState(
