@@ -10,7 +10,7 @@ from funnelmodels.cli.common import DROP_INVALID_HELP, END_HELP, Progress, end_m
 from funnelmodels.config import PARTITIONS_FILE
 from funnelmodels.data.io import load_dataset
 from funnelmodels.distributed.cluster import client_for
-from funnelmodels.distributed.partition import Partitioned, partition_dataset
+from funnelmodels.distributed.partition import Partitioned, open_partition, partition_dataset
 from funnelmodels.distributed.pipeline import check_partitions
 from funnelmodels.errors import ConfigError
 from funnelmodels.outputs import atomic_dir
@@ -76,10 +76,15 @@ def _cmd_partition(args: argparse.Namespace, progress: Progress) -> int:
     ) as staging:
         progress(f"writing {args.partitions} partitions by customer to {args.out}")
         manifest = partition_dataset(dataset, args.partitions, staging)
+        written = Partitioned(staging, manifest)
         if args.cluster or args.scheduler:
-            progress("validating each partition on the cluster")
+            progress("validating each partition on its own, on the cluster")
             with client_for(args.cluster, args.scheduler) as client:
-                check_partitions(client, Partitioned(staging, manifest))
+                check_partitions(client, written)
+        else:
+            progress("validating each partition on its own")
+            for part in written.parts:
+                open_partition(part, validate=True)
     print_rejected(dataset, sorted((args.out / "rejected").glob("*")) if dataset.rejected else [])
     sizes = [n for entry in manifest["tables"].values() for n in entry.get("per_partition", [])]
     print(f"wrote {args.partitions} partitions to {args.out}/ ({PARTITIONS_FILE}: row counts and fingerprint)")
@@ -102,8 +107,9 @@ def add_commands(commands: Any) -> None:
         description=(
             "Write each table as Parquet partitions by a stable hash of customer_id, so that a customer's "
             "transactions, stage events, surveys and activities sit in one partition, plus partitions.json "
-            "(partition count, row counts, fingerprint). The dataset is validated whole first, and each "
-            "partition is validated again when a task opens it. Then: train, score and report with --cluster."
+            "(partition count, row counts, each file's SHA-256). The dataset is validated whole first, then each "
+            "partition on its own; a task reads a partition as validated while its files are unchanged, and "
+            "validates it again otherwise. Then: train, score and report with --cluster."
         ),
     )
     part.add_argument("data", type=Path, metavar="DATA", help="dataset folder or funnel.toml")

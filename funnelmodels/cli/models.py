@@ -327,7 +327,12 @@ def _cmd_score_partitioned(args: argparse.Namespace, progress: Progress) -> int:
         raise ModelError(
             f"the model was trained on the funnel {list(model.spec.stages)}, the data has {list(data.spec.stages)}."
         )
-    if args.as_of > data.end + (data.end - datetime.fromisoformat(data.manifest["start"])):
+    start = datetime.fromisoformat(data.manifest["start"])
+    if args.as_of <= start:
+        raise ModelError(
+            f"as_of {args.as_of} is before any stage event (the data starts {start}); nothing is open yet."
+        )
+    if args.as_of > data.end + (data.end - start):
         raise ModelError(f"as_of {args.as_of} is far beyond the data's end ({data.end}); features would be stale.")
     with atomic_dir(args.out, command="score", looks_like=None, inputs=[args.data, args.model]) as staging:
         with client_for(args.cluster, args.scheduler) as client:

@@ -100,6 +100,7 @@ def gather_in_order(futures: Sequence[Any], parts: Sequence[Any]) -> list[Any]:
     for part, future in zip(parts, futures, strict=True):
         try:
             results.append(future.result())
+            future.release()  # the worker may drop its copy now, not when every partition is done
         except FunnelModelsError:
             for other in futures:
                 other.cancel()

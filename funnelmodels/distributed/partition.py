@@ -183,12 +183,20 @@ def read_partitioned(folder: str | Path, *, cluster: str | None = None, schedule
     return Partitioned(path, manifest, cluster=cluster, scheduler=scheduler)
 
 
-def open_partition(part: str | Path) -> Dataset:
-    """One partition as a dataset, validated on its own (the rules of every table, across tables too).
+def open_partition(part: str | Path, *, validate: bool = False) -> Dataset:
+    """One partition as a dataset, with the funnel, scales, counting rules and end of the whole (the manifest's).
 
-    Its funnel, scales, counting rules and end are those of the whole dataset (the manifest's).
+    ``funnelmodels partition`` validates every partition on its own (every rule of every table, across
+    tables too) and records each file's SHA-256. A partition whose files are still those is read as it
+    was validated; one whose files changed since — or ``validate=True`` — is read and validated again,
+    and a rule it breaks is an error naming the partition's folder, table, column and rule.
     """
     folder = Path(part)
+    if not folder.is_dir():
+        raise ConfigError(
+            f"partition {folder} is not there; on a cluster, the partitioned folder must be on storage every "
+            "worker sees under the same path (a shared mount)."
+        )
     manifest = read_partitioned(folder.parent).manifest
     scale = dict(manifest["scale"])
     scale["labels"] = {int(k): v for k, v in scale["labels"].items()}
@@ -201,6 +209,9 @@ def open_partition(part: str | Path) -> Dataset:
         currency=manifest["currency"],
         whole_end=datetime.fromisoformat(manifest["end"]),
     )
+    if not validate and _unchanged(folder, manifest.get("files", {})):
+        tables = {name: pl.read_parquet(folder / f"{name}.parquet") for name in config.tables}
+        return Dataset(config, tables, _fingerprint=manifest["fingerprint"])
     # Not through the validated-dataset cache: it keeps a few datasets, and N partitions would evict
     # the user's own.
     return load_dataset(config, cache=False)
@@ -270,6 +281,7 @@ def partition_dataset(dataset: Dataset, partitions: int, staging: Path) -> dict[
     if any(f.height for f in dataset.rejected.values()):
         write_rejected(dataset, staging / "rejected")
     transactions_end = dataset.tables["transactions"][s.ORDERED_AT].max() if dataset.has("transactions") else None
+    fingerprint, files = _files_fingerprint(staging, partitions)
     manifest = {
         "format": FORMAT,
         "partitions": partitions,
@@ -287,7 +299,8 @@ def partition_dataset(dataset: Dataset, partitions: int, staging: Path) -> dict[
         "currency": dataset.config.currency,
         "source": dataset.config.name,
         "source_fingerprint": dataset.fingerprint(),
-        "fingerprint": _files_fingerprint(staging, partitions),
+        "fingerprint": fingerprint,
+        "files": files,
         "notes": list(dataset.notes),
         "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "funnelmodels": version(),
@@ -310,10 +323,22 @@ def _write(frame: pl.DataFrame, path: Path) -> None:
         raise FunnelModelsError(f"cannot write {path}: {exc}") from None
 
 
-def _files_fingerprint(staging: Path, partitions: int) -> str:
-    digest = hashlib.sha256()
+def _files_fingerprint(staging: Path, partitions: int) -> tuple[str, dict[str, str]]:
+    """SHA-256 over every partition file, and each file's own (``part-00000/customers.parquet``: digest)."""
+    digest, files = hashlib.sha256(), {}
     for i in range(partitions):
         for path in sorted((staging / _part_name(i)).glob("*.parquet")):
+            data = path.read_bytes()
             digest.update(f"{path.parent.name}/{path.name}\0".encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+            digest.update(data)
+            files[f"{path.parent.name}/{path.name}"] = hashlib.sha256(data).hexdigest()
+    return digest.hexdigest(), files
+
+
+def _unchanged(folder: Path, files: dict[str, str]) -> bool:
+    """Whether the partition's files are those written (and validated) by ``funnelmodels partition``."""
+    found = sorted(folder.glob("*.parquet"))
+    expected = sorted(name for name in files if name.startswith(f"{folder.name}/"))
+    if [f"{folder.name}/{p.name}" for p in found] != expected:
+        return False
+    return all(hashlib.sha256(p.read_bytes()).hexdigest() == files[f"{folder.name}/{p.name}"] for p in found)

@@ -22,14 +22,14 @@ from funnelmodels.config import PARTITIONS_FILE
 from funnelmodels.data import schema as s
 from funnelmodels.data.io import Dataset, write_table
 from funnelmodels.distributed.cluster import run_on_partitions
-from funnelmodels.distributed.partition import Partitioned, cached_partition
-from funnelmodels.errors import ModelError
+from funnelmodels.distributed.partition import Partitioned, cached_partition, open_partition
+from funnelmodels.errors import ConfigError, ModelError
 from funnelmodels.frames import collect
 from funnelmodels.funnel import SNAPSHOT_DAYS, with_stale_losses
 from funnelmodels.kpis import combine_sales_kpi_parts, sales_kpi_parts, sales_kpis_from_parts
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.persist import ModelStore
-from funnelmodels.models.predict import score_open_opportunities
+from funnelmodels.models.predict import open_opportunities, score_open_opportunities
 from funnelmodels.models.train import ROW_ORDER, transition_frame
 from funnelmodels.rfm import rfm_summary
 from funnelmodels.segments import with_segment
@@ -46,7 +46,13 @@ __all__ = [
 
 def partition_dataset_of(part: str) -> Dataset:
     """The dataset of partition folder ``part``, kept by the worker for its next task on the same partition."""
-    stamp = str((Path(part).parent / PARTITIONS_FILE).stat().st_mtime_ns)
+    manifest = Path(part).parent / PARTITIONS_FILE
+    if not manifest.is_file():
+        raise ConfigError(
+            f"{manifest} is not there; on a cluster, the partitioned folder must be on storage every worker "
+            "sees under the same path (a shared mount)."
+        )
+    stamp = str(manifest.stat().st_mtime_ns)
     return cached_partition(part, stamp)
 
 
@@ -54,7 +60,7 @@ def partition_dataset_of(part: str) -> Dataset:
 
 
 def _check(part: str) -> dict[str, Any]:
-    dataset = partition_dataset_of(part)
+    dataset = open_partition(part, validate=True)
     return {
         "rows": {name: frame.height for name, frame in dataset.tables.items()},
         "notes": list(dataset.notes),
@@ -93,10 +99,12 @@ def _rfm(part: str, observation_end: datetime | None) -> pl.DataFrame:
 def _score(part: str, model_dir: str, engine: str, as_of: datetime, out: str, reasons: bool | int) -> dict[str, Any]:
     dataset = partition_dataset_of(part)
     model = StageConversionModel.load(ModelStore(Path(model_dir)).conversion(engine), engine=engine)
-    try:
-        scored = score_open_opportunities(dataset, model, as_of, reasons=reasons)
-    except ModelError:  # nothing open in this partition
-        scored = None
+    # Nothing open in this partition is not an error (a moment before the data is: open_opportunities says so).
+    scored = (
+        score_open_opportunities(dataset, model, as_of, reasons=reasons)
+        if open_opportunities(dataset, as_of).height
+        else None
+    )
     path = Path(out) / f"{Path(part).name}.parquet"
     if scored is None:
         return {"part": path.name, "open": 0, "amount": 0.0, "expected_value": 0.0}
@@ -121,7 +129,7 @@ class PartitionCheck:
 
 
 def check_partitions(client: Any, data: Partitioned) -> PartitionCheck:
-    """Load and validate every partition on its own (each one's rules across its tables too).
+    """Validate every partition on its own (each one's rules across its tables too), on the cluster.
 
     A partition that breaks a rule raises the same error as the single-machine load, naming the
     partition's folder, table, column and rule. Shared tables (owners) are counted once.
