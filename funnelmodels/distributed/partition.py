@@ -335,10 +335,20 @@ def _files_fingerprint(staging: Path, partitions: int) -> tuple[str, dict[str, s
     return digest.hexdigest(), files
 
 
+_VERIFIED: dict[tuple[str, tuple[tuple[str, int, int], ...]], bool] = {}
+"""The partitions this process has checked, by their files' names, sizes and times: checked once per process."""
+
+
 def _unchanged(folder: Path, files: dict[str, str]) -> bool:
     """Whether the partition's files are those written (and validated) by ``funnelmodels partition``."""
     found = sorted(folder.glob("*.parquet"))
     expected = sorted(name for name in files if name.startswith(f"{folder.name}/"))
     if [f"{folder.name}/{p.name}" for p in found] != expected:
         return False
-    return all(hashlib.sha256(p.read_bytes()).hexdigest() == files[f"{folder.name}/{p.name}"] for p in found)
+    stats = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in found)
+    key = (str(folder.resolve()), stats)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = all(
+            hashlib.sha256(p.read_bytes()).hexdigest() == files[f"{folder.name}/{p.name}"] for p in found
+        )
+    return _VERIFIED[key]
