@@ -202,6 +202,22 @@ def test_features_kpis_and_rfm_are_those_of_the_single_machine(messy: tuple[Data
     assert checked.rows == {name: frame.height for name, frame in whole.tables.items()}
 
 
+def _sampled_gap(client: Any, whole: Dataset, data: Partitioned, full: Any, seed: int) -> None:
+    """The fit on a 50% sample drawn across the partitions ranks within 0.01 ROC AUC of the fit on every row."""
+    observed = int((~transition_rows(whole, None, SNAPSHOT_DAYS)["censored"]).sum())
+    sampled = train_conversion_over(client, data, max_rows=observed // 2, seed=seed)
+    assert sampled.sample.startswith("fitted and tested on a stratified sample of 50%")
+    assert "drawn across 3 partitions" in sampled.sample
+    test = full.test  # both judged on every test entry of the full fit
+    auc = [
+        metrics_table(test, m.models["lightgbm"].predict_proba(test), label="x").filter(pl.col("stage") == "all")[
+            "roc_auc"
+        ][0]
+        for m in (full, sampled)
+    ]
+    assert abs(auc[1] - auc[0]) <= 0.01, auc
+
+
 @pytest.mark.slow
 def test_training_and_scoring_over_partitions(messy: tuple[Dataset, Partitioned], client: Any, tmp_path: Path) -> None:
     whole, data = messy
@@ -212,6 +228,7 @@ def test_training_and_scoring_over_partitions(messy: tuple[Dataset, Partitioned]
         np.testing.assert_array_equal(
             over.models[engine].predict_proba(single.test), single.models[engine].predict_proba(single.test)
         )
+    _sampled_gap(client, whole, data, single, seed=11)
     # Scores with the same booster on each worker: identical to scoring the whole dataset, reasons included.
     model = single.models["lightgbm"]
     model.save(ModelStore(tmp_path / "model").conversion("lightgbm"))
@@ -234,61 +251,40 @@ def test_training_and_scoring_over_partitions(messy: tuple[Dataset, Partitioned]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [11, 12])
-def test_the_sampled_fit_is_within_001_roc_auc_of_every_row(
-    seed: int, client: Any, tmp_path_factory: pytest.TempPathFactory
+def test_the_sampled_fit_is_within_001_roc_auc_on_a_second_seed(
+    client: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    data_dir, parts = _partitioned(tmp_path_factory, 8_000, seed)
-    whole, data = load_dataset(data_dir), read_partitioned(parts)
-    full = train_conversion(whole)
-    observed = int((~transition_rows(whole, None, SNAPSHOT_DAYS)["censored"]).sum())
-    sampled = train_conversion_over(client, data, max_rows=observed // 2, seed=seed)
-    assert sampled.sample.startswith("fitted and tested on a stratified sample of 50%")
-    assert "drawn across 3 partitions" in sampled.sample
-    test = full.test  # both judged on every test entry of the full fit
-    auc = [
-        metrics_table(test, m.models["lightgbm"].predict_proba(test), label="x").filter(pl.col("stage") == "all")[
-            "roc_auc"
-        ][0]
-        for m in (full, sampled)
-    ]
-    assert abs(auc[1] - auc[0]) <= 0.01, auc
+    # The first seed is in test_training_and_scoring_over_partitions; benchmarks/RESULTS.md holds it at M.
+    data_dir, parts = _partitioned(tmp_path_factory, 8_000, 12)
+    whole = load_dataset(data_dir)
+    _sampled_gap(client, whole, read_partitioned(parts), train_conversion(whole), seed=12)
 
 
 # --- the command line, end to end -----------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_partition_train_score_and_report_with_a_local_cluster(cli: Cli, tmp_path: Path) -> None:
-    _messy(tmp_path / "data", 2_500, 5)
+def test_partition_train_score_and_report_with_a_local_cluster(
+    cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _messy(tmp_path / "data", 2_000, 5)
     parts, models, scores = tmp_path / "parts", tmp_path / "models", tmp_path / "scores"
-    done = cli("--quiet", "partition", str(tmp_path / "data"), "--partitions", "4", "--out", str(parts))
-    assert done.returncode == 0, done.stderr
-    assert "stage_events" in done.stdout and (parts / "partitions.json").is_file()
+    # partition, train and score run in this process (the command's own code, a real LocalCluster each);
+    # the report runs as a scheduled job does, in a fresh process.
+    assert main(["--quiet", "partition", str(tmp_path / "data"), "--partitions", "4", "--out", str(parts)]) == 0
+    assert "stage_events" in capsys.readouterr().out and (parts / "partitions.json").is_file()
     manifest = json.loads((parts / "partitions.json").read_text(encoding="utf-8"))
     assert manifest["partitions"] == 4 and len(manifest["fingerprint"]) == 64
-    trained = cli("--quiet", "train", str(parts), "--out", str(models), "--cluster", "local:2")
-    assert trained.returncode == 0, trained.stderr
-    assert "Model card" in trained.stdout and (models / "conversion" / "lightgbm" / "model.json").is_file()
+    assert main(["--quiet", "train", str(parts), "--out", str(models), "--cluster", "local:2"]) == 0
+    assert "Model card" in capsys.readouterr().out and (models / "conversion" / "lightgbm" / "model.json").is_file()
     assert (models / "satisfaction" / "model_card.json").is_file()
     metrics = json.loads((models / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["training"]["partitions"] == 4 and metrics["training"]["cluster"] == "local:2"
-    scored = cli(
-        "--quiet",
-        "score",
-        str(parts),
-        "--model",
-        str(models),
-        "--as-of",
-        "2026-07-01",
-        "--out",
-        str(scores),
-        "--cluster",
-        "local:2",
-    )
-    assert scored.returncode == 0, scored.stderr
+    argv = ["--quiet", "score", str(parts), "--model", str(models), "--as-of", "2026-07-01", "--out", str(scores)]
+    assert main([*argv, "--cluster", "local:2"]) == 0
+    said = capsys.readouterr().out
     assert sorted(p.name for p in scores.glob("part-*.parquet")) == [f"part-0000{i}.parquet" for i in range(4)]
-    open_deals = int(re.search(r"([\d,]+) open opportunities", scored.stdout).group(1).replace(",", ""))  # type: ignore[union-attr]
+    open_deals = int(re.search(r"([\d,]+) open opportunities", said).group(1).replace(",", ""))  # type: ignore[union-attr]
     assert pl.read_parquet(scores / "part-*.parquet").height == open_deals > 0
     report = cli(
         "--quiet",
