@@ -11,7 +11,7 @@ import json
 import re
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,9 @@ import numpy as np
 import polars as pl
 import pytest
 from browser import browser
-from commands import Cli
 from polars.testing import assert_frame_equal
 from shared import once_per_run
 
-import funnelmodels as fm
 from funnelmodels.cli import main
 from funnelmodels.data.io import Dataset, load_dataset
 from funnelmodels.data.synthetic import generate_dataset, write_dataset
@@ -38,12 +36,13 @@ from funnelmodels.distributed.partition import (
 )
 from funnelmodels.distributed.training import fit_lightgbm_on_cluster, load_lightgbm_dask, train_conversion_over
 from funnelmodels.errors import ConfigError, DataValidationError
-from funnelmodels.funnel import SNAPSHOT_DAYS, with_stale_losses
+from funnelmodels.funnel import SNAPSHOT_DAYS, build_transitions, with_stale_losses
 from funnelmodels.kpis import sales_kpi_table
-from funnelmodels.models.conversion import metrics_table
+from funnelmodels.models.conversion import StageConversionModel, metrics_table
 from funnelmodels.models.persist import ModelStore
-from funnelmodels.models.predict import score_open_opportunities
+from funnelmodels.models.predict import pipeline_value, score_open_opportunities
 from funnelmodels.models.train import train_conversion, transition_frame, transition_rows
+from funnelmodels.rates import conversion_table
 from funnelmodels.rfm import rfm_summary
 from funnelmodels.segments import with_segment
 
@@ -265,12 +264,12 @@ def test_the_sampled_fit_is_within_001_roc_auc_on_a_second_seed(
 
 @pytest.mark.slow
 def test_partition_train_score_and_report_with_a_local_cluster(
-    cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _messy(tmp_path / "data", 2_000, 5)
+    _messy(tmp_path / "data", 1_500, 5)
     parts, models, scores = tmp_path / "parts", tmp_path / "models", tmp_path / "scores"
-    # partition, train and score run in this process (the command's own code, a real LocalCluster each);
-    # the report runs as a scheduled job does, in a fresh process.
+    # Each command runs in this process (the command's own code, a real LocalCluster each; the report's
+    # notebook in its own kernel); the command line in a fresh process is tested in tests/cli.
     assert main(["--quiet", "partition", str(tmp_path / "data"), "--partitions", "4", "--out", str(parts)]) == 0
     assert "stage_events" in capsys.readouterr().out and (parts / "partitions.json").is_file()
     manifest = json.loads((parts / "partitions.json").read_text(encoding="utf-8"))
@@ -286,28 +285,32 @@ def test_partition_train_score_and_report_with_a_local_cluster(
     assert sorted(p.name for p in scores.glob("part-*.parquet")) == [f"part-0000{i}.parquet" for i in range(4)]
     open_deals = int(re.search(r"([\d,]+) open opportunities", said).group(1).replace(",", ""))  # type: ignore[union-attr]
     assert pl.read_parquet(scores / "part-*.parquet").height == open_deals > 0
-    report = cli(
-        "--quiet",
-        "report",
-        "sales_performance",
-        "--cluster",
-        "local:2",
-        "-p",
-        "data_dir",
-        str(parts),
-        "-p",
-        "model_dir",
-        str(models),
-        "--reports-dir",
-        str(tmp_path / "reports"),
-    )
-    assert report.returncode == 0, report.stderr
+    where = ["-p", "data_dir", str(parts), "-p", "model_dir", str(models), "--reports-dir", str(tmp_path / "reports")]
+    reported = main(["--quiet", "report", "sales_performance", "--cluster", "local:2", *where])
+    assert reported == 0, capsys.readouterr().err
     folder = tmp_path / "reports" / "sales_performance" / "latest"
-    # The report's tables: those of the single-machine report on the dataset the partitions came from.
-    single = fm.reports.sales_performance(load_dataset(tmp_path / "data"), model_dir=str(models))
-    for name in ("kpis", "segments", "funnel", "pipeline"):
+    # The report's tables: the single-machine functions on the dataset the partitions came from (its period:
+    # June 2026, the latest complete month; its funnel and pipeline at the period's end).
+    whole = load_dataset(tmp_path / "data")
+    june, end = date(2026, 6, 1), datetime(2026, 7, 1)
+    closed = with_stale_losses(whole.lazy("stage_events"), whole.spec, end=whole.end)
+    customers, rules = whole.lazy("customers"), whole.config.counting
+    model = StageConversionModel.load(ModelStore(models).conversion("lightgbm"), engine="lightgbm")
+    expected_tables = {
+        "kpis": sales_kpi_table(whole.lazy("transactions"), closed, rules=rules).filter(pl.col("period") <= june),
+        "segments": sales_kpi_table(
+            with_segment(whole.lazy("transactions"), customers, "region"),
+            with_segment(closed, customers, "region"),
+            by="region",
+            rules=rules,
+        ).filter(pl.col("period") == june),
+        "funnel": conversion_table(build_transitions(whole.lazy("stage_events"), whole.spec, end=end), whole.spec),
+        "pipeline": pipeline_value(
+            score_open_opportunities(whole, model, end, reasons=False), by="stage", spec=whole.spec
+        ),
+    }
+    for name, expected in expected_tables.items():
         written = pl.read_csv(folder / "tables" / f"{name}.csv", try_parse_dates=True)
-        expected = getattr(single, name)
         assert written.height == expected.height and written.columns == expected.columns, name
         for column in expected.columns:
             if expected[column].dtype.is_numeric():
