@@ -60,8 +60,13 @@ class TableRead:
     unparsed: pl.DataFrame | None = None
 
 
-def read_table(table: TableSource, schema: TableSchema, *, name: str | None = None) -> TableRead:
-    """Read a canonical table from its files: stack the sources, apply lookups, parse, check columns."""
+def read_table(
+    table: TableSource, schema: TableSchema, *, name: str | None = None, allow_empty: bool = False
+) -> TableRead:
+    """Read a canonical table from its files: stack the sources, apply lookups, parse, check columns.
+
+    An empty table is refused unless ``allow_empty`` (one partition of a dataset may have no surveys).
+    """
     where = name or schema.name
     many = len(table.sources) > 1
     frames, problems, notes, unparsed = [], [], [], []
@@ -102,7 +107,7 @@ def read_table(table: TableSource, schema: TableSchema, *, name: str | None = No
         if isinstance(merged, Problem):
             return TableRead(None, [*problems, merged], notes)
         notes.extend(merged)
-    if frame.height == 0:
+    if frame.height == 0 and not allow_empty:
         problems.append(Problem(where, "", "the table is empty (0 rows); remove the file or fill it"))
         return TableRead(None, problems, notes)
     return TableRead(frame, problems, notes, pl.concat(unparsed) if unparsed else None)

@@ -6,6 +6,7 @@ single-machine path, and asking for a cluster without it installed is a clear er
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -68,6 +69,9 @@ def client_for(cluster: str | None = None, scheduler: str | None = None) -> Iter
         processes=True,
         dashboard_address=None,
         worker_dashboard_address=None,
+        # A task's error comes back to the command as its own message; the workers' logs would print it again
+        # with a traceback.
+        silence_logs=logging.CRITICAL,
         env={"POLARS_MAX_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "FUNNELMODELS_PROGRESS": "0"},
     )
     try:
