@@ -77,12 +77,7 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
             satisfaction = train_satisfaction(dataset, target=args.satisfaction_score, seed=args.seed)
             satisfaction_verdict = satisfaction_card(satisfaction, seed=args.seed)
         store = ModelStore(staging)
-        if conversion is not None:
-            for engine, model in conversion.models.items():
-                model.save(store.conversion(engine))
-            report["conversion"] = conversion.summary()
-        if card is not None:
-            write_json(store.conversion_card, card.to_json())
+        report |= _save_models(store, conversion, card, satisfaction, satisfaction_verdict)
         if conversion is not None:
             progress("conversion: the open pipeline at the test period's start, the reference for score --check-drift")
             moment = conversion.split.test_start
@@ -92,12 +87,6 @@ def _cmd_train(args: argparse.Namespace, progress: Progress) -> int:
             for engine, cmodel in forecast.models.items():
                 cmodel.save(store.close_time(engine))
             write_json(store.forecast, forecast.summary())
-        if satisfaction is not None:
-            for engine, smodel in satisfaction.models.items():
-                smodel.save(store.satisfaction(engine))
-            report["satisfaction"] = satisfaction.summary()
-        if satisfaction_verdict is not None:
-            write_json(store.satisfaction_card, satisfaction_verdict.to_json())
         report["data"] = {"notes": list(dataset.notes), "set_aside": dataset.rejected_summary()}
         # Every option that shaped training, so a model folder says how it was made.
         report["training"] = {
@@ -195,20 +184,9 @@ def _cmd_train_partitioned(args: argparse.Namespace, progress: Progress) -> int:
                 )
                 verdict = satisfaction_card(satisfaction, seed=args.seed)
         store = ModelStore(staging)
-        if conversion is not None:
-            for engine, model in conversion.models.items():
-                model.save(store.conversion(engine))
-            report["conversion"] = conversion.summary()
-            if comparison is not None:
-                report["conversion"]["distributed_fit"] = comparison
-        if card is not None:
-            write_json(store.conversion_card, card.to_json())
-        if satisfaction is not None:
-            for engine, smodel in satisfaction.models.items():
-                smodel.save(store.satisfaction(engine))
-            report["satisfaction"] = satisfaction.summary()
-        if verdict is not None:
-            write_json(store.satisfaction_card, verdict.to_json())
+        report |= _save_models(store, conversion, card, satisfaction, verdict)
+        if comparison is not None:
+            report["conversion"]["distributed_fit"] = comparison
         report["data"] = {"notes": data.manifest.get("notes", []), "set_aside": []}
         report["training"] = {
             "data": str(args.data),
@@ -242,6 +220,24 @@ PARTITIONED_LEFT_OUT = (
     "over partitions, train writes the conversion and satisfaction models and their cards; the forecast's "
     "close-time models and the drift reference of score --check-drift need the single-machine path."
 )
+
+
+def _save_models(store: ModelStore, conversion: Any, card: Any, satisfaction: Any, verdict: Any) -> dict[str, Any]:
+    """Write the fitted models and their cards into the folder; their summaries for metrics.json."""
+    report: dict[str, Any] = {}
+    if conversion is not None:
+        for engine, model in conversion.models.items():
+            model.save(store.conversion(engine))
+        report["conversion"] = conversion.summary()
+    if card is not None:
+        write_json(store.conversion_card, card.to_json())
+    if satisfaction is not None:
+        for engine, smodel in satisfaction.models.items():
+            smodel.save(store.satisfaction(engine))
+        report["satisfaction"] = satisfaction.summary()
+    if verdict is not None:
+        write_json(store.satisfaction_card, verdict.to_json())
+    return report
 
 
 def _ready(card: Any) -> bool:

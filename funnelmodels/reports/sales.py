@@ -220,12 +220,8 @@ def sales_performance(
     )
     chosen = _chosen_period(period, period_length, kpis, _data_end(transactions, events), notes)
     kpis = kpis.filter(pl.col("period") <= chosen)
-    changes, yoy = _changes(kpis, chosen, period_length)
     by_segment = _segment_table(dataset, transactions, closed, segment, period_length, chosen, missing)
-    segments = by_segment.filter(pl.col("period") == chosen) if by_segment is not None else None
-    segment_changes = (
-        kpi_changes(by_segment, by=segment).filter(pl.col("period") == chosen) if by_segment is not None else None
-    )
+    changes, yoy, segments, segment_changes = _period_views(kpis, by_segment, chosen, period_length, segment)
     funnel = cumulative = close = pipeline = deals = None
     if events is not None:
         funnel, cumulative, close, pipeline, deals = _funnel_and_pipeline(
@@ -284,7 +280,8 @@ def _over_partitions(
         kpis = sales_kpis(client, data, period=period_length)
         chosen = _chosen_period(period, period_length, kpis, last_day, notes)
         kpis = kpis.filter(pl.col("period") <= chosen)
-        if _segment_available(data, segment, has_tx, missing):
+        columns = data.columns("customers") if data.has("customers") else None
+        if _segment_available(columns, segment, has_tx, missing):
             before = shift_period(chosen, period_length, -1)
             by_segment = sales_kpis(client, data, period=period_length, segment=segment).filter(
                 pl.col("period").is_between(before, chosen)
@@ -311,11 +308,7 @@ def _over_partitions(
             "The forecast of the next period's won value is not computed over partitions yet: it needs the close-time "
             "models, which train on one machine."
         )
-    changes, yoy = _changes(kpis, chosen, period_length)
-    segments = by_segment.filter(pl.col("period") == chosen) if by_segment is not None else None
-    segment_changes = (
-        kpi_changes(by_segment, by=segment).filter(pl.col("period") == chosen) if by_segment is not None else None
-    )
+    changes, yoy, segments, segment_changes = _period_views(kpis, by_segment, chosen, period_length, segment)
     goals, next_target = _attainment(kpis, targets_file, chosen, period_length) if targets_file else (None, None)
     return SalesReport(
         chosen,
@@ -338,15 +331,18 @@ def _over_partitions(
     )
 
 
-def _segment_available(data: Partitioned, segment: str, has_tx: bool, missing: dict[str, str]) -> bool:
-    """Whether the segment table can be made, with the single-machine report's sentences and errors."""
+def _segment_available(columns: list[str] | None, segment: str, has_tx: bool, missing: dict[str, str]) -> bool:
+    """Whether the segment table can be made from customers ``columns`` (None: no customers table).
+
+    When it cannot, ``missing`` says why; a segment that is not a column (other than the default) is an error.
+    """
     if not segment:
         missing["segments"] = "No segment table: no segment was chosen (pass -p segment COLUMN, e.g. region)."
         return False
-    if not data.has("customers") or not has_tx:
+    if columns is None or not has_tx:
         missing["segments"] = "No segment table: it needs a customers table and a transactions table."
         return False
-    names = [c for c in data.columns("customers") if c != s.CUSTOMER_ID]
+    names = [c for c in columns if c != s.CUSTOMER_ID]
     if segment in names:
         return True
     if segment == DEFAULT_SEGMENT:
@@ -448,6 +444,17 @@ def _chosen_period(
     return chosen
 
 
+def _period_views(
+    kpis: pl.DataFrame, by_segment: pl.DataFrame | None, chosen: date, period_length: str, segment: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
+    """The period's changes (on the period before, on a year earlier), its segments and their changes."""
+    changes, yoy = _changes(kpis, chosen, period_length)
+    if by_segment is None:
+        return changes, yoy, None, None
+    segment_changes = kpi_changes(by_segment, by=segment).filter(pl.col("period") == chosen)
+    return changes, yoy, by_segment.filter(pl.col("period") == chosen), segment_changes
+
+
 def _changes(kpis: pl.DataFrame, chosen: date, period_length: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The period's KPI changes against the period before and against the same period a year earlier."""
     lag = {"month": 12, "quarter": 4, "week": 52, "day": 365, "year": 1}[period_length]
@@ -479,25 +486,10 @@ def _segment_table(
     missing: dict[str, str],
 ) -> pl.DataFrame | None:
 
-    if not segment:
-        missing["segments"] = "No segment table: no segment was chosen (pass -p segment COLUMN, e.g. region)."
-        return None
-    if not dataset.has("customers") or transactions is None:
-        missing["segments"] = "No segment table: it needs a customers table and a transactions table."
+    names = dataset.lazy("customers").collect_schema().names() if dataset.has("customers") else None
+    if not _segment_available(names, segment, transactions is not None, missing) or transactions is None:
         return None
     customers = dataset.lazy("customers")
-    names = [c for c in customers.collect_schema().names() if c != s.CUSTOMER_ID]
-    if segment not in names:
-        if segment == DEFAULT_SEGMENT:
-            missing["segments"] = (
-                f"No segment table: the customers table has no {segment} column; pass -p segment COLUMN "
-                f"(one of {', '.join(names)})."
-            )
-            return None
-        raise ConfigError(
-            f"segment {segment!r} is not a customers column{did_you_mean(segment, names)}; "
-            f"available: {', '.join(names)}."
-        )
     # The period and the one before it: the segments' table and their changes (the biggest mover).
     table = sales_kpi_table(
         with_segment(transactions, customers, segment),
