@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -139,3 +140,10 @@ def test_a_comparison_without_the_sensitive_columns_must_be_on_the_same_rows(
     other = replace(trained, test=trained.test.head(trained.test.height - 1))
     with pytest.raises(ModelError, match="tested on other rows"):
         conversion_card(trained, resamples=20, without=other)
+
+
+def test_the_card_is_the_same_on_a_second_run(trained: ConversionTraining) -> None:
+    # Seeded resamples: the same training and seed give the same card, to the byte of its JSON.
+    first, second = conversion_card(trained, seed=3).to_json(), conversion_card(trained, seed=3).to_json()
+    assert json.dumps(first, sort_keys=True, default=str) == json.dumps(second, sort_keys=True, default=str)
+    assert first["gate"] == second["gate"] and first["gate"]["engine"] in ("lightgbm", "logit")

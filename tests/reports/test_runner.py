@@ -110,7 +110,9 @@ def test_html_is_self_contained_and_hides_code(rendered: dict[str, ReportRun]) -
 
 
 def test_same_inputs_give_identical_tables(rendered: dict[str, ReportRun], synthetic_dir: Path, tmp_path: Path) -> None:
-    for name in ("sales_performance", "stage_conversion"):
+    # The sales report: KPI sums, the forecast's distribution. The models' determinism is held by
+    # tests/models (training twice; the model card twice).
+    for name in ("sales_performance",):
         given = rendered[name].manifest["parameters"]
         same = {key: given[key] for key in ("targets_file",) if given.get(key)}
         again = run_report(name, {"data_dir": str(synthetic_dir)} | same, reports_dir=tmp_path)
