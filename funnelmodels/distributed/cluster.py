@@ -63,17 +63,14 @@ def client_for(cluster: str | None = None, scheduler: str | None = None) -> Iter
         raise ConfigError(f"--cluster takes local:N with N ≥ 1 worker processes (e.g. local:2); received {cluster!r}.")
     workers = int(match.group(1))
     threads = max(1, (os.cpu_count() or 1) // workers)
-    local = distributed.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        worker_dashboard_address=None,
-        # A task's error comes back to the command as its own message; the workers' logs would print it again
-        # with a traceback.
-        silence_logs=logging.CRITICAL,
-        env={"POLARS_MAX_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "FUNNELMODELS_PROGRESS": "0"},
-    )
+    try:
+        local = _local_cluster(distributed, workers, threads)
+    except RuntimeError as exc:  # Dask's own words: "Nanny failed to start."
+        raise FunnelModelsError(
+            f"the local Dask cluster could not start its {workers} worker processes ({exc}). A Python script "
+            'that starts one must do so under `if __name__ == "__main__":` (worker processes import the '
+            "script again); the command line and notebooks need nothing."
+        ) from None
     try:
         client = distributed.Client(local)
         try:
@@ -82,6 +79,20 @@ def client_for(cluster: str | None = None, scheduler: str | None = None) -> Iter
             client.close()
     finally:
         local.close()
+
+
+def _local_cluster(distributed: Any, workers: int, threads: int) -> Any:
+    return distributed.LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",  # a free port: two clusters at once do not fight over the default one
+        worker_dashboard_address=None,
+        # A task's error comes back to the command as its own message; the workers' logs would print it again
+        # with a traceback.
+        silence_logs=logging.CRITICAL,
+        env={"POLARS_MAX_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "FUNNELMODELS_PROGRESS": "0"},
+    )
 
 
 def run_on_partitions(
