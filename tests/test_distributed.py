@@ -76,8 +76,7 @@ def messy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Dataset, Partitione
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
-    # lightgbm.dask needs scikit-learn loaded before LightGBM; every other test is indifferent to it.
-    load_lightgbm_dask()
+    """A 2-worker LocalCluster for the module's tests (the command-line test joins it with --scheduler)."""
     with client_for("local:2") as dask_client:
         yield dask_client
 
@@ -247,6 +246,7 @@ def test_training_and_scoring_over_partitions(messy: tuple[Dataset, Partitioned]
     assert_frame_equal(scored.head(40), expected.head(40))
     assert int((scored["reasons_up"].list.len() > 0).sum()) <= 40 * PARTITIONS
     # lightgbm.dask on every training row: early stopping off, the sample fit's rounds, the gap measured.
+    load_lightgbm_dask()  # LightGBM was loaded here without scikit-learn: its layer is loaded again with it
     refit, comparison = fit_lightgbm_on_cluster(client, data, over)
     state = refit.models["lightgbm"].state
     assert comparison["rounds"] == over.models["lightgbm"].state["best_iteration"]["all"]  # type: ignore[typeddict-item]
@@ -272,14 +272,16 @@ def test_the_sampled_fit_is_within_001_roc_auc_on_a_second_seed(
 
 
 @pytest.mark.slow
-def test_partition_train_score_and_report_with_a_local_cluster(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_partition_train_score_and_report_on_a_cluster(
+    client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _messy(tmp_path / "data", 1_500, 5)
     parts, models, scores = tmp_path / "parts", tmp_path / "models", tmp_path / "scores"
-    # Each command runs in this process (the command's own code, a real LocalCluster each; the report's
-    # notebook in its own kernel); the command line in a fresh process is tested in tests/cli.
-    assert main(["--quiet", "partition", str(tmp_path / "data"), "--partitions", "4", "--out", str(parts)]) == 0
+    # Each command runs in this process (the command's own code; the report's notebook in its own kernel).
+    # train starts its own local cluster (--cluster local:2); the others join the module's (--scheduler).
+    scheduler = ["--scheduler", client.scheduler.address]
+    argv = ["--quiet", "partition", str(tmp_path / "data"), "--partitions", "4", "--out", str(parts)]
+    assert main([*argv, *scheduler]) == 0
     assert "stage_events" in capsys.readouterr().out and (parts / "partitions.json").is_file()
     manifest = json.loads((parts / "partitions.json").read_text(encoding="utf-8"))
     assert manifest["partitions"] == 4 and len(manifest["fingerprint"]) == 64
@@ -289,13 +291,13 @@ def test_partition_train_score_and_report_with_a_local_cluster(
     metrics = json.loads((models / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["training"]["partitions"] == 4 and metrics["training"]["cluster"] == "local:2"
     argv = ["--quiet", "score", str(parts), "--model", str(models), "--as-of", "2026-07-01", "--out", str(scores)]
-    assert main([*argv, "--cluster", "local:2"]) == 0
+    assert main([*argv, *scheduler]) == 0
     said = capsys.readouterr().out
     assert sorted(p.name for p in scores.glob("part-*.parquet")) == [f"part-0000{i}.parquet" for i in range(4)]
     open_deals = int(re.search(r"([\d,]+) open opportunities", said).group(1).replace(",", ""))  # type: ignore[union-attr]
     assert pl.read_parquet(scores / "part-*.parquet").height == open_deals > 0
     where = ["-p", "data_dir", str(parts), "-p", "model_dir", str(models), "--reports-dir", str(tmp_path / "reports")]
-    reported = main(["--quiet", "report", "sales_performance", "--cluster", "local:2", *where])
+    reported = main(["--quiet", "report", "sales_performance", *scheduler, *where])
     assert reported == 0, capsys.readouterr().err
     folder = tmp_path / "reports" / "sales_performance" / "latest"
     # The report's tables: the single-machine functions on the dataset the partitions came from (its period:

@@ -203,6 +203,8 @@ def load_lightgbm_dask() -> Any:
 
         importlib.reload(sys.modules["lightgbm"].compat)
         importlib.reload(lightgbm.sklearn)
+        if "lightgbm.dask" in sys.modules:  # it read the compatibility flags when it was loaded
+            importlib.reload(sys.modules["lightgbm.dask"])
     import lightgbm.dask as lgb_dask
 
     return lgb_dask
