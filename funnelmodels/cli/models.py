@@ -340,7 +340,7 @@ def _cmd_score_partitioned(args: argparse.Namespace, progress: Progress) -> int:
         f"{int(parts['open'].sum()):,} open opportunities at {args.as_of}: pipeline {total:,.0f}, "
         f"expected {expected:,.0f} ({data.count} partitions, engine {engine})"
     )
-    if args.reasons is not True and args.reasons:
+    if args.reasons is not True and 0 < args.reasons < int(parts["open"].sum()):
         print(
             f"reasons: each partition's {args.reasons:,} deals worth most (so every deal among the "
             f"{args.reasons:,} worth most overall has them)"

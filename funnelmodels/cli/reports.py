@@ -87,7 +87,9 @@ def _over_partitions(args: argparse.Namespace, params: dict[str, str], names: li
     if others:
         raise ConfigError(
             f"over a partitioned dataset, {' and '.join(OVER_PARTITIONS)} runs on the cluster; "
-            f"{', '.join(others)} need the dataset on one machine."
+            f"{', '.join(others)} {'needs' if len(others) == 1 else 'need'} the dataset on one machine: run "
+            f"{'it' if len(others) == 1 else 'them'} on the dataset the partitions were cut from, without "
+            "--cluster or --scheduler."
         )
     params["cluster"] = args.cluster or ""
     params["scheduler"] = args.scheduler or ""
