@@ -29,7 +29,7 @@ from funnelmodels.funnel import SNAPSHOT_DAYS, with_stale_losses
 from funnelmodels.kpis import combine_sales_kpi_parts, sales_kpi_parts, sales_kpis_from_parts
 from funnelmodels.models.conversion import StageConversionModel
 from funnelmodels.models.persist import ModelStore
-from funnelmodels.models.predict import open_opportunities, score_open_opportunities
+from funnelmodels.models.predict import NothingOpenError, score_open_opportunities
 from funnelmodels.models.train import ROW_ORDER, transition_frame
 from funnelmodels.rfm import rfm_summary
 from funnelmodels.segments import with_segment
@@ -99,12 +99,10 @@ def _rfm(part: str, observation_end: datetime | None) -> pl.DataFrame:
 def _score(part: str, model_dir: str, engine: str, as_of: datetime, out: str, reasons: bool | int) -> dict[str, Any]:
     dataset = partition_dataset_of(part)
     model = StageConversionModel.load(ModelStore(Path(model_dir)).conversion(engine), engine=engine)
-    # Nothing open in this partition is not an error (a moment before the data is: open_opportunities says so).
-    scored = (
-        score_open_opportunities(dataset, model, as_of, reasons=reasons)
-        if open_opportunities(dataset, as_of).height
-        else None
-    )
+    try:
+        scored = score_open_opportunities(dataset, model, as_of, reasons=reasons)
+    except NothingOpenError:  # nothing open in this partition: no file (a moment before the data is an error)
+        scored = None
     path = Path(out) / f"{Path(part).name}.parquet"
     if scored is None:
         return {"part": path.name, "open": 0, "amount": 0.0, "expected_value": 0.0}

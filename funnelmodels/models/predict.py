@@ -24,6 +24,7 @@ from funnelmodels.rates import historical_win_probability
 
 __all__ = [
     "REASONS_FOR",
+    "NothingOpenError",
     "at_risk_customers",
     "check_as_of",
     "open_opportunities",
@@ -33,6 +34,10 @@ __all__ = [
     "score_open_opportunities",
     "with_people",
 ]
+
+
+class NothingOpenError(ModelError):
+    """No deal is open at the scoring moment: an error for one dataset, none for one partition of it."""
 
 
 def check_as_of(events: pl.LazyFrame, as_of: datetime) -> None:
@@ -101,7 +106,7 @@ def score_open_opportunities(
         bar.step("open deals and their features")
         opened = open_pipeline(dataset, as_of)
         if opened.height == 0:
-            raise ModelError(f"no opportunity is open at {as_of}.")
+            raise NothingOpenError(f"no opportunity is open at {as_of}.")
         rows = model.prepare(opened)
         warn_unseen(model.encoder, rows.frame)
         bar.step("probabilities")

@@ -39,7 +39,7 @@ from funnelmodels.models.forecast import PeriodForecast, forecast_period, read_f
 from funnelmodels.models.hazard import CloseTimeModel, fit_close_time
 from funnelmodels.models.persist import ModelStore
 from funnelmodels.models.predict import (
-    open_opportunities,
+    NothingOpenError,
     pipeline_value,
     score_from_history,
     score_open_opportunities,
@@ -368,9 +368,7 @@ def _pipeline_part(part: str, model_dir: str, end: datetime) -> tuple[pl.DataFra
     model = StageConversionModel.load(ModelStore(Path(model_dir)).conversion("lightgbm"), engine="lightgbm")
     try:
         scored = score_open_opportunities(dataset, model, end, reasons=TOP_DEALS)
-    except ModelError:
-        if open_opportunities(dataset, end).height:
-            raise
+    except NothingOpenError:
         return None
     return pipeline_value(scored, by=s.STAGE, spec=dataset.spec), _top_deals(dataset, scored, end)
 
